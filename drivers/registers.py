@@ -1,0 +1,161 @@
+"""Register primitives: typed register descriptions and pure encode/decode functions.
+
+Not here: any I/O. Maps are data built from these (one ``registers.py`` per device) and
+both the drivers and the simulator import them.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Final
+
+__all__ = [
+    "Access",
+    "DType",
+    "Register",
+    "RegisterMap",
+    "Table",
+    "WordOrder",
+    "decode",
+    "encode",
+]
+
+
+class Table(StrEnum):
+    """Modbus data table."""
+
+    HOLDING = "holding"
+    INPUT = "input"
+
+
+class DType(StrEnum):
+    """How the register's words hold a number."""
+
+    INT16 = "int16"
+    UINT16 = "uint16"
+    UINT32 = "uint32"
+    FLOAT32 = "float32"
+
+
+class Access(StrEnum):
+    """Who may write the register."""
+
+    RO = "ro"
+    RW = "rw"
+    WO = "wo"
+
+
+class WordOrder(StrEnum):
+    """Order of the 16-bit words of a 32-bit value on the wire."""
+
+    HIGH_FIRST = "high_first"  # "ABCD": Eurotherm float region, Alicat, Bronkhorst
+    LOW_FIRST = "low_first"  # "CDAB": some legacy Alicat firmware
+
+
+_WORDS: Final = {DType.INT16: 1, DType.UINT16: 1, DType.UINT32: 2, DType.FLOAT32: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    """One register (or a 32-bit pair) as the manual describes it.
+
+    ``address`` is the 0-based PDU address as sent on the wire. Engineering value =
+    raw integer * ``scale`` for integer types; floats are already engineering values.
+    ``minimum``/``maximum`` bound what may be written (engineering units).
+    """
+
+    name: str
+    address: int
+    dtype: DType
+    scale: float = 1.0
+    unit: str = ""
+    access: Access = Access.RO
+    minimum: float | None = None
+    maximum: float | None = None
+    word_order: WordOrder = WordOrder.HIGH_FIRST
+    table: Table = Table.HOLDING
+    doc: str = ""
+
+    @property
+    def word_count(self) -> int:
+        """Number of 16-bit words the value occupies."""
+        return _WORDS[self.dtype]
+
+    @property
+    def is_writable(self) -> bool:
+        """True if the instrument accepts writes to this register."""
+        return self.access is not Access.RO
+
+    def in_range(self, value: float) -> bool:
+        """True if ``value`` (engineering units) lies within the writable limits."""
+        if math.isnan(value):
+            return False
+        if self.minimum is not None and value < self.minimum:
+            return False
+        return self.maximum is None or value <= self.maximum
+
+
+def encode(reg: Register, value: float) -> list[int]:
+    """Engineering value -> register words. Raises ``ValueError`` if it does not fit."""
+    if reg.dtype is DType.FLOAT32:
+        hi, lo = struct.unpack(">HH", struct.pack(">f", value))
+        return [hi, lo] if reg.word_order is WordOrder.HIGH_FIRST else [lo, hi]
+    raw = round(value / reg.scale)
+    if reg.dtype is DType.INT16:
+        if not -0x8000 <= raw <= 0x7FFF:
+            raise ValueError(f"{reg.name}: {value} does not fit int16 at scale {reg.scale}")
+        return [raw & 0xFFFF]
+    if reg.dtype is DType.UINT16:
+        if not 0 <= raw <= 0xFFFF:
+            raise ValueError(f"{reg.name}: {value} does not fit uint16 at scale {reg.scale}")
+        return [raw]
+    if not 0 <= raw <= 0xFFFFFFFF:
+        raise ValueError(f"{reg.name}: {value} does not fit uint32 at scale {reg.scale}")
+    hi, lo = raw >> 16, raw & 0xFFFF
+    return [hi, lo] if reg.word_order is WordOrder.HIGH_FIRST else [lo, hi]
+
+
+def decode(reg: Register, words: Sequence[int]) -> float:
+    """Register words -> engineering value. Raises ``ValueError`` on a wrong word count."""
+    if len(words) != reg.word_count:
+        raise ValueError(f"{reg.name}: expected {reg.word_count} words, got {len(words)}")
+    if reg.word_count == 2:
+        hi, lo = (words[0], words[1]) if reg.word_order is WordOrder.HIGH_FIRST else (
+            words[1], words[0])
+        if reg.dtype is DType.FLOAT32:
+            return float(struct.unpack(">f", struct.pack(">HH", hi, lo))[0])
+        return ((hi << 16) | lo) * reg.scale
+    raw = words[0]
+    if reg.dtype is DType.INT16 and raw & 0x8000:
+        raw -= 0x10000
+    return raw * reg.scale
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterMap:
+    """All the registers of one device model, looked up by name or by address."""
+
+    model: str
+    registers: tuple[Register, ...]
+    by_address: dict[int, Register] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        index: dict[int, Register] = {}
+        for reg in self.registers:
+            for offset in range(reg.word_count):
+                if reg.address + offset in index:
+                    other = index[reg.address + offset]
+                    raise ValueError(f"{self.model}: {reg.name} overlaps {other.name}")
+                index[reg.address + offset] = reg
+        object.__setattr__(self, "by_address", index)
+
+    def __iter__(self) -> Iterable[Register]:  # type: ignore[override]
+        return iter(self.registers)
+
+    def span(self, first: Register, last: Register) -> tuple[int, int]:
+        """(start address, word count) of a block read from ``first`` through ``last``."""
+        return first.address, last.address + last.word_count - first.address

@@ -3,7 +3,7 @@
 Not here: translation from pymodbus's two error channels (that is the bus's job).
 
     FurnaceError(Exception)
-    ├── ConfigurationError(FurnaceError, ValueError)   bad recipe/station/argument; before anything moves
+    ├── ConfigurationError(FurnaceError, ValueError)   bad recipe/station/argument
     │   └── RecipeError                                 valid schema, but violates limits or physics
     ├── DeviceError(FurnaceError)                       carries the device name (+ register)
     │   ├── CommunicationError(DeviceError, ConnectionError)   no or garbled reply; retryable

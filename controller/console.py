@@ -1,0 +1,140 @@
+"""The operator's terminal: a rich live view of the running batch, or a progress bar at
+``--speed max``, and the closing summary table. Reads snapshots; never touches a device.
+
+Not here: decisions. The view is fed by the scan cycle's observer hook.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.logging import RichHandler
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+from rich.table import Table
+
+from controller.plan import PlanSummary
+from controller.runner import RecipeRunner
+from controller.snapshot import Snapshot
+
+__all__ = ["LiveView", "setup_logging", "summary_table"]
+
+
+def setup_logging(console: Console, level: int = logging.INFO) -> None:
+    """Route stdlib logging through rich on ``console``."""
+    logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]",
+                        handlers=[RichHandler(console=console, show_path=False)], force=True)
+
+
+def _fmt(value: float | None, spec: str = ".1f", unit: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:{spec}}{unit}"
+
+
+def _hms(seconds: float) -> str:
+    seconds = max(seconds, 0.0)
+    h, rem = divmod(int(seconds), 3600)
+    return f"{h:d}:{rem // 60:02d}:{rem % 60:02d}"
+
+
+class LiveView:
+    """Observer for ``ScanLoop``: a full table in real time, a progress bar at max speed.
+
+    ``refresh_every`` limits redraws to one per that many scan cycles (a dry run makes
+    tens of thousands of cycles a second).
+    """
+
+    def __init__(self, console: Console, summary: PlanSummary, *, compact: bool,
+                 refresh_every: int = 1) -> None:
+        self.console = console
+        self.summary = summary
+        self.compact = compact
+        self.refresh_every = refresh_every
+        self._count = 0
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                  TaskProgressColumn(), TextColumn("{task.fields[info]}"),
+                                  console=console, transient=False)
+        self._task = self._progress.add_task("batch", total=summary.total_duration_s or 1.0,
+                                             info="")
+        self._live = Live(self._progress, console=console, refresh_per_second=4,
+                          transient=False)
+
+    def __enter__(self) -> LiveView:
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._live.__exit__(None, None, None)
+
+    def remaining_s(self, runner: RecipeRunner, t_s: float) -> float:
+        """Planned time left: the rest of the current stage plus every later stage."""
+        stage = runner.stage_name
+        names = list(self.summary.stage_duration_s)
+        if stage not in names:
+            return 0.0
+        started = runner.progress.stage_started_t_s.get(stage, t_s)
+        left = max(self.summary.stage_duration_s[stage] - (t_s - started), 0.0)
+        return left + sum(self.summary.stage_duration_s[n] for n in names[names.index(stage) + 1:])
+
+    def __call__(self, snap: Snapshot, runner: RecipeRunner) -> None:
+        self._count += 1
+        if self._count % self.refresh_every and not runner.is_final:
+            return
+        remaining = self.remaining_s(runner, snap.t_s)
+        done = max(self.summary.total_duration_s - remaining, 0.0)
+        info = (f"{runner.stage_name} · {runner.state} · {_fmt(snap.furnace_c, '.0f', ' °C')}"
+                f" · ETA {_hms(remaining)}")
+        self._progress.update(self._task, completed=done, info=info)
+        if not self.compact:
+            self._live.update(Group(self._table(snap, runner, remaining), self._progress))
+
+    def _table(self, snap: Snapshot, runner: RecipeRunner, remaining_s: float) -> Table:
+        step = runner.current_step
+        reading = snap.furnace
+        table = Table(title=f"{runner.plan.sample_name} — {runner.plan.recipe_name}",
+                      show_header=False, expand=False)
+        table.add_column("what", style="bold")
+        table.add_column("value")
+        rows: list[tuple[str, str]] = [
+            ("state", str(runner.state)),
+            ("stage", runner.stage_name),
+            ("step", f"{runner.step_index + 1}/{len(runner.plan.steps)} "
+                     f"{step.label if step else ''}"),
+            ("setpoint", _fmt(runner.setpoint_c, ".1f", " °C")),
+            ("furnace", _fmt(snap.furnace_c, ".1f", " °C")),
+            ("output", _fmt(reading.output_pct if reading else None, ".1f", " %")),
+        ]
+        for gas, flow in snap.flows.items():
+            rows.append((f"flow {gas}", f"{_fmt(flow.flow_sccm if flow else None, '.0f')} / "
+                                        f"{runner.flows_sccm[gas]:.0f} sccm"))
+        if snap.o2_ppm is not None:
+            rows.append(("O2", _fmt(snap.o2_ppm, ".1f", " ppm")))
+        rows += [("process time", _hms(snap.t_s)), ("ETA", _hms(remaining_s))]
+        for k, v in rows:
+            table.add_row(k, v)
+        return table
+
+
+def summary_table(summary: Mapping[str, Any]) -> Table:
+    """The closing table: outcome, reason, planned vs actual per stage, gas used."""
+    table = Table(title=f"Batch {summary['batch_id']}: {summary['outcome']}")
+    table.add_column("stage")
+    table.add_column("planned", justify="right")
+    table.add_column("actual", justify="right")
+    for stage, row in summary["stages"].items():
+        actual = row.get("actual_s")
+        table.add_row(stage, _hms(row["planned_s"]), _hms(actual) if actual is not None
+                      else "—")
+    table.add_section()
+    table.add_row("total", _hms(summary["planned_s"]), _hms(summary["actual_s"]))
+    table.add_row("holdback", "", _hms(summary["holdback_s"]))
+    for gas, litres in summary["gas_used_l"].items():
+        table.add_row(f"{gas} used", f"{summary['gas_planned_l'].get(gas, 0):.1f} L",
+                      f"{litres:.1f} L")
+    table.caption = f"end reason: {summary['end_reason']}"
+    return table

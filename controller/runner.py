@@ -1,0 +1,401 @@
+"""The recipe runner: a ``transitions`` state machine plus the setpoint generator.
+
+Stepped by the scan cycle once per snapshot; returns ``Commands`` as data and queues audit
+events. It does no I/O and never waits. Not here: reading devices, writing them, or records.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+from transitions import EventData, Machine, MachineError
+
+from controller.interlocks import Context, Severity, Verdict
+from controller.snapshot import Commands, Snapshot
+from controller.station import Station
+from controller.steps import Cool, Dwell, End, OperatorStep, Plan, Purge, Ramp, SetGas, Step
+from drivers.errors import RunStateError
+
+__all__ = ["AuditEvent", "RecipeRunner", "RunState", "TRANSITIONS"]
+
+logger = logging.getLogger(__name__)
+logging.getLogger("transitions").setLevel(logging.ERROR)  # model_override skip notices
+
+
+class RunState(StrEnum):
+    """Runner states; the values appear in the trace and the audit log."""
+
+    IDLE = "idle"
+    PREFLIGHT = "preflight"
+    RUNNING = "running"
+    HELD = "held"
+    STOPPING = "stopping"  # operator stop: normal cool-down, batch not completed
+    ABORTING = "aborting"  # controlled cool-down under inert gas after a trip
+    COMPLETED = "completed"
+    ABORTED = "aborted"
+    FAULTED = "faulted"
+
+
+S = RunState
+_ACTIVE = [S.PREFLIGHT, S.RUNNING, S.HELD, S.STOPPING, S.ABORTING]
+FINAL = frozenset({S.COMPLETED, S.ABORTED, S.FAULTED})
+
+# trigger          source                         destination
+TRANSITIONS: list[dict[str, Any]] = [
+    {"trigger": "start", "source": S.IDLE, "dest": S.PREFLIGHT},
+    {"trigger": "preflight_ok", "source": S.PREFLIGHT, "dest": S.RUNNING},
+    {"trigger": "hold", "source": S.RUNNING, "dest": S.HELD},
+    {"trigger": "resume", "source": S.HELD, "dest": S.RUNNING},
+    {"trigger": "stop", "source": [S.RUNNING, S.HELD], "dest": S.STOPPING},
+    {"trigger": "abort", "source": _ACTIVE, "dest": S.ABORTING},
+    {"trigger": "finish", "source": S.RUNNING, "dest": S.COMPLETED},
+    {"trigger": "cooled", "source": [S.STOPPING, S.ABORTING], "dest": S.ABORTED},
+    {"trigger": "fault", "source": [S.IDLE, *_ACTIVE], "dest": S.FAULTED},
+]
+
+# A gas step is done once every flow is within this fraction of full scale of its setpoint.
+_FLOW_TOLERANCE_FRACTION = 0.05
+# Purge time counts only while the flow is at least this fraction of its setpoint.
+_PURGE_FLOW_FRACTION = 0.9
+# Flows must settle within this time, else the run holds.
+_GAS_SETTLE_TIMEOUT_S = 120.0
+# Default inert flow during a cool-down after abort or stop, if none is flowing.
+SAFE_INERT_FLOW_SCCM = 200.0
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """Something the audit log must record, queued by the runner for the scan cycle."""
+
+    event: str
+    fields: dict[str, Any]
+
+
+@dataclass(slots=True)
+class _StepState:
+    started_t_s: float
+    counted_s: float = 0.0  # dwell/purge time that counted
+    holdback_s: float = 0.0  # dwell time out of band
+    ramp_from_c: float = 0.0
+    confirmed: bool = False
+
+
+@dataclass(slots=True)
+class _Progress:
+    stage_started_t_s: dict[str, float] = field(default_factory=dict)
+    stage_ended_t_s: dict[str, float] = field(default_factory=dict)
+    holdback_s: float = 0.0
+
+
+class RecipeRunner:
+    """Runs a compiled ``Plan``. Triggers (``hold``, ``resume``, ``stop``, ``abort``...) are
+    bound by the machine; call them through ``command()`` so an illegal one becomes a
+    ``RunStateError`` rather than a ``MachineError``.
+    """
+
+    state: RunState
+
+    def __init__(self, plan: Plan, station: Station, *, auto_confirm: bool,
+                 max_hold_s: float = 3600.0) -> None:
+        self.plan = plan
+        self.station = station
+        self.auto_confirm = auto_confirm
+        self.max_hold_s = max_hold_s
+        self.events: list[AuditEvent] = []
+        self.setpoint_c = station.envelope.ambient_c
+        self.flows_sccm: dict[str, float] = {m.gas: 0.0 for m in station.mfc}
+        self.rate_limit_c_per_min = station.envelope.max_cooling_rate_c_per_min
+        self.purged: set[str] = set()
+        self.step_index = 0
+        self.end_reason = ""
+        self.progress = _Progress()
+        self._step = _StepState(started_t_s=0.0)
+        self._last_t_s: float | None = None
+        self._held_since_t_s = 0.0
+        self._now_t_s = 0.0
+        self._oxidising = {m.gas for m in station.mfc if m.oxidising}
+        self._machine = Machine(model=self, states=RunState, transitions=TRANSITIONS,
+                                initial=S.IDLE, auto_transitions=False, queued=True,
+                                model_override=True, send_event=True,
+                                after_state_change="_on_state_change")
+
+    # Triggers, bound by the machine (declared here so type checkers see them).
+    def start(self, **kw: Any) -> bool: raise NotImplementedError  # noqa: E704
+    def preflight_ok(self, **kw: Any) -> bool: raise NotImplementedError  # noqa: E704
+    def hold(self, **kw: Any) -> bool: raise NotImplementedError  # noqa: E704
+    def resume(self, **kw: Any) -> bool: raise NotImplementedError  # noqa: E704
+    def stop(self, **kw: Any) -> bool: raise NotImplementedError  # noqa: E704
+    def abort(self, **kw: Any) -> bool: raise NotImplementedError  # noqa: E704
+    def finish(self, **kw: Any) -> bool: raise NotImplementedError  # noqa: E704
+    def cooled(self, **kw: Any) -> bool: raise NotImplementedError  # noqa: E704
+    def fault(self, **kw: Any) -> bool: raise NotImplementedError  # noqa: E704
+
+    # ----------------------------------------------------------------- public surface
+    @property
+    def is_final(self) -> bool:
+        """True once the batch has ended (completed, aborted or faulted)."""
+        return self.state in FINAL
+
+    @property
+    def current_step(self) -> Step | None:
+        """The step being executed, or None before start and after the end."""
+        if self.state in (S.RUNNING, S.HELD) and self.step_index < len(self.plan.steps):
+            return self.plan.steps[self.step_index]
+        return None
+
+    @property
+    def stage_name(self) -> str:
+        """The current stage, or the state name outside the recipe's steps."""
+        step = self.current_step
+        return step.stage if step is not None else str(self.state)
+
+    @property
+    def context(self) -> Context:
+        """What the interlocks need from the runner."""
+        flowing = {g for g, f in self.flows_sccm.items() if f > 0}
+        inert_only = bool(flowing) and not (flowing & self._oxidising)
+        return Context(setpoint_c=self.setpoint_c,
+                       inert_unpurged=inert_only and not (flowing & self.purged))
+
+    def command(self, trigger: str, *, reason: str, operator: str = "") -> None:
+        """Fire ``trigger`` with a reason. Raises ``RunStateError`` if not allowed now."""
+        try:
+            getattr(self, trigger)(reason=reason, operator=operator)
+        except (MachineError, AttributeError) as exc:
+            raise RunStateError(f"cannot {trigger} while {self.state}") from exc
+
+    def begin(self, t_s: float, furnace_c: float) -> None:
+        """Enter preflight at ``t_s``, starting the setpoint at the furnace temperature."""
+        self._now_t_s = t_s
+        self.setpoint_c = furnace_c
+        self.command("start", reason="batch started")
+
+    def preflight_done(self, t_s: float) -> None:
+        """Preflight succeeded: start the first step."""
+        self._now_t_s = t_s
+        self.command("preflight_ok", reason="instruments configured and read back")
+        self._enter_step(t_s)
+
+    def commands(self) -> Commands:
+        """The desired state of the outputs, as data."""
+        return Commands(self.setpoint_c, MappingProxyType(dict(self.flows_sccm)),
+                        self.rate_limit_c_per_min)
+
+    # -------------------------------------------------------------------- the cycle
+    def step(self, snap: Snapshot, verdicts: list[Verdict]) -> Commands:
+        """Advance by one scan cycle on ``snap``, acting on interlock ``verdicts`` first."""
+        dt_s = 0.0 if self._last_t_s is None else max(snap.t_s - self._last_t_s, 0.0)
+        self._last_t_s = snap.t_s
+        self._now_t_s = snap.t_s
+        self._act_on(verdicts, snap)
+        if self.state is S.RUNNING:
+            self._run_step(snap, dt_s)
+        elif self.state is S.HELD and snap.t_s - self._held_since_t_s > self.max_hold_s:
+            self.command("abort", reason=f"held for more than {self.max_hold_s / 60:.0f} min "
+                         "with nobody resuming")
+        if self.state in (S.STOPPING, S.ABORTING):
+            self._cool_down(snap, dt_s)
+        return self.commands()
+
+    def _act_on(self, verdicts: list[Verdict], snap: Snapshot) -> None:
+        for v in verdicts:
+            fields = {"interlock": v.interlock, "severity": v.severity.name.lower(),
+                      "measured": v.measured, "limit": v.limit,
+                      "justification": v.justification}
+            if v.severity is Severity.HALT and self.state not in FINAL:
+                self._audit("interlock_trip", action="halt", **fields)
+                self.command("fault", reason=f"{v.interlock}: {v.justification}")
+                return
+            if v.severity is Severity.ABORT and self.state in (S.PREFLIGHT, S.RUNNING, S.HELD,
+                                                               S.STOPPING):
+                self._audit("interlock_trip", action="abort", **fields)
+                self.command("abort", reason=f"{v.interlock}: {v.justification}")
+                return
+            if v.severity is Severity.HOLD and self.state is S.RUNNING:
+                self._audit("interlock_trip", action="hold", **fields)
+                self.command("hold", reason=f"{v.interlock}: {v.justification}")
+                self.setpoint_c = min(self.setpoint_c, snap.furnace_c)
+                return
+
+    def _run_step(self, snap: Snapshot, dt_s: float) -> None:
+        step = self.plan.steps[self.step_index]
+        done = False
+        match step:
+            case Ramp():
+                done = self._ramp_toward(step.to_c, step.rate_c_per_min, dt_s)
+            case Dwell():
+                done = self._dwell(step, snap, dt_s)
+            case SetGas():
+                done = self._gas(step.flow_map, snap)
+            case Purge():
+                done = self._purge(step, snap, dt_s)
+            case Cool():
+                self._ramp_toward(self.station.envelope.ambient_c, step.rate_c_per_min, dt_s)
+                done = snap.furnace_c <= step.to_c
+            case OperatorStep():
+                done = self._operator(step, snap)
+            case End():
+                self._ramp_toward(self.station.envelope.ambient_c,
+                                  self.station.envelope.max_cooling_rate_c_per_min, dt_s)
+                done = True
+        if done:
+            self._leave_step(snap)
+
+    # ------------------------------------------------------------------ step kinds
+    def _ramp_toward(self, to_c: float, rate_c_per_min: float, dt_s: float) -> bool:
+        """Move the setpoint toward ``to_c`` by at most rate * dt. True once there."""
+        max_step_c = rate_c_per_min * dt_s / 60.0
+        delta_c = to_c - self.setpoint_c
+        if abs(delta_c) <= max_step_c:
+            self.setpoint_c = to_c
+            return True
+        self.setpoint_c += max_step_c if delta_c > 0 else -max_step_c
+        return False
+
+    def _dwell(self, step: Dwell, snap: Snapshot, dt_s: float) -> bool:
+        self.setpoint_c = step.at_c
+        if abs(snap.furnace_c - step.at_c) <= step.band_c:
+            self._step.counted_s += dt_s
+        else:
+            self._step.holdback_s += dt_s
+            self.progress.holdback_s += dt_s
+            if self._step.holdback_s > step.max_holdback_s:
+                self._audit("alarm", alarm="holdback_exceeded", measured=snap.furnace_c,
+                            limit=step.band_c, holdback_s=self._step.holdback_s,
+                            max_holdback_s=step.max_holdback_s)
+                self.command("hold", reason="furnace out of the holdback band for longer "
+                             f"than {step.max_holdback_s / 60:.0f} min")
+                self._step.holdback_s = 0.0
+                return False
+        return self._step.counted_s >= step.duration_s
+
+    def _set_flows(self, flows: dict[str, float]) -> None:
+        new = {gas: flows.get(gas, 0.0) for gas in self.flows_sccm}
+        if new != self.flows_sccm:
+            self._audit("gas_change", old=dict(self.flows_sccm), new=new)
+            self.flows_sccm = new
+            if any(new[g] > 0 for g in self._oxidising):
+                self.purged.clear()  # air in the tube again
+
+    def _flows_reached(self, snap: Snapshot) -> bool:
+        for mfc in self.station.mfc:
+            tolerance = _FLOW_TOLERANCE_FRACTION * mfc.full_scale_sccm
+            if not abs(snap.flow_sccm(mfc.gas) - self.flows_sccm[mfc.gas]) <= tolerance:
+                return False
+        return True
+
+    def _gas(self, flows: dict[str, float], snap: Snapshot) -> bool:
+        self._set_flows(flows)
+        if self._flows_reached(snap):
+            return True
+        if snap.t_s - self._step.started_t_s > _GAS_SETTLE_TIMEOUT_S:
+            self._audit("alarm", alarm="flow_not_reached", wanted=dict(self.flows_sccm),
+                        measured={g: snap.flow_sccm(g) for g in self.flows_sccm})
+            self.command("hold", reason="gas flows did not reach their setpoints")
+            self._step.started_t_s = snap.t_s
+        return False
+
+    def _purge(self, step: Purge, snap: Snapshot, dt_s: float) -> bool:
+        self._set_flows({step.gas: step.flow_sccm})
+        if snap.flow_sccm(step.gas) >= _PURGE_FLOW_FRACTION * step.flow_sccm:
+            self._step.counted_s += dt_s
+        if self._step.counted_s < step.duration_s:
+            return False
+        if step.o2_max_ppm is not None:
+            o2 = snap.o2_ppm
+            if o2 is None or o2 > step.o2_max_ppm:
+                waited_s = self._step.counted_s - step.duration_s
+                if step.timeout_s and waited_s > step.timeout_s:
+                    self._audit("alarm", alarm="purge_o2_not_reached", measured=o2,
+                                limit=step.o2_max_ppm)
+                    self.command("hold", reason="O2 did not fall below the purge limit")
+                return False
+        self.purged.add(step.gas)
+        self._audit("purge_complete", gas=step.gas, volumes=step.volumes,
+                    counted_s=self._step.counted_s, o2_ppm=snap.o2_ppm)
+        return True
+
+    def _operator(self, step: OperatorStep, snap: Snapshot) -> bool:
+        if step.max_c is not None and not snap.furnace_c <= step.max_c:
+            self._ramp_toward(self.station.envelope.ambient_c,
+                              self.station.envelope.max_cooling_rate_c_per_min, 0.0)
+            return False  # wait: the tube may not be opened yet
+        if not self._step.confirmed:
+            if not self.auto_confirm:
+                return False
+            self._step.confirmed = True
+            self._audit("operator_confirmed", message=step.message, operator="simulator",
+                        how="confirmed automatically (simulated station)",
+                        furnace_c=snap.furnace_c)
+        if step.opens_tube:
+            self.purged.clear()
+        return True
+
+    def confirm(self, operator: str) -> None:
+        """An operator confirms the current operator step."""
+        step = self.current_step
+        if not isinstance(step, OperatorStep):
+            raise RunStateError("there is no operator step waiting for confirmation")
+        self._step.confirmed = True
+        self._audit("operator_confirmed", message=step.message, operator=operator,
+                    how="confirmed by operator")
+
+    # ---------------------------------------------------------------- stop / abort
+    def _make_safe_atmosphere(self) -> None:
+        """Oxidising gases off; an inert gas on (the one flowing, else the first)."""
+        inert = [m for m in self.station.mfc if not m.oxidising]
+        flowing = [m for m in inert if self.flows_sccm[m.gas] > 0]
+        mfc = flowing[0] if flowing else inert[0]
+        flow = max(self.flows_sccm[mfc.gas], min(SAFE_INERT_FLOW_SCCM, mfc.full_scale_sccm))
+        self._set_flows({mfc.gas: flow})
+
+    def _cool_down(self, snap: Snapshot, dt_s: float) -> None:
+        env = self.station.envelope
+        self._ramp_toward(env.ambient_c, env.max_cooling_rate_c_per_min, dt_s)
+        if snap.furnace_c <= env.open_tube_max_c:
+            self.command("cooled", reason=f"furnace below {env.open_tube_max_c:g} °C")
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _enter_step(self, t_s: float) -> None:
+        step = self.plan.steps[self.step_index]
+        self._step = _StepState(started_t_s=t_s, ramp_from_c=self.setpoint_c)
+        self.progress.stage_started_t_s.setdefault(step.stage, t_s)
+        self._audit("step_started", index=self.step_index, stage=step.stage, kind=step.kind,
+                    label=step.label, setpoint_c=self.setpoint_c)
+
+    def _leave_step(self, snap: Snapshot) -> None:
+        step = self.plan.steps[self.step_index]
+        self._audit("step_completed", index=self.step_index, stage=step.stage,
+                    kind=step.kind, duration_s=snap.t_s - self._step.started_t_s,
+                    counted_s=self._step.counted_s, furnace_c=snap.furnace_c)
+        self.progress.stage_ended_t_s[step.stage] = snap.t_s
+        self.step_index += 1
+        if self.step_index >= len(self.plan.steps) or isinstance(step, End):
+            self.command("finish", reason="recipe completed")
+        else:
+            self._enter_step(snap.t_s)
+
+    def _audit(self, event: str, **fields: Any) -> None:
+        self.events.append(AuditEvent(event, fields))
+
+    def _on_state_change(self, event: EventData) -> None:
+        old, new = event.transition.source, event.transition.dest
+        reason = event.kwargs.get("reason", "")
+        operator = event.kwargs.get("operator", "")
+        if new in (S.HELD,):
+            self._held_since_t_s = self._now_t_s
+        if new in FINAL or new in (S.STOPPING, S.ABORTING):
+            self.end_reason = self.end_reason or reason
+        if new in (S.STOPPING, S.ABORTING, S.FAULTED):
+            self._make_safe_atmosphere()
+        logger.info("state %s -> %s (%s)", old, new, reason,
+                    extra={"trigger": event.event.name, "reason": reason})
+        fields: dict[str, Any] = {"old": str(old), "new": str(new),
+                                  "trigger": event.event.name, "reason": reason}
+        if operator:
+            fields["operator"] = operator
+        self._audit("state_change", **fields)

@@ -1,0 +1,277 @@
+"""The scan cycle: read → snapshot → interlocks → runner → write with read-back → record →
+sleep until the next absolute deadline. One task per station; the supervisor's ``finally``
+always leaves the outputs defined.
+
+Not here: building devices (``station_factory``), file formats (``audit``, ``trace``) or the
+console. This module never sees a register.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Protocol
+
+from controller.clock import Clock
+from controller.interlocks import evaluate
+from controller.runner import SAFE_INERT_FLOW_SCCM, RecipeRunner, RunState
+from controller.snapshot import Commands, Snapshot
+from controller.station import Station
+from drivers.errors import DeviceError, ReadbackMismatchError
+from drivers.roles import (
+    ControllerReading,
+    FlowReading,
+    MassFlowController,
+    OxygenAnalyser,
+    TemperatureController,
+)
+
+__all__ = ["Devices", "Recorder", "ScanLoop", "safe_flows", "trace_columns"]
+
+logger = logging.getLogger(__name__)
+
+_SAFE_STATE_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Devices:
+    """The instruments of one station, by role."""
+
+    furnace: TemperatureController
+    mfcs: tuple[MassFlowController, ...]
+    o2: OxygenAnalyser | None = None
+
+
+class Recorder(Protocol):
+    """Where the scan cycle puts its records (``controller.session.BatchRecorder``)."""
+
+    def audit(self, event: str, t_s: float, fields: dict[str, Any]) -> None:
+        """Append one audit record; durable (fsync'd) when this returns."""
+        ...
+
+    def trace(self, row: Sequence[object]) -> None:
+        """Append one trace row (columns as ``trace_columns``)."""
+        ...
+
+
+def safe_flows(station: Station, cmds: Commands) -> dict[str, float]:
+    """Flows for the safe state: oxidising gases off, inert gases as commanded, and if no
+    inert gas was flowing, the first one at the safe flow."""
+    flows = {m.gas: 0.0 if m.oxidising else cmds.flows_sccm.get(m.gas, 0.0)
+             for m in station.mfc}
+    if not any(flows.values()):
+        first = next(m for m in station.mfc if not m.oxidising)
+        flows[first.gas] = min(SAFE_INERT_FLOW_SCCM, first.full_scale_sccm)
+    return flows
+
+
+def trace_columns(station: Station) -> list[str]:
+    """The trace header for ``station``: DESIGN.md §3's required columns, then per gas."""
+    cols = ["elapsed_s", "wall_utc", "stage", "step", "state", "setpoint_c",
+            "working_setpoint_c", "furnace_c", "output_pct"]
+    if station.o2 is not None:
+        cols.append("o2_ppm")
+    for mfc in station.mfc:
+        cols += [f"flow_{mfc.gas}_sccm", f"flow_{mfc.gas}_setpoint_sccm"]
+    return cols
+
+
+class ScanLoop:
+    """Runs ``runner`` on ``devices`` every ``station.scan_period_s`` of ``clock`` time."""
+
+    def __init__(self, *, station: Station, runner: RecipeRunner, devices: Devices,
+                 clock: Clock, recorder: Recorder,
+                 observer: Callable[[Snapshot, RecipeRunner], None] | None = None) -> None:
+        self.station = station
+        self.runner = runner
+        self.devices = devices
+        self.clock = clock
+        self.recorder = recorder
+        self.observer = observer
+        self.inbox: list[tuple[str, str, str]] = []  # (trigger, operator, reason)
+        self._failures: dict[str, int] = {"furnace": 0}
+        self._failures.update({m.name: 0 for m in devices.mfcs})
+        self._written: dict[str, float] = {}
+        self._t0_s = clock.now()
+        self.cycles = 0
+
+    # ------------------------------------------------------------------ reading
+    async def _read_furnace(self) -> ControllerReading | None:
+        try:
+            reading = await self.devices.furnace.read()
+        except DeviceError as exc:
+            self._failed("furnace", exc)
+            return None
+        self._failures["furnace"] = 0
+        return reading
+
+    async def _read_flow(self, mfc: MassFlowController) -> FlowReading | None:
+        try:
+            reading = await mfc.read()
+        except DeviceError as exc:
+            self._failed(mfc.name, exc)
+            return None
+        self._failures[mfc.name] = 0
+        return reading
+
+    def _failed(self, device: str, exc: DeviceError) -> None:
+        self._failures[device] = self._failures.get(device, 0) + 1
+        if self._failures[device] == 1:
+            logger.warning("read failed: %s", exc, extra={"device": device})
+
+    async def read(self) -> Snapshot:
+        """Poll every device once into one immutable snapshot."""
+        furnace = await self._read_furnace()
+        flows = {m.gas: await self._read_flow(m) for m in self.devices.mfcs}
+        o2 = None
+        if self.devices.o2 is not None:
+            try:
+                o2 = await self.devices.o2.read_o2_ppm()
+            except DeviceError as exc:
+                self._failed(self.devices.o2.name, exc)
+        return Snapshot(self.clock.now() - self._t0_s, furnace, MappingProxyType(flows), o2,
+                        MappingProxyType(dict(self._failures)))
+
+    # ------------------------------------------------------------------ writing
+    async def _write(self, cmds: Commands, t_s: float) -> None:
+        """Setpoint every cycle (the remote-setpoint heartbeat); the rest on change."""
+        furnace = self.devices.furnace
+        await self._guarded("furnace", "setpoint_c", cmds.setpoint_c, t_s,
+                            furnace.write_setpoint_c(cmds.setpoint_c), audit_change=False)
+        if self._written.get("rate_limit") != cmds.rate_limit_c_per_min:
+            await self._guarded("furnace", "rate_limit", cmds.rate_limit_c_per_min, t_s,
+                                furnace.write_rate_limit_c_per_min(cmds.rate_limit_c_per_min))
+        for mfc in self.devices.mfcs:
+            flow = cmds.flows_sccm[mfc.gas]
+            key = f"flow_{mfc.gas}"
+            if self._written.get(key) != flow:
+                await self._guarded(mfc.name, key, flow, t_s, mfc.set_flow_sccm(flow))
+
+    async def _guarded(self, device: str, key: str, value: float, t_s: float, write: Any,
+                       *, audit_change: bool = True) -> None:
+        try:
+            await write
+        except ReadbackMismatchError as exc:
+            self._written.pop(key, None)
+            self.recorder.audit("alarm", t_s, {"alarm": "readback_mismatch", "device": device,
+                                               "what": key, "detail": str(exc)})
+            return
+        except DeviceError as exc:
+            self._written.pop(key, None)
+            self._failed(device, exc)
+            return
+        if audit_change:
+            self.recorder.audit("setpoint_written", t_s, {"device": device, "what": key,
+                                                          "old": self._written.get(key),
+                                                          "new": value})
+        self._written[key] = value
+
+    # ---------------------------------------------------------------- recording
+    def _flush_events(self, t_s: float) -> None:
+        for ev in self.runner.events:
+            self.recorder.audit(ev.event, t_s, ev.fields)
+        self.runner.events.clear()
+
+    def _trace(self, snap: Snapshot, cmds: Commands) -> None:
+        r = self.runner
+        step = r.current_step
+        reading = snap.furnace
+        row: list[object] = [
+            snap.t_s, self.clock.wall().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            r.stage_name, r.step_index if step is not None else "", str(r.state),
+            cmds.setpoint_c,
+            reading.working_setpoint_c if reading else None,
+            reading.temperature_c if reading else None,
+            reading.output_pct if reading else None,
+        ]
+        if self.station.o2 is not None:
+            row.append(snap.o2_ppm)
+        for mfc in self.devices.mfcs:
+            flow = snap.flows.get(mfc.gas)
+            row += [flow.flow_sccm if flow else None, cmds.flows_sccm[mfc.gas]]
+        self.recorder.trace(row)
+
+    # --------------------------------------------------------------------- cycle
+    async def _preflight(self, t_s: float) -> None:
+        env = self.station.envelope
+        await self.devices.furnace.configure_fallback(
+            local_setpoint_c=env.ambient_c,
+            rate_limit_c_per_min=env.max_cooling_rate_c_per_min,
+            alarm_high_c=env.max_temperature_c)
+        self._written["rate_limit"] = env.max_cooling_rate_c_per_min
+        self.recorder.audit("preflight", t_s, {
+            "local_setpoint_c": env.ambient_c,
+            "rate_limit_c_per_min": env.max_cooling_rate_c_per_min,
+            "alarm_high_c": env.max_temperature_c, "remote_setpoint": "selected"})
+
+    def _drain_inbox(self) -> None:
+        while self.inbox:
+            trigger, operator, reason = self.inbox.pop(0)
+            if trigger == "confirm":
+                self.runner.confirm(operator)
+            else:
+                self.runner.command(trigger, reason=reason, operator=operator)
+
+    async def run(self) -> RunState:
+        """Run the batch to its end. Returns the final state.
+
+        Cancellation (Ctrl-C, abort) ends the loop; the outputs are made safe either way.
+        """
+        try:
+            snap = await self.read()
+            self.runner.begin(snap.t_s, snap.furnace_c if snap.furnace else
+                              self.station.envelope.ambient_c)
+            self._flush_events(snap.t_s)
+            if snap.furnace is None:
+                self.runner.command("fault", reason="furnace controller not answering")
+            else:
+                await self._preflight(snap.t_s)
+                self.runner.preflight_done(snap.t_s)
+            next_t = self.clock.now()
+            while not self.runner.is_final:
+                self._drain_inbox()
+                snap = await self.read()
+                verdicts = evaluate(snap, self.runner.context, self.station)
+                cmds = self.runner.step(snap, verdicts)
+                self._flush_events(snap.t_s)  # recorded before it is acted on
+                if not self.runner.is_final:
+                    await self._write(cmds, snap.t_s)
+                self._trace(snap, cmds)
+                self.cycles += 1
+                if self.observer is not None:
+                    self.observer(snap, self.runner)
+                next_t += self.station.scan_period_s
+                await self.clock.sleep_until(next_t)
+        finally:
+            await asyncio.shield(self._safe_state())
+        return self.runner.state
+
+    async def _safe_state(self) -> None:
+        """Hand the furnace to its own fallback and keep inert gas on. Never raises."""
+        t_s = self.clock.now() - self._t0_s
+        done: dict[str, str] = {}
+        flows = safe_flows(self.station, self.runner.commands())
+        for mfc in self.devices.mfcs:
+            flow = flows[mfc.gas]
+            try:
+                async with asyncio.timeout(_SAFE_STATE_TIMEOUT_S):
+                    await mfc.set_flow_sccm(flow)
+                done[mfc.gas] = f"{flow:g} sccm"
+            except (DeviceError, TimeoutError) as exc:
+                done[mfc.gas] = f"failed: {exc}"
+        try:
+            async with asyncio.timeout(_SAFE_STATE_TIMEOUT_S):
+                await self.devices.furnace.release_to_local()
+            done["furnace"] = "local setpoint, instrument rate limit"
+        except (DeviceError, TimeoutError) as exc:
+            done["furnace"] = f"failed: {exc}; instrument falls back on remote timeout"
+        try:
+            self.recorder.audit("safe_state", t_s, {"outputs": done,
+                                                    "state": str(self.runner.state)})
+        except Exception:  # the supervisor: records must not stop the outputs going safe
+            logger.exception("could not record the safe state")
+
+

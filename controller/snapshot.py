@@ -1,0 +1,54 @@
+"""One scan cycle's readings (``Snapshot``) and the commands the runner returns (``Commands``).
+
+Not here: how readings are taken (``scan``) or judged (``interlocks``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from drivers.roles import ControllerReading, FlowReading
+
+__all__ = ["Commands", "Snapshot"]
+
+_EMPTY: MappingProxyType[str, int] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Every reading of one poll, taken at process time ``t_s``.
+
+    A reading that failed this cycle is ``None`` (stale); ``failures`` counts consecutive
+    failed polls per device name, so a watchdog can tell a blip from a lost line.
+    """
+
+    t_s: float
+    furnace: ControllerReading | None
+    flows: MappingProxyType[str, FlowReading | None]
+    o2_ppm: float | None = None
+    failures: MappingProxyType[str, int] = field(default_factory=lambda: _EMPTY)
+
+    @property
+    def furnace_c(self) -> float:
+        """Furnace (control thermocouple) temperature, NaN when stale."""
+        return self.furnace.temperature_c if self.furnace is not None else math.nan
+
+    def flow_sccm(self, gas: str) -> float:
+        """Measured flow of ``gas``, NaN when stale."""
+        reading = self.flows.get(gas)
+        return reading.flow_sccm if reading is not None else math.nan
+
+
+@dataclass(frozen=True, slots=True)
+class Commands:
+    """What the runner wants the devices to be set to this cycle (the whole desired state).
+
+    The scan cycle writes the setpoint every cycle (it is also the remote-setpoint
+    heartbeat) and flows and the rate limit only when they change.
+    """
+
+    setpoint_c: float
+    flows_sccm: MappingProxyType[str, float]
+    rate_limit_c_per_min: float

@@ -1,0 +1,111 @@
+"""Eurotherm 3216 driver: typed, unit-bearing calls over any ``RegisterBus``.
+
+Not here: recipes, holds or interlocks. Temperatures go through the float region (full
+resolution); setpoints are streamed to the volatile remote setpoint, never to the
+EEPROM-backed target setpoint, which is written only at preflight and only if it differs.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+from drivers.bus import RegisterBus
+from drivers.errors import ReadbackMismatchError
+from drivers.eurotherm.registers import Status, build_map
+from drivers.registers import Register, decode, encode
+from drivers.roles import ControllerReading
+
+__all__ = ["Eurotherm3216"]
+
+logger = logging.getLogger(__name__)
+
+_READBACK_TOLERANCE: Final = 1e-3  # float32 round trip of a setpoint in °C
+
+
+class Eurotherm3216:
+    """A 3200-series controller at ``unit`` on ``bus``.
+
+    Each call is one or two Modbus transactions; errors are the bus's ``DeviceError``s.
+    """
+
+    def __init__(self, bus: RegisterBus, unit: int, *, name: str = "furnace",
+                 decimals: int = 1) -> None:
+        self.name = name
+        self._bus = bus
+        self._unit = unit
+        regs = {r.name: r for r in build_map(decimals).registers}
+        self._regs = regs
+        # One block read of addresses 1-5 as floats: PV, TG.SP, MAN.OP, WRK.OP, WKG.SP.
+        first, last = regs["PV.IN.F"], regs["WKG.SP.F"]
+        self._block_start = first.address
+        self._block_count = last.address + last.word_count - first.address
+        self._status = regs["StAt"]
+
+    def _f(self, name: str) -> Register:
+        return self._regs[f"{name}.F"]
+
+    async def read(self) -> ControllerReading:
+        """Poll PV, working setpoint, output and the status word (two transactions)."""
+        words = await self._bus.read_registers(self._unit, self._block_start,
+                                               self._block_count)
+        values = [decode(self._f(n), words[i:i + 2])
+                  for i, n in zip(range(0, 10, 2), ("PV.IN", "TG.SP", "MAN.OP", "WRK.OP",
+                                                     "WKG.SP"), strict=True)]
+        status_words = await self._bus.read_registers(self._unit, self._status.address, 1)
+        status = Status(status_words[0])
+        return ControllerReading(
+            temperature_c=values[0],
+            working_setpoint_c=values[4],
+            output_pct=values[3],
+            is_manual=Status.MANUAL in status,
+            is_sensor_break=Status.SENSOR_BREAK in status,
+            is_over_range=Status.PV_OVER_RANGE in status,
+            is_remote_failed=Status.REMOTE_SP_FAIL in status,
+            is_ramping=Status.RAMP_RUNNING in status,
+        )
+
+    async def _write_checked(self, reg: Register, value: float) -> None:
+        words = encode(reg, value)
+        await self._bus.write_registers(self._unit, reg.address, words)
+        back = await self._bus.read_registers(self._unit, reg.address, reg.word_count)
+        got = decode(reg, back)
+        tolerance = max(_READBACK_TOLERANCE, abs(reg.scale) / 2)
+        if abs(got - value) > tolerance * max(1.0, abs(value) * 1e-6):
+            raise ReadbackMismatchError(f"wrote {value:g}, read back {got:g}",
+                                        device=self.name, register=reg.name)
+
+    async def _read_value(self, reg: Register) -> float:
+        words = await self._bus.read_registers(self._unit, reg.address, reg.word_count)
+        return decode(reg, words)
+
+    async def write_setpoint_c(self, setpoint_c: float) -> None:
+        """Write the remote (comms) setpoint Rm.SP and read it back."""
+        await self._write_checked(self._f("Rm.SP"), setpoint_c)
+
+    async def write_rate_limit_c_per_min(self, rate_c_per_min: float) -> None:
+        """Write SP.RAT (°C/min, 0 = no limit) and read it back."""
+        await self._write_checked(self._f("SP.RAT"), rate_c_per_min)
+
+    async def configure_fallback(self, *, local_setpoint_c: float,
+                                 rate_limit_c_per_min: float, alarm_high_c: float) -> None:
+        """Preflight, in this order: rate limit, local setpoint (EEPROM: written only if it
+        differs), high alarm (likewise), auto mode, remote setpoint = current working
+        setpoint (no step), then remote selected. Every write is read back."""
+        await self.write_rate_limit_c_per_min(rate_limit_c_per_min)
+        for name, value in (("TG.SP", local_setpoint_c), ("A1", alarm_high_c)):
+            reg = self._f(name)
+            if abs(await self._read_value(reg) - value) > 0.05:
+                logger.info("writing EEPROM-backed parameter",
+                            extra={"device": self.name, "register": name, "value": value})
+                await self._write_checked(reg, value)
+        await self._write_checked(self._regs["A-M"], 0)
+        reading = await self.read()
+        await self.write_setpoint_c(reading.working_setpoint_c)
+        await self._write_checked(self._regs["L-R"], 1)
+
+    async def release_to_local(self) -> None:
+        """Select the local setpoint: the instrument ramps to it at SP.RAT by itself."""
+        await self._write_checked(self._regs["L-R"], 0)
+
+

@@ -1,0 +1,29 @@
+"""Driver for the generic O2 analyser map (``drivers.o2.registers``).
+
+Not here: purge logic; this only reads ppm.
+"""
+
+from __future__ import annotations
+
+from drivers.bus import RegisterBus
+from drivers.errors import DeviceFaultError
+from drivers.o2.registers import O2_PPM, STATUS
+from drivers.registers import decode
+
+__all__ = ["O2Analyser"]
+
+
+class O2Analyser:
+    """An O2 analyser at ``unit`` on ``bus``."""
+
+    def __init__(self, bus: RegisterBus, unit: int, *, name: str = "o2") -> None:
+        self.name = name
+        self._bus = bus
+        self._unit = unit
+
+    async def read_o2_ppm(self) -> float:
+        """O2 in ppm (one transaction). Raises ``DeviceFaultError`` on a sensor fault."""
+        words = await self._bus.read_registers(self._unit, O2_PPM.address, 3)
+        if int(decode(STATUS, words[2:3])) & 1:
+            raise DeviceFaultError("O2 sensor fault", device=self.name, register="STATUS")
+        return decode(O2_PPM, words[0:2])

@@ -1,0 +1,97 @@
+"""Role protocols the controller depends on, and the typed readings they return.
+
+Not here: any particular instrument (see ``drivers.eurotherm``, ``drivers.alicat``, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+__all__ = [
+    "ControllerReading",
+    "FlowReading",
+    "MassFlowController",
+    "OxygenAnalyser",
+    "TemperatureController",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerReading:
+    """One poll of a temperature controller, in engineering units."""
+
+    temperature_c: float
+    working_setpoint_c: float
+    output_pct: float
+    is_manual: bool
+    is_sensor_break: bool
+    is_over_range: bool
+    is_remote_failed: bool
+    is_ramping: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FlowReading:
+    """One poll of a mass-flow controller."""
+
+    flow_sccm: float
+    setpoint_sccm: float
+    is_faulted: bool  # ADC error or valve held: the reading cannot be trusted
+
+
+@runtime_checkable
+class TemperatureController(Protocol):
+    """A furnace controller running its own PID; we only write setpoints and limits."""
+
+    name: str
+
+    async def read(self) -> ControllerReading:
+        """Poll PV, working setpoint, output and status. Raises ``DeviceError``."""
+        ...
+
+    async def write_setpoint_c(self, setpoint_c: float) -> None:
+        """Stream the working setpoint to the volatile remote setpoint, with read-back."""
+        ...
+
+    async def write_rate_limit_c_per_min(self, rate_c_per_min: float) -> None:
+        """Set the instrument's own setpoint rate limit, with read-back."""
+        ...
+
+    async def configure_fallback(self, *, local_setpoint_c: float,
+                                 rate_limit_c_per_min: float, alarm_high_c: float) -> None:
+        """Preflight: the local setpoint and rate the instrument falls back to if the PC
+        goes silent, the high alarm, auto mode, then remote setpoint selected."""
+        ...
+
+    async def release_to_local(self) -> None:
+        """Hand control back to the local setpoint (cools at the rate limit on its own)."""
+        ...
+
+
+@runtime_checkable
+class MassFlowController(Protocol):
+    """A mass-flow controller for one gas."""
+
+    name: str
+    gas: str
+    full_scale_sccm: float
+
+    async def read(self) -> FlowReading:
+        """Poll flow, setpoint and status. Raises ``DeviceError``."""
+        ...
+
+    async def set_flow_sccm(self, flow_sccm: float) -> None:
+        """Write the flow setpoint, with read-back."""
+        ...
+
+
+@runtime_checkable
+class OxygenAnalyser(Protocol):
+    """An O2 analyser on the tube exhaust."""
+
+    name: str
+
+    async def read_o2_ppm(self) -> float:
+        """O2 in ppm. Raises ``DeviceFaultError`` if the sensor reports a fault."""
+        ...

@@ -59,7 +59,7 @@ class LiveView:
         self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
                                   TaskProgressColumn(), TextColumn("{task.fields[info]}"),
                                   console=console, transient=False)
-        self._task = self._progress.add_task("batch", total=summary.total_duration_s or 1.0,
+        self._task = self._progress.add_task("batch", total=summary.duration_s or 1.0,
                                              info="")
         self._live = Live(self._progress, console=console, refresh_per_second=4,
                           transient=False)
@@ -74,19 +74,20 @@ class LiveView:
     def remaining_s(self, runner: RecipeRunner, t_s: float) -> float:
         """Planned time left: the rest of the current stage plus every later stage."""
         stage = runner.stage_name
-        names = list(self.summary.stage_duration_s)
+        names = [s.name for s in self.summary.stages]
         if stage not in names:
             return 0.0
+        i = names.index(stage)
         started = runner.progress.stage_started_t_s.get(stage, t_s)
-        left = max(self.summary.stage_duration_s[stage] - (t_s - started), 0.0)
-        return left + sum(self.summary.stage_duration_s[n] for n in names[names.index(stage) + 1:])
+        left = max(self.summary.stages[i].duration_s - (t_s - started), 0.0)
+        return left + sum(s.duration_s for s in self.summary.stages[i + 1:])
 
     def __call__(self, snap: Snapshot, runner: RecipeRunner) -> None:
         self._count += 1
         if self._count % self.refresh_every and not runner.is_final:
             return
         remaining = self.remaining_s(runner, snap.t_s)
-        done = max(self.summary.total_duration_s - remaining, 0.0)
+        done = max(self.summary.duration_s - remaining, 0.0)
         info = (f"{runner.stage_name} · {runner.state} · {_fmt(snap.furnace_c, '.0f', ' °C')}"
                 f" · ETA {_hms(remaining)}")
         self._progress.update(self._task, completed=done, info=info)

@@ -383,10 +383,10 @@ class RecipeRunner:
         self.events.append(AuditEvent(event, fields))
 
     def _on_state_change(self, event: EventData) -> None:
-        old, new = event.transition.source, event.transition.dest
+        old, new = RunState[event.transition.source], self.state  # source is the name
         reason = event.kwargs.get("reason", "")
         operator = event.kwargs.get("operator", "")
-        if new in (S.HELD,):
+        if new is S.HELD:
             self._held_since_t_s = self._now_t_s
         if new in FINAL or new in (S.STOPPING, S.ABORTING):
             self.end_reason = self.end_reason or reason

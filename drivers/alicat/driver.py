@@ -41,7 +41,7 @@ class AlicatMFC:
     async def read(self) -> FlowReading:
         """Poll status, mass flow and setpoint in one transaction."""
         words = await self._bus.read_registers(self._unit, _BLOCK_START, _BLOCK_COUNT)
-        status = Status(decode(STATUS, words[0:2]))
+        status = Status(int(decode(STATUS, words[0:2])))
         off_flow = MASS_FLOW.address - _BLOCK_START
         off_sp = SETPOINT_READBACK.address - _BLOCK_START
         return FlowReading(

@@ -1,0 +1,187 @@
+"""The ``furnace`` command line: the composition root's front door.
+
+Bad input (recipe, station, arguments) ends with one line naming the file, field and rule
+and exit code 2, never a traceback. Exit 0 = completed/valid/intact, 1 = not completed or
+tampered. Not here: any decision about the process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from rich.console import Console
+from rich.table import Table
+
+from controller.batch import verify_batch
+from controller.clock import Clock, ScaledClock, VirtualClock, WallClock
+from controller.console import LiveView, setup_logging, summary_table
+from controller.plan import load_recipe, summarize
+from controller.recipe import parse_overrides
+from controller.runner import RunState
+from controller.session import run_batch
+from controller.station import Station, load_station
+from drivers.errors import ConfigurationError
+
+__all__ = ["main"]
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"furnace: {message} (see 'furnace --help')\n")
+
+
+def _speed(text: str) -> float | None:
+    if text == "max":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--speed: expected 'max' or a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"--speed: must be positive, got {text!r}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="furnace", description="Tube-furnace recipe controller and simulator.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def recipe_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("recipe", help="recipe TOML file (profiles/...)")
+        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a recipe parameter (repeatable)")
+        sp.add_argument("--station", default=None, help="station TOML (default: built-in sim)")
+
+    run = sub.add_parser("run", help="run a recipe as a batch")
+    recipe_args(run)
+    run.add_argument("--speed", type=_speed, default=None,
+                     help="'max' (virtual clock, simulator only) or a factor (default max)")
+    run.add_argument("--yes", action="store_true", help="do not ask before starting")
+    run.add_argument("--operator", default="unknown", help="who is running the batch")
+    run.add_argument("--batches", default="batches", help="folder for batch records")
+    run.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    validate = sub.add_parser("validate", help="check a recipe against a station")
+    recipe_args(validate)
+    plan = sub.add_parser("plan", help="show a recipe's plan: durations, peak, gas use")
+    recipe_args(plan)
+    verify = sub.add_parser("verify", help="check a batch's audit chain and summary")
+    verify.add_argument("batch_dir")
+    return p
+
+
+def _load(args: argparse.Namespace) -> tuple[Station, str, object, object, str]:
+    station, station_text = load_station(args.station)
+    resolved, plan, frozen = load_recipe(args.recipe, parse_overrides(args.set), station)
+    return station, station_text, resolved, plan, frozen
+
+
+def _hm(seconds: float) -> str:
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+def cmd_validate(args: argparse.Namespace, out: Console) -> int:
+    station, _, _, plan, _ = _load(args)
+    out.print(f"{args.recipe}: valid for station {station.name} "
+              f"({plan.sample_name}, {len(plan.steps)} steps)")  # type: ignore[attr-defined]
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace, out: Console) -> int:
+    station, _, _, plan, _ = _load(args)
+    summary = summarize(plan, station)  # type: ignore[arg-type]
+    table = Table(title=f"{summary.sample_name} on {station.name}")
+    for col in ("stage", "atmosphere", "steps", "planned"):
+        table.add_column(col)
+    for s in summary.stages:
+        table.add_row(s.name, s.atmosphere, str(s.steps), _hm(s.duration_s))
+    table.add_section()
+    table.add_row("total", "", str(summary.steps), _hm(summary.duration_s))
+    out.print(table)
+    out.print(f"peak temperature: {summary.peak_c:g} °C")
+    for gas, litres in summary.gas_l.items():
+        out.print(f"{gas}: {litres:.1f} L")
+    steps = Table(title="steps")
+    for col in ("#", "stage", "step", "planned"):
+        steps.add_column(col)
+    for i, (step, dur) in enumerate(zip(plan.steps, summary.step_durations_s,  # type: ignore[attr-defined]
+                                        strict=True)):
+        steps.add_row(str(i), step.stage, step.label, _hm(dur))
+    out.print(steps)
+    out.print("cooling below ~400 °C is slower than programmed (natural cooling): "
+              "planned times are lower bounds")
+    return EXIT_OK
+
+
+def _clock(station: Station, speed: float | None) -> Clock:
+    if station.is_simulated:
+        return VirtualClock.starting_now() if speed is None else ScaledClock(speed)
+    if speed not in (None, 1.0):
+        raise ConfigurationError("a real station never runs faster than real time",
+                                 field="--speed")
+    return WallClock()
+
+
+def cmd_run(args: argparse.Namespace, out: Console) -> int:
+    station, station_text, _, plan, frozen = _load(args)
+    clock = _clock(station, args.speed)
+    summary = summarize(plan, station)  # type: ignore[arg-type]
+    compact = args.speed is None
+    view = LiveView(out, summary, compact=compact, refresh_every=500 if compact else 1)
+    with view:
+        result = asyncio.run(run_batch(
+            plan=plan, station=station, recipe_text=frozen,  # type: ignore[arg-type]
+            station_text=station_text, clock=clock, batches_dir=Path(args.batches),
+            operator=args.operator, seed=args.seed, observer=view,
+            ))
+    out.print(summary_table(result.summary))
+    out.print(f"batch: {result.batch_dir}")
+    return EXIT_OK if result.state is RunState.COMPLETED else EXIT_FAILED
+
+
+def cmd_verify(args: argparse.Namespace, out: Console) -> int:
+    path = Path(args.batch_dir)
+    if not path.is_dir():
+        raise ConfigurationError("not a batch folder", source=str(path))
+    result = verify_batch(path)
+    if result.ok:
+        out.print(f"{path}: intact ({result.records} audit records)")
+        return EXIT_OK
+    out.print(f"{path}: TAMPERED or damaged: {result.reason}")
+    return EXIT_FAILED
+
+
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "plan": cmd_plan,
+            "verify": cmd_verify}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point. Returns the exit code (also used as the process's)."""
+    args = _parser().parse_args(argv)
+    out = Console()
+    err = Console(stderr=True)
+    setup_logging(err)
+    try:
+        return COMMANDS[args.command](args, out)
+    except ConfigurationError as exc:
+        err.print(f"furnace: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        err.print("furnace: interrupted; outputs were left in the safe state", markup=False)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,368 @@
+"""Compiling a resolved recipe against a station into a ``Plan``, and summarising plans.
+
+Not here: the recipe schema (``recipe``) or running a plan (``runner``). The compiler walks
+the recipe as the furnace would (setpoint, gases, whether the tube still holds air) and
+rejects, before anything moves, whatever the station's envelope or the process's safety
+rules forbid (reference/hardware.md §4.2, §4.5, §6.2, §6.4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import cast
+
+from controller.recipe import (
+    CoolSpec,
+    DwellSpec,
+    EndSpec,
+    GasSpec,
+    OperatorSpec,
+    PurgeSpec,
+    RampSpec,
+    ResolvedRecipe,
+    StageSpec,
+    format_number,
+    frozen_toml,
+    path_key,
+    resolve,
+    sample_name,
+)
+from controller.station import Station
+from controller.steps import (
+    Cool,
+    Dwell,
+    End,
+    OperatorStep,
+    Plan,
+    Purge,
+    Ramp,
+    SetGas,
+    Stage,
+    Step,
+)
+from controller.validation import read_text
+from drivers.errors import RecipeError
+
+__all__ = ["PlanSummary", "StageSummary", "compile_plan", "load_recipe", "summarize"]
+
+# A purge with an O2 limit but no timeout_min gives up after this many times its volume time.
+O2_TIMEOUT_FACTOR = 3.0
+_RATE_TOLERANCE = 1e-9  # relative; a ramp by time may land a hair above the limit
+
+
+def _n(value: float) -> str:
+    return format_number(round(value, 2))
+
+
+@dataclass(slots=True)
+class _Walk:
+    """What the furnace would be doing at this point of the recipe."""
+
+    setpoint_c: float
+    flows_sccm: dict[str, float] = field(default_factory=dict)  # gases flowing (> 0) only
+    holds_air: bool = True  # the tube starts full of air
+    air_since: str = "the start of the recipe"
+
+
+class _Compiler:
+    def __init__(self, resolved: ResolvedRecipe, station: Station, source: str) -> None:
+        self.station = station
+        self.env = station.envelope
+        self.source = source
+        self.walk = _Walk(setpoint_c=self.env.ambient_c)
+        self.recipe = resolved.recipe
+
+    def fail(self, where: str, rule: str) -> RecipeError:
+        return RecipeError(f"{rule} (station {self.station.name})", source=self.source,
+                           field=where)
+
+    def gas_names(self) -> str:
+        return ", ".join(m.gas for m in self.station.mfc)
+
+    def check_gas(self, where: str, gas: str, flow_sccm: float) -> None:
+        mfc = self.station.gas(gas)
+        if mfc is None:
+            raise self.fail(where, f"gas {gas!r} is not on this station; it has "
+                                   f"{self.gas_names()}")
+        if flow_sccm > mfc.full_scale_sccm:
+            raise self.fail(where, f"{_n(flow_sccm)} sccm of {gas} is above its MFC's full "
+                                   f"scale of {_n(mfc.full_scale_sccm)} sccm")
+
+    def oxidising_flowing(self, flows: dict[str, float]) -> list[str]:
+        return [g for g in flows if (m := self.station.gas(g)) is not None and m.oxidising]
+
+    def check_oxidising(self, where: str, flows: dict[str, float], temperature_c: float,
+                        doing: str) -> None:
+        ox = self.oxidising_flowing(flows)
+        if ox and temperature_c > self.env.air_max_c:
+            raise self.fail(where, f"{doing} with oxidising gas {', '.join(ox)} flowing at "
+                                   f"{_n(temperature_c)} °C; oxidising gas is forbidden "
+                                   f"above {_n(self.env.air_max_c)} °C")
+
+    def check_atmosphere(self, where: str, stage: StageSpec, doing: str) -> None:
+        flowing = sorted(self.walk.flows_sccm)
+        if flowing != [stage.atmosphere]:
+            now = ", ".join(flowing) if flowing else "no gas"
+            raise self.fail(where, f"{doing} with {now} flowing, but stage {stage.name!r} "
+                                   f"has atmosphere = {stage.atmosphere!r}; set that gas "
+                                   "alone before heating")
+
+    def check_temperature(self, where: str, to_c: float) -> None:
+        if to_c > self.env.max_temperature_c:
+            raise self.fail(where, f"{_n(to_c)} °C is above the maximum temperature of "
+                                   f"{_n(self.env.max_temperature_c)} °C")
+        if to_c < self.env.ambient_c:
+            raise self.fail(where, f"{_n(to_c)} °C is below ambient "
+                                   f"({_n(self.env.ambient_c)} °C), which the furnace "
+                                   "cannot reach")
+
+    # --- one method per step kind; each returns the compiled step -------------------
+
+    def ramp(self, where: str, stage: StageSpec, spec: RampSpec) -> Ramp:
+        walk = self.walk
+        from_c, to_c = walk.setpoint_c, spec.to_c
+        self.check_temperature(f"{where}.to_c", to_c)
+        if spec.duration_min is None:  # by rate (the model guarantees exactly one of two)
+            rate, rate_field = cast(float, spec.rate_c_per_min), f"{where}.rate_c_per_min"
+        else:
+            rate, rate_field = abs(to_c - from_c) / spec.duration_min, f"{where}.duration_min"
+            if rate == 0:
+                raise self.fail(rate_field, f"a ramp by time to {_n(to_c)} °C, the setpoint "
+                                            "already in force, is a dwell; use kind = 'dwell'")
+        label = f"ramp to {_n(to_c)} °C at {_n(rate)} °C/min"
+        if to_c > from_c:
+            limit = self.env.max_rate_between(from_c, to_c)
+            if rate > limit * (1 + _RATE_TOLERANCE):
+                raise self.fail(rate_field, f"heating {_n(from_c)} -> {_n(to_c)} °C at "
+                                            f"{_n(rate)} °C/min is faster than the "
+                                            f"{_n(limit)} °C/min allowed over that span")
+            self.check_oxidising(f"{where}.to_c", walk.flows_sccm, to_c,
+                                 f"heating to {_n(to_c)} °C")
+            self.check_atmosphere(where, stage, f"heating to {_n(to_c)} °C")
+            if walk.holds_air and not self.oxidising_flowing(walk.flows_sccm):
+                gas = ", ".join(walk.flows_sccm)
+                raise self.fail(where, f"heating to {_n(to_c)} °C under {gas}, but the tube "
+                                       f"has held air since {walk.air_since} and no purge "
+                                       "has completed; add a purge step before heating")
+        elif to_c < from_c:
+            self.check_cooling(rate_field, from_c, to_c, rate)
+        walk.setpoint_c = to_c
+        return Ramp(stage=stage.name, label=label, to_c=to_c, rate_c_per_min=rate)
+
+    def check_cooling(self, where: str, from_c: float, to_c: float, rate: float) -> None:
+        limit = self.env.max_cooling_rate_c_per_min
+        if rate > limit * (1 + _RATE_TOLERANCE):
+            raise self.fail(where, f"cooling {_n(from_c)} -> {_n(to_c)} °C at {_n(rate)} "
+                                   f"°C/min is faster than the {_n(limit)} °C/min allowed")
+
+    def cool(self, where: str, stage: StageSpec, spec: CoolSpec) -> Cool:
+        from_c = self.walk.setpoint_c
+        self.check_temperature(f"{where}.to_c", spec.to_c)
+        if spec.to_c >= from_c:
+            raise self.fail(f"{where}.to_c", f"cool to {_n(spec.to_c)} °C is not below the "
+                                             f"setpoint in force ({_n(from_c)} °C); use a ramp")
+        self.check_cooling(f"{where}.rate_c_per_min", from_c, spec.to_c, spec.rate_c_per_min)
+        self.walk.setpoint_c = spec.to_c
+        return Cool(stage=stage.name, to_c=spec.to_c, rate_c_per_min=spec.rate_c_per_min,
+                    label=f"cool to {_n(spec.to_c)} °C at {_n(spec.rate_c_per_min)} °C/min")
+
+    def dwell(self, where: str, stage: StageSpec, spec: DwellSpec) -> Dwell:
+        at_c = self.walk.setpoint_c
+        if at_c > self.env.ambient_c:
+            self.check_atmosphere(where, stage, f"dwelling at {_n(at_c)} °C")
+        holdback_min = (spec.max_holdback_min if spec.max_holdback_min is not None
+                        else self.env.max_holdback_default_min)
+        return Dwell(stage=stage.name, at_c=at_c, duration_s=spec.duration_min * 60.0,
+                     band_c=spec.band_c, max_holdback_s=holdback_min * 60.0,
+                     label=f"dwell {_n(spec.duration_min)} min at {_n(at_c)} °C "
+                           f"(±{_n(spec.band_c)} °C)")
+
+    def gas(self, where: str, stage: StageSpec, spec: GasSpec) -> SetGas:
+        for gas, flow in spec.flows_sccm.items():
+            self.check_gas(f"{where}.flows_sccm.{path_key(gas)}", gas, flow)
+        flows = {g: f for g, f in spec.flows_sccm.items() if f > 0}
+        for gas in self.oxidising_flowing(flows):
+            self.check_oxidising(f"{where}.flows_sccm.{path_key(gas)}", {gas: flows[gas]},
+                                 self.walk.setpoint_c, "switching the gas")
+            self.walk.holds_air, self.walk.air_since = True, f"{where} admitted {gas}"
+        self.walk.flows_sccm = flows
+        text = ", ".join(f"{g} {_n(f)} sccm" for g, f in flows.items()) or "all off"
+        return SetGas(stage=stage.name, label=f"gas: {text}",
+                      flows_sccm=tuple((g, float(f)) for g, f in spec.flows_sccm.items()))
+
+    def purge(self, where: str, stage: StageSpec, spec: PurgeSpec) -> Purge:
+        self.check_gas(f"{where}.gas", spec.gas, spec.flow_sccm)
+        self.check_oxidising(f"{where}.gas", {spec.gas: spec.flow_sccm},
+                             self.walk.setpoint_c, "purging")
+        # Well-mixed dilution (§4.5): one tube volume per V/Q minutes.
+        duration_s = spec.volumes * self.env.tube_volume_l / (spec.flow_sccm / 1000.0) * 60.0
+        timeout_s = 0.0
+        if spec.o2_max_ppm is not None:
+            if self.station.o2 is None:
+                raise self.fail(f"{where}.o2_max_ppm", "o2_max_ppm needs an O2 analyser and "
+                                                       "this station has none")
+            timeout_s = (spec.timeout_min * 60.0 if spec.timeout_min is not None
+                         else O2_TIMEOUT_FACTOR * duration_s)
+            if timeout_s < duration_s:
+                raise self.fail(f"{where}.timeout_min",
+                                f"timeout of {_n(timeout_s / 60)} min is shorter than the "
+                                f"purge itself ({_n(duration_s / 60)} min)")
+        self.walk.flows_sccm = {spec.gas: spec.flow_sccm}
+        if self.oxidising_flowing(self.walk.flows_sccm):
+            self.walk.holds_air, self.walk.air_since = True, f"{where} purged with {spec.gas}"
+        else:
+            self.walk.holds_air = False
+        o2 = f" to ≤{_n(spec.o2_max_ppm)} ppm O2" if spec.o2_max_ppm is not None else ""
+        return Purge(stage=stage.name, gas=spec.gas, flow_sccm=spec.flow_sccm,
+                     volumes=spec.volumes, duration_s=duration_s, o2_max_ppm=spec.o2_max_ppm,
+                     timeout_s=timeout_s,
+                     label=f"purge {spec.gas} {_n(spec.flow_sccm)} sccm × {_n(spec.volumes)} "
+                           f"tube volumes ({_n(duration_s / 60)} min){o2}")
+
+    def operator(self, where: str, stage: StageSpec, spec: OperatorSpec) -> OperatorStep:
+        max_c = None
+        if spec.opens_tube:
+            max_c = self.env.open_tube_max_c
+            if self.walk.setpoint_c > max_c:
+                raise self.fail(f"{where}.opens_tube",
+                                f"opening the tube at setpoint {_n(self.walk.setpoint_c)} °C; "
+                                f"it may be opened only at or below {_n(max_c)} °C, cool first")
+            self.walk.holds_air, self.walk.air_since = True, f"{where} opened the tube"
+        return OperatorStep(stage=stage.name, message=spec.message, opens_tube=spec.opens_tube,
+                            max_c=max_c, label=f"operator: {spec.message.splitlines()[0]}")
+
+    def compile(self) -> tuple[tuple[Stage, ...], tuple[Step, ...]]:
+        stages: list[Stage] = []
+        steps: list[Step] = []
+        for stage in self.recipe.stages:
+            mfc = self.station.gas(stage.atmosphere)
+            if mfc is None:
+                raise self.fail(f"stages[{stage.name}].atmosphere",
+                                f"gas {stage.atmosphere!r} is not on this station; it has "
+                                f"{self.gas_names()}")
+            stages.append(Stage(name=stage.name, atmosphere=stage.atmosphere))
+            for j, spec in enumerate(stage.steps, start=1):
+                where = f"stages[{stage.name}].steps[{j}]"
+                match spec:
+                    case RampSpec():
+                        steps.append(self.ramp(where, stage, spec))
+                    case CoolSpec():
+                        steps.append(self.cool(where, stage, spec))
+                    case DwellSpec():
+                        steps.append(self.dwell(where, stage, spec))
+                    case GasSpec():
+                        steps.append(self.gas(where, stage, spec))
+                    case PurgeSpec():
+                        steps.append(self.purge(where, stage, spec))
+                    case OperatorSpec():
+                        steps.append(self.operator(where, stage, spec))
+                    case EndSpec():
+                        steps.append(End(stage=stage.name, label="end"))
+        return tuple(stages), tuple(steps)
+
+
+def compile_plan(resolved: ResolvedRecipe, station: Station, source: str) -> Plan:
+    """Compile a resolved recipe for one station (minutes become seconds).
+
+    Walks the recipe tracking the setpoint (from ``envelope.ambient_c``), the gases flowing
+    and whether the tube still holds air, and checks every step against the envelope.
+
+    Raises:
+        RecipeError: one line naming ``source``, the field, the rule, the numbers and the
+            station, for: a temperature above the station maximum or below ambient; a
+            heating ramp faster than the envelope allows over its span (also a ramp by
+            time); cooling faster than the cooling limit; oxidising gas flowing at or into
+            a setpoint above ``air_max_c``; heating under inert gas before a purge has
+            completed since the tube last held air; a stage atmosphere that is not the gas
+            flowing alone while it heats or dwells hot; an unknown gas or a flow above the
+            MFC's full scale; opening the tube above ``open_tube_max_c``; ``o2_max_ppm``
+            without an O2 analyser.
+    """
+    stages, steps = _Compiler(resolved, station, source).compile()
+    return Plan(recipe_name=resolved.recipe.name, sample_name=sample_name(resolved),
+                stages=stages, steps=steps, parameters=MappingProxyType(dict(resolved.values)))
+
+
+@dataclass(frozen=True, slots=True)
+class StageSummary:
+    """One stage's share of a plan: planned seconds and number of steps."""
+
+    name: str
+    atmosphere: str
+    duration_s: float
+    steps: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlanSummary:
+    """What a plan will take: durations (s), peak setpoint (°C) and gas use (litres)."""
+
+    recipe_name: str
+    sample_name: str
+    stages: tuple[StageSummary, ...]
+    step_durations_s: tuple[float, ...]  # aligned with plan.steps
+    duration_s: float
+    peak_c: float
+    gas_l: MappingProxyType[str, float]  # every station gas, standard litres
+    steps: int
+
+
+def summarize(plan: Plan, station: Station) -> PlanSummary:
+    """Planned durations, peak setpoint and gas use of a plan, without hardware.
+
+    Ramps and cools take |Δ| / rate; dwells and purges their duration (holdback and O2 waits
+    can only lengthen them); gas changes, operator steps and ``end`` count zero time. Gas
+    use is flow × time for every step in which the gas flows.
+
+    Cooling below about 400 °C is limited by natural cooling, not by the programmed rate
+    (reference/hardware.md §4.4: natural cooling is slower than 5 °C/min below ~414 °C), so
+    planned cool times, and the total, are lower bounds.
+    """
+    setpoint_c = peak_c = station.envelope.ambient_c
+    flows: dict[str, float] = {}
+    gas_l = {m.gas: 0.0 for m in station.mfc}
+    durations: list[float] = []
+    for step in plan.steps:
+        duration_s = 0.0
+        match step:
+            case Ramp() | Cool():
+                duration_s = abs(step.to_c - setpoint_c) / step.rate_c_per_min * 60.0
+                setpoint_c = step.to_c
+            case Dwell():
+                duration_s = step.duration_s
+            case SetGas():
+                flows = {g: f for g, f in step.flows_sccm if f > 0}
+            case Purge():
+                flows = {step.gas: step.flow_sccm}
+                duration_s = step.duration_s
+            case OperatorStep() | End():
+                pass
+        peak_c = max(peak_c, setpoint_c)
+        for gas, flow_sccm in flows.items():
+            gas_l[gas] = gas_l.get(gas, 0.0) + flow_sccm / 1000.0 * duration_s / 60.0
+        durations.append(duration_s)
+    stages = tuple(
+        StageSummary(name=s.name, atmosphere=s.atmosphere,
+                     duration_s=sum(d for d, st in zip(durations, plan.steps, strict=True)
+                                    if st.stage == s.name),
+                     steps=sum(1 for st in plan.steps if st.stage == s.name))
+        for s in plan.stages)
+    return PlanSummary(recipe_name=plan.recipe_name, sample_name=plan.sample_name,
+                       stages=stages, step_durations_s=tuple(durations),
+                       duration_s=sum(durations), peak_c=peak_c,
+                       gas_l=MappingProxyType(gas_l), steps=len(plan.steps))
+
+
+def load_recipe(path: str | Path, overrides: dict[str, str] | None, station: Station
+                ) -> tuple[ResolvedRecipe, Plan, str]:
+    """Read, resolve and compile a recipe file; also return its frozen TOML text.
+
+    Raises ``ConfigurationError`` (file, field, rule) for a missing, unreadable or invalid
+    file, and ``RecipeError`` when it violates the station's limits.
+    """
+    source = str(path)
+    resolved = resolve(read_text(Path(path)), source, overrides or {})
+    plan = compile_plan(resolved, station, source)
+    return resolved, plan, frozen_toml(resolved)

@@ -1,0 +1,256 @@
+"""The batch trace: one plain CSV row per scan cycle, buffered, fsync'd when the caller says.
+
+Not here: which columns a station has or what goes in them (the scan cycle decides), and
+tamper evidence (that is the audit log's job; the trace is the experiment's data).
+
+Format, for Excel and Origin: UTF-8 without BOM, ``,`` separators, ``\\n`` line ends, one
+line per row (CR/LF inside text become spaces), a header of the column names exactly as
+given. Floats have a fixed number of decimals per column and never an exponent; None,
+NaN and infinities are empty cells; text is quoted only when it holds ``,`` or ``"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import enum
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO, Final, Self
+
+from controller.audit import RecordError, format_utc, fsync_dir
+
+__all__ = ["COLUMN_DECIMALS", "DEFAULT_DECIMALS", "TraceWriter"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DECIMALS: Final = 3
+# Columns that need more than DEFAULT_DECIMALS to keep an instrument's resolution:
+# an analytical balance reads to 0.01 mg, DTG is small in %/min.
+COLUMN_DECIMALS: Final[Mapping[str, int]] = {"mass_g": 5, "mass_pct": 4, "dtg_pct_per_min": 4}
+_NEEDS_CARE: Final = re.compile(r'[",\r\n]')
+
+
+def _text_cell(text: str) -> str:
+    """A text cell on one line, quoted if it holds a separator or a quote."""
+    text = text.replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
+    if '"' in text or "," in text:
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _cell(value: object, spec: str) -> str:
+    """The slow path of ``write_row``: anything but a plain float, str or None."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, enum.Enum) and not isinstance(value, int | str):
+        return _cell(value.value, spec)
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, float):
+        value = float(value)
+        return format(value, spec) if value - value == 0.0 else ""
+    if isinstance(value, str):
+        text = str.__str__(value)  # a StrEnum's value, never "Class.MEMBER"
+    elif isinstance(value, datetime):
+        return format_utc(value)
+    else:
+        text = str(value)
+    return text if _NEEDS_CARE.search(text) is None else _text_cell(text)
+
+
+class TraceWriter:
+    """Writes ``trace.csv``. Creating one creates the file (never overwriting) and its header.
+
+    ``write_row`` only formats and buffers (a few µs); rows reach the OS when
+    ``max_pending_rows`` pile up and reach the disk on ``flush()``, which the caller
+    invokes every N seconds of process time, and on ``close()``. Blocking: ``flush`` and
+    ``close`` write and fsync on the calling thread. A failed write raises ``OSError``
+    and closes the writer; later calls raise ``RecordError``.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        columns: Sequence[str],
+        *,
+        decimals: Mapping[str, int] | None = None,
+        max_pending_rows: int = 1000,
+    ) -> None:
+        """Create ``path`` with a header of ``columns`` (unit-bearing names, unique).
+
+        ``decimals`` overrides the decimals per column (defaults: ``COLUMN_DECIMALS``, else
+        ``DEFAULT_DECIMALS``). Raises ``FileExistsError`` if the file exists, ``ValueError``
+        on bad columns.
+        """
+        self._setup(path, columns, decimals, max_pending_rows)
+        header = ",".join(_text_cell(c) for c in self._columns) + "\n"
+        file = open(path, "xb")  # noqa: SIM115 - held open until close()
+        try:
+            file.write(header.encode("utf-8"))
+            file.flush()
+            os.fsync(file.fileno())
+            fsync_dir(path.parent)
+        except BaseException:
+            file.close()
+            raise
+        self._file = file
+
+    @classmethod
+    def open_existing(
+        cls,
+        path: Path,
+        columns: Sequence[str],
+        *,
+        decimals: Mapping[str, int] | None = None,
+        max_pending_rows: int = 1000,
+    ) -> TraceWriter:
+        """Reopen a trace to append to it (resume). The header must equal ``columns``.
+
+        A torn last row (no newline, from a crash) is cut away and kept in ``torn_tail``.
+        Raises ``RecordError`` if the header differs or is missing, ``OSError`` on I/O.
+        """
+        self = cls.__new__(cls)
+        self._setup(path, columns, decimals, max_pending_rows)
+        data = path.read_bytes()
+        end_of_header = data.find(b"\n")
+        if end_of_header < 0:
+            raise RecordError(f"{path}: no complete header line")
+        found = next(csv.reader([data[:end_of_header].decode("utf-8", "replace")]), [])
+        if found != list(self._columns):
+            raise RecordError(f"{path}: header {found} differs from the columns {self._columns}")
+        end = data.rfind(b"\n") + 1
+        self.torn_tail = data[end:]
+        self._rows = data.count(b"\n", end_of_header + 1, end)
+        if self.torn_tail:
+            logger.warning("cutting a torn last row off the trace",
+                           extra={"path": str(path), "torn_bytes": len(self.torn_tail)})
+            with open(path, "r+b") as f:
+                f.truncate(end)
+                os.fsync(f.fileno())
+        self._file = open(path, "ab")  # noqa: SIM115 - held open until close()
+        return self
+
+    def _setup(self, path: Path, columns: Sequence[str], decimals: Mapping[str, int] | None,
+               max_pending_rows: int) -> None:
+        names = tuple(columns)
+        if not names or not all(isinstance(c, str) and c.strip() for c in names):
+            raise ValueError(f"columns must be non-empty strings, got {names!r}")
+        if len(set(names)) != len(names) or any("\n" in c or "\r" in c for c in names):
+            raise ValueError(f"columns must be unique and on one line, got {names!r}")
+        wanted = {**COLUMN_DECIMALS, **(decimals or {})}
+        unknown = set(decimals or {}) - set(names)
+        if unknown:
+            raise ValueError(f"decimals given for unknown columns {sorted(unknown)}")
+        if max_pending_rows < 1:
+            raise ValueError(f"max_pending_rows must be at least 1, got {max_pending_rows}")
+        self._path = path
+        self._columns = names
+        self._specs = tuple(f".{int(wanted.get(c, DEFAULT_DECIMALS))}f" for c in names)
+        self._pending: list[str] = []
+        self._max_pending = max_pending_rows
+        self._rows = 0
+        self._file: BinaryIO | None = None
+        self._failure: OSError | None = None
+        #: Bytes of a torn last row that ``open_existing`` cut away (b"" if none).
+        self.torn_tail: bytes = b""
+
+    @property
+    def path(self) -> Path:
+        """The trace file."""
+        return self._path
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The header, in order."""
+        return self._columns
+
+    @property
+    def row_count(self) -> int:
+        """Rows written since the file was created, including rows not yet flushed."""
+        return self._rows
+
+    def write_row(self, values: Sequence[object]) -> None:
+        """Format and buffer one row, one value per column, in header order.
+
+        Floats (units as in the column name), ints, bools (1/0), str and StrEnum, aware
+        datetimes (ISO 8601 UTC) and None are accepted. Raises ``ValueError`` on a wrong
+        count, ``RecordError`` once closed. Does no I/O unless the buffer is full.
+        """
+        if self._file is None:
+            raise self._closed_error()
+        if len(values) != len(self._specs):
+            raise ValueError(f"{len(values)} values for {len(self._specs)} columns")
+        cells: list[str] = []
+        add = cells.append
+        # Hot path (once per scan cycle): exact-type tests first, the rest in _cell.
+        for value, spec in zip(values, self._specs, strict=True):
+            kind = type(value)
+            if kind is float:
+                add(format(value, spec) if value - value == 0.0 else "")  # type: ignore[operator]
+            elif kind is str:
+                add(value if _NEEDS_CARE.search(value) is None  # type: ignore[arg-type]
+                    else _text_cell(value))  # type: ignore[arg-type]
+            elif value is None:
+                add("")
+            else:
+                add(_cell(value, spec))
+        self._pending.append(",".join(cells))
+        self._rows += 1
+        if len(self._pending) >= self._max_pending:
+            self._write_pending(sync=False)
+
+    def flush(self) -> None:
+        """Hand buffered rows to the OS and fsync them. Raises ``OSError`` on failure."""
+        if self._file is None:
+            raise self._closed_error()
+        self._write_pending(sync=True)
+
+    def close(self) -> None:
+        """Flush, fsync and close. Idempotent; raises ``OSError`` if the final write fails."""
+        if self._file is None:
+            return
+        try:
+            self._write_pending(sync=True)
+        finally:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+    def _write_pending(self, *, sync: bool) -> None:
+        file = self._file
+        if file is None:
+            return
+        try:
+            if self._pending:
+                file.write(("\n".join(self._pending) + "\n").encode("utf-8"))
+                self._pending.clear()
+            file.flush()
+            if sync:
+                os.fsync(file.fileno())
+        except OSError as exc:
+            self._failure = exc
+            self._file = None
+            logger.error("trace write failed; the trace is closed",
+                         extra={"path": str(self._path), "error": repr(exc)})
+            with contextlib.suppress(OSError):  # its unwritten rows are lost; we raise below
+                file.close()
+            raise
+
+    def _closed_error(self) -> RecordError:
+        why = "closed" if self._failure is None else f"closed after {self._failure!r}"
+        return RecordError(f"{self._path}: trace is {why}")
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

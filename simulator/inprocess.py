@@ -1,0 +1,75 @@
+"""In-process ``RegisterBus`` onto a ``SimWorld``: the fast dry-run transport (C9 level 3).
+
+Responsible for advancing the world to the caller's clock before each request and for
+translating simulator replies into the driver error tree. Not responsible for any clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from drivers.errors import CommunicationError, DeviceRejectedError, DeviceTimeoutError
+from simulator.bank import ModbusExceptionReply
+from simulator.world import SimWorld
+
+__all__ = ["SimBus"]
+
+
+class SimBus:
+    """A ``drivers.bus.RegisterBus`` served straight from ``world``'s register banks.
+
+    Every call first runs ``world.advance_to(now())`` (``now`` is the controller's clock,
+    seconds), then serves the request. It never awaits anything, so it never yields to
+    the event loop and takes no real time. ``device_names`` (unit id -> name) labels the
+    errors. Raises ``DeviceRejectedError`` with ``exception_code`` for a Modbus exception
+    reply, ``DeviceTimeoutError`` for a unit that does not answer, and
+    ``CommunicationError`` after ``close()``.
+    """
+
+    __slots__ = ("_closed", "_names", "_now", "world")
+
+    def __init__(self, world: SimWorld, now: Callable[[], float],
+                 device_names: Mapping[int, str] | None = None) -> None:
+        self.world = world
+        self._now = now
+        self._names = dict(device_names or {})
+        self._closed = False
+
+    def _name(self, unit: int) -> str:
+        return self._names.get(unit, f"unit {unit}")
+
+    def _check_open(self, unit: int) -> None:
+        if self._closed:
+            raise CommunicationError("simulator bus is closed", device=self._name(unit))
+
+    async def read_registers(self, unit: int, address: int, count: int) -> list[int]:
+        """Read ``count`` holding registers from ``address`` (0-based PDU) of ``unit``."""
+        self._check_open(unit)
+        self.world.advance_to(self._now())
+        try:
+            return self.world.read(unit, address, count)
+        except ModbusExceptionReply as exc:
+            raise DeviceRejectedError(f"read of {count} at {address} rejected",
+                                      exception_code=exc.code, device=self._name(unit),
+                                      ) from exc
+        except DeviceTimeoutError as exc:
+            raise DeviceTimeoutError(f"no reply to read at {address}",
+                                     device=self._name(unit)) from exc
+
+    async def write_registers(self, unit: int, address: int, words: Sequence[int]) -> None:
+        """Write ``words`` from ``address`` (FC16); returns once the simulator accepted it."""
+        self._check_open(unit)
+        self.world.advance_to(self._now())
+        try:
+            self.world.write(unit, address, words)
+        except ModbusExceptionReply as exc:
+            raise DeviceRejectedError(f"write of {len(words)} at {address} rejected",
+                                      exception_code=exc.code, device=self._name(unit),
+                                      ) from exc
+        except DeviceTimeoutError as exc:
+            raise DeviceTimeoutError(f"no reply to write at {address}",
+                                     device=self._name(unit)) from exc
+
+    async def close(self) -> None:
+        """Stop serving; later calls raise ``CommunicationError``. Idempotent."""
+        self._closed = True

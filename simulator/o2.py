@@ -1,0 +1,63 @@
+"""Simulated O2 analyser on the tube exhaust, serving the driver's generic map.
+
+Responsible for the sensor's lag, noise and fault bit. Not responsible for the tube gas
+itself (``gas``) or for any vendor protocol (the map is a MODEL ASSUMPTION, see drivers/o2).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Final
+
+from drivers.o2.registers import MAP
+from simulator.bank import RegisterBank
+from simulator.gas import AIR_O2_PPM
+
+__all__ = ["SENSOR_TAU_S", "SimO2Analyser"]
+
+SENSOR_TAU_S: Final = 10.0  # MODEL ASSUMPTION: sample line + cell response
+NOISE_REL: Final = 0.01  # MODEL ASSUMPTION: 1 % of reading, 1 sigma
+_STATUS_SENSOR_FAULT: Final = 1  # bit 0 of STATUS (drivers/o2/registers.py)
+
+
+class SimO2Analyser:
+    """An O2 analyser whose reading (ppm) lags the tube O2 by a first-order ``tau_s``.
+
+    The lag is linear in concentration (a well-mixed sample cell diluting into itself),
+    integrated exactly per step; the reading adds 1 % relative gaussian noise and is never
+    negative. ``faulted`` is a hook that sets the sensor-fault status bit.
+    """
+
+    __slots__ = ("_alpha", "_alpha_dt_s", "_rng", "bank", "faulted", "o2_ppm", "tau_s")
+
+    def __init__(self, rng: random.Random | None = None, tau_s: float = SENSOR_TAU_S,
+                 initial_ppm: float = AIR_O2_PPM) -> None:
+        self._rng = rng or random.Random(0)
+        self.tau_s = tau_s
+        self._alpha_dt_s = -1.0
+        self._alpha = 0.0
+        self.o2_ppm = initial_ppm
+        """Noise-free sensor value, ppm (lags the tube)."""
+        self.faulted = False
+        """Fault hook: the analyser reports a sensor fault (STATUS bit 0)."""
+        self.bank = RegisterBank(MAP)
+        self.publish()
+
+    def step(self, dt_s: float, tube_o2_ppm: float) -> None:
+        """Follow ``tube_o2_ppm`` for ``dt_s`` seconds without refreshing the registers."""
+        if dt_s != self._alpha_dt_s:
+            self._alpha_dt_s = dt_s
+            self._alpha = -math.expm1(-dt_s / self.tau_s)
+        self.o2_ppm += (tube_o2_ppm - self.o2_ppm) * self._alpha
+
+    def advance(self, dt_s: float, tube_o2_ppm: float) -> None:
+        """Step, then publish."""
+        self.step(dt_s, tube_o2_ppm)
+        self.publish()
+
+    def publish(self) -> None:
+        """Refresh the O2 reading (noisy) and the status word."""
+        reading = self.o2_ppm * (1.0 + self._rng.gauss(0.0, NOISE_REL))
+        self.bank.set("O2", reading if reading > 0.0 else 0.0)
+        self.bank.set("STATUS", float(_STATUS_SENSOR_FAULT if self.faulted else 0))

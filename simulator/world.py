@@ -1,0 +1,185 @@
+"""The simulated station: every instrument plus the shared physics, advanced in time by its caller.
+
+Responsible for building the devices from a plain spec, integrating them in fixed substeps
+in a fixed order, and routing register traffic by unit id. Not responsible for any clock
+(it is advanced with ``advance_to``), for transports, or for reading station files.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from drivers.errors import DeviceTimeoutError
+from simulator.alicat import SimAlicatMFC
+from simulator.bank import RegisterBank
+from simulator.eurotherm import SimEurotherm3216
+from simulator.gas import TubeGas, inlet_o2_ppm
+from simulator.o2 import SimO2Analyser
+
+__all__ = ["SimMfcSpec", "SimStationSpec", "SimTruth", "SimWorld"]
+
+_EPS_S = 1e-9  # remainders shorter than this are rounding noise, not a step
+
+
+@dataclass(frozen=True, slots=True)
+class SimMfcSpec:
+    """One simulated MFC: unit id, gas name, range (sccm) and O2 mole fraction (0-1)."""
+
+    unit: int
+    gas: str
+    full_scale_sccm: float
+    o2_fraction: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SimStationSpec:
+    """Plain description of a simulated station. Defaults mirror the built-in station."""
+
+    furnace_unit: int = 1
+    decimals: int = 1
+    thermocouple: str = "S"
+    mfcs: tuple[SimMfcSpec, ...] = (
+        SimMfcSpec(2, "Ar", 1000.0),
+        SimMfcSpec(3, "air", 1000.0, 0.2095),
+        SimMfcSpec(4, "N2", 1000.0),
+    )
+    o2_unit: int | None = 6
+    tube_volume_l: float = 1.96
+    ambient_c: float = 25.0
+
+
+@dataclass(frozen=True, slots=True)
+class SimTruth:
+    """The true state at ``t_s``: temperatures (°C), output (%), flows (sccm), O2 (ppm)."""
+
+    t_s: float
+    furnace_c: float
+    tc_c: float
+    output_pct: float
+    flows_sccm: Mapping[str, float] = field(default_factory=dict)
+    o2_ppm: float = 0.0
+
+
+class SimWorld:
+    """All instruments of one station, sharing the furnace and tube physics.
+
+    ``advance_to(t_s)`` integrates from the world's time to ``t_s`` in substeps of at most
+    ``substep_s`` (the last may be shorter). Within a substep: MFC flows, tube gas, O2
+    analyser, then the Eurotherm (PID and thermal). Deterministic for a given ``seed``:
+    each device draws from its own ``random.Random`` split off the seed. Raises
+    ``ValueError`` for duplicate unit ids or bad device parameters.
+    """
+
+    __slots__ = ("_banks", "_inlet_ppm", "_silent", "furnace", "mfcs", "now_s", "o2",
+                 "spec", "substep_s", "tube")
+
+    def __init__(self, spec: SimStationSpec, seed: int = 0, substep_s: float = 0.5) -> None:
+        if not substep_s > 0.0:
+            raise ValueError(f"substep must be positive, not {substep_s}")
+        units = [spec.furnace_unit, *(m.unit for m in spec.mfcs)]
+        if spec.o2_unit is not None:
+            units.append(spec.o2_unit)
+        if len(set(units)) != len(units):
+            raise ValueError(f"duplicate unit ids in {units}")
+        self.spec = spec
+        self.substep_s = substep_s
+        self.now_s = 0.0
+        """World time, s: how far the physics has been integrated."""
+        master = random.Random(seed)
+        self.furnace = SimEurotherm3216(spec.decimals, spec.thermocouple,
+                                        random.Random(master.getrandbits(64)), spec.ambient_c)
+        self.mfcs: dict[str, SimAlicatMFC] = {
+            m.gas: SimAlicatMFC(m.gas, m.full_scale_sccm, random.Random(master.getrandbits(64)))
+            for m in spec.mfcs
+        }
+        """MFCs by gas name."""
+        self._inlet_ppm = tuple(inlet_o2_ppm(m.o2_fraction) for m in spec.mfcs)
+        self.tube = TubeGas(spec.tube_volume_l)
+        o2_rng = random.Random(master.getrandbits(64))
+        self.o2 = SimO2Analyser(o2_rng) if spec.o2_unit is not None else None
+        self._banks: dict[int, RegisterBank] = {spec.furnace_unit: self.furnace.bank}
+        for m in spec.mfcs:
+            self._banks[m.unit] = self.mfcs[m.gas].bank
+        if self.o2 is not None and spec.o2_unit is not None:
+            self._banks[spec.o2_unit] = self.o2.bank
+        self._silent: set[int] = set()
+
+    # ---- time ------------------------------------------------------------------------
+
+    def advance_to(self, t_s: float) -> None:
+        """Integrate every device up to ``t_s`` (s); a time at or before ``now_s`` is a no-op."""
+        span_s = t_s - self.now_s
+        if span_s <= _EPS_S:
+            return
+        h = self.substep_s
+        n_full = int(span_s / h)
+        rest_s = span_s - n_full * h
+        if rest_s > h - _EPS_S:  # guard against int() rounding just below a whole step
+            n_full += 1
+            rest_s = 0.0
+        for _ in range(n_full):
+            self._substep(h)
+        if rest_s > _EPS_S:
+            self._substep(rest_s)
+        self.now_s = t_s
+        self.furnace.publish()
+        for mfc in self.mfcs.values():
+            mfc.publish()
+        if self.o2 is not None:
+            self.o2.publish()
+
+    def _substep(self, dt_s: float) -> None:
+        total_sccm = 0.0
+        o2_flux = 0.0
+        for mfc, ppm in zip(self.mfcs.values(), self._inlet_ppm, strict=True):
+            mfc.step(dt_s)
+            flow = mfc.flow_sccm
+            total_sccm += flow
+            o2_flux += flow * ppm
+        tube = self.tube
+        tube.step(dt_s, total_sccm, o2_flux / total_sccm if total_sccm > 0.0 else 0.0)
+        if self.o2 is not None:
+            self.o2.step(dt_s, tube.o2_ppm)
+        self.furnace.step(dt_s)
+
+    # ---- register traffic ------------------------------------------------------------
+
+    def _bank(self, unit: int) -> RegisterBank:
+        bank = self._banks.get(unit)
+        if bank is None or unit in self._silent:
+            # An RTU line gives no reply at all for a unit nobody answers to.
+            raise DeviceTimeoutError(f"no reply from unit {unit}", device=f"unit {unit}")
+        return bank
+
+    def read(self, unit: int, address: int, count: int) -> list[int]:
+        """FC03 on ``unit``: ``count`` words from ``address``.
+
+        Raises ``DeviceTimeoutError`` (no such unit) or ``ModbusExceptionReply``.
+        """
+        return self._bank(unit).read(address, count)
+
+    def write(self, unit: int, address: int, words: Sequence[int]) -> None:
+        """FC16 on ``unit``. Raises ``DeviceTimeoutError`` or ``ModbusExceptionReply``."""
+        self._bank(unit).write(address, words)
+
+    def set_responding(self, unit: int, responding: bool) -> None:
+        """Fault hook: make ``unit`` stop (or resume) answering, as on a comms loss."""
+        if responding:
+            self._silent.discard(unit)
+        else:
+            self._silent.add(unit)
+
+    @property
+    def units(self) -> tuple[int, ...]:
+        """Unit ids that have an instrument, in build order."""
+        return tuple(self._banks)
+
+    def truth(self) -> SimTruth:
+        """The true state now (not what the instruments report)."""
+        f = self.furnace
+        flows = MappingProxyType({gas: m.flow_sccm for gas, m in self.mfcs.items()})
+        return SimTruth(self.now_s, f.thermal.furnace_c, f.thermal.tc_c, f.output_pct,
+                        flows, self.tube.o2_ppm)

@@ -1,0 +1,49 @@
+"""Running a batch in-process on the simulator with a virtual clock, and reading it back."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from controller.clock import VirtualClock
+from controller.plan import load_recipe
+from controller.session import BatchResult, run_batch
+from controller.station import load_station
+from controller.steps import Plan
+
+
+@dataclass
+class Batch:
+    """A finished batch: result, plan, trace columns as lists, audit records."""
+
+    result: BatchResult
+    plan: Plan
+    rows: list[dict[str, str]]
+    audit: list[dict[str, Any]]
+
+    def col(self, name: str) -> list[float]:
+        return [float(r[name]) if r[name] != "" else float("nan") for r in self.rows]
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [a for a in self.audit if a["event"] == name]
+
+
+async def dry_run(recipe: Path, batches: Path, overrides: dict[str, str] | None = None,
+                  seed: int = 0) -> Batch:
+    station, station_text = load_station(None)
+    _, plan, frozen = load_recipe(recipe, overrides or {}, station)
+    result = await run_batch(plan=plan, station=station, recipe_text=frozen,
+                             station_text=station_text, clock=VirtualClock(),
+                             batches_dir=batches, operator="pytest", seed=seed)
+    return read_batch(result, plan)
+
+
+def read_batch(result: BatchResult, plan: Plan) -> Batch:
+    with open(result.batch_dir / "trace.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    audit = [json.loads(line) for line in
+             (result.batch_dir / "audit.jsonl").read_text("utf-8").splitlines()]
+    return Batch(result, plan, rows, audit)

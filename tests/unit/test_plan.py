@@ -1,0 +1,354 @@
+"""Compiling recipes against a station, and plan summaries (controller.plan)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+
+from controller.plan import compile_plan, load_recipe, summarize
+from controller.recipe import frozen_toml, resolve
+from controller.station import Station, load_station
+from controller.steps import Cool, Dwell, End, OperatorStep, Plan, Purge, Ramp, SetGas
+from drivers.errors import ConfigurationError, RecipeError
+
+SOURCE = "profiles/test.toml"
+HEADLINE = Path(__file__).parents[2] / "profiles" / "pop70-600-1600.toml"
+PURGE = [{"kind": "purge", "gas": "Ar", "flow_sccm": 500, "volumes": 8},
+         {"kind": "gas", "flows_sccm": {"Ar": 200}}]
+END = {"name": "end", "atmosphere": "Ar", "steps": [{"kind": "end"}]}
+
+
+@pytest.fixture(scope="module")
+def station() -> Station:
+    return load_station(None)[0]
+
+
+def stage(name: str, atmosphere: str, *steps: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "atmosphere": atmosphere, "steps": list(steps)}
+
+
+def ramp(to_c: Any, rate: float | None = 5, **extra: Any) -> dict[str, Any]:
+    step = {"kind": "ramp", "to_c": to_c, **extra}
+    if rate is not None:
+        step["rate_c_per_min"] = rate
+    return step
+
+
+def dwell(minutes: float = 60, **extra: Any) -> dict[str, Any]:
+    return {"kind": "dwell", "duration_min": minutes, "band_c": 5, **extra}
+
+
+def gas(**flows: float) -> dict[str, Any]:
+    return {"kind": "gas", "flows_sccm": flows}
+
+
+def compile_stages(station: Station, *stages: dict[str, Any]) -> Plan:
+    """Compile a recipe made of ``stages`` plus a final end stage."""
+    doc = {"schema_version": 1, "name": "T", "sample": "T1", "stages": [*stages, END]}
+    return compile_plan(resolve(tomli_w.dumps(doc), SOURCE, {}), station, SOURCE)
+
+
+def rejects(station: Station, *stages: dict[str, Any], parts: tuple[str, ...]) -> RecipeError:
+    """Assert compiling raises a one-line RecipeError naming the file, station and ``parts``."""
+    with pytest.raises(RecipeError) as info:
+        compile_stages(station, *stages)
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"{SOURCE}: ")
+    assert station.name in msg
+    for part in parts:
+        assert part in msg, f"{part!r} not in {msg!r}"
+    return info.value
+
+
+def inert_heat(*steps: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    return stage("purge", "Ar", *PURGE), stage("heat", "Ar", *steps)
+
+
+# --- accepted -----------------------------------------------------------------------
+
+
+def test_headline_compiles(station: Station) -> None:
+    resolved, plan, frozen = load_recipe(HEADLINE, {}, station)
+    assert plan.sample_name == "POP70-600-1600"
+    assert plan.recipe_name == "POP"
+    assert dict(plan.parameters) == {"acid_wt": 70.0, "carbonization_c": 1600.0}
+    assert isinstance(plan.steps[-1], End)
+    assert [s.name for s in plan.stages][:3] == ["pre-oxidation", "argon switch", "preheat"]
+    assert frozen.startswith("# Frozen copy")
+    purge = next(s for s in plan.steps if isinstance(s, Purge))
+    # 8 volumes x 1.96 L / 0.5 L/min = 31.36 min
+    assert purge.duration_s == pytest.approx(31.36 * 60)
+    preheat = [s for s in plan.steps if s.stage == "preheat"]
+    assert isinstance(preheat[1], Dwell)
+    assert preheat[1].at_c == 600.0
+    assert preheat[1].duration_s == 7200.0
+    assert preheat[1].max_holdback_s == station.envelope.max_holdback_default_min * 60
+    wash = next(s for s in plan.steps if isinstance(s, OperatorStep))
+    assert wash.opens_tube
+    assert wash.max_c == station.envelope.open_tube_max_c
+
+
+def test_headline_with_set(station: Station) -> None:
+    _, plan, frozen = load_recipe(HEADLINE, {"acid_wt": "50", "carbonization_c": "1400"},
+                                  station)
+    assert plan.sample_name == "POP50-600-1400"
+    assert max(s.to_c for s in plan.steps if isinstance(s, Ramp)) == 1400.0
+    assert "--set acid_wt=50 --set carbonization_c=1400" in frozen
+
+
+def test_summary_of_headline(station: Station) -> None:
+    _, plan, _ = load_recipe(HEADLINE, {}, station)
+    summary = summarize(plan, station)
+    assert summary.peak_c == 1600.0
+    assert summary.steps == len(plan.steps) == len(summary.step_durations_s)
+    preheat = next(s for s in summary.stages if s.name == "preheat")
+    # ramp 220 -> 600 at 5 °C/min (76 min) + 120 min dwell at 600 °C
+    assert preheat.duration_s == pytest.approx((76 + 120) * 60)
+    dwell_600 = [d for d, s in zip(summary.step_durations_s, plan.steps, strict=True)
+                 if isinstance(s, Dwell) and s.at_c == 600.0]
+    assert dwell_600 == [pytest.approx(120 * 60)]
+    assert summary.gas_l["air"] > 0
+    assert summary.gas_l["Ar"] > 0
+    assert summary.gas_l["N2"] == 0
+    # air: 200 sccm during the 97.5 min ramp and the 120 min dwell = 43.5 L
+    assert summary.gas_l["air"] == pytest.approx(0.2 * (97.5 + 120))
+    assert summary.duration_s == pytest.approx(sum(s.duration_s for s in summary.stages))
+    wash = next(s for s in summary.stages if s.name == "wash")
+    assert wash.duration_s == 0.0
+
+
+def test_frozen_round_trip_gives_the_identical_plan(station: Station) -> None:
+    resolved, plan, frozen = load_recipe(HEADLINE, {"acid_wt": "60", "carbonization_c": "1500"},
+                                         station)
+    again = compile_plan(resolve(frozen, "batches/x/recipe.toml", {}), station,
+                         "batches/x/recipe.toml")
+    assert again == plan
+    assert frozen_toml(resolve(frozen, "x", {})).split("\n", 2)[2] == frozen.split("\n", 2)[2]
+
+
+def test_dwell_before_any_ramp_is_at_ambient(station: Station) -> None:
+    plan = compile_stages(station, stage("wait", "Ar", dwell(10)))
+    first = plan.steps[0]
+    assert isinstance(first, Dwell)
+    assert first.at_c == station.envelope.ambient_c
+
+
+def test_ramp_by_time_compiles_to_a_rate(station: Station) -> None:
+    plan = compile_stages(station, *inert_heat(ramp(625, rate=None, duration_min=120)))
+    step = plan.steps[2]
+    assert isinstance(step, Ramp)
+    assert step.rate_c_per_min == pytest.approx(5.0)  # 600 °C in 120 min
+
+
+def test_explicit_holdback_and_o2_purge(station: Station) -> None:
+    plan = compile_stages(
+        station,
+        stage("purge", "Ar", {"kind": "purge", "gas": "Ar", "flow_sccm": 500, "volumes": 8,
+                              "o2_max_ppm": 20}),
+        stage("heat", "Ar", ramp(600), dwell(60, max_holdback_min=10)))
+    purge, _, hold = plan.steps[0], plan.steps[1], plan.steps[2]
+    assert isinstance(purge, Purge)
+    assert purge.o2_max_ppm == 20
+    assert purge.timeout_s == pytest.approx(3 * purge.duration_s)
+    assert isinstance(hold, Dwell)
+    assert hold.max_holdback_s == 600.0
+
+
+def test_air_below_the_limit_and_switch_to_argon_while_warm(station: Station) -> None:
+    plan = compile_stages(
+        station,
+        stage("oxidise", "air", gas(air=200), ramp(220, rate=2), dwell(120)),
+        stage("switch", "Ar", *PURGE),
+        stage("preheat", "Ar", ramp(600), dwell(120),
+              {"kind": "cool", "to_c": 100, "rate_c_per_min": 5}))
+    assert isinstance(plan.steps[0], SetGas)
+    assert isinstance(plan.steps[-2], Cool)
+
+
+def test_inert_purge_then_other_inert_gas_needs_no_new_purge(station: Station) -> None:
+    # The tube no longer holds air after the Ar purge, so N2 may follow without one.
+    compile_stages(station, stage("purge", "Ar", *PURGE),
+                   stage("heat", "N2", gas(N2=200), ramp(600)))
+
+
+# --- rejected -------------------------------------------------------------------------
+
+
+def test_temperature_above_station_maximum(station: Station) -> None:
+    rejects(station, *inert_heat(ramp(1700)),
+            parts=("stages[heat].steps[1].to_c", "1700 °C is above the maximum",
+                   "1650 °C"))
+
+
+def test_temperature_above_maximum_via_parameter(station: Station) -> None:
+    doc = {"schema_version": 1, "name": "T", "sample": "T{c}",
+           "parameters": {"c": {"default": 1600, "min": 1400, "max": 1800}},
+           "stages": [*inert_heat(ramp("{c}")), END]}
+    resolved = resolve(tomli_w.dumps(doc), SOURCE, {"c": "1700"})
+    with pytest.raises(RecipeError, match=r"steps\[1\]\.to_c: 1700 °C is above the maximum"):
+        compile_plan(resolved, station, SOURCE)
+
+
+def test_heating_ramp_above_station_limit(station: Station) -> None:
+    rejects(station, *inert_heat(ramp(1500, rate=8)),
+            parts=("stages[heat].steps[1].rate_c_per_min", "25 -> 1500 °C at 8 °C/min",
+                   "faster than the 5 °C/min allowed"))
+
+
+def test_heating_ramp_above_limit_low_band(station: Station) -> None:
+    rejects(station, *inert_heat(ramp(600, rate=12)),
+            parts=("rate_c_per_min", "12 °C/min", "10 °C/min allowed"))
+
+
+def test_ramp_by_time_above_station_limit(station: Station) -> None:
+    rejects(station, *inert_heat(ramp(1025, rate=None, duration_min=60)),
+            parts=("stages[heat].steps[1].duration_min", "at 16.67 °C/min", "10 °C/min"))
+
+
+def test_cooling_ramp_above_cooling_limit(station: Station) -> None:
+    rejects(station, *inert_heat(ramp(600), ramp(300, rate=10)),
+            parts=("stages[heat].steps[2].rate_c_per_min", "cooling 600 -> 300 °C",
+                   "5 °C/min allowed"))
+
+
+def test_cool_step_above_cooling_limit(station: Station) -> None:
+    rejects(station, *inert_heat(ramp(600), {"kind": "cool", "to_c": 100,
+                                             "rate_c_per_min": 8}),
+            parts=("stages[heat].steps[2].rate_c_per_min", "8 °C/min", "5 °C/min"))
+
+
+def test_cool_must_go_down(station: Station) -> None:
+    rejects(station, *inert_heat(ramp(300), {"kind": "cool", "to_c": 400,
+                                             "rate_c_per_min": 5}),
+            parts=("stages[heat].steps[2].to_c", "not below the setpoint in force (300 °C)"))
+
+
+def test_air_heated_above_the_air_limit(station: Station) -> None:
+    rejects(station, stage("oxidise", "air", gas(air=200), ramp(300, rate=2)),
+            parts=("stages[oxidise].steps[2].to_c", "oxidising gas air", "300 °C",
+                   "forbidden above 250 °C"))
+
+
+def test_switching_to_air_when_hot(station: Station) -> None:
+    rejects(station, *inert_heat(ramp(600), gas(air=200)),
+            parts=("stages[heat].steps[2].flows_sccm.air", "air", "600 °C",
+                   "forbidden above 250 °C"))
+
+
+def test_purging_with_air_when_hot(station: Station) -> None:
+    rejects(station, *inert_heat(ramp(600), {"kind": "purge", "gas": "air",
+                                             "flow_sccm": 500, "volumes": 1}),
+            parts=("stages[heat].steps[2].gas", "600 °C", "forbidden above 250 °C"))
+
+
+def test_heating_under_argon_without_a_purge(station: Station) -> None:
+    rejects(station, stage("heat", "Ar", gas(Ar=200), ramp(600)),
+            parts=("stages[heat].steps[2]", "heating to 600 °C under Ar",
+                   "held air since the start of the recipe", "add a purge step"))
+
+
+def test_heating_under_argon_after_opening_the_tube(station: Station) -> None:
+    rejects(station, stage("purge", "Ar", *PURGE),
+            stage("load", "Ar", {"kind": "operator", "message": "load", "opens_tube": True}),
+            stage("heat", "Ar", ramp(600)),
+            parts=("stages[heat].steps[1]", "stages[load].steps[1] opened the tube"))
+
+
+def test_heating_under_argon_after_air_was_added(station: Station) -> None:
+    rejects(station, stage("purge", "Ar", *PURGE),
+            stage("mix", "Ar", gas(air=50), gas(Ar=200)),
+            stage("heat", "Ar", ramp(600)),
+            parts=("stages[heat].steps[1]", "stages[mix].steps[1] admitted air"))
+
+
+def test_purge_that_is_not_complete_before_heating_counts_only_when_inert(
+        station: Station) -> None:
+    rejects(station, stage("p", "Ar", {"kind": "purge", "gas": "air", "flow_sccm": 500,
+                                       "volumes": 8}, gas(Ar=200)),
+            stage("heat", "Ar", ramp(600)),
+            parts=("stages[heat].steps[1]", "stages[p].steps[1] purged with air"))
+
+
+def test_gas_not_on_the_station(station: Station) -> None:
+    rejects(station, stage("purge", "Ar", *PURGE), stage("heat", "Ar", gas(He=200)),
+            parts=("stages[heat].steps[1].flows_sccm.He", "gas 'He' is not on this station",
+                   "Ar, air, N2"))
+
+
+def test_purge_gas_not_on_the_station(station: Station) -> None:
+    rejects(station, stage("purge", "Ar", {"kind": "purge", "gas": "He", "flow_sccm": 500,
+                                           "volumes": 8}),
+            parts=("stages[purge].steps[1].gas", "'He'", "Ar, air, N2"))
+
+
+def test_atmosphere_not_on_the_station(station: Station) -> None:
+    rejects(station, stage("heat", "He", dwell(1)),
+            parts=("stages[heat].atmosphere", "'He'", "Ar, air, N2"))
+
+
+def test_flow_above_full_scale(station: Station) -> None:
+    rejects(station, stage("purge", "Ar", *PURGE), stage("heat", "Ar", gas(Ar=1500)),
+            parts=("stages[heat].steps[1].flows_sccm.Ar", "1500 sccm", "full scale",
+                   "1000 sccm"))
+
+
+def test_opening_the_tube_when_hot(station: Station) -> None:
+    rejects(station, *inert_heat(ramp(600), {"kind": "cool", "to_c": 200,
+                                             "rate_c_per_min": 5},
+                                 {"kind": "operator", "message": "wash", "opens_tube": True}),
+            parts=("stages[heat].steps[3].opens_tube", "setpoint 200 °C",
+                   "at or below 100 °C"))
+
+
+def test_atmosphere_does_not_match_the_gas_while_heating(station: Station) -> None:
+    rejects(station, stage("purge", "Ar", *PURGE), stage("heat", "N2", ramp(600)),
+            parts=("stages[heat].steps[1]", "with Ar flowing", "atmosphere = 'N2'"))
+
+
+def test_heating_with_no_gas_flowing(station: Station) -> None:
+    rejects(station, stage("purge", "Ar", *PURGE), stage("heat", "Ar", gas(), ramp(600)),
+            parts=("stages[heat].steps[2]", "with no gas flowing"))
+
+
+def test_o2_limit_without_analyser(station: Station) -> None:
+    no_o2 = station.model_copy(update={"o2": None, "name": "no-o2"})
+    with pytest.raises(RecipeError) as info:
+        compile_stages(no_o2, stage("purge", "Ar", {"kind": "purge", "gas": "Ar",
+                                                    "flow_sccm": 500, "volumes": 8,
+                                                    "o2_max_ppm": 20}))
+    msg = str(info.value)
+    assert msg.startswith(f"{SOURCE}: stages[purge].steps[1].o2_max_ppm: ")
+    assert "no-o2" in msg
+    assert "O2 analyser" in msg
+
+
+def test_o2_timeout_shorter_than_purge(station: Station) -> None:
+    rejects(station, stage("purge", "Ar", {"kind": "purge", "gas": "Ar", "flow_sccm": 500,
+                                           "volumes": 8, "o2_max_ppm": 20,
+                                           "timeout_min": 10}),
+            parts=("stages[purge].steps[1].timeout_min", "10 min", "31.36 min"))
+
+
+def test_target_below_ambient(station: Station) -> None:
+    rejects(station, *inert_heat(ramp(600), {"kind": "cool", "to_c": 0,
+                                             "rate_c_per_min": 5}),
+            parts=("stages[heat].steps[2].to_c", "below ambient"))
+
+
+def test_ramp_by_time_to_the_same_setpoint_is_a_dwell(station: Station) -> None:
+    rejects(station, *inert_heat(ramp(600), ramp(600, rate=None, duration_min=10)),
+            parts=("stages[heat].steps[2].duration_min", "use kind = 'dwell'"))
+
+
+def test_recipe_error_is_a_configuration_error(station: Station) -> None:
+    with pytest.raises(ConfigurationError):
+        compile_stages(station, *inert_heat(ramp(1700)))
+
+
+def test_load_recipe_missing_file(station: Station, tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="missing.toml: file not found"):
+        load_recipe(tmp_path / "missing.toml", {}, station)

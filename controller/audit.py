@@ -325,7 +325,7 @@ class AuditLog:
         record, line = _layout(json.loads(text), digest)
         self._write_durably(self._file, line)
         if self._count == 0:
-            self._first_record = record
+            self._first_record = json.loads(line)  # a copy the caller cannot change
         self._count += 1
         self._final_hash = digest
         return record

@@ -307,7 +307,8 @@ def frozen_toml(resolved: ResolvedRecipe) -> str:
     document = copy.deepcopy(dict(resolved.document))
     for name, value in resolved.values.items():
         document["parameters"][name]["default"] = _toml_number(value)
-    sets = " ".join(f"--set {k}={v}" for k, v in resolved.overrides.items()) or "no --set"
+    sets = " ".join(f"--set {k}={format_number(resolved.values[k])}"
+                    for k in resolved.overrides) or "no --set"
     origin = resolved.source.replace("\n", " ").replace("\r", " ")
     header = (f"# Frozen copy of {origin} ({sets}).\n"
               "# Parameter defaults are the values used; load it without --set to get "
@@ -405,7 +406,7 @@ def _one_line(exc: ValidationError, source: str, document: Mapping[str, Any]
 
 
 def _prefer_misspelling(errors: list[Any]) -> Any:
-    """With ``to = 220`` for ``to_c``, report the unknown ``to`` (and hint), not missing ``to_c``."""
+    """For ``to = 220`` instead of ``to_c``: report the unknown ``to`` (with a hint)."""
     missing = {tuple(e["loc"]) for e in errors if e["type"] == "missing"}
     for e in errors:
         loc = tuple(e["loc"])

@@ -355,6 +355,7 @@ class RecipeRunner:
 
     def _cool_down(self, snap: Snapshot, dt_s: float) -> None:
         env = self.station.envelope
+        self.rate_limit_c_per_min = env.max_cooling_rate_c_per_min
         self._ramp_toward(env.ambient_c, env.max_cooling_rate_c_per_min, dt_s)
         if snap.furnace_c <= env.open_tube_max_c:
             self.command("cooled", reason=f"furnace below {env.open_tube_max_c:g} °C")
@@ -363,6 +364,11 @@ class RecipeRunner:
     def _enter_step(self, t_s: float) -> None:
         step = self.plan.steps[self.step_index]
         self._step = _StepState(started_t_s=t_s, ramp_from_c=self.setpoint_c)
+        # The instrument's own rate limit is what it falls back at if the PC goes silent, so
+        # it stays at the cooling limit except while a faster heating ramp needs more.
+        cooling = self.station.envelope.max_cooling_rate_c_per_min
+        self.rate_limit_c_per_min = (max(cooling, step.rate_c_per_min)
+                                     if isinstance(step, Ramp) else cooling)
         self.progress.stage_started_t_s.setdefault(step.stage, t_s)
         self._audit("step_started", index=self.step_index, stage=step.stage, kind=step.kind,
                     label=step.label, setpoint_c=self.setpoint_c)

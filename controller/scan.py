@@ -34,6 +34,7 @@ __all__ = ["Devices", "Recorder", "ScanLoop", "safe_flows", "trace_columns"]
 logger = logging.getLogger(__name__)
 
 _SAFE_STATE_TIMEOUT_S = 5.0
+_SETPOINT_TOLERANCE_SCCM = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +137,9 @@ class ScanLoop:
                         MappingProxyType(dict(self._failures)))
 
     # ------------------------------------------------------------------ writing
-    async def _write(self, cmds: Commands, t_s: float) -> None:
+    async def _write(self, cmds: Commands, snap: Snapshot) -> None:
         """Setpoint every cycle (the remote-setpoint heartbeat); the rest on change."""
+        t_s = snap.t_s
         furnace = self.devices.furnace
         await self._guarded("furnace", "setpoint_c", cmds.setpoint_c, t_s,
                             furnace.write_setpoint_c(cmds.setpoint_c), audit_change=False)
@@ -147,7 +149,17 @@ class ScanLoop:
         for mfc in self.devices.mfcs:
             flow = cmds.flows_sccm[mfc.gas]
             key = f"flow_{mfc.gas}"
-            if self._written.get(key) != flow:
+            reading = snap.flows.get(mfc.gas)
+            # Rewrite on change, and when the instrument's own setpoint is not ours (front
+            # panel, another program, a power cycle): the setpoint read back is the truth.
+            drifted = reading is not None and abs(reading.setpoint_sccm - flow) > max(
+                _SETPOINT_TOLERANCE_SCCM, 1e-3 * flow)
+            if drifted and self._written.get(key) == flow:
+                self.recorder.audit("alarm", t_s, {
+                    "alarm": "setpoint_changed_externally", "device": mfc.name,
+                    "measured": reading.setpoint_sccm, "limit": flow,  # type: ignore[union-attr]
+                    "action": "rewritten"})
+            if self._written.get(key) != flow or drifted:
                 await self._guarded(mfc.name, key, flow, t_s, mfc.set_flow_sccm(flow))
 
     async def _guarded(self, device: str, key: str, value: float, t_s: float, write: Any,
@@ -238,7 +250,7 @@ class ScanLoop:
                 cmds = self.runner.step(snap, verdicts)
                 self._flush_events(snap.t_s)  # recorded before it is acted on
                 if not self.runner.is_final:
-                    await self._write(cmds, snap.t_s)
+                    await self._write(cmds, snap)
                 self._trace(snap, cmds)
                 self.cycles += 1
                 if self.observer is not None:

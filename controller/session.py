@@ -23,7 +23,7 @@ from controller.runner import RecipeRunner, RunState
 from controller.scan import ScanLoop, trace_columns
 from controller.snapshot import Snapshot
 from controller.station import Station
-from controller.station_factory import build_devices
+from controller.station_factory import Built, build_devices
 from controller.steps import Plan
 from controller.trace import TraceWriter
 
@@ -119,17 +119,19 @@ def _summary(batch_dir: Path, plan: Plan, planned: PlanSummary, runner: RecipeRu
 
 async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_text: str,
                     clock: Clock, batches_dir: Path, operator: str, seed: int = 0,
-                    observer: Callable[[Snapshot, RecipeRunner], None] | None = None
-                    ) -> BatchResult:
+                    observer: Callable[[Snapshot, RecipeRunner], None] | None = None,
+                    built: Built | None = None) -> BatchResult:
     """Run ``plan`` on ``station`` as a batch under ``batches_dir``.
 
     The folder, frozen inputs and first audit record exist (fsync'd) before any device is
-    written. Device errors inside the loop are handled there; an unexpected error still
-    leaves the outputs safe (the scan loop's ``finally``) and is re-raised after the audit
-    records it.
+    written. ``built`` lets a caller (a test) keep hold of the devices and the simulated
+    world; by default they are built from ``station``. Device errors inside the loop are
+    handled there; an unexpected error still leaves the outputs safe (the scan loop's
+    ``finally``) and is re-raised after the audit records it.
     """
     planned = summarize(plan, station)
-    built = build_devices(station, clock, seed=seed)
+    if built is None:
+        built = build_devices(station, clock, seed=seed)
     batch_dir = create_batch_dir(batches_dir, plan.sample_name, clock.wall())
     write_frozen(batch_dir, "recipe.toml", recipe_text)
     write_frozen(batch_dir, "station.toml", station_text)

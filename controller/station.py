@@ -5,6 +5,7 @@ Not here: building drivers from a station (``station_factory``) or recipe checks
 
 from __future__ import annotations
 
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
@@ -120,9 +121,12 @@ class Envelope(_Model):
     def max_rate_between(self, from_c: float, to_c: float) -> float:
         """Largest ramp rate allowed over the whole span between two temperatures."""
         lo, hi = sorted((from_c, to_c))
-        rates = [b.max_rate_c_per_min for b in self.ramp_limits if b.up_to_c > lo]
-        rates.append(self.max_rate_at(hi))
-        return min(rates)
+        rates, bottom_c = [], -math.inf
+        for band in self.ramp_limits:  # band covers (bottom_c, up_to_c]
+            if band.up_to_c >= lo and bottom_c < hi:
+                rates.append(band.max_rate_c_per_min)
+            bottom_c = band.up_to_c
+        return min(rates, default=self.ramp_limits[-1].max_rate_c_per_min)
 
 
 class Station(_Model):

@@ -76,6 +76,8 @@ class TraceWriter:
     and closes the writer; later calls raise ``RecordError``.
     """
 
+    _file: BinaryIO | None
+
     def __init__(
         self,
         path: Path,
@@ -157,7 +159,7 @@ class TraceWriter:
         self._pending: list[str] = []
         self._max_pending = max_pending_rows
         self._rows = 0
-        self._file: BinaryIO | None = None
+        self._file = None
         self._failure: OSError | None = None
         #: Bytes of a torn last row that ``open_existing`` cut away (b"" if none).
         self.torn_tail: bytes = b""
@@ -190,14 +192,12 @@ class TraceWriter:
             raise ValueError(f"{len(values)} values for {len(self._specs)} columns")
         cells: list[str] = []
         add = cells.append
-        # Hot path (once per scan cycle): exact-type tests first, the rest in _cell.
+        # Hot path (once per scan cycle): floats and text first, the rest in _cell.
         for value, spec in zip(values, self._specs, strict=True):
-            kind = type(value)
-            if kind is float:
-                add(format(value, spec) if value - value == 0.0 else "")  # type: ignore[operator]
-            elif kind is str:
-                add(value if _NEEDS_CARE.search(value) is None  # type: ignore[arg-type]
-                    else _text_cell(value))  # type: ignore[arg-type]
+            if isinstance(value, float):  # x - x == 0 only for finite x
+                add(format(value, spec) if value - value == 0.0 else "")
+            elif isinstance(value, str):  # str subclasses (StrEnum) join as their value
+                add(value if _NEEDS_CARE.search(value) is None else _text_cell(value))
             elif value is None:
                 add("")
             else:

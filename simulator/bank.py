@@ -68,7 +68,8 @@ class RegisterBank:
 
     Scaled integer views quantise on read exactly as ``drivers.registers.encode`` does and
     saturate at the integer limits instead of raising (a 2-dp instrument cannot show
-    1500 °C in int16). Reads and writes are synchronous and never block.
+    1500 °C in int16). Write-only registers read back their stored value. Reads and writes
+    are synchronous and never block.
     """
 
     __slots__ = ("_hooks", "_limits", "_map", "_slot_index", "_slot_of", "_values",

@@ -1,4 +1,4 @@
-"""In-process ``RegisterBus`` onto a ``SimWorld``: the fast dry-run transport (C9 level 3).
+"""In-process ``RegisterBus`` onto a ``SimWorld``: the fast dry-run transport (STYLE C12, rung 3).
 
 Responsible for advancing the world to the caller's clock before each request and for
 translating simulator replies into the driver error tree. Not responsible for any clock.

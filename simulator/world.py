@@ -1,8 +1,6 @@
-"""The simulated station: every instrument plus the shared physics, advanced in time by its caller.
-
-Responsible for building the devices from a plain spec, integrating them in fixed substeps
-in a fixed order, and routing register traffic by unit id. Not responsible for any clock
-(it is advanced with ``advance_to``), for transports, or for reading station files.
+"""The simulated station: builds the instruments from a plain spec, integrates them in fixed
+substeps and routes register traffic by unit id. Not responsible for any clock (callers
+``advance_to``), for transports, or for reading station files.
 """
 
 from __future__ import annotations

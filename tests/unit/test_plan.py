@@ -201,12 +201,19 @@ def test_heating_ramp_above_station_limit(station: Station) -> None:
 
 def test_heating_ramp_above_limit_low_band(station: Station) -> None:
     rejects(station, *inert_heat(ramp(600, rate=12)),
-            parts=("rate_c_per_min", "12 °C/min", "10 °C/min allowed"))
+            parts=("stages[heat].steps[1].rate_c_per_min", "25 -> 600 °C at 12 °C/min",
+                   "faster than the"))
+
+
+def test_ramp_within_the_low_band_may_use_its_own_limit(station: Station) -> None:
+    plan = compile_stages(station, *inert_heat(ramp(1000, rate=10)))
+    assert plan.steps[2].rate_c_per_min == 10  # type: ignore[union-attr]
 
 
 def test_ramp_by_time_above_station_limit(station: Station) -> None:
-    rejects(station, *inert_heat(ramp(1025, rate=None, duration_min=60)),
-            parts=("stages[heat].steps[1].duration_min", "at 16.67 °C/min", "10 °C/min"))
+    rejects(station, *inert_heat(ramp(925, rate=None, duration_min=60)),
+            parts=("stages[heat].steps[1].duration_min", "25 -> 925 °C at 15 °C/min",
+                   "faster than the"))
 
 
 def test_cooling_ramp_above_cooling_limit(station: Station) -> None:

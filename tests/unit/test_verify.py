@@ -7,6 +7,7 @@ import json
 import stat
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -81,8 +82,13 @@ def test_recorded_hashes_are_those_of_the_frozen_bytes(batch: Path) -> None:
 # --- tampering with audit.jsonl ------------------------------------------------------------
 
 
-def test_every_single_bit_flip_is_detected(batch: Path) -> None:
-    """systemd's test-journal-verify sweep: toggle each bit of the file, one at a time."""
+def test_every_single_bit_flip_is_detected(tmp_path: Path) -> None:
+    """systemd's test-journal-verify sweep: toggle each bit of the file, one at a time.
+
+    Two records (the genesis record and a chained one with nested, non-ASCII fields) keep
+    the 8 x ~800 verifications quick; the hypothesis test below covers a longer log.
+    """
+    batch = make_batch(tmp_path, 1)
     original = (batch / AUDIT_FILE).read_bytes()
     undetected = []
     for pos in range(len(original)):
@@ -188,6 +194,49 @@ def test_a_replaced_last_record_is_caught_by_the_final_hash(batch: Path) -> None
     result = verify_batch(batch)
     assert (result.ok, result.first_bad) == (False, 4)
     assert "audit_final_hash does not match the hash of record 4" in result.reason
+
+
+def forge(record: dict[str, Any]) -> bytes:
+    """What someone who knows the format writes: rehashed, in the writer's exact layout."""
+    body = {k: v for k, v in record.items() if k != "hash"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    head = {k: body[k] for k in ("seq", "t_s", "wall_utc", "event")}
+    fields = {k: json.loads(json.dumps(body[k], sort_keys=True)) for k in sorted(body)
+              if k not in (*head, "prev")}
+    line = {**head, **fields, "prev": body["prev"],
+            "hash": hashlib.sha256(canonical.encode("utf-8")).hexdigest()}
+    return (json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def test_forge_writes_what_the_writer_writes(batch: Path) -> None:
+    lines = audit_lines(batch)
+    assert [forge(json.loads(line)) for line in lines] == lines
+
+
+def test_a_relinked_chain_with_a_gap_is_caught_by_seq(batch: Path) -> None:
+    records = [json.loads(line) for line in audit_lines(batch)]
+    del records[2]
+    out = [forge(records[0]), forge(records[1])]
+    for record in records[2:]:  # re-link what follows the gap, keep the seq numbers
+        record["prev"] = json.loads(out[-1])["hash"]
+        out.append(forge(record))
+    write_audit(batch, b"".join(out))
+    result = verify_batch(batch)
+    assert (result.ok, result.first_bad) == (False, 2)
+    assert result.reason == (f"{AUDIT_FILE}: record 2 (line 3): seq is 3, expected 2 "
+                             "(a record is missing, added or moved)")
+
+
+def test_a_rehashed_record_with_a_broken_link_is_caught_by_prev(batch: Path) -> None:
+    lines = audit_lines(batch)
+    record = json.loads(lines[2])
+    record["new"], record["prev"] = 9999.0, "f" * 64
+    lines[2] = forge(record)
+    write_audit(batch, b"".join(lines))
+    result = verify_batch(batch)
+    assert (result.ok, result.first_bad) == (False, 2)
+    assert result.reason == (f"{AUDIT_FILE}: record 2 (line 3): prev does not match the hash "
+                             "of record 1")
 
 
 def test_wall_clock_going_back_is_a_warning_not_a_failure(tmp_path: Path) -> None:

@@ -147,7 +147,7 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
             operator=args.operator, seed=args.seed, observer=view,
             ))
     out.print(summary_table(result.summary))
-    out.print(f"batch: {result.batch_dir}")
+    out.print(f"batch: {result.batch_dir}", soft_wrap=True, markup=False, highlight=False)
     return EXIT_OK if result.state is RunState.COMPLETED else EXIT_FAILED
 
 

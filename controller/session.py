@@ -6,7 +6,6 @@ Not here: argument parsing and printing (``cli``), or device construction
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import platform
 from collections.abc import Callable, Sequence
@@ -40,11 +39,6 @@ def software_version() -> str:
         return version("furnace")
     except PackageNotFoundError:
         return "unknown"
-
-
-def sha256_text(text: str) -> str:
-    """Hex SHA-256 of ``text`` as UTF-8 (what the audit records for frozen inputs)."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class BatchRecorder:
@@ -133,11 +127,11 @@ async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_t
     if built is None:
         built = build_devices(station, clock, seed=seed)
     batch_dir = create_batch_dir(batches_dir, plan.sample_name, clock.wall())
-    write_frozen(batch_dir, "recipe.toml", recipe_text)
-    write_frozen(batch_dir, "station.toml", station_text)
+    recipe_sha256 = write_frozen(batch_dir, "recipe.toml", recipe_text)
+    station_sha256 = write_frozen(batch_dir, "station.toml", station_text)
     t0_s = clock.now()
     audit = AuditLog.create(batch_dir / "audit.jsonl", software_version(),
-                            sha256_text(recipe_text), sha256_text(station_text),
+                            recipe_sha256, station_sha256,
                             t_s=0.0, wall=clock.wall(), batch_id=batch_dir.name,
                             operator=operator, sample=plan.sample_name,
                             recipe=plan.recipe_name, station=station.name,

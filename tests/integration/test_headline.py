@@ -65,7 +65,8 @@ def test_argon_purge_finishes_before_furnace_passes_air_limit(
     assert max(before) < limit
     # and no air flows anywhere the furnace is above the air limit
     hot = [r for r in batch.rows if float(r["furnace_c"]) > limit]
-    assert hot and max(float(r["flow_air_sccm"]) for r in hot) < 1.0
+    assert hot
+    assert max(float(r["flow_air_sccm"]) for r in hot) < 1.0
 
 
 def test_600_held_for_120_min(batch: Batch) -> None:
@@ -80,7 +81,8 @@ def test_cooled_under_argon_below_100_before_wash(batch: Batch) -> None:
     assert confirm["how"].startswith("confirmed automatically")
     t_confirm = confirm["t_s"]
     cooling = [r for r in batch.rows if r["stage"] == "cool for wash"]
-    assert cooling and all(float(r["flow_Ar_sccm"]) > 150 for r in cooling)
+    assert cooling
+    assert all(float(r["flow_Ar_sccm"]) > 150 for r in cooling)
     assert all(float(r["flow_air_sccm"]) < 1 for r in cooling)
     at = min(batch.rows, key=lambda r: abs(float(r["elapsed_s"]) - t_confirm))
     assert float(at["furnace_c"]) < 100.0

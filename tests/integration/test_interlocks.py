@@ -112,7 +112,8 @@ async def test_over_temperature_aborts_to_controlled_cooldown(tmp_path: Path) ->
 
     batch = await _run(tmp_path, _quick_plan(tmp_path, station), station, text, inject, truth)
     trip = _trip(batch, "over_temperature")
-    assert trip["action"] == "abort" and trip["limit"] == limit
+    assert trip["action"] == "abort"
+    assert trip["limit"] == limit
     assert trip["measured"] > limit
     assert batch.result.state is RunState.ABORTED
     assert "over_temperature" in batch.result.summary["end_reason"]

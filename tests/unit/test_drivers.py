@@ -35,7 +35,9 @@ async def test_read_decodes_block_and_status(bus: FakeRegisterBus) -> None:
     assert reading.temperature_c == pytest.approx(221.5)
     assert reading.working_setpoint_c == pytest.approx(220.0)
     assert reading.output_pct == pytest.approx(4.2)
-    assert reading.is_ramping and not reading.is_sensor_break and not reading.is_manual
+    assert reading.is_ramping
+    assert not reading.is_sensor_break
+    assert not reading.is_manual
     # one block read of PV..WKG.SP floats, one of the status word: nothing else
     assert bus.calls == [("read", UNIT, 0x8002, (10,)), ("read", UNIT, 75, (1,))]
 
@@ -43,7 +45,8 @@ async def test_read_decodes_block_and_status(bus: FakeRegisterBus) -> None:
 async def test_sensor_break_bit_is_reported(bus: FakeRegisterBus) -> None:
     _preset_euro(bus, {"StAt": int(Status.SENSOR_BREAK | Status.PV_OVER_RANGE)})
     reading = await Eurotherm3216(bus, UNIT).read()
-    assert reading.is_sensor_break and reading.is_over_range
+    assert reading.is_sensor_break
+    assert reading.is_over_range
 
 
 async def test_setpoint_goes_to_remote_setpoint_only(bus: FakeRegisterBus) -> None:
@@ -68,7 +71,8 @@ async def test_preflight_skips_eeprom_write_when_unchanged(bus: FakeRegisterBus)
     await Eurotherm3216(bus, UNIT).configure_fallback(
         local_setpoint_c=25.0, rate_limit_c_per_min=5.0, alarm_high_c=1650.0)
     written = [a for _, a, _ in bus.writes()]
-    assert EURO["TG.SP.F"].address not in written and EURO["A1.F"].address not in written
+    assert EURO["TG.SP.F"].address not in written
+    assert EURO["A1.F"].address not in written
     # rate limit first, remote selected last, remote SP primed with the working SP
     assert written[0] == EURO["SP.RAT.F"].address
     assert written[-1] == EURO["L-R"].address

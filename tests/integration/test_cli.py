@@ -1,0 +1,178 @@
+"""The ``furnace`` command line: exit codes, one-line errors, and the batch it prints."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from controller.cli import main
+from tests.conftest import PROFILES
+
+BASE = """\
+schema_version = 1
+name = "cli"
+sample = "CLI{acid_wt}-{top_c}"
+[parameters.acid_wt]
+default = 50
+min = 0
+max = 80
+[parameters.top_c]
+default = 600
+min = 100
+max = 1700
+[[stages]]
+name = "oxidise"
+atmosphere = "air"
+[[stages.steps]]
+kind = "gas"
+flows_sccm = { air = 200 }
+[[stages.steps]]
+kind = "ramp"
+to_c = 220
+rate_c_per_min = 5
+[[stages.steps]]
+kind = "dwell"
+duration_min = 10
+band_c = 5
+[[stages]]
+name = "inert"
+atmosphere = "Ar"
+[[stages.steps]]
+kind = "purge"
+gas = "Ar"
+flow_sccm = 1000
+volumes = 8
+[[stages.steps]]
+kind = "ramp"
+to_c = "{top_c}"
+rate_c_per_min = 5
+[[stages.steps]]
+kind = "dwell"
+duration_min = 10
+band_c = 5
+[[stages.steps]]
+kind = "cool"
+to_c = 100
+rate_c_per_min = 5
+[[stages.steps]]
+kind = "end"
+"""
+
+PURGE = """[[stages.steps]]
+kind = "purge"
+gas = "Ar"
+flow_sccm = 1000
+volumes = 8
+"""
+
+# (name, replace this, with that, extra --set, words the one-line error must contain)
+BAD = [
+    ("above station maximum", 'default = 600\n', 'default = 1700\n', [], ["to_c", "1650"]),
+    ("ramp above station limit", 'to_c = "{top_c}"\nrate_c_per_min = 5',
+     'to_c = "{top_c}"\nrate_c_per_min = 20', [], ["rate_c_per_min", "10"]),
+    ("air above air limit", "to_c = 220\n", "to_c = 300\n", [], ["air", "250"]),
+    ("heating under argon without purge", PURGE,
+     '[[stages.steps]]\nkind = "gas"\nflows_sccm = { Ar = 200 }\n', [], ["purge", "Ar"]),
+    ("zero duration", "duration_min = 10\nband_c = 5\n[[stages]]",
+     "duration_min = 0\nband_c = 5\n[[stages]]", [], ["duration_min", "greater than 0"]),
+    ("negative duration", "duration_min = 10\nband_c = 5\n[[stages]]",
+     "duration_min = -5\nband_c = 5\n[[stages]]", [], ["duration_min"]),
+    ("unknown field", 'name = "cli"\n', 'name = "cli"\ncolour = "red"\n', [], ["colour",
+                                                                              "unknown"]),
+    ("wrong type", "to_c = 220\n", 'to_c = "hot"\n', [], ["to_c"]),
+    ("missing unit-bearing field", "to_c = 220\n", "to = 220\n", [], ["to_c"]),
+    ("parameter outside bounds", "", "", ["acid_wt=95"], ["acid_wt", "95", "80"]),
+    ("gas the station lacks", "flows_sccm = { air = 200 }", "flows_sccm = { He = 200 }", [],
+     ["He", "Ar"]),
+    ("unknown --set key", "", "", ["colour=red"], ["colour"]),
+    ("bad TOML", 'name = "cli"\n', 'name = "cli\n', [], ["TOML"]),
+]
+
+
+def _write(tmp_path: Path, old: str, new: str) -> Path:
+    assert old in BASE or not old
+    path = tmp_path / "recipe.toml"
+    path.write_text(BASE.replace(old, new, 1) if old else BASE, encoding="utf-8")
+    return path
+
+
+def test_base_recipe_is_valid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(_write(tmp_path, "", ""))]) == 0
+    assert "valid" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("name", "old", "new", "sets", "words"), BAD, ids=[b[0] for b in BAD])
+def test_validate_rejects_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        name: str, old: str, new: str, sets: list[str],
+                                        words: list[str]) -> None:
+    path = _write(tmp_path, old, new)
+    argv = ["validate", str(path)] + [x for s in sets for x in ("--set", s)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err, err
+    assert "Traceback" not in err
+    assert str(path) in err
+    for word in words:
+        assert word in err, (word, err)
+
+
+def test_missing_recipe_file_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "no/such/recipe.toml"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no/such/recipe.toml" in err
+    assert "not found" in err
+
+
+def test_bad_station_file_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    station = tmp_path / "station.toml"
+    station.write_text('schema_version = 1\nname = "x"\n', encoding="utf-8")
+    assert main(["validate", str(PROFILES / "pop70-600-1600.toml"), "--station",
+                 str(station)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(station) in err
+    assert "\n" not in err
+
+
+def test_bad_arguments_are_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["run", "x.toml", "--speed", "fast"])
+    assert info.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_plan_prints_duration_peak_and_gas(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", str(PROFILES / "pop70-600-1600.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "peak temperature: 1600" in out
+    assert "Ar:" in out
+    assert "carbonisation" in out
+
+
+def test_run_prints_batch_folder_and_verify_detects_tampering(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = _write(tmp_path, "", "")
+    assert main(["run", str(recipe), "--batches", str(tmp_path / "b"), "--operator",
+                 "tester"]) == 0
+    out = capsys.readouterr().out
+    batch = Path(out.strip().splitlines()[-1].removeprefix("batch: "))
+    assert (batch / "summary.json").exists()
+    assert json.loads((batch / "summary.json").read_text())["outcome"] == "completed"
+    assert main(["verify", str(batch)]) == 0
+    audit = batch / "audit.jsonl"
+    data = bytearray(audit.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one changed bit
+    audit.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(["verify", str(batch)]) == 1
+    assert "record" in capsys.readouterr().out
+
+
+def test_entry_point_runs_as_a_process() -> None:
+    proc = subprocess.run([sys.executable, "-m", "controller.cli", "validate",
+                           str(PROFILES / "hsp30-600-1400.toml")],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr

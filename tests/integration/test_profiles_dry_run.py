@@ -1,0 +1,27 @@
+"""Every recipe in profiles/ completes a dry run on the built-in simulator (STYLE.md C14)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controller.batch import verify_batch
+from controller.runner import RunState
+from tests.conftest import PROFILES
+from tests.integration.helpers import dry_run
+
+FILES = sorted(PROFILES.glob("*.toml"))
+
+
+def test_there_are_profiles() -> None:
+    assert len(FILES) >= 6
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+async def test_profile_dry_run_completes(path: Path, tmp_path: Path) -> None:
+    batch = await dry_run(path, tmp_path)
+    assert batch.result.state is RunState.COMPLETED, batch.result.summary["end_reason"]
+    assert verify_batch(batch.result.batch_dir).ok
+    assert batch.result.summary["holdback_s"] < 60
+    assert not batch.events("interlock_trip")

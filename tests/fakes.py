@@ -16,7 +16,9 @@ class FakeRegisterBus:
     """A dict of registers per unit plus a call log.
 
     Program it to fail: ``fail_on_call[n] = exc`` raises ``exc`` on the n-th call (0-based),
-    ``rejected[(unit, address)] = code`` answers a Modbus exception for that address.
+    ``rejected[(unit, address)] = code`` answers a Modbus exception for that address;
+    ``mirrors[(unit, address)] = other`` copies a write at ``address`` to ``other`` too (an
+    instrument's read-back register).
     Reading an address never written answers exception 02, as an instrument would.
     """
 
@@ -24,6 +26,7 @@ class FakeRegisterBus:
     calls: list[tuple[str, int, int, tuple[int, ...]]] = field(default_factory=list)
     fail_on_call: dict[int, Exception] = field(default_factory=dict)
     rejected: dict[tuple[int, int], int] = field(default_factory=dict)
+    mirrors: dict[tuple[int, int], int] = field(default_factory=dict)
     closed: bool = False
 
     def preset(self, unit: int, address: int, words: Sequence[int]) -> None:
@@ -55,6 +58,8 @@ class FakeRegisterBus:
         self.calls.append(("write", unit, address, tuple(words)))
         self._check(unit, address, len(words))
         self.preset(unit, address, words)
+        if (unit, address) in self.mirrors:
+            self.preset(unit, self.mirrors[(unit, address)], words)
 
     async def close(self) -> None:
         self.closed = True

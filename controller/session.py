@@ -67,7 +67,7 @@ class BatchRecorder:
         if self._last_t_s is not None:
             dt_min = (snap.t_s - self._last_t_s) / 60.0
             for gas, reading in snap.flows.items():
-                if reading is not None and reading.flow_sccm > 0:
+                if reading is not None:
                     self.gas_used_l[gas] = (self.gas_used_l.get(gas, 0.0)
                                             + reading.flow_sccm / 1000.0 * dt_min)
         self._last_t_s = snap.t_s

@@ -17,6 +17,7 @@ __all__ = ["FLOW_TAU_S", "SimAlicatMFC"]
 
 FLOW_TAU_S: Final = 0.5  # MODEL ASSUMPTION: response time UNCONFIRMED (§2.1, "tens of ms")
 NOISE_FRAC_FS: Final = 2e-4  # MODEL ASSUMPTION: 0.02 % of full scale, 1 sigma
+ZERO_BAND_FRAC_FS: Final = 1e-3  # MODEL ASSUMPTION: readings within 0.1 % FS of zero show 0
 PRESSURE_PSIA: Final = 14.7  # MODEL ASSUMPTION: exhausting to a vented tube at 1 atm
 FLOW_TEMPERATURE_C: Final = 25.0  # MODEL ASSUMPTION: gas at room temperature
 _STANDARD_K: Final = 298.15  # Alicat standard conditions: 25 °C, 14.696 psia
@@ -40,7 +41,7 @@ class SimAlicatMFC:
     ``ValueError`` for a gas without an Alicat gas number or a non-positive full scale.
     """
 
-    __slots__ = ("_alpha", "_alpha_dt_s", "_noise_sccm", "_rng", "_valve_hold",
+    __slots__ = ("_alpha", "_alpha_dt_s", "_noise_sccm", "_rng", "_valve_hold", "_zero_band_sccm",
                  "bank", "flow_sccm", "full_scale_sccm", "gas", "no_flow", "setpoint_sccm",
                  "stuck", "tau_s")
 
@@ -55,6 +56,7 @@ class SimAlicatMFC:
         self.tau_s = tau_s
         self._rng = rng or random.Random(0)
         self._noise_sccm = NOISE_FRAC_FS * full_scale_sccm
+        self._zero_band_sccm = ZERO_BAND_FRAC_FS * full_scale_sccm
         self._alpha_dt_s = -1.0
         self._alpha = 0.0
         self._valve_hold = 0  # command 6 argument: 0 none, 1 closed, 2 hold current
@@ -114,7 +116,8 @@ class SimAlicatMFC:
         b = self.bank
         flow = self.flow_sccm
         reading = flow + self._rng.gauss(0.0, self._noise_sccm)
-        reading = reading if reading > 0.0 else 0.0
+        # The instrument's "zero band": readings this close to zero show as exactly zero.
+        reading = reading if abs(reading) > self._zero_band_sccm else 0.0
         b.set("MASS_FLOW", reading)
         # Ideal gas: actual volume at flow conditions from standard (25 °C, 14.696 psia).
         b.set("VOL_FLOW", reading * (FLOW_TEMPERATURE_C + 273.15) / _STANDARD_K

@@ -22,10 +22,11 @@ from controller.batch import verify_batch
 from controller.clock import Clock, ScaledClock, VirtualClock, WallClock
 from controller.console import LiveView, setup_logging, summary_table
 from controller.plan import load_recipe, summarize
-from controller.recipe import parse_overrides
+from controller.recipe import ResolvedRecipe, parse_overrides
 from controller.runner import RunState
 from controller.session import run_batch
 from controller.station import Station, load_station
+from controller.steps import Plan
 from drivers.errors import ConfigurationError
 
 __all__ = ["main"]
@@ -82,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load(args: argparse.Namespace) -> tuple[Station, str, object, object, str]:
+def _load(args: argparse.Namespace) -> tuple[Station, str, ResolvedRecipe, Plan, str]:
     station, station_text = load_station(args.station)
     resolved, plan, frozen = load_recipe(args.recipe, parse_overrides(args.set), station)
     return station, station_text, resolved, plan, frozen
@@ -95,13 +96,13 @@ def _hm(seconds: float) -> str:
 def cmd_validate(args: argparse.Namespace, out: Console) -> int:
     station, _, _, plan, _ = _load(args)
     out.print(f"{args.recipe}: valid for station {station.name} "
-              f"({plan.sample_name}, {len(plan.steps)} steps)")  # type: ignore[attr-defined]
+              f"({plan.sample_name}, {len(plan.steps)} steps)")
     return EXIT_OK
 
 
 def cmd_plan(args: argparse.Namespace, out: Console) -> int:
     station, _, _, plan, _ = _load(args)
-    summary = summarize(plan, station)  # type: ignore[arg-type]
+    summary = summarize(plan, station)
     table = Table(title=f"{summary.sample_name} on {station.name}")
     for col in ("stage", "atmosphere", "steps", "planned"):
         table.add_column(col)
@@ -116,8 +117,7 @@ def cmd_plan(args: argparse.Namespace, out: Console) -> int:
     steps = Table(title="steps")
     for col in ("#", "stage", "step", "planned"):
         steps.add_column(col)
-    for i, (step, dur) in enumerate(zip(plan.steps, summary.step_durations_s,  # type: ignore[attr-defined]
-                                        strict=True)):
+    for i, (step, dur) in enumerate(zip(plan.steps, summary.step_durations_s, strict=True)):
         steps.add_row(str(i), step.stage, step.label, _hm(dur))
     out.print(steps)
     out.print("cooling below ~400 °C is slower than programmed (natural cooling): "
@@ -137,12 +137,12 @@ def _clock(station: Station, speed: float | None) -> Clock:
 def cmd_run(args: argparse.Namespace, out: Console) -> int:
     station, station_text, _, plan, frozen = _load(args)
     clock = _clock(station, args.speed)
-    summary = summarize(plan, station)  # type: ignore[arg-type]
+    summary = summarize(plan, station)
     compact = args.speed is None
     view = LiveView(out, summary, compact=compact, refresh_every=500 if compact else 1)
     with view:
         result = asyncio.run(run_batch(
-            plan=plan, station=station, recipe_text=frozen,  # type: ignore[arg-type]
+            plan=plan, station=station, recipe_text=frozen,
             station_text=station_text, clock=clock, batches_dir=Path(args.batches),
             operator=args.operator, seed=args.seed, observer=view,
             ))

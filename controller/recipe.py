@@ -419,9 +419,9 @@ def _prefer_misspelling(errors: list[Any]) -> Any:
 
 def _first_of(exc: ValidationError, err: Any, source: str) -> ConfigurationError:
     """``first_error`` for one chosen error of ``exc``."""
-    chosen = ValidationError.from_exception_data(exc.title, [
-        {"type": err["type"], "loc": err["loc"], "input": err["input"],
-         **({"ctx": err["ctx"]} if "ctx" in err else {})}])
+    detail: Any = {"type": err["type"], "loc": err["loc"], "input": err["input"],
+                   **({"ctx": err["ctx"]} if "ctx" in err else {})}
+    chosen = ValidationError.from_exception_data(exc.title, [detail])
     return first_error(chosen, source)
 
 

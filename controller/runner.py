@@ -389,6 +389,8 @@ class RecipeRunner:
         self.events.append(AuditEvent(event, fields))
 
     def _on_state_change(self, event: EventData) -> None:
+        if event.transition is None:  # only internal transitions lack one; we declare none
+            return
         old, new = RunState[event.transition.source], self.state  # source is the name
         reason = event.kwargs.get("reason", "")
         operator = event.kwargs.get("operator", "")

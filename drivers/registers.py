@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
@@ -153,7 +153,7 @@ class RegisterMap:
                 index[reg.address + offset] = reg
         object.__setattr__(self, "by_address", index)
 
-    def __iter__(self) -> Iterable[Register]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[Register]:
         return iter(self.registers)
 
     def span(self, first: Register, last: Register) -> tuple[int, int]:

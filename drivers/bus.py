@@ -24,8 +24,13 @@ class RegisterBus(Protocol):
         """Read ``count`` holding registers from ``address`` (0-based PDU) of ``unit``."""
         ...
 
-    async def write_registers(self, unit: int, address: int, words: Sequence[int]) -> None:
-        """Write ``words`` from ``address`` (FC16). Returns once the device acknowledged."""
+    async def write_registers(self, unit: int, address: int, words: Sequence[int], *,
+                              idempotent: bool = True) -> None:
+        """Write ``words`` from ``address`` (FC16). Returns once the device acknowledged.
+
+        Only an ``idempotent`` write (setting a value, not triggering a command) may be
+        retried after a lost reply; a command write is sent once.
+        """
         ...
 
     async def close(self) -> None:

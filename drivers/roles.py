@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 __all__ = [
+    "Balance",
     "ControllerReading",
     "FlowReading",
+    "MassReading",
     "MassFlowController",
     "OxygenAnalyser",
     "TemperatureController",
@@ -38,6 +40,14 @@ class FlowReading:
     flow_sccm: float
     setpoint_sccm: float
     is_faulted: bool  # ADC error or valve held: the reading cannot be trusted
+
+
+@dataclass(frozen=True, slots=True)
+class MassReading:
+    """One balance reading; ``is_stable`` is the balance's own stability flag."""
+
+    mass_g: float
+    is_stable: bool
 
 
 @runtime_checkable
@@ -94,4 +104,20 @@ class OxygenAnalyser(Protocol):
 
     async def read_o2_ppm(self) -> float:
         """O2 in ppm. Raises ``DeviceFaultError`` if the sensor reports a fault."""
+        ...
+
+
+@runtime_checkable
+class Balance(Protocol):
+    """A laboratory balance under the boat (TGA-like mass channel)."""
+
+    name: str
+
+    async def read_mass_g(self) -> MassReading:
+        """The current mass, stable or not. Raises ``DeviceError`` (no reply, error reply,
+        overload). Never blocks the event loop."""
+        ...
+
+    async def close(self) -> None:
+        """Release the serial port. Idempotent."""
         ...

@@ -56,7 +56,8 @@ class SimBus:
             raise DeviceTimeoutError(f"no reply to read at {address}",
                                      device=self._name(unit)) from exc
 
-    async def write_registers(self, unit: int, address: int, words: Sequence[int]) -> None:
+    async def write_registers(self, unit: int, address: int, words: Sequence[int], *,
+                              idempotent: bool = True) -> None:
         """Write ``words`` from ``address`` (FC16); returns once the simulator accepted it."""
         self._check_open(unit)
         self.world.advance_to(self._now())

@@ -54,7 +54,8 @@ class FakeRegisterBus:
             raise DeviceRejectedError("illegal data address", exception_code=2)
         return [bank[a] for a in range(address, address + count)]
 
-    async def write_registers(self, unit: int, address: int, words: Sequence[int]) -> None:
+    async def write_registers(self, unit: int, address: int, words: Sequence[int], *,
+                              idempotent: bool = True) -> None:
         self.calls.append(("write", unit, address, tuple(words)))
         self._check(unit, address, len(words))
         self.preset(unit, address, words)

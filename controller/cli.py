@@ -26,6 +26,7 @@ from controller.recipe import ResolvedRecipe, parse_overrides
 from controller.runner import RunState
 from controller.session import run_batch
 from controller.station import Station, load_station
+from controller.station_factory import serve_simulator
 from controller.steps import Plan
 from drivers.errors import ConfigurationError
 
@@ -80,6 +81,22 @@ def _parser() -> argparse.ArgumentParser:
     recipe_args(plan)
     verify = sub.add_parser("verify", help="check a batch's audit chain and summary")
     verify.add_argument("batch_dir")
+    sim = sub.add_parser("sim", help="the furnace simulator")
+    sim_sub = sim.add_subparsers(dest="sim_command", required=True, parser_class=_Parser)
+    serve = sim_sub.add_parser("serve", help="serve the simulated station over Modbus")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (default loopback only)")
+    serve.add_argument("--port", type=int, default=5020, help="Modbus TCP port (0: none)")
+    serve.add_argument("--rtu", default=None, metavar="DEVICE",
+                       help="also serve Modbus RTU on this serial device")
+    serve.add_argument("--rtu-port", type=int, default=None, metavar="PORT",
+                       help="also serve RTU framing over TCP (reach it as socket://HOST:PORT)")
+    serve.add_argument("--balance", default=None, metavar="DEVICE",
+                       help="serve the balance (MT-SICS) on this serial device, or tcp:PORT")
+    serve.add_argument("--speed", type=_speed, default=1.0, help="physics speed factor")
+    serve.add_argument("--station", default=None,
+                       help="station whose instruments to play (default: built-in layout)")
+    serve.add_argument("--seed", type=int, default=0, help="noise seed")
     return p
 
 
@@ -126,8 +143,10 @@ def cmd_plan(args: argparse.Namespace, out: Console) -> int:
 
 
 def _clock(station: Station, speed: float | None) -> Clock:
-    if station.is_simulated:
+    if station.is_simulated and station.bus.kind == "sim":
         return VirtualClock.starting_now() if speed is None else ScaledClock(speed)
+    if station.is_simulated:  # a simulator over a real bus: it runs at its own pace
+        return ScaledClock(speed) if speed is not None else WallClock()
     if speed not in (None, 1.0):
         raise ConfigurationError("a real station never runs faster than real time",
                                  field="--speed")
@@ -145,7 +164,7 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
             plan=plan, station=station, recipe_text=frozen,
             station_text=station_text, clock=clock, batches_dir=Path(args.batches),
             operator=args.operator, seed=args.seed, observer=view,
-            ))
+            station_source=args.station or "built-in station"))
     out.print(summary_table(result.summary))
     out.print(f"batch: {result.batch_dir}", soft_wrap=True, markup=False, highlight=False)
     return EXIT_OK if result.state is RunState.COMPLETED else EXIT_FAILED
@@ -163,8 +182,33 @@ def cmd_verify(args: argparse.Namespace, out: Console) -> int:
     return EXIT_FAILED
 
 
+async def _serve(args: argparse.Namespace, station: Station) -> None:
+    clock = ScaledClock(args.speed)
+    served = await serve_simulator(station, clock, host=args.host,
+                                   port=args.port or None, rtu=args.rtu,
+                                   rtu_port=args.rtu_port, balance=args.balance,
+                                   seed=args.seed)
+    try:
+        await asyncio.Event().wait()  # until Ctrl-C
+    finally:
+        await served.stop()
+
+
+def cmd_sim(args: argparse.Namespace, out: Console) -> int:
+    station, _ = load_station(args.station)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning("binding %s: the simulator is reachable from other machines",
+                       args.host)
+    out.print(f"simulating station {station.name} at {args.speed:g}x; Ctrl-C stops")
+    try:
+        asyncio.run(_serve(args, station))
+    except KeyboardInterrupt:
+        out.print("simulator stopped")
+    return EXIT_OK
+
+
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "plan": cmd_plan,
-            "verify": cmd_verify}
+            "verify": cmd_verify, "sim": cmd_sim}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,6 +13,7 @@ from enum import IntEnum
 
 from controller.snapshot import Snapshot
 from controller.station import Station
+from controller.steps import ExothermGuard
 
 __all__ = ["Context", "Severity", "Verdict", "evaluate", "worst"]
 
@@ -21,9 +22,10 @@ class Severity(IntEnum):
     """What a tripped interlock asks for, in increasing order of force."""
 
     OK = 0
-    HOLD = 1  # freeze the program, keep the furnace where it is
-    ABORT = 2  # controlled cool-down under inert gas, batch fails
-    HALT = 3  # outputs to safe at once, batch faulted
+    PAUSE = 1  # stop the ramp for now; it continues by itself once the reading clears
+    HOLD = 2  # freeze the program, keep the furnace where it is; an operator resumes
+    ABORT = 3  # controlled cool-down under inert gas, batch fails
+    HALT = 4  # outputs to safe at once, batch faulted
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +34,8 @@ class Context:
 
     setpoint_c: float
     inert_unpurged: bool  # only inert gas flows, and it has not yet purged the tube
+    guard: ExothermGuard | None = None  # the stage's exotherm guard while air flows
+    ramp_paused: bool = False  # the guard paused the ramp last cycle (for hysteresis)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +47,7 @@ class Verdict:
     measured: float
     limit: float
     justification: str
+    cut_heat: bool = False  # a hold that must also take the heat away
 
 
 Check = Callable[[Snapshot, Context, Station], Verdict | None]
@@ -104,8 +109,34 @@ def sensor_fault(snap: Snapshot, ctx: Context, station: Station) -> Verdict | No
     return None
 
 
+# The guard's ramp pause clears only this far below its trip values (hysteresis).
+_GUARD_HYSTERESIS_FRACTION = 0.8
+
+
+def exotherm_guard(snap: Snapshot, ctx: Context, station: Station) -> Verdict | None:
+    """A runaway exotherm while air flows: ΔT past the cut limit holds the run and cuts
+    the heat; ΔT (or its rise) past the stop limits pauses the ramp."""
+    guard, delta_c = ctx.guard, snap.delta_t_c
+    if guard is None or delta_c is None:
+        return None
+    if delta_c > guard.cut_delta_c:
+        return Verdict("exotherm_cut", Severity.HOLD, delta_c, guard.cut_delta_c,
+                       "sample far hotter than the furnace: runaway exotherm, heat cut",
+                       cut_heat=True)
+    scale = _GUARD_HYSTERESIS_FRACTION if ctx.ramp_paused else 1.0
+    if delta_c > guard.stop_delta_c * scale:
+        return Verdict("exotherm_guard", Severity.PAUSE, delta_c, guard.stop_delta_c * scale,
+                       "sample hotter than the furnace: ramp stopped")
+    rate = snap.delta_t_rate_c_per_min
+    if rate is not None and rate > guard.stop_rate_c_per_min * scale:
+        return Verdict("exotherm_rate", Severity.PAUSE, rate,
+                       guard.stop_rate_c_per_min * scale,
+                       "exotherm rising fast: ramp stopped")
+    return None
+
+
 CHECKS: tuple[Check, ...] = (over_temperature, air_above_limit, heating_unpurged,
-                             comms_loss, sensor_fault)
+                             comms_loss, sensor_fault, exotherm_guard)
 
 
 def evaluate(snap: Snapshot, ctx: Context, station: Station) -> list[Verdict]:

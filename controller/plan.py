@@ -34,6 +34,8 @@ from controller.steps import (
     Cool,
     Dwell,
     End,
+    Endpoint,
+    ExothermGuard,
     OperatorStep,
     Plan,
     Purge,
@@ -174,10 +176,23 @@ class _Compiler:
             self.check_atmosphere(where, stage, f"dwelling at {_n(at_c)} °C")
         holdback_min = (spec.max_holdback_min if spec.max_holdback_min is not None
                         else self.env.max_holdback_default_min)
-        return Dwell(stage=stage.name, at_c=at_c, duration_s=spec.duration_min * 60.0,
+        endpoint, ep = None, spec.endpoint
+        if ep is None:
+            duration_min = cast(float, spec.duration_min)
+            label = f"dwell {_n(duration_min)} min at {_n(at_c)} °C (±{_n(spec.band_c)} °C)"
+        else:
+            if self.station.balance is None:
+                raise self.fail(f"{where}.endpoint", "a DTG endpoint needs a balance, and "
+                                                     "this station has none")
+            duration_min = ep.max_duration_min
+            endpoint = Endpoint(dtg_below_pct_per_min=ep.dtg_below_pct_per_min,
+                                for_s=ep.for_min * 60.0, min_s=ep.min_duration_min * 60.0)
+            label = (f"dwell at {_n(at_c)} °C until |DTG| < {_n(ep.dtg_below_pct_per_min)} "
+                     f"%/min for {_n(ep.for_min)} min ({_n(ep.min_duration_min)}-"
+                     f"{_n(ep.max_duration_min)} min)")
+        return Dwell(stage=stage.name, at_c=at_c, duration_s=duration_min * 60.0,
                      band_c=spec.band_c, max_holdback_s=holdback_min * 60.0,
-                     label=f"dwell {_n(spec.duration_min)} min at {_n(at_c)} °C "
-                           f"(±{_n(spec.band_c)} °C)")
+                     endpoint=endpoint, label=label)
 
     def gas(self, where: str, stage: StageSpec, spec: GasSpec) -> SetGas:
         for gas, flow in spec.flows_sccm.items():
@@ -242,7 +257,16 @@ class _Compiler:
                 raise self.fail(f"stages[{stage.name}].atmosphere",
                                 f"gas {stage.atmosphere!r} is not on this station; it has "
                                 f"{self.gas_names()}")
-            stages.append(Stage(name=stage.name, atmosphere=stage.atmosphere))
+            guard = None
+            if (g := stage.exotherm_guard) is not None:
+                if self.station.sample_tc is None:
+                    raise self.fail(f"stages[{stage.name}].exotherm_guard",
+                                    "an exotherm guard needs a sample thermocouple, and "
+                                    "this station has none")
+                guard = ExothermGuard(stop_delta_c=g.stop_delta_c,
+                                      stop_rate_c_per_min=g.stop_rate_c_per_min,
+                                      cut_delta_c=g.cut_delta_c)
+            stages.append(Stage(name=stage.name, atmosphere=stage.atmosphere, guard=guard))
             for j, spec in enumerate(stage.steps, start=1):
                 where = f"stages[{stage.name}].steps[{j}]"
                 match spec:

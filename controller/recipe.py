@@ -119,13 +119,53 @@ class RampSpec(_Model):
         return self
 
 
+class EndpointSpec(_Model):
+    """End a dwell on a process endpoint: DTG within ±``dtg_below_pct_per_min`` for
+    ``for_min``, not before ``min_duration_min`` and not after ``max_duration_min``."""
+
+    dtg_below_pct_per_min: Positive
+    for_min: Positive
+    min_duration_min: Positive
+    max_duration_min: Positive
+
+    @model_validator(mode="after")
+    def _ordered(self) -> EndpointSpec:
+        if self.max_duration_min <= self.min_duration_min:
+            raise ValueError("max_duration_min must be longer than min_duration_min")
+        return self
+
+
 class DwellSpec(_Model):
-    """Hold the setpoint in force for ``duration_min`` of in-band (holdback) time."""
+    """Hold the setpoint in force for ``duration_min`` of in-band (holdback) time, or,
+    with ``endpoint``, until the cross-linking endpoint (then give no duration_min)."""
 
     kind: Literal["dwell"]
-    duration_min: Positive
+    duration_min: Positive | None = None
     band_c: Positive
     max_holdback_min: Positive | None = None  # None: the station's default
+    endpoint: EndpointSpec | None = None
+
+    @model_validator(mode="after")
+    def _duration_or_endpoint(self) -> DwellSpec:
+        if (self.duration_min is None) == (self.endpoint is None):
+            raise ValueError("give exactly one of duration_min or an endpoint table")
+        return self
+
+
+class ExothermGuardSpec(_Model):
+    """Guard against a runaway exotherm (sample hotter than the furnace): the ramp stops
+    while ΔT exceeds ``stop_delta_c`` or rises faster than ``stop_rate_c_per_min``, and
+    the heat is cut (the run holds) past ``cut_delta_c``."""
+
+    stop_delta_c: Positive
+    stop_rate_c_per_min: Positive
+    cut_delta_c: Positive
+
+    @model_validator(mode="after")
+    def _cut_above_stop(self) -> ExothermGuardSpec:
+        if self.cut_delta_c <= self.stop_delta_c:
+            raise ValueError("cut_delta_c must be above stop_delta_c")
+        return self
 
 
 class GasSpec(_Model):
@@ -189,6 +229,7 @@ class StageSpec(_Model):
 
     name: StageName
     atmosphere: Annotated[str, Field(min_length=1)]
+    exotherm_guard: ExothermGuardSpec | None = None
     steps: Annotated[tuple[StepSpec, ...], Field(min_length=1)]
 
 

@@ -80,6 +80,7 @@ class _StepState:
     started_t_s: float
     counted_s: float = 0.0  # dwell/purge time that counted
     holdback_s: float = 0.0  # dwell time out of band
+    quiet_s: float = 0.0  # dwell time with |DTG| below the endpoint threshold
     ramp_from_c: float = 0.0
     confirmed: bool = False
 
@@ -118,6 +119,7 @@ class RecipeRunner:
         self._held_since_t_s = 0.0
         self._now_t_s = 0.0
         self._oxidising = {m.gas for m in station.mfc if m.oxidising}
+        self.ramp_paused = False  # the exotherm guard is holding the ramp back
         self._machine = Machine(model=self, states=RunState, transitions=TRANSITIONS,
                                 initial=S.IDLE, auto_transitions=False, queued=True,
                                 model_override=True, send_event=True,
@@ -158,8 +160,12 @@ class RecipeRunner:
         """What the interlocks need from the runner."""
         flowing = {g for g, f in self.flows_sccm.items() if f > 0}
         inert_only = bool(flowing) and not (flowing & self._oxidising)
+        step = self.current_step
+        guard = (self.plan.stage(step.stage).guard
+                 if step is not None and flowing & self._oxidising else None)
         return Context(setpoint_c=self.setpoint_c,
-                       inert_unpurged=inert_only and not (flowing & self.purged))
+                       inert_unpurged=inert_only and not (flowing & self.purged),
+                       guard=guard, ramp_paused=self.ramp_paused)
 
     def command(self, trigger: str, *, reason: str, operator: str = "") -> None:
         """Fire ``trigger`` with a reason. Raises ``RunStateError`` if not allowed now."""
@@ -202,6 +208,16 @@ class RecipeRunner:
         return self.commands()
 
     def _act_on(self, verdicts: list[Verdict], snap: Snapshot) -> None:
+        pause = next((v for v in verdicts if v.severity is Severity.PAUSE), None)
+        if (pause is not None) != self.ramp_paused and self.state is S.RUNNING:
+            self.ramp_paused = pause is not None
+            if pause is not None:
+                self._audit("interlock_trip", interlock=pause.interlock, severity="pause",
+                            action="ramp stopped", measured=pause.measured,
+                            limit=pause.limit, justification=pause.justification)
+            else:
+                self._audit("interlock_cleared", interlock="exotherm_guard",
+                            action="ramp continues", delta_t_c=snap.delta_t_c)
         for v in verdicts:
             fields = {"interlock": v.interlock, "severity": v.severity.name.lower(),
                       "measured": v.measured, "limit": v.limit,
@@ -216,9 +232,11 @@ class RecipeRunner:
                 self.command("abort", reason=f"{v.interlock}: {v.justification}")
                 return
             if v.severity is Severity.HOLD and self.state is S.RUNNING:
-                self._audit("interlock_trip", action="hold", **fields)
+                self._audit("interlock_trip", action="hold, heat cut" if v.cut_heat
+                            else "hold", **fields)
                 self.command("hold", reason=f"{v.interlock}: {v.justification}")
-                self.setpoint_c = min(self.setpoint_c, snap.furnace_c)
+                self.setpoint_c = (self.station.envelope.ambient_c if v.cut_heat
+                                   else min(self.setpoint_c, snap.furnace_c))
                 return
 
     def _run_step(self, snap: Snapshot, dt_s: float) -> None:
@@ -226,7 +244,8 @@ class RecipeRunner:
         done = False
         match step:
             case Ramp():
-                done = self._ramp_toward(step.to_c, step.rate_c_per_min, dt_s)
+                done = not self.ramp_paused and self._ramp_toward(
+                    step.to_c, step.rate_c_per_min, dt_s)
             case Dwell():
                 done = self._dwell(step, snap, dt_s)
             case SetGas():
@@ -271,7 +290,33 @@ class RecipeRunner:
                              f"than {step.max_holdback_s / 60:.0f} min")
                 self._step.holdback_s = 0.0
                 return False
+        if step.endpoint is not None:
+            return self._endpoint(step, snap, dt_s)
         return self._step.counted_s >= step.duration_s
+
+    def _endpoint(self, step: Dwell, snap: Snapshot, dt_s: float) -> bool:
+        """A cross-linking endpoint: |DTG| below the threshold for long enough, after the
+        minimum dwell; the dwell's duration is the maximum."""
+        ep = step.endpoint
+        if ep is None:
+            return False
+        counted_s = self._step.counted_s
+        dtg = snap.dtg_pct_per_min
+        if counted_s >= ep.min_s and dtg is not None and \
+                abs(dtg) < ep.dtg_below_pct_per_min:
+            self._step.quiet_s += dt_s
+        else:
+            self._step.quiet_s = 0.0
+        if self._step.quiet_s >= ep.for_s:
+            self._audit("endpoint_reached", dtg_pct_per_min=dtg,
+                        limit=ep.dtg_below_pct_per_min, counted_s=counted_s)
+            return True
+        if counted_s >= step.duration_s:
+            self._audit("alarm", alarm="endpoint_not_reached", dtg_pct_per_min=dtg,
+                        limit=ep.dtg_below_pct_per_min, counted_s=counted_s,
+                        action="dwell ended at its maximum duration")
+            return True
+        return False
 
     def _set_flows(self, flows: dict[str, float]) -> None:
         new = {gas: flows.get(gas, 0.0) for gas in self.flows_sccm}

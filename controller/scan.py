@@ -44,6 +44,7 @@ class Devices:
     furnace: TemperatureController
     mfcs: tuple[MassFlowController, ...]
     o2: OxygenAnalyser | None = None
+    sample_tc: TemperatureController | None = None  # read only: an indicator
 
 
 class Recorder(Protocol):
@@ -73,6 +74,8 @@ def trace_columns(station: Station) -> list[str]:
     """The trace header for ``station``: DESIGN.md §3's required columns, then per gas."""
     cols = ["elapsed_s", "wall_utc", "stage", "step", "state", "setpoint_c",
             "working_setpoint_c", "furnace_c", "output_pct"]
+    if station.sample_tc is not None:
+        cols += ["sample_c", "delta_t_c"]
     if station.o2 is not None:
         cols.append("o2_ppm")
     for mfc in station.mfc:
@@ -127,14 +130,19 @@ class ScanLoop:
         """Poll every device once into one immutable snapshot."""
         furnace = await self._read_furnace()
         flows = {m.gas: await self._read_flow(m) for m in self.devices.mfcs}
-        o2 = None
+        o2 = sample_c = None
         if self.devices.o2 is not None:
             try:
                 o2 = await self.devices.o2.read_o2_ppm()
             except DeviceError as exc:
                 self._failed(self.devices.o2.name, exc)
+        if self.devices.sample_tc is not None:
+            try:
+                sample_c = (await self.devices.sample_tc.read()).temperature_c
+            except DeviceError as exc:
+                self._failed(self.devices.sample_tc.name, exc)
         return Snapshot(self.clock.now() - self._t0_s, furnace, MappingProxyType(flows), o2,
-                        MappingProxyType(dict(self._failures)))
+                        MappingProxyType(dict(self._failures)), sample_c)
 
     # ------------------------------------------------------------------ writing
     async def _write(self, cmds: Commands, snap: Snapshot) -> None:
@@ -199,6 +207,10 @@ class ScanLoop:
             reading.temperature_c if reading else None,
             reading.output_pct if reading else None,
         ]
+        if self.station.sample_tc is not None:
+            delta = (snap.sample_c - reading.temperature_c
+                     if snap.sample_c is not None and reading else None)
+            row += [snap.sample_c, delta]
         if self.station.o2 is not None:
             row.append(snap.o2_ppm)
         for mfc in self.devices.mfcs:

@@ -113,6 +113,7 @@ def _summary(batch_dir: Path, plan: Plan, planned: PlanSummary, runner: RecipeRu
 
 async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_text: str,
                     clock: Clock, batches_dir: Path, operator: str, seed: int = 0,
+                    station_source: str = "station",
                     observer: Callable[[Snapshot, RecipeRunner], None] | None = None,
                     built: Built | None = None) -> BatchResult:
     """Run ``plan`` on ``station`` as a batch under ``batches_dir``.
@@ -126,6 +127,11 @@ async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_t
     planned = summarize(plan, station)
     if built is None:
         built = build_devices(station, clock, seed=seed)
+    try:
+        await built.connect(station_source)
+    except BaseException:
+        await built.close()
+        raise
     batch_dir = create_batch_dir(batches_dir, plan.sample_name, clock.wall())
     recipe_sha256 = write_frozen(batch_dir, "recipe.toml", recipe_text)
     station_sha256 = write_frozen(batch_dir, "station.toml", station_text)

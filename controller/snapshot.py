@@ -29,6 +29,18 @@ class Snapshot:
     flows: MappingProxyType[str, FlowReading | None]
     o2_ppm: float | None = None
     failures: MappingProxyType[str, int] = field(default_factory=lambda: _EMPTY)
+    sample_c: float | None = None  # sample thermocouple, where the station has one
+    delta_t_rate_c_per_min: float | None = None  # d(sample − furnace)/dt, smoothed
+    mass_g: float | None = None  # balance, where the station has one
+    mass_pct: float | None = None  # relative to the first reading of the batch
+    dtg_pct_per_min: float | None = None  # d(mass_pct)/dt, smoothed live
+
+    @property
+    def delta_t_c(self) -> float | None:
+        """Sample minus furnace temperature (DSC-like signal), None without both."""
+        if self.sample_c is None or self.furnace is None:
+            return None
+        return self.sample_c - self.furnace.temperature_c
 
     @property
     def furnace_c(self) -> float:

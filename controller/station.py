@@ -16,12 +16,14 @@ from controller.validation import load_model, read_text
 
 __all__ = [
     "BUILTIN_STATION",
+    "BalanceDevice",
     "BusConfig",
     "Envelope",
     "FurnaceDevice",
     "MfcDevice",
     "O2Device",
     "RampBand",
+    "SampleTcDevice",
     "Station",
     "load_station",
     "load_station_text",
@@ -74,6 +76,26 @@ class MfcDevice(_Model):
     full_scale_sccm: Positive
     oxidising: bool = False
     o2_fraction: Annotated[float, Field(ge=0, le=1)] = 0.0
+
+
+class SampleTcDevice(_Model):
+    """A second temperature input at the sample (a 3216 used as an indicator)."""
+
+    driver: Literal["eurotherm3216"] = "eurotherm3216"
+    unit: Annotated[int, Field(ge=1, le=247)]
+    decimals: Literal[0, 1, 2] = 1
+    thermocouple: Literal["B", "R", "S", "K", "N"] = "K"
+
+
+class BalanceDevice(_Model):
+    """A balance on a serial line of its own (never on the Modbus line)."""
+
+    driver: Literal["mt-sics"] = "mt-sics"
+    port: Annotated[str, Field(min_length=1)]  # /dev/ttyUSB1, COM4 or socket://host:port
+    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400] = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    timeout_s: Positive = 1.0
 
 
 class O2Device(_Model):
@@ -134,18 +156,22 @@ class Station(_Model):
 
     schema_version: Literal[1]
     name: Annotated[str, Field(min_length=1)]
+    # True for the simulator served over a real bus (``furnace sim serve``): it may run
+    # faster than real time and its operator steps are confirmed automatically.
+    simulated: bool = False
     scan_period_s: Annotated[float, Field(ge=0.1, le=10)] = 1.0
     bus: BusConfig
     furnace: FurnaceDevice
     mfc: Annotated[tuple[MfcDevice, ...], Field(min_length=1)]
     o2: O2Device | None = None
+    sample_tc: SampleTcDevice | None = None
+    balance: BalanceDevice | None = None
     envelope: Envelope
 
     @model_validator(mode="after")
     def _unique_units_and_gases(self) -> Station:
         units = [self.furnace.unit, *(m.unit for m in self.mfc)]
-        if self.o2 is not None:
-            units.append(self.o2.unit)
+        units += [d.unit for d in (self.o2, self.sample_tc) if d is not None]
         if len(set(units)) != len(units):
             raise ValueError("two devices share a unit id")
         gases = [m.gas for m in self.mfc]
@@ -157,8 +183,9 @@ class Station(_Model):
 
     @property
     def is_simulated(self) -> bool:
-        """True for the in-process simulator, which may run faster than real time."""
-        return self.bus.kind == "sim"
+        """True for a simulator (in-process or served over a bus): it may run faster than
+        real time, and operator steps are confirmed automatically and recorded so."""
+        return self.bus.kind == "sim" or self.simulated
 
     def gas(self, name: str) -> MfcDevice | None:
         """The MFC metering ``name``, or None if the station has no such gas."""

@@ -1,41 +1,45 @@
 """The composition root: turns a ``Station`` into buses, drivers and (for a simulated
 station) the simulator. The only controller module that may import ``simulator``.
 
-Not here: running anything.
+Not here: running anything. Connecting and proving each device is what the station says
+happens in ``Built.connect`` before a batch folder exists, so a wrong port, unit id or
+decimal setting is a one-line error (exit 2) and nothing moves.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from typing import Literal
 
 from controller.clock import Clock
 from controller.scan import Devices
 from controller.station import Station
 from drivers.alicat import AlicatMFC
+from drivers.balance import SicsBalance
 from drivers.bus import RegisterBus
-from drivers.errors import ConfigurationError
+from drivers.errors import (
+    CommunicationError,
+    ConfigurationError,
+    DeviceError,
+    DeviceRejectedError,
+    DeviceTimeoutError,
+)
 from drivers.eurotherm import Eurotherm3216
+from drivers.modbus_bus import ModbusBus
 from drivers.o2 import O2Analyser
+from drivers.roles import MassFlowController, OxygenAnalyser, TemperatureController
 from simulator import SimBus, SimMfcSpec, SimStationSpec, SimWorld
+from simulator.balance import SimSicsLine
+from simulator.modbus_server import SimModbusServer
 
-__all__ = ["Built", "build_devices", "sim_spec"]
+__all__ = ["Built", "ServedSimulator", "build_devices", "serve_simulator", "sim_spec",
+           "unit_names"]
 
-
-@dataclass
-class Built:
-    """Devices plus what must be closed afterwards, and the world when simulated."""
-
-    devices: Devices
-    buses: list[RegisterBus] = field(default_factory=list)
-    world: SimWorld | None = None
-
-    async def close(self) -> None:
-        """Close every bus. Idempotent."""
-        for bus in self.buses:
-            await bus.close()
+logger = logging.getLogger(__name__)
 
 
-def sim_spec(station: Station) -> SimStationSpec:
+def sim_spec(station: Station, *, sample_mass_g: float = 2.0) -> SimStationSpec:
     """The simulator's description of ``station`` (plain values, no controller types)."""
     return SimStationSpec(
         furnace_unit=station.furnace.unit,
@@ -44,34 +48,185 @@ def sim_spec(station: Station) -> SimStationSpec:
         mfcs=tuple(SimMfcSpec(unit=m.unit, gas=m.gas, full_scale_sccm=m.full_scale_sccm,
                               o2_fraction=m.o2_fraction) for m in station.mfc),
         o2_unit=station.o2.unit if station.o2 is not None else None,
+        sample_tc_unit=station.sample_tc.unit if station.sample_tc is not None else None,
+        sample_tc_decimals=station.sample_tc.decimals if station.sample_tc else 1,
+        sample_tc_thermocouple=station.sample_tc.thermocouple if station.sample_tc else "S",
+        sample_mass_g=sample_mass_g,
+        has_balance=station.balance is not None,
         tube_volume_l=station.envelope.tube_volume_l,
         ambient_c=station.envelope.ambient_c,
     )
 
 
-def _names(station: Station) -> dict[int, str]:
+def unit_names(station: Station) -> dict[int, str]:
+    """Device name by unit id, for error messages on both sides of the wire."""
     names = {station.furnace.unit: "furnace"}
     names.update({m.unit: f"mfc_{m.gas}" for m in station.mfc})
     if station.o2 is not None:
         names[station.o2.unit] = "o2"
+    if station.sample_tc is not None:
+        names[station.sample_tc.unit] = "sample_tc"
     return names
 
 
-def build_devices(station: Station, clock: Clock, *, seed: int = 0) -> Built:
-    """Drivers for every instrument of ``station`` on its bus.
+@dataclass
+class Built:
+    """Devices, what must be opened and closed, and the world when simulated in-process."""
 
-    Raises ``ConfigurationError`` if the station's bus kind cannot be built here.
-    """
+    station: Station
+    devices: Devices
+    buses: list[RegisterBus] = field(default_factory=list)
     world: SimWorld | None = None
+    balance: SicsBalance | None = None
+
+    async def connect(self, source: str) -> None:
+        """Open the lines and check every device. Raises ``ConfigurationError`` naming
+        ``source`` (the station file) and the field to fix."""
+        for bus in self.buses:
+            if isinstance(bus, ModbusBus):
+                try:
+                    await bus.connect()
+                except CommunicationError as exc:
+                    raise ConfigurationError(str(exc), source=source, field="bus") from None
+        st = self.station
+        checks: list[tuple[TemperatureController | MassFlowController | OxygenAnalyser,
+                           str, int]] = [(self.devices.furnace, "furnace", st.furnace.unit)]
+        checks += [(d, f"mfc[{m.gas}]", m.unit)
+                   for d, m in zip(self.devices.mfcs, st.mfc, strict=True)]
+        if self.devices.o2 is not None and st.o2 is not None:
+            checks.append((self.devices.o2, "o2", st.o2.unit))
+        if self.devices.sample_tc is not None and st.sample_tc is not None:
+            checks.append((self.devices.sample_tc, "sample_tc", st.sample_tc.unit))
+        for device, where, unit in checks:
+            name = device.name
+            try:
+                await device.verify()
+            except DeviceTimeoutError:
+                raise ConfigurationError(f"{name} (unit {unit}) does not answer: wrong unit "
+                                         "id, wiring, baud rate or power?", source=source,
+                                         field=f"{where}.unit") from None
+            except DeviceRejectedError as exc:
+                raise ConfigurationError(f"{name} (unit {unit}) answered exception "
+                                         f"{exc.exception_code:02d} to its identity check: "
+                                         "another kind of device at this unit id?",
+                                         source=source, field=f"{where}.driver") from None
+            except ConfigurationError as exc:
+                raise ConfigurationError(str(exc), source=source, field=where) from None
+            except DeviceError as exc:
+                raise ConfigurationError(str(exc), source=source, field=where) from None
+        if self.balance is not None:
+            try:
+                await self.balance.open()
+            except CommunicationError as exc:
+                raise ConfigurationError(str(exc), source=source,
+                                         field="balance.port") from None
+
+    async def close(self) -> None:
+        """Close every bus and the balance. Idempotent."""
+        for bus in self.buses:
+            await bus.close()
+        if self.balance is not None:
+            await self.balance.close()
+
+
+def build_devices(station: Station, clock: Clock, *, seed: int = 0) -> Built:
+    """Drivers for every instrument of ``station`` on its bus (not yet connected)."""
+    world: SimWorld | None = None
+    bus: RegisterBus
     if station.bus.kind == "sim":
         world = SimWorld(sim_spec(station), seed=seed)
-        bus: RegisterBus = SimBus(world, clock.now, _names(station))
+        bus = SimBus(world, clock.now, unit_names(station))
     else:
-        raise ConfigurationError(
-            f"bus kind '{station.bus.kind}' is not available in this version; "
-            "use the built-in simulated station", source=station.name, field="bus.kind")
+        b = station.bus
+        transport: Literal["tcp", "rtu"] = "tcp" if b.kind == "tcp" else "rtu"
+        bus = ModbusBus(transport=transport, host=b.host, port=b.port, device=b.device,
+                        baudrate=b.baudrate, parity=b.parity, stopbits=b.stopbits,
+                        timeout_s=b.timeout_s, retries=b.retries, name=station.name,
+                        unit_names=unit_names(station))
     furnace = Eurotherm3216(bus, station.furnace.unit, decimals=station.furnace.decimals)
     mfcs = tuple(AlicatMFC(bus, m.unit, gas=m.gas, full_scale_sccm=m.full_scale_sccm)
                  for m in station.mfc)
     o2 = O2Analyser(bus, station.o2.unit) if station.o2 is not None else None
-    return Built(Devices(furnace, mfcs, o2), [bus], world)
+    sample_tc = (Eurotherm3216(bus, station.sample_tc.unit, name="sample_tc",
+                               decimals=station.sample_tc.decimals)
+                 if station.sample_tc is not None else None)
+    balance = None
+    if station.balance is not None:
+        bal = station.balance
+        if world is not None and world.balance is not None:
+            sim = world
+            line = SimSicsLine(world.balance, lambda: sim.advance_to(clock.now()))
+            balance = SicsBalance(line, timeout_s=bal.timeout_s)
+        else:
+            balance = SicsBalance(bal.port, baudrate=bal.baudrate, parity=bal.parity,
+                                  stopbits=bal.stopbits, timeout_s=bal.timeout_s)
+    return Built(station, Devices(furnace, mfcs, o2, sample_tc), [bus], world, balance)
+
+
+@dataclass
+class ServedSimulator:
+    """The simulated station behind real servers (``furnace sim serve``)."""
+
+    world: SimWorld
+    servers: list[SimModbusServer]
+    endpoints: list[str]
+
+    async def stop(self) -> None:
+        """Stop every server. Idempotent."""
+        for server in self.servers:
+            await server.stop()
+        if self.world.balance is not None:
+            await self.world.balance.stop()
+
+
+async def serve_simulator(station: Station, clock: Clock, *, host: str, port: int | None,
+                          rtu: str | None = None, rtu_port: int | None = None,
+                          balance: str | None = None, seed: int = 0) -> ServedSimulator:
+    """Serve ``station``'s instruments from one simulated world, advanced to ``clock``.
+
+    Modbus TCP on ``host:port`` (an RS-485 line behind a gateway), Modbus RTU on the serial
+    device ``rtu`` and/or RTU framing over TCP on ``rtu_port`` (pyserial's ``socket://``
+    reaches it: a virtual serial line with nothing but Python), and the balance's MT-SICS
+    on the serial device ``balance`` (or ``tcp:PORT``). Raises ``ConfigurationError`` if a
+    port cannot be opened.
+    """
+    world = SimWorld(sim_spec(station), seed=seed)
+    names = unit_names(station)
+    servers: list[SimModbusServer] = []
+    endpoints: list[str] = []
+    try:
+        if port is not None:
+            server = SimModbusServer(world, clock.now, unit_names=names)
+            bound = await server.start_tcp(host, port)
+            servers.append(server)
+            endpoints.append(f"Modbus TCP {host}:{bound}")
+        if rtu_port is not None:
+            server = SimModbusServer(world, clock.now, unit_names=names)
+            bound = await server.start_tcp(host, rtu_port, framer="rtu")
+            servers.append(server)
+            endpoints.append(f"Modbus RTU over TCP socket://{host}:{bound}")
+        if rtu is not None:
+            server = SimModbusServer(world, clock.now, unit_names=names)
+            await server.start_serial(rtu, baudrate=station.bus.baudrate,
+                                      parity=station.bus.parity,
+                                      stopbits=station.bus.stopbits)
+            servers.append(server)
+            endpoints.append(f"Modbus RTU on {rtu} ({station.bus.baudrate} baud)")
+        if balance is not None:
+            if world.balance is None:
+                raise ConfigurationError("this station has no balance to serve",
+                                         field="--balance")
+            if balance.startswith("tcp:"):
+                bound = await world.balance.serve_tcp(host, int(balance.removeprefix("tcp:")))
+                endpoints.append(f"balance MT-SICS socket://{host}:{bound}")
+            else:
+                await world.balance.serve_serial(balance)
+                endpoints.append(f"balance MT-SICS on {balance}")
+    except OSError as exc:
+        for server in servers:
+            await server.stop()
+        raise ConfigurationError(f"cannot serve: {exc.strerror or exc}",
+                                 field="--port/--rtu/--balance") from None
+    for endpoint in endpoints:
+        logger.info("serving %s", endpoint)
+    return ServedSimulator(world, servers, endpoints)

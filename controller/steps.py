@@ -15,6 +15,8 @@ __all__ = [
     "Cool",
     "Dwell",
     "End",
+    "Endpoint",
+    "ExothermGuard",
     "OperatorStep",
     "Plan",
     "Purge",
@@ -40,6 +42,26 @@ class Ramp(_StepBase):
     rate_c_per_min: float
 
 
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A dwell's process endpoint: |DTG| below ``dtg_below_pct_per_min`` for ``for_s``,
+    counted only after ``min_s`` of dwell; the dwell's ``duration_s`` is the maximum."""
+
+    dtg_below_pct_per_min: float
+    for_s: float
+    min_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ExothermGuard:
+    """Stop the ramp above ``stop_delta_c`` (or ΔT rising faster than
+    ``stop_rate_c_per_min``); cut the heat above ``cut_delta_c``. ΔT = sample − furnace."""
+
+    stop_delta_c: float
+    stop_rate_c_per_min: float
+    cut_delta_c: float
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Dwell(_StepBase):
     """Hold ``at_c`` for ``duration_s`` of counted time.
@@ -53,6 +75,7 @@ class Dwell(_StepBase):
     duration_s: float
     band_c: float
     max_holdback_s: float
+    endpoint: Endpoint | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -127,6 +150,7 @@ class Stage:
 
     name: str
     atmosphere: str
+    guard: ExothermGuard | None = None
 
 
 @dataclass(frozen=True, slots=True)

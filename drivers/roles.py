@@ -60,6 +60,11 @@ class TemperatureController(Protocol):
         """Poll PV, working setpoint, output and status. Raises ``DeviceError``."""
         ...
 
+    async def verify(self) -> None:
+        """Connect check: prove the device at this unit is what the station says.
+        Raises ``ConfigurationError`` naming the station field, or ``DeviceError``."""
+        ...
+
     async def write_setpoint_c(self, setpoint_c: float) -> None:
         """Stream the working setpoint to the volatile remote setpoint, with read-back."""
         ...
@@ -91,6 +96,11 @@ class MassFlowController(Protocol):
         """Poll flow, setpoint and status. Raises ``DeviceError``."""
         ...
 
+    async def verify(self) -> None:
+        """Connect check (gas number, setpoint readable). Raises ``ConfigurationError``
+        or ``DeviceError``."""
+        ...
+
     async def set_flow_sccm(self, flow_sccm: float) -> None:
         """Write the flow setpoint, with read-back."""
         ...
@@ -104,6 +114,10 @@ class OxygenAnalyser(Protocol):
 
     async def read_o2_ppm(self) -> float:
         """O2 in ppm. Raises ``DeviceFaultError`` if the sensor reports a fault."""
+        ...
+
+    async def verify(self) -> None:
+        """Connect check (value and status readable). Raises ``DeviceError``."""
         ...
 
 

@@ -5,6 +5,7 @@ substeps and routes register traffic by unit id. Not responsible for any clock (
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -12,10 +13,12 @@ from types import MappingProxyType
 
 from drivers.errors import DeviceTimeoutError
 from simulator.alicat import SimAlicatMFC
+from simulator.balance import SimBalance
 from simulator.bank import RegisterBank
 from simulator.eurotherm import SimEurotherm3216
 from simulator.gas import TubeGas, inlet_o2_ppm
 from simulator.o2 import SimO2Analyser
+from simulator.sample import SampleBoat, SimIndicator
 
 __all__ = ["SimMfcSpec", "SimStationSpec", "SimTruth", "SimWorld"]
 
@@ -47,6 +50,15 @@ class SimStationSpec:
     o2_unit: int | None = 6
     tube_volume_l: float = 1.96
     ambient_c: float = 25.0
+    sample_tc_unit: int | None = 5
+    """Unit id of the sample thermocouple's indicator (a second 3216), or None for none."""
+    sample_mass_g: float = 2.0
+    """Initial sample mass on the balance (tared with the empty boat), g."""
+    sample_tc_decimals: int = 1
+    sample_tc_thermocouple: str = "K"
+    """As the built-in station. Type K reads over range above 1450 °C (1372 °C + 5 % span)."""
+    has_balance: bool = True
+    """False: ``SimWorld.balance`` is None (a station without a balance)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +71,10 @@ class SimTruth:
     output_pct: float
     flows_sccm: Mapping[str, float] = field(default_factory=dict)
     o2_ppm: float = 0.0
+    sample_c: float = math.nan
+    """True sample/boat temperature, °C."""
+    mass_g: float = math.nan
+    """True sample mass, g (what the balance reads, before buoyancy and noise)."""
 
 
 class SimWorld:
@@ -66,13 +82,19 @@ class SimWorld:
 
     ``advance_to(t_s)`` integrates from the world's time to ``t_s`` in substeps of at most
     ``substep_s`` (the last may be shorter). Within a substep: MFC flows, tube gas, O2
-    analyser, then the Eurotherm (PID and thermal). Deterministic for a given ``seed``:
-    each device draws from its own ``random.Random`` split off the seed. Raises
-    ``ValueError`` for duplicate unit ids or bad device parameters.
+    analyser, the Eurotherm (PID and thermal), then the sample following the furnace core.
+    Deterministic for a given ``seed``: each device draws from its own ``random.Random``
+    split off the seed (the sample indicator and the balance split off after the others,
+    so adding them changed no earlier device's noise). ``sample_tc`` is the sample
+    thermocouple's indicator on the Modbus line (None without ``sample_tc_unit``);
+    ``balance`` the MT-SICS balance (never on the Modbus line; serve it with
+    ``balance.serve_tcp``/``serve_serial`` or reach it in process with
+    ``simulator.balance.SimSicsLine``). Raises ``ValueError`` for duplicate unit ids or
+    bad device parameters.
     """
 
-    __slots__ = ("_banks", "_inlet_ppm", "_silent", "furnace", "mfcs", "now_s", "o2",
-                 "spec", "substep_s", "tube")
+    __slots__ = ("_banks", "_inlet_ppm", "_silent", "balance", "furnace", "mfcs", "now_s",
+                 "o2", "sample", "sample_tc", "spec", "substep_s", "tube")
 
     def __init__(self, spec: SimStationSpec, seed: int = 0, substep_s: float = 0.5) -> None:
         if not substep_s > 0.0:
@@ -80,6 +102,8 @@ class SimWorld:
         units = [spec.furnace_unit, *(m.unit for m in spec.mfcs)]
         if spec.o2_unit is not None:
             units.append(spec.o2_unit)
+        if spec.sample_tc_unit is not None:
+            units.append(spec.sample_tc_unit)
         if len(set(units)) != len(units):
             raise ValueError(f"duplicate unit ids in {units}")
         self.spec = spec
@@ -98,11 +122,26 @@ class SimWorld:
         self.tube = TubeGas(spec.tube_volume_l)
         o2_rng = random.Random(master.getrandbits(64))
         self.o2 = SimO2Analyser(o2_rng) if spec.o2_unit is not None else None
+        indicator_rng = random.Random(master.getrandbits(64))
+        balance_rng = random.Random(master.getrandbits(64))
+        self.sample = SampleBoat(spec.ambient_c, spec.sample_mass_g)
+        """The sample in its boat: true temperature and mass."""
+        self.sample_tc = (SimIndicator(self.sample, spec.sample_tc_decimals,
+                                       spec.sample_tc_thermocouple, indicator_rng)
+                          if spec.sample_tc_unit is not None else None)
+        thermal = self.furnace.thermal
+        sample = self.sample
+        self.balance = (SimBalance(lambda: sample.mass_g, balance_rng,
+                                   gas_temperature_source=lambda: thermal.furnace_c,
+                                   ambient_c=spec.ambient_c)
+                        if spec.has_balance else None)
         self._banks: dict[int, RegisterBank] = {spec.furnace_unit: self.furnace.bank}
         for m in spec.mfcs:
             self._banks[m.unit] = self.mfcs[m.gas].bank
         if self.o2 is not None and spec.o2_unit is not None:
             self._banks[spec.o2_unit] = self.o2.bank
+        if self.sample_tc is not None and spec.sample_tc_unit is not None:
+            self._banks[spec.sample_tc_unit] = self.sample_tc.bank
         self._silent: set[int] = set()
 
     # ---- time ------------------------------------------------------------------------
@@ -128,6 +167,8 @@ class SimWorld:
             mfc.publish()
         if self.o2 is not None:
             self.o2.publish()
+        if self.sample_tc is not None:
+            self.sample_tc.publish()
 
     def _substep(self, dt_s: float) -> None:
         total_sccm = 0.0
@@ -141,7 +182,9 @@ class SimWorld:
         tube.step(dt_s, total_sccm, o2_flux / total_sccm if total_sccm > 0.0 else 0.0)
         if self.o2 is not None:
             self.o2.step(dt_s, tube.o2_ppm)
-        self.furnace.step(dt_s)
+        furnace = self.furnace
+        furnace.step(dt_s)
+        self.sample.step(dt_s, furnace.thermal.furnace_c)
 
     # ---- register traffic ------------------------------------------------------------
 
@@ -180,4 +223,4 @@ class SimWorld:
         f = self.furnace
         flows = MappingProxyType({gas: m.flow_sccm for gas, m in self.mfcs.items()})
         return SimTruth(self.now_s, f.thermal.furnace_c, f.thermal.tc_c, f.output_pct,
-                        flows, self.tube.o2_ppm)
+                        flows, self.tube.o2_ppm, self.sample.sample_c, self.sample.mass_g)

@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Final
 
 from drivers.alicat.registers import (
+    GAS_INDEX,
+    GAS_NUMBER,
     MASS_FLOW,
     SETPOINT,
     SETPOINT_READBACK,
@@ -15,7 +17,7 @@ from drivers.alicat.registers import (
     Status,
 )
 from drivers.bus import RegisterBus
-from drivers.errors import ReadbackMismatchError
+from drivers.errors import ConfigurationError, ReadbackMismatchError
 from drivers.registers import decode, encode
 from drivers.roles import FlowReading
 
@@ -25,6 +27,7 @@ _FAULT: Final = Status.ADC_ERROR | Status.PID_HOLD | Status.MEASUREMENT_ABORTED
 # One block from STATUS through SETPOINT_READBACK: status, P, T, Qv, Qm, setpoint.
 _BLOCK_START: Final = STATUS.address
 _BLOCK_COUNT: Final = SETPOINT_READBACK.address + 2 - STATUS.address
+_GAS_NAME: Final = {number: gas for gas, number in reversed(GAS_INDEX.items())}
 
 
 class AlicatMFC:
@@ -49,6 +52,29 @@ class AlicatMFC:
             setpoint_sccm=decode(SETPOINT_READBACK, words[off_sp:off_sp + 2]),
             is_faulted=bool(status & _FAULT),
         )
+
+    async def verify(self) -> None:
+        """Connect check: the instrument at this unit id meters the station's gas.
+
+        The gas number register must hold ``GAS_INDEX[gas]``, and the setpoint register
+        must be readable (it is a controller, not a meter). Raises ``ConfigurationError``
+        (one line, naming ``mfc.gas``); a wrong unit id shows up as the bus's
+        ``DeviceTimeoutError`` or ``DeviceRejectedError``, which propagate.
+        """
+        where = f"{self.name} (unit {self._unit})"
+        expected = GAS_INDEX.get(self.gas)
+        if expected is None:
+            raise ConfigurationError(f"{where}: Alicat has no gas number for {self.gas!r} "
+                                     "(mfc.gas)")
+        words = await self._bus.read_registers(self._unit, GAS_NUMBER.address, 1)
+        number = int(decode(GAS_NUMBER, words))
+        if number != expected:
+            shown = _GAS_NAME.get(number, "unknown")
+            raise ConfigurationError(
+                f"{where}: the instrument meters gas number {number} ({shown}) but the "
+                f"station says {self.gas} (gas number {expected}) — select {self.gas} on "
+                "the instrument or fix mfc.gas")
+        await self._bus.read_registers(self._unit, SETPOINT.address, SETPOINT.word_count)
 
     async def set_flow_sccm(self, flow_sccm: float) -> None:
         """Write the setpoint (FC16, float) and read it back. Raises ``DeviceError``."""

@@ -11,9 +11,9 @@ import logging
 from typing import Final
 
 from drivers.bus import RegisterBus
-from drivers.errors import ReadbackMismatchError
+from drivers.errors import ConfigurationError, ReadbackMismatchError
 from drivers.eurotherm.registers import Status, build_map
-from drivers.registers import Register, decode, encode
+from drivers.registers import DType, Register, decode, encode
 from drivers.roles import ControllerReading
 
 __all__ = ["Eurotherm3216"]
@@ -21,6 +21,12 @@ __all__ = ["Eurotherm3216"]
 logger = logging.getLogger(__name__)
 
 _READBACK_TOLERANCE: Final = 1e-3  # float32 round trip of a setpoint in °C
+# PV.IN as the raw signed word, whatever the decimal places (the connect check decodes it).
+_RAW_INT16: Final = Register("PV.IN.RAW", 1, DType.INT16)
+
+
+def _places(decimals: int) -> str:
+    return f"{decimals} decimal place" + ("" if decimals == 1 else "s")
 
 
 class Eurotherm3216:
@@ -36,6 +42,7 @@ class Eurotherm3216:
         self._unit = unit
         regs = {r.name: r for r in build_map(decimals).registers}
         self._regs = regs
+        self._decimals = decimals
         # One block read of addresses 1-5 as floats: PV, TG.SP, MAN.OP, WRK.OP, WKG.SP.
         first, last = regs["PV.IN.F"], regs["WKG.SP.F"]
         self._block_start = first.address
@@ -78,6 +85,50 @@ class Eurotherm3216:
     async def _read_value(self, reg: Register) -> float:
         words = await self._bus.read_registers(self._unit, reg.address, reg.word_count)
         return decode(reg, words)
+
+    async def verify(self) -> None:
+        """Connect check: prove that the instrument at this unit id is the one the station
+        describes, before anything moves.
+
+        Reads PV from the float region, the scaled region, then the float region again: the
+        scaled value, decoded with the configured ``decimals``, must lie within one count of
+        the float readings (a wrong ``decimals`` is off by a factor of 10 or 100). Then the
+        input range must have RNG.LO < RNG.HI. Raises ``ConfigurationError`` (one line: what
+        disagreed and the station field to fix); a wrong unit id shows up as the bus's
+        ``DeviceTimeoutError`` or ``DeviceRejectedError``, which propagate.
+        """
+        pv_float = self._f("PV.IN")
+        pv_scaled = self._regs["PV.IN"]
+        first_c = await self._read_value(pv_float)
+        raw = decode(_RAW_INT16, await self._bus.read_registers(self._unit, pv_scaled.address,
+                                                                1))
+        second_c = await self._read_value(pv_float)
+        spread_c = abs(second_c - first_c)
+
+        def agrees(decimals: int) -> bool:
+            count = 10.0**-decimals
+            return abs(raw * count - first_c) <= count + spread_c
+
+        if not agrees(self._decimals):
+            where = f"{self.name} (unit {self._unit})"
+            shown = next((d for d in (0, 1, 2) if agrees(d)), None)
+            if shown is None:
+                shown_pv = f"{first_c:g}"
+                detail = "the decimal places the instrument shows cannot be told from them"
+            else:
+                shown_pv = f"{first_c:.{shown}f}"
+                detail = (f"the instrument shows {_places(shown)} but the station says "
+                          f"{self._decimals}")
+            raise ConfigurationError(
+                f"{where}: scaled PV {raw:.0f} and float PV {shown_pv} "
+                f"disagree — {detail} ({self.name}.decimals)")
+        low_c = await self._read_value(self._f("RNG.LO"))
+        high_c = await self._read_value(self._f("RNG.HI"))
+        if not low_c < high_c:
+            raise ConfigurationError(
+                f"{self.name} (unit {self._unit}): input range low {low_c:g} °C is not below "
+                f"range high {high_c:g} °C — check the instrument's input type "
+                f"against {self.name}.thermocouple")
 
     async def write_setpoint_c(self, setpoint_c: float) -> None:
         """Write the remote (comms) setpoint Rm.SP and read it back."""

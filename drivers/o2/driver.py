@@ -21,6 +21,14 @@ class O2Analyser:
         self._bus = bus
         self._unit = unit
 
+    async def verify(self) -> None:
+        """Connect check: the O2 reading and status word are readable at this unit id.
+
+        A sensor fault is not an error here (the interlocks judge readings); a wrong unit
+        id shows up as the bus's ``DeviceTimeoutError`` or ``DeviceRejectedError``.
+        """
+        await self._bus.read_registers(self._unit, O2_PPM.address, 3)
+
     async def read_o2_ppm(self) -> float:
         """O2 in ppm (one transaction). Raises ``DeviceFaultError`` on a sensor fault."""
         words = await self._bus.read_registers(self._unit, O2_PPM.address, 3)

@@ -23,5 +23,6 @@ async def test_profile_dry_run_completes(path: Path, tmp_path: Path) -> None:
     batch = await dry_run(path, tmp_path)
     assert batch.result.state is RunState.COMPLETED, batch.result.summary["end_reason"]
     assert verify_batch(batch.result.batch_dir).ok
-    assert batch.result.summary["holdback_s"] < 60
+    # a dwell after a fast ramp waits for the lagging furnace (rate x thermocouple lag)
+    assert batch.result.summary["holdback_s"] < 600
     assert not batch.events("interlock_trip")

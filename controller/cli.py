@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from controller.clock import Clock, ScaledClock, VirtualClock, WallClock
 from controller.console import LiveView, setup_logging, summary_table
 from controller.plan import load_recipe, summarize
 from controller.recipe import ResolvedRecipe, parse_overrides
+from controller.report import REPORT_FILE, analyse, format_events, load_batch, write_report_png
 from controller.runner import RunState
 from controller.session import run_batch
 from controller.station import Station, load_station
@@ -81,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     recipe_args(plan)
     verify = sub.add_parser("verify", help="check a batch's audit chain and summary")
     verify.add_argument("batch_dir")
+    report = sub.add_parser("report", help="events, summary and report.png of a batch")
+    report.add_argument("batch_dir")
+    report.add_argument("--json", action="store_true", help="print the numbers as JSON")
     sim = sub.add_parser("sim", help="the furnace simulator")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True, parser_class=_Parser)
     serve = sim_sub.add_parser("serve", help="serve the simulated station over Modbus")
@@ -182,6 +187,29 @@ def cmd_verify(args: argparse.Namespace, out: Console) -> int:
     return EXIT_FAILED
 
 
+def cmd_report(args: argparse.Namespace, out: Console) -> int:
+    batch_dir = Path(args.batch_dir)
+    data = load_batch(batch_dir)
+    result = analyse(data)
+    try:
+        png = write_report_png(data, result, batch_dir / REPORT_FILE)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot write the report ({exc.strerror or exc}); is it "
+                                 "open in a viewer?", source=str(batch_dir / REPORT_FILE)
+                                 ) from None
+    if args.json:
+        out.print_json(json.dumps(result.to_dict()))
+        return EXIT_OK
+    table = Table(title=f"{batch_dir.name}", show_header=False)
+    table.add_column("event", style="bold")
+    table.add_column("value")
+    for key, value in format_events(result):
+        table.add_row(key, value)
+    out.print(table)
+    out.print(f"report: {png}", soft_wrap=True, markup=False, highlight=False)
+    return EXIT_OK
+
+
 async def _serve(args: argparse.Namespace, station: Station) -> None:
     clock = ScaledClock(args.speed)
     served = await serve_simulator(station, clock, host=args.host,
@@ -208,7 +236,7 @@ def cmd_sim(args: argparse.Namespace, out: Console) -> int:
 
 
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "plan": cmd_plan,
-            "verify": cmd_verify, "sim": cmd_sim}
+            "verify": cmd_verify, "sim": cmd_sim, "report": cmd_report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

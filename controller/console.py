@@ -28,6 +28,9 @@ def setup_logging(console: Console, level: int = logging.INFO) -> None:
     """Route stdlib logging through rich on ``console``."""
     logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]",
                         handlers=[RichHandler(console=console, show_path=False)], force=True)
+    # pymodbus logs every failed transaction itself; our bus translates those into one
+    # error that the caller reports with context, so its own chatter stays at DEBUG.
+    logging.getLogger("pymodbus").setLevel(max(level, logging.CRITICAL))
 
 
 def _fmt(value: float | None, spec: str = ".1f", unit: str = "") -> str:
@@ -56,6 +59,7 @@ class LiveView:
         self.compact = compact
         self.refresh_every = refresh_every
         self._count = 0
+        self._started = False
         self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
                                   TaskProgressColumn(), TextColumn("{task.fields[info]}"),
                                   console=console, transient=False)
@@ -65,11 +69,11 @@ class LiveView:
                           transient=False)
 
     def __enter__(self) -> LiveView:
-        self._live.__enter__()
-        return self
+        return self  # the live display starts with the first scan, after connecting
 
     def __exit__(self, *exc: object) -> None:
-        self._live.__exit__(None, None, None)
+        if self._started:
+            self._live.__exit__(None, None, None)
 
     def remaining_s(self, runner: RecipeRunner, t_s: float) -> float:
         """Planned time left: the rest of the current stage plus every later stage."""
@@ -83,6 +87,9 @@ class LiveView:
         return left + sum(s.duration_s for s in self.summary.stages[i + 1:])
 
     def __call__(self, snap: Snapshot, runner: RecipeRunner) -> None:
+        if not self._started:
+            self._live.__enter__()
+            self._started = True
         self._count += 1
         if self._count % self.refresh_every and not runner.is_final:
             return

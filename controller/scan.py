@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol
 
 from controller.clock import Clock
+from controller.dtg import SlidingSlope
 from controller.interlocks import evaluate
 from controller.runner import SAFE_INERT_FLOW_SCCM, RecipeRunner, RunState
 from controller.snapshot import Commands, Snapshot
 from controller.station import Station
 from drivers.errors import DeviceError, ReadbackMismatchError
 from drivers.roles import (
+    Balance,
     ControllerReading,
     FlowReading,
     MassFlowController,
@@ -34,6 +37,12 @@ __all__ = ["Devices", "Recorder", "ScanLoop", "safe_flows", "trace_columns"]
 logger = logging.getLogger(__name__)
 
 _SAFE_STATE_TIMEOUT_S = 5.0
+DTG_WINDOW_S = 300.0  # DTG slope window: smooths balance noise, lags by half of it
+DELTA_T_RATE_WINDOW_S = 120.0  # the exotherm guard's rate of rise of ΔT
+
+
+def _finite(value: float) -> float | None:
+    return None if math.isnan(value) else value
 _SETPOINT_TOLERANCE_SCCM = 0.05
 
 
@@ -45,6 +54,7 @@ class Devices:
     mfcs: tuple[MassFlowController, ...]
     o2: OxygenAnalyser | None = None
     sample_tc: TemperatureController | None = None  # read only: an indicator
+    balance: Balance | None = None
 
 
 class Recorder(Protocol):
@@ -76,6 +86,8 @@ def trace_columns(station: Station) -> list[str]:
             "working_setpoint_c", "furnace_c", "output_pct"]
     if station.sample_tc is not None:
         cols += ["sample_c", "delta_t_c"]
+    if station.balance is not None:
+        cols += ["mass_g", "mass_pct", "dtg_pct_per_min"]
     if station.o2 is not None:
         cols.append("o2_ppm")
     for mfc in station.mfc:
@@ -101,6 +113,9 @@ class ScanLoop:
         self._written: dict[str, float] = {}
         self._t0_s = clock.now()
         self.cycles = 0
+        self._mass0_g: float | None = None  # the first balance reading: 100 %
+        self._dtg = SlidingSlope(DTG_WINDOW_S)
+        self._delta_t_rate = SlidingSlope(DELTA_T_RATE_WINDOW_S)
 
     # ------------------------------------------------------------------ reading
     async def _read_furnace(self) -> ControllerReading | None:
@@ -141,8 +156,26 @@ class ScanLoop:
                 sample_c = (await self.devices.sample_tc.read()).temperature_c
             except DeviceError as exc:
                 self._failed(self.devices.sample_tc.name, exc)
-        return Snapshot(self.clock.now() - self._t0_s, furnace, MappingProxyType(flows), o2,
-                        MappingProxyType(dict(self._failures)), sample_c)
+        mass_g = None
+        if self.devices.balance is not None:
+            try:
+                mass_g = (await self.devices.balance.read_mass_g()).mass_g
+            except DeviceError as exc:
+                self._failed(self.devices.balance.name, exc)
+        t_s = self.clock.now() - self._t0_s
+        mass_pct = dtg = delta_rate = None
+        if mass_g is not None:
+            if self._mass0_g is None and mass_g > 0:
+                self._mass0_g = mass_g
+            if self._mass0_g:
+                mass_pct = 100.0 * mass_g / self._mass0_g
+                dtg = _finite(self._dtg.update(t_s, mass_pct))
+        if sample_c is not None and furnace is not None:
+            delta_rate = _finite(self._delta_t_rate.update(t_s,
+                                                           sample_c - furnace.temperature_c))
+        return Snapshot(t_s, furnace, MappingProxyType(flows), o2,
+                        MappingProxyType(dict(self._failures)), sample_c, delta_rate,
+                        mass_g, mass_pct, dtg)
 
     # ------------------------------------------------------------------ writing
     async def _write(self, cmds: Commands, snap: Snapshot) -> None:
@@ -208,9 +241,9 @@ class ScanLoop:
             reading.output_pct if reading else None,
         ]
         if self.station.sample_tc is not None:
-            delta = (snap.sample_c - reading.temperature_c
-                     if snap.sample_c is not None and reading else None)
-            row += [snap.sample_c, delta]
+            row += [snap.sample_c, snap.delta_t_c]
+        if self.station.balance is not None:
+            row += [snap.mass_g, snap.mass_pct, snap.dtg_pct_per_min]
         if self.station.o2 is not None:
             row.append(snap.o2_ppm)
         for mfc in self.devices.mfcs:

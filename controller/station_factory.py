@@ -160,7 +160,8 @@ def build_devices(station: Station, clock: Clock, *, seed: int = 0) -> Built:
         else:
             balance = SicsBalance(bal.port, baudrate=bal.baudrate, parity=bal.parity,
                                   stopbits=bal.stopbits, timeout_s=bal.timeout_s)
-    return Built(station, Devices(furnace, mfcs, o2, sample_tc), [bus], world, balance)
+    return Built(station, Devices(furnace, mfcs, o2, sample_tc, balance), [bus], world,
+                 balance)
 
 
 @dataclass

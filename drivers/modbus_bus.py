@@ -219,7 +219,8 @@ class ModbusBus:
             raise CommunicationError(await self._why_not_connected(), device=self.name)
         if self._connected_once:
             self.stats.reconnects += 1
-            logger.info("reconnected", extra={"bus": self.name, "where": self._where})
+            logger.debug("reconnected to %s", self._where,
+                         extra={"bus": self.name, "where": self._where})
         self._connected_once = True
 
     async def _why_not_connected(self) -> str:
@@ -279,7 +280,7 @@ class ModbusBus:
                         raise
                     attempt += 1
                     self.stats.retries += 1
-                    logger.info("retrying", extra={"bus": self.name, "unit": unit,
+                    logger.debug("retrying", extra={"bus": self.name, "unit": unit,
                                                    "attempt": attempt, "error": str(exc)})
 
     async def _attempt(self, unit: int, address: int, count: int,
@@ -331,8 +332,8 @@ class ModbusBus:
             self.stats.errors += 1
         # Drop the link: a late or partial reply must not answer the next request.
         self._client.close()
-        logger.warning("request failed", extra={"bus": self.name, "unit": unit,
-                                                "error": str(error)})
+        logger.debug("request to unit %s failed: %s", unit, error,
+                     extra={"bus": self.name, "unit": unit, "error": str(error)})
         return error
 
     def _unit_name(self, unit: int) -> str:

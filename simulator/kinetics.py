@@ -29,6 +29,7 @@ __all__ = ["SampleKinetics", "SampleSpec", "sample_heat_capacity_j_per_k"]
 _KELVIN: Final = 273.15
 _K_MIN_PER_S: Final = 1e-12  # below this a step moves < 1e-7 in a 30 h run: skip it
 _WATER_G_PER_MOL: Final = 18.015
+_H3PO4_G_PER_MOL: Final = 97.995
 _GATE: Final = {Atmosphere.ANY: 0, Atmosphere.OXIDISING: 1, Atmosphere.INERT: 2}
 
 
@@ -72,26 +73,29 @@ class _Rate:
 
 
 class SampleKinetics:
-    """State of one sample's chemistry; advance it with ``step``.
+    """The chemistry of one sample; advance it with ``step``.
 
-    Each first-order step is integrated exactly over ``dt`` at constant temperature,
-    ``pool ← pool·exp(−k·dt)``, so any ``dt`` is stable (tested up to 2 s); steps whose
-    rate is below 1e-12 /s or whose pool is empty are skipped.
+    State (g): free water, the acid reagent's water, H3PO4 / H4P2O7 / (HPO3)n, one pool
+    per pyrolysis step of the precursor, char, the O taken up; plus α_ox (O2 uptake) and ξ
+    (P–O–C cross-links). φ_acid = min(1, g H3PO4 per g dry precursor) scales every acid
+    effect. Each first-order step is integrated exactly over ``dt`` at constant temperature,
+    ``pool ← pool·exp(−k·dt)``, so any ``dt`` is stable and no pool goes negative; steps
+    with k < 1e-12 /s or an empty pool are skipped (about 1-4 µs per call).
     """
 
     __slots__ = (
-        "_acid_water", "_alpha_ox", "_char", "_combustion", "_cond1", "_cond1_g", "_cond2",
-        "_cond2_g", "_h0",
-        "_h3po4", "_initial_mass_g", "_meta", "_moisture", "_moisture0", "_acid_water0",
-        "_oxygen", "_oxygen_release", "_p_g", "_p_release", "_p_release_g_per_s",
-        "_params", "_phi", "_pyro", "_solution_water", "_uptake", "_uptake_acid",
-        "_uptake_cap_g", "_uptake_gain_g", "_oxidation_heat_j", "_vol", "_vol_rates", "_xl_heat_j",
-        "_vol_released", "_vol_supp", "_dry_g", "_xl", "_xl_cap_g", "_xi", "_water_rate",
-        "_bound_frac", "spec",
+        "_acid_water", "_acid_water0", "_alpha_ox", "_bound_h3po4_g", "_char", "_combustion",
+        "_cond1", "_cond1_g", "_cond2", "_cond2_g", "_dry_g", "_h0", "_h3po4",
+        "_initial_mass_g", "_meta", "_moisture", "_moisture0", "_oxidation_heat_j",
+        "_oxygen", "_oxygen_release", "_p_g", "_p_release", "_p_release_g_per_s", "_params",
+        "_phi", "_pyro", "_solution_water", "_uptake", "_uptake_acid", "_uptake_cap_g",
+        "_uptake_gain_g", "_vol", "_vol_rates", "_vol_released", "_vol_supp", "_water",
+        "_xi", "_xl", "_xl_cap_g", "_xl_heat_j", "spec",
     )
 
     def __init__(self, spec: SampleSpec) -> None:
-        """Load ``spec`` (its composition is fixed here; nothing has reacted yet)."""
+        """Load ``spec``: reagent = acid_wt % of the mass (85 % H3PO4, 15 % water), the rest
+        precursor as received (its moisture, then dry matter). Nothing has reacted yet."""
         self.spec = spec
         p: PrecursorParams = PRECURSORS[spec.precursor]
         self._params = p
@@ -99,15 +103,14 @@ class SampleKinetics:
         precursor_g = spec.mass_g - reagent_g
         self._h0 = reagent_g * ACID.reagent_h3po4_frac
         self._h3po4 = self._h0
-        self._pyro = 0.0
-        self._meta = 0.0
+        self._pyro = 0.0  # g H4P2O7
+        self._meta = 0.0  # g (HPO3)n
         self._cond1_g = 0.0  # H3PO4 condensed to H4P2O7 so far, g (H3PO4 basis)
         self._cond2_g = 0.0  # ... and on to (HPO3)n, g (H3PO4 basis)
+        self._bound_h3po4_g = 0.0  # H3PO4 esterified as P–O–C (kept by ``wash``)
         self._p_g = self._h0 * ACID.p_mass_frac
-        self._acid_water0 = reagent_g - self._h0
-        self._acid_water = self._acid_water0
-        self._moisture0 = precursor_g * p.moisture_frac
-        self._moisture = self._moisture0
+        self._acid_water0 = self._acid_water = reagent_g - self._h0
+        self._moisture0 = self._moisture = precursor_g * p.moisture_frac
         dry_g = precursor_g - self._moisture0
         self._dry_g = dry_g
         phi = 0.0 if self._h0 == 0.0 else (
@@ -122,17 +125,16 @@ class SampleKinetics:
         self._oxygen = 0.0
         self._alpha_ox = 0.0
         self._xi = 0.0
-        self._bound_frac = 0.0
         self._uptake_cap_g = dry_g * (p.uptake_max_frac
                                       + (p.uptake_max_acid_frac - p.uptake_max_frac) * phi)
         self._xl_cap_g = dry_g * ACID.crosslink_water_frac * phi
-        # Heat (J) released over the whole cross-linking (ξ: 0 → 1) at full oxidation.
+        # Heat (J) of the whole cross-linking (ξ: 0 → 1): its share of Thornton × φ.
         self._xl_heat_j = (ACID.crosslink_heat_frac * THORNTON_J_PER_G_O2 * phi
                            * self._uptake_cap_g)
         self._uptake_gain_g = 0.0
         self._oxidation_heat_j = 0.0
         self._p_release_g_per_s = 0.0
-        self._water_rate = _Rate(p.moisture)
+        self._water = _Rate(p.moisture)
         self._solution_water = _Rate(ACID.solution_water)
         self._cond1 = _Rate(ACID.condensation_to_pyro)
         self._cond2 = _Rate(ACID.condensation_to_meta)
@@ -215,15 +217,16 @@ class SampleKinetics:
         return out
 
     def wash(self) -> None:
-        """The operator's wash to neutral (DESIGN §1 step 4): water and the free acid go;
-        the P bound as P–O–C esters stays (MODEL ASSUMPTION: one P per ester)."""
-        keep = self._bound_frac
+        """The operator's wash to neutral (DESIGN §1 step 4): the water and the free acid
+        go; the H3PO4 bound as P–O–C esters (one per ester, MODEL ASSUMPTION) stays."""
+        loss = ACID.condensation_loss_frac
+        acid_eq_g = self._h3po4 + self._pyro / (1.0 - loss) + self._meta / (1.0 - 2.0 * loss)
+        keep = 0.0 if acid_eq_g <= 0.0 else min(1.0, self._bound_h3po4_g / acid_eq_g)
         self._moisture = self._acid_water = 0.0
         self._h3po4 *= keep
         self._pyro *= keep
         self._meta *= keep
         self._p_g *= keep
-        self._bound_frac = 1.0 if keep > 0.0 else 0.0
 
     # ---- dynamics ------------------------------------------------------------------------
 
@@ -234,13 +237,11 @@ class SampleKinetics:
         Returns the mean reaction heat power over the step in W, **positive = exothermic**
         (heats the sample, the ``q_rxn·m_s`` of §4.4). Never blocks; raises nothing.
         """
-        if dt_s <= 0.0:
-            return 0.0
         tk = sample_c + _KELVIN
-        if tk < 250.0:
+        if not (dt_s > 0.0 and tk >= 250.0):  # also rejects NaN; nothing reacts below −23 °C
             return 0.0
         inv_t = 1.0 / tk
-        x = 0.0 if o2_fraction <= 0.0 else (1.0 if o2_fraction >= 1.0 else o2_fraction)
+        x = o2_fraction if 0.0 < o2_fraction < 1.0 else (1.0 if o2_fraction >= 1.0 else 0.0)
         ox_gate = x / AIR_O2_FRACTION
         inert_gate = 1.0 - ox_gate if ox_gate < 1.0 else 0.0
         gates = (1.0, ox_gate, inert_gate)
@@ -248,7 +249,7 @@ class SampleKinetics:
         expm1 = math.expm1
         heat_j = 0.0  # endothermic positive here; the sign flips on return
 
-        r = self._water_rate
+        r = self._water
         if self._moisture > 0.0 and tk > r.t_min_k:
             lost = self._moisture * -expm1(-exp(r.ln_a - r.e_over_r * inv_t) * dt_s)
             self._moisture -= lost
@@ -307,7 +308,8 @@ class SampleKinetics:
         if self._h3po4 > 0.0 and tk > r.t_min_k:
             # MODEL ASSUMPTION: condensation is reversible, so it waits for the reagent's
             # water to leave (rate × fraction of that water gone).
-            dry = 1.0 if self._acid_water0 == 0.0 else 1.0 - self._acid_water / self._acid_water0
+            w0 = self._acid_water0
+            dry = 1.0 if w0 == 0.0 else 1.0 - self._acid_water / w0
             used = self._h3po4 * -expm1(-exp(r.ln_a - r.e_over_r * inv_t) * dry * dt_s)
             self._h3po4 -= used
             self._pyro += used * (1.0 - loss)
@@ -380,9 +382,7 @@ class SampleKinetics:
         water = min(self._xl_cap_g * d_xi, self._oxygen)
         self._xi = xi_new
         self._oxygen -= water
-        if self._h0 > 0.0:  # one H3PO4 bound per ester (for ``wash``)
-            self._bound_frac = min(
-                1.0, xi_new * self._xl_cap_g / _WATER_G_PER_MOL * 97.995 / self._h0)
+        self._bound_h3po4_g += water / _WATER_G_PER_MOL * _H3PO4_G_PER_MOL
         exo_j = self._xl_heat_j * d_xi
         self._oxidation_heat_j += exo_j
         return water * r.heat - exo_j

@@ -142,18 +142,19 @@ ACID: Final = AcidParams(
     reagent_h3po4_frac=0.85,
     # MODEL ASSUMPTION: the reagent's water is held by the acid (85 % H3PO4 boils near
     # 158 °C), so it leaves later than free water: E 70 kJ/mol, A 4e6 /s put its DTG peak at
-    # ~137 °C at 5 °C/min and it is gone by ~175 °C (§5.1: free water gone by 150-170 °C;
+    # ~133 °C at 5 °C/min and it is gone by ~175 °C (§5.1: free water gone by 150-170 °C;
     # DESIGN §1: "mass falls until about 170 °C"). Heat: vaporisation [S60].
     solution_water=Step("acid water", 70e3, 4.0e6, Atmosphere.ANY,
                         WATER_VAPORISATION_J_PER_G),
     # §5.2 "H3PO4 → H4P2O7": E 90 kJ/mol, A 1e7 /s (DTG 206/225/240 °C). MODEL ASSUMPTION:
-    # A lowered to 7.15e6 (DTG 213/232/247 °C, within 7-8 °C of the table) so that 60-70 wt%
-    # mixtures show the oxygen-uptake mass rise before the condensation loss takes over.
+    # A lowered to 7.15e6 (DTG 212/230/244 °C in the model, within 7 °C of the table) so that
+    # a 70 wt% mixture's oxygen-uptake mass rise is 0.7 rather than 0.35 % of the mass
+    # before the condensation loss takes over.
     # The rate is also × (fraction of the reagent water gone): condensation is reversible.
     # Heat DERIVED from standard enthalpies of formation (general knowledge, not in
     # hardware.md): 2 H3PO4(l) → H4P2O7(l) + H2O(g), ΔH ≈ −2231.7 − 241.8 + 2·1271.7
     # ≈ +70 kJ per mol H2O = +3.88 kJ per g water released. UNCONFIRMED.
-    condensation_to_pyro=Step("H3PO4 -> H4P2O7", 90e3, 1.0e7, Atmosphere.ANY, 3880.0),
+    condensation_to_pyro=Step("H3PO4 -> H4P2O7", 90e3, 7.15e6, Atmosphere.ANY, 3880.0),
     # §5.2 "H4P2O7 → (HPO3)n": E 110, A 1e7 (308/331/349 °C). Heat DERIVED as above with
     # HPO3(s) ≈ −948.5 kJ/mol: ≈ +93 kJ per mol H2O = +5.16 kJ/g water. UNCONFIRMED.
     condensation_to_meta=Step("H4P2O7 -> HPO3", 110e3, 1.0e7, Atmosphere.ANY, 5160.0),
@@ -192,8 +193,9 @@ ACID: Final = AcidParams(
 _FREE_WATER: Final = Step("free water", 45e3, 2.0e4, Atmosphere.ANY,
                           WATER_VAPORISATION_J_PER_G)
 # §5.1 [S76]: carbon oxidation in dry air, E = 122 kJ/mol. MODEL ASSUMPTION: A 1.15e4 /s
-# puts the DTG peak of a 5 °C/min ramp in air at ~650 °C, so an air screen to 400 °C burns
-# < 0.1 % and the 220 °C exotherm stays the only one. Heat: Thornton per gram of carbon,
+# puts the DTG peak of a 5 °C/min ramp in air at ~650 °C (τ ≈ 29 min at 600 °C, 4 h at
+# 500 °C), so an air screen to 400 °C burns ~0.13 % and the 220 °C exotherm stays the
+# largest. Heat: Thornton per gram of carbon,
 # 13.1 kJ/g O2 × 32/12.011 g O2/g C = −34.9 kJ/g.
 _COMBUSTION: Final = Step("combustion", 122e3, 1.15e4, Atmosphere.OXIDISING,
                           -THORNTON_J_PER_G_O2 * 32.0 / 12.011)
@@ -205,7 +207,7 @@ _PITCH_UPTAKE: Final = Step("O2 uptake", 90e3, 4.8e5, Atmosphere.OXIDISING,
                             _uptake_heat(UPTAKE_HEAT_FRAC))
 # MODEL ASSUMPTION (acid catalysis of oxidation, [S65]): a parallel channel × φ_acid sharing
 # (1 − α_ox). E = 165.3 kJ/mol is [S75]'s for coal-tar-pitch α-resin oxidation; A 1.12e16
-# /s puts its DTG peak at ~203 °C at 5 °C/min (φ = 1), tuned so that with the acid the mass
+# /s puts its DTG peak at ~203 °C at 5 °C/min (φ = 1, alone), tuned so that with acid the mass
 # bottoms out at 170-180 °C and rises after it (DESIGN §1) before the acid's condensation
 # takes over. Without it §5.2's uptake peaks near 300 °C and no rise appears below 190 °C.
 _ACID_UPTAKE: Final = Step("O2 uptake (acid)", 165.3e3, 1.12e16, Atmosphere.OXIDISING,

@@ -81,6 +81,12 @@ class SampleKinetics:
     effect. Each first-order step is integrated exactly over ``dt`` at constant temperature,
     ``pool ← pool·exp(−k·dt)``, so any ``dt`` is stable and no pool goes negative; steps
     with k < 1e-12 /s or an empty pool are skipped (about 1-4 µs per call).
+
+    Behaviour (tests/unit/test_kinetics.py, 2 g, 5 °C/min, τ_s = 120 s): in air a 50-70 wt%
+    pitch mixture bottoms out at 172-177 °C, gains 0.7-2.2 % and shows its exotherm at
+    218-225 °C; in N2 the mass only falls and there is no exotherm. After 220 °C (2 h) /
+    600 °C / wash / 1600 °C the carbon yield is 49 % (PN), 57 % (PNP50), 62 % (PO), 73-74 %
+    (POP50, POP70).
     """
 
     __slots__ = (

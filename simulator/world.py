@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -143,6 +143,9 @@ class SimWorld:
         if self.sample_tc is not None and spec.sample_tc_unit is not None:
             self._banks[spec.sample_tc_unit] = self.sample_tc.bank
         self._silent: set[int] = set()
+        self.hooks: list[Callable[[SimWorld, float], None]] = []
+        """Called as ``hook(world, t_s)`` before each substep (fault injection, scripted
+        events). Empty in normal runs, so it costs nothing then."""
 
     # ---- time ------------------------------------------------------------------------
 
@@ -157,9 +160,14 @@ class SimWorld:
         if rest_s > h - _EPS_S:  # guard against int() rounding just below a whole step
             n_full += 1
             rest_s = 0.0
-        for _ in range(n_full):
+        start_s = self.now_s
+        for i in range(n_full):
+            if self.hooks:
+                self._run_hooks(start_s + i * h)
             self._substep(h)
         if rest_s > _EPS_S:
+            if self.hooks:
+                self._run_hooks(start_s + n_full * h)
             self._substep(rest_s)
         self.now_s = t_s
         self.furnace.publish()
@@ -169,6 +177,10 @@ class SimWorld:
             self.o2.publish()
         if self.sample_tc is not None:
             self.sample_tc.publish()
+
+    def _run_hooks(self, t_s: float) -> None:
+        for hook in self.hooks:
+            hook(self, t_s)
 
     def _substep(self, dt_s: float) -> None:
         total_sccm = 0.0

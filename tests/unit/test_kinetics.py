@@ -363,6 +363,10 @@ def test_p_stays_below_1000_c_then_leaves_as_vapour_and_a_wash_keeps_only_bound_
     assert 0.0 < bound_g < 0.1 * p0_g
     run(kinetics, [Segment(1400.0, 5.0, 3600.0)], start_c=25.0)
     assert kinetics.p_inventory_g < 0.01 * bound_g
+    fresh = SampleKinetics(SampleSpec("pitch", 50.0, 2.0))
+    fresh.wash()  # straight away: only the dry pitch stays
+    assert fresh.mass_g == pytest.approx(fresh.organic_mass_g, rel=1e-12)
+    assert fresh.p_inventory_g == 0.0
     n2_wash = SampleKinetics(SampleSpec("pitch", 50.0, 2.0))
     run(n2_wash, [Segment(600.0, 5.0)])
     n2_wash.wash()
@@ -382,6 +386,20 @@ def test_mass_and_conversions_stay_in_range_even_with_2_s_steps_to_1600_c() -> N
         for conv in trace.conversions:
             assert all(0.0 <= a <= 1.0 + 1e-12 for a in conv.values()), conv
         assert kinetics.p_inventory_g >= 0.0
+
+
+@pytest.mark.parametrize(("acid_wt", "sample_c"), [(0.0, 430.0), (0.0, 800.0), (70.0, 1300.0)])
+def test_each_step_is_integrated_exactly_at_constant_temperature(acid_wt: float,
+                                                                 sample_c: float) -> None:
+    # Exact first-order integration has the semigroup property: one 2 s step lands where
+    # four 0.5 s steps do (explicit Euler would not, and would overshoot when k·dt > 1).
+    one, four = (SampleKinetics(SampleSpec("pitch", acid_wt, 2.0)) for _ in range(2))
+    for _ in range(3):
+        heat_one_j = 2.0 * one.step(2.0, sample_c, N2)
+        heat_four_j = sum(0.5 * four.step(0.5, sample_c, N2) for _ in range(4))
+        assert one.mass_g == pytest.approx(four.mass_g, rel=1e-12)
+        assert heat_one_j == pytest.approx(heat_four_j, rel=1e-9)
+        assert one.mass_g > 0.0
 
 
 def test_step_size_does_not_change_the_answer() -> None:

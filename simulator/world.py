@@ -93,7 +93,7 @@ class SimWorld:
     bad device parameters.
     """
 
-    __slots__ = ("_banks", "_inlet_ppm", "_silent", "balance", "furnace", "mfcs", "now_s",
+    __slots__ = ("_banks", "_inlet_ppm", "_silent", "balance", "furnace", "hooks", "mfcs", "now_s",
                  "o2", "sample", "sample_tc", "spec", "substep_s", "tube")
 
     def __init__(self, spec: SimStationSpec, seed: int = 0, substep_s: float = 0.5) -> None:

@@ -326,12 +326,45 @@ def _mass_minimum(data: BatchData, end: int) -> tuple[MassMinimum | None, str]:
     smooth = moving_mean(mass[:end], _window_rows(t, SMOOTH_S))
     if not np.isfinite(smooth).any():
         return None, "no mass_pct readings before the sample left the furnace"
+    # TGA reads the mass against temperature while heating: the minimum worth naming is
+    # where the mass stops falling and starts to rise (a turning point on the heating
+    # curve); without one, the lowest point while heating; without heating, the lowest.
+    rate = heating_rate_c_per_min(t, data.trace["furnace_c"][:end])
+    heating = np.isfinite(rate) & (rate >= HEATING_MIN_C_PER_MIN) & np.isfinite(smooth)
+    how = f"lowest {SMOOTH_S:.0f} s moving mean of mass_pct before the first operator step"
     i = int(np.nanargmin(smooth))
+    for a, b in true_runs(heating):
+        turn = _turning_point(smooth[a:b])
+        if turn is not None:
+            i, how = a + turn, (f"first turning point of the {SMOOTH_S:.0f} s moving mean "
+                                f"of mass_pct while heating (a rise of at least "
+                                f"{MASS_RISE_PCT:g} % follows)")
+            break
+    else:
+        if heating.any():
+            rows = np.flatnonzero(heating)
+            i = int(rows[np.nanargmin(smooth[rows])])
+            how = f"lowest {SMOOTH_S:.0f} s moving mean of mass_pct while heating"
     furnace_c = float(data.trace["furnace_c"][i])
     found = MassMinimum(float(smooth[i]), float(t[i]), furnace_c,
                         _opt(data.channel("sample_c"), i), str(data.text["stage"][i]))
-    return found, (f"lowest {SMOOTH_S:.0f} s moving mean of mass_pct before the first "
-                   "operator step")
+    return found, how
+
+
+MASS_RISE_PCT = 0.2  # a rise this large after a minimum makes it a turning point
+
+
+def _turning_point(mass: FloatArray) -> int | None:
+    """Index of the first running minimum that a rise of ``MASS_RISE_PCT`` follows."""
+    low_i, low = -1, np.inf
+    for k, m in enumerate(mass):
+        if not np.isfinite(m):
+            continue
+        if m < low:
+            low_i, low = k, float(m)
+        elif m - low >= MASS_RISE_PCT:
+            return low_i
+    return None
 
 
 def _baseline(temp: FloatArray, sdt: FloatArray, a: int, p: int

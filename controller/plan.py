@@ -36,6 +36,7 @@ from controller.steps import (
     End,
     Endpoint,
     ExothermGuard,
+    Material,
     OperatorStep,
     Plan,
     Purge,
@@ -305,8 +306,12 @@ def compile_plan(resolved: ResolvedRecipe, station: Station, source: str) -> Pla
             without an O2 analyser.
     """
     stages, steps = _Compiler(resolved, station, source).compile()
+    m = resolved.recipe.sample_material
+    material = (Material(precursor=m.precursor, acid_wt=m.acid_wt, mass_g=m.mass_g)
+                if m is not None else None)
     return Plan(recipe_name=resolved.recipe.name, sample_name=sample_name(resolved),
-                stages=stages, steps=steps, parameters=MappingProxyType(dict(resolved.values)))
+                stages=stages, steps=steps, parameters=MappingProxyType(dict(resolved.values)),
+                material=material)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ events. It does no I/O and never waits. Not here: reading devices, writing them,
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
@@ -101,10 +102,13 @@ class RecipeRunner:
     state: RunState
 
     def __init__(self, plan: Plan, station: Station, *, auto_confirm: bool,
-                 max_hold_s: float = 3600.0) -> None:
+                 max_hold_s: float = 3600.0,
+                 on_tube_opened: Callable[[], None] | None = None) -> None:
         self.plan = plan
         self.station = station
         self.auto_confirm = auto_confirm
+        # What the (simulated) operator does with the open tube; real stations: nothing.
+        self.on_tube_opened = on_tube_opened
         self.max_hold_s = max_hold_s
         self.events: list[AuditEvent] = []
         self.setpoint_c = station.envelope.ambient_c
@@ -209,7 +213,9 @@ class RecipeRunner:
 
     def _act_on(self, verdicts: list[Verdict], snap: Snapshot) -> None:
         pause = next((v for v in verdicts if v.severity is Severity.PAUSE), None)
-        if (pause is not None) != self.ramp_paused and self.state is S.RUNNING:
+        stronger = any(v.severity > Severity.PAUSE for v in verdicts)
+        if (pause is not None) != self.ramp_paused and self.state is S.RUNNING and \
+                not stronger:
             self.ramp_paused = pause is not None
             if pause is not None:
                 self._audit("interlock_trip", interlock=pause.interlock, severity="pause",
@@ -378,6 +384,8 @@ class RecipeRunner:
                         furnace_c=snap.furnace_c)
         if step.opens_tube:
             self.purged.clear()
+            if self.on_tube_opened is not None:
+                self.on_tube_opened()
         return True
 
     def confirm(self, operator: str) -> None:

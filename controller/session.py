@@ -126,7 +126,7 @@ async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_t
     """
     planned = summarize(plan, station)
     if built is None:
-        built = build_devices(station, clock, seed=seed)
+        built = build_devices(station, clock, seed=seed, material=plan.material)
     try:
         await built.connect(station_source)
     except BaseException:
@@ -145,7 +145,9 @@ async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_t
                             simulated=station.is_simulated)
     trace = TraceWriter(batch_dir / "trace.csv", trace_columns(station))
     recorder = BatchRecorder(audit, trace, clock)
-    runner = RecipeRunner(plan, station, auto_confirm=station.is_simulated)
+    world = built.world
+    runner = RecipeRunner(plan, station, auto_confirm=station.is_simulated,
+                          on_tube_opened=world.open_tube_for_wash if world else None)
 
     def observe(snap: Snapshot, r: RecipeRunner) -> None:
         recorder.observe(snap, r)

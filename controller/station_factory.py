@@ -15,6 +15,7 @@ from typing import Literal
 from controller.clock import Clock
 from controller.scan import Devices
 from controller.station import Station
+from controller.steps import Material
 from drivers.alicat import AlicatMFC
 from drivers.balance import SicsBalance
 from drivers.bus import RegisterBus
@@ -39,8 +40,10 @@ __all__ = ["Built", "ServedSimulator", "build_devices", "serve_simulator", "sim_
 logger = logging.getLogger(__name__)
 
 
-def sim_spec(station: Station, *, sample_mass_g: float = 2.0) -> SimStationSpec:
-    """The simulator's description of ``station`` (plain values, no controller types)."""
+def sim_spec(station: Station, material: Material | None = None) -> SimStationSpec:
+    """The simulator's description of ``station`` (plain values, no controller types),
+    with ``material`` in the boat (default: 2 g of pitch with 70 wt% H3PO4)."""
+    material = material or Material("pitch", 70.0, 2.0)
     return SimStationSpec(
         furnace_unit=station.furnace.unit,
         decimals=station.furnace.decimals,
@@ -51,7 +54,9 @@ def sim_spec(station: Station, *, sample_mass_g: float = 2.0) -> SimStationSpec:
         sample_tc_unit=station.sample_tc.unit if station.sample_tc is not None else None,
         sample_tc_decimals=station.sample_tc.decimals if station.sample_tc else 1,
         sample_tc_thermocouple=station.sample_tc.thermocouple if station.sample_tc else "S",
-        sample_mass_g=sample_mass_g,
+        sample_mass_g=material.mass_g,
+        sample_precursor=material.precursor,
+        sample_acid_wt=material.acid_wt,
         has_balance=station.balance is not None,
         tube_volume_l=station.envelope.tube_volume_l,
         ambient_c=station.envelope.ambient_c,
@@ -129,12 +134,14 @@ class Built:
             await self.balance.close()
 
 
-def build_devices(station: Station, clock: Clock, *, seed: int = 0) -> Built:
-    """Drivers for every instrument of ``station`` on its bus (not yet connected)."""
+def build_devices(station: Station, clock: Clock, *, seed: int = 0,
+                  material: Material | None = None) -> Built:
+    """Drivers for every instrument of ``station`` on its bus (not yet connected); for
+    the in-process simulator, ``material`` is what its boat holds."""
     world: SimWorld | None = None
     bus: RegisterBus
     if station.bus.kind == "sim":
-        world = SimWorld(sim_spec(station), seed=seed)
+        world = SimWorld(sim_spec(station, material), seed=seed)
         bus = SimBus(world, clock.now, unit_names(station))
     else:
         b = station.bus

@@ -15,6 +15,7 @@ __all__ = [
     "Cool",
     "Dwell",
     "End",
+    "Material",
     "Endpoint",
     "ExothermGuard",
     "OperatorStep",
@@ -154,6 +155,15 @@ class Stage:
 
 
 @dataclass(frozen=True, slots=True)
+class Material:
+    """What is in the boat: precursor, H3PO4 loading (wt%) and mass (g)."""
+
+    precursor: str
+    acid_wt: float
+    mass_g: float
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     """A recipe compiled against one station: everything the runner needs, nothing more."""
 
@@ -163,6 +173,7 @@ class Plan:
     steps: tuple[Step, ...]
     parameters: MappingProxyType[str, float] = field(
         default_factory=lambda: MappingProxyType({}))
+    material: Material | None = None
 
     def stage(self, name: str) -> Stage:
         """The stage called ``name``. Raises ``KeyError`` if there is none."""

@@ -16,6 +16,7 @@ from typing import Final
 __all__ = [
     "ACID",
     "AIR_O2_FRACTION",
+    "O2_HALF_SATURATION_FRACTION",
     "BITUMINOUS_COAL",
     "BOAT_HEAT_CAPACITY_J_PER_K",
     "GAS_CONSTANT_J_PER_MOL_K",
@@ -35,6 +36,8 @@ __all__ = [
 
 GAS_CONSTANT_J_PER_MOL_K: Final = 8.314462618
 AIR_O2_FRACTION: Final = 0.2095  # §4.5 (20.95 % O2); oxidising rates scale with x_O2/x_air
+# MODEL ASSUMPTION: O2 uptake saturates as x/(x + 1 %): supply-limited below ~1 % O2.
+O2_HALF_SATURATION_FRACTION: Final = 0.01
 THORNTON_J_PER_G_O2: Final = 13.1e3  # §5.1 [S78], upper bound for O2-uptake heat
 WATER_VAPORISATION_J_PER_G: Final = 2257.0  # §5.1 [S60][S61]
 # MODEL ASSUMPTION: a ~10 g alumina boat at 0.88 J/(g·K) plus the sample at ~1 J/(g·K)

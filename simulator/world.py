@@ -16,7 +16,8 @@ from simulator.alicat import SimAlicatMFC
 from simulator.balance import SimBalance
 from simulator.bank import RegisterBank
 from simulator.eurotherm import SimEurotherm3216
-from simulator.gas import TubeGas, inlet_o2_ppm
+from simulator.gas import AIR_O2_PPM, TubeGas, inlet_o2_ppm
+from simulator.kinetics import SampleKinetics, SampleSpec, sample_heat_capacity_j_per_k
 from simulator.o2 import SimO2Analyser
 from simulator.sample import SampleBoat, SimIndicator
 
@@ -59,6 +60,10 @@ class SimStationSpec:
     """As the built-in station. Type K reads over range above 1450 °C (1372 °C + 5 % span)."""
     has_balance: bool = True
     """False: ``SimWorld.balance`` is None (a station without a balance)."""
+    sample_precursor: str | None = "pitch"
+    """What is in the boat (``simulator.kinetics``); None: an inert boat, no chemistry."""
+    sample_acid_wt: float = 70.0
+    """H3PO4 in the mixture, wt%."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +99,7 @@ class SimWorld:
     """
 
     __slots__ = ("_banks", "_inlet_ppm", "_silent", "balance", "furnace", "hooks", "mfcs", "now_s",
-                 "o2", "sample", "sample_tc", "spec", "substep_s", "tube")
+                 "kinetics", "o2", "sample", "sample_tc", "spec", "substep_s", "tube")
 
     def __init__(self, spec: SimStationSpec, seed: int = 0, substep_s: float = 0.5) -> None:
         if not substep_s > 0.0:
@@ -126,6 +131,13 @@ class SimWorld:
         balance_rng = random.Random(master.getrandbits(64))
         self.sample = SampleBoat(spec.ambient_c, spec.sample_mass_g)
         """The sample in its boat: true temperature and mass."""
+        self.kinetics: SampleKinetics | None = None
+        """The sample's chemistry (mass, reaction heat), or None for an inert boat."""
+        if spec.sample_precursor is not None and spec.sample_mass_g > 0:
+            sample_spec = SampleSpec(spec.sample_precursor, spec.sample_acid_wt,
+                                     spec.sample_mass_g)
+            self.kinetics = SampleKinetics(sample_spec)
+            self.sample.heat_capacity_j_per_k = sample_heat_capacity_j_per_k(sample_spec)
         self.sample_tc = (SimIndicator(self.sample, spec.sample_tc_decimals,
                                        spec.sample_tc_thermocouple, indicator_rng)
                           if spec.sample_tc_unit is not None else None)
@@ -178,6 +190,14 @@ class SimWorld:
         if self.sample_tc is not None:
             self.sample_tc.publish()
 
+    def open_tube_for_wash(self) -> None:
+        """The operator opens the cold tube, washes the sample to neutral and reloads it:
+        soluble acid leaves the sample, and the tube fills with room air."""
+        if self.kinetics is not None:
+            self.kinetics.wash()
+            self.sample.mass_g = self.kinetics.mass_g
+        self.tube.o2_ppm = AIR_O2_PPM
+
     def _run_hooks(self, t_s: float) -> None:
         for hook in self.hooks:
             hook(self, t_s)
@@ -196,7 +216,13 @@ class SimWorld:
             self.o2.step(dt_s, tube.o2_ppm)
         furnace = self.furnace
         furnace.step(dt_s)
-        self.sample.step(dt_s, furnace.thermal.furnace_c)
+        sample, kinetics = self.sample, self.kinetics
+        if kinetics is None:
+            sample.step(dt_s, furnace.thermal.furnace_c)
+        else:
+            heat_w = kinetics.step(dt_s, sample.sample_c, tube.o2_ppm * 1e-6)
+            sample.step(dt_s, furnace.thermal.furnace_c, heat_w)
+            sample.mass_g = kinetics.mass_g
 
     # ---- register traffic ------------------------------------------------------------
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from controller.batch import verify_batch
-from controller.clock import VirtualClock
 from controller.cli import main
+from controller.clock import VirtualClock
 from controller.plan import load_recipe
 from controller.runner import RunState
 from controller.session import run_batch

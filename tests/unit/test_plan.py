@@ -75,7 +75,7 @@ def test_headline_compiles(station: Station) -> None:
     resolved, plan, frozen = load_recipe(HEADLINE, {}, station)
     assert plan.sample_name == "POP70-600-1600"
     assert plan.recipe_name == "POP"
-    assert dict(plan.parameters) == {"acid_wt": 70.0, "carbonization_c": 1600.0}
+    assert dict(plan.parameters) == {"acid_wt": 70.0, "carbonization_c": 1600.0, "mass_g": 2.0}
     assert isinstance(plan.steps[-1], End)
     assert [s.name for s in plan.stages][:3] == ["pre-oxidation", "argon switch", "preheat"]
     assert frozen.startswith("# Frozen copy")

@@ -74,7 +74,7 @@ def test_minimal_recipe_resolves() -> None:
 def test_headline_sample_name_and_values() -> None:
     resolved = resolve(HEADLINE.read_text(), str(HEADLINE), {})
     assert sample_name(resolved) == "POP70-600-1600"
-    assert dict(resolved.values) == {"acid_wt": 70.0, "carbonization_c": 1600.0}
+    assert dict(resolved.values) == {"acid_wt": 70.0, "carbonization_c": 1600.0, "mass_g": 2.0}
     assert resolved.recipe.sample_material is not None
     assert resolved.recipe.sample_material.acid_wt == 70.0
     assert resolved.recipe.sample_material.precursor == "pitch"

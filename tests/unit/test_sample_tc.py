@@ -65,7 +65,7 @@ def test_bad_sample_parameters() -> None:
 
 
 def test_world_sample_follows_the_furnace_core() -> None:
-    world = heated_world(1)
+    world = heated_world(1, sample_precursor=None)  # an inert boat: no chemistry
     world.advance_to(900.0)  # ramping at 10 °C/min toward 300 °C
     ramping = world.truth()
     assert 25.0 < ramping.sample_c < ramping.furnace_c - 5.0  # lags by ~ rate·τ_s = 20 K

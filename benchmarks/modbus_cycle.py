@@ -99,6 +99,7 @@ async def _bare_scans(port: int, cycles: int) -> float:
     for _ in range(cycles):
         await client.read_holding_registers(0x8002, count=10, device_id=1)  # furnace block
         await client.read_holding_registers(75, count=1, device_id=1)  # status
+        await client.read_holding_registers(276, count=1, device_id=1)  # setpoint source
         for unit in (2, 3, 4):  # MFC block
             await client.read_holding_registers(1200, count=12, device_id=unit)
         await client.read_holding_registers(0, count=3, device_id=6)  # O2
@@ -140,7 +141,7 @@ def tcp_comparison(cycles: int, rounds: int) -> None:
 
 
 # ------------------------------------------------------------------------------ serial
-FRAMES = [(8, 25), (8, 7), (8, 29), (8, 29), (8, 29), (8, 11), (8, 25), (8, 7), (13, 8),
+FRAMES = [(8, 25), (8, 7), (8, 7), (8, 29), (8, 29), (8, 29), (8, 11), (8, 25), (8, 7), (13, 8),
           (8, 9)]  # (request, reply) bytes of one scan: as in tcp_comparison, RTU framing
 
 

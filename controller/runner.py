@@ -58,6 +58,9 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "fault", "source": [S.IDLE, *_ACTIVE], "dest": S.FAULTED},
 ]
 
+# Holds for these causes lift themselves after the condition has been clear this long.
+AUTO_RESUME_CAUSES = ("flow_lost", "o2_high")
+AUTO_RESUME_SETTLE_S = 60.0
 # A gas step is done once every flow is within this fraction of full scale of its setpoint.
 _FLOW_TOLERANCE_FRACTION = 0.05
 # Purge time counts only while the flow is at least this fraction of its setpoint.
@@ -124,6 +127,13 @@ class RecipeRunner:
         self._now_t_s = 0.0
         self._oxidising = {m.gas for m in station.mfc if m.oxidising}
         self.ramp_paused = False  # the exotherm guard is holding the ramp back
+        self.halt_heater = False  # a halt wants the heater off now (manual 0 %)
+        self.needs_reconfigure = False  # the instrument was changed under us: re-apply
+        self.failed_gases: set[str] = set()  # inert gases whose flow was lost
+        self.hold_cause = ""  # the interlock that held the run, if one did
+        self._hold_clear_since_t_s: float | None = None
+        self._notes: set[str] = set()  # NOTE verdicts currently active (edge audit)
+        self._hold_at_checkpoint: tuple[str, str] | None = None  # (operator, reason)
         self._machine = Machine(model=self, states=RunState, transitions=TRANSITIONS,
                                 initial=S.IDLE, auto_transitions=False, queued=True,
                                 model_override=True, send_event=True,
@@ -169,7 +179,17 @@ class RecipeRunner:
                  if step is not None and flowing & self._oxidising else None)
         return Context(setpoint_c=self.setpoint_c,
                        inert_unpurged=inert_only and not (flowing & self.purged),
-                       guard=guard, ramp_paused=self.ramp_paused)
+                       guard=guard, ramp_paused=self.ramp_paused,
+                       active=self.state in (S.RUNNING, S.HELD, S.STOPPING, S.ABORTING),
+                       inert_purged=inert_only and bool(flowing & self.purged),
+                       flows_sccm=tuple(self.flows_sccm.items()))
+
+    def request_hold_at_checkpoint(self, *, operator: str, reason: str) -> None:
+        """Hold when the current step ends (the next safe point), not in the middle of it:
+        the first Ctrl-C. Audited now; carried out at the checkpoint."""
+        self._hold_at_checkpoint = (operator, reason)
+        self._audit("hold_requested", operator=operator, reason=reason,
+                    when="at the end of the current step")
 
     def command(self, trigger: str, *, reason: str, operator: str = "") -> None:
         """Fire ``trigger`` with a reason. Raises ``RunStateError`` if not allowed now."""
@@ -212,38 +232,90 @@ class RecipeRunner:
         return self.commands()
 
     def _act_on(self, verdicts: list[Verdict], snap: Snapshot) -> None:
-        pause = next((v for v in verdicts if v.severity is Severity.PAUSE), None)
-        stronger = any(v.severity > Severity.PAUSE for v in verdicts)
-        if (pause is not None) != self.ramp_paused and self.state is S.RUNNING and \
-                not stronger:
-            self.ramp_paused = pause is not None
-            if pause is not None:
-                self._audit("interlock_trip", interlock=pause.interlock, severity="pause",
-                            action="ramp stopped", measured=pause.measured,
-                            limit=pause.limit, justification=pause.justification)
-            else:
-                self._audit("interlock_cleared", interlock="exotherm_guard",
-                            action="ramp continues", delta_t_c=snap.delta_t_c)
+        self._notes_edge(verdicts, snap)
+        self._pause_edge(verdicts, snap)
+        self._auto_resume(verdicts, snap)
         for v in verdicts:
             fields = {"interlock": v.interlock, "severity": v.severity.name.lower(),
                       "measured": v.measured, "limit": v.limit,
                       "justification": v.justification}
+            if v.gas:
+                fields["gas"] = v.gas
             if v.severity is Severity.HALT and self.state not in FINAL:
-                self._audit("interlock_trip", action="halt", **fields)
+                # Heater off, unless the controller itself is out of reach: then its own
+                # remote-setpoint timeout takes it to the local setpoint at the rate limit.
+                self.halt_heater = v.interlock != "comms_loss"
+                self._audit("interlock_trip", action="halt: heater off, inert gas on"
+                            if self.halt_heater else "halt: instrument fallback, inert gas on",
+                            **fields)
                 self.command("fault", reason=f"{v.interlock}: {v.justification}")
                 return
             if v.severity is Severity.ABORT and self.state in (S.PREFLIGHT, S.RUNNING, S.HELD,
                                                                S.STOPPING):
-                self._audit("interlock_trip", action="abort", **fields)
+                if v.gas:
+                    self.failed_gases.add(v.gas)
+                self._audit("interlock_trip", action="abort: controlled cool-down under "
+                            "inert gas", **fields)
                 self.command("abort", reason=f"{v.interlock}: {v.justification}")
                 return
+            if v.severity is Severity.ABORT and self.state is S.ABORTING and v.gas and \
+                    v.gas not in self.failed_gases:
+                # the cool-down gas failed too: switch to another inert gas
+                self.failed_gases.add(v.gas)
+                self._audit("interlock_trip", action="switch inert gas", **fields)
+                self._make_safe_atmosphere()
             if v.severity is Severity.HOLD and self.state is S.RUNNING:
                 self._audit("interlock_trip", action="hold, heat cut" if v.cut_heat
                             else "hold", **fields)
+                self.hold_cause = v.interlock
+                self._hold_clear_since_t_s = None
+                if v.interlock in ("front_panel_manual", "remote_setpoint_lost"):
+                    self.needs_reconfigure = True
                 self.command("hold", reason=f"{v.interlock}: {v.justification}")
                 self.setpoint_c = (self.station.envelope.ambient_c if v.cut_heat
                                    else min(self.setpoint_c, snap.furnace_c))
                 return
+
+    def _notes_edge(self, verdicts: list[Verdict], snap: Snapshot) -> None:
+        """NOTE verdicts change nothing; their onset and their end are audited once."""
+        now = {v.interlock: v for v in verdicts if v.severity is Severity.NOTE}
+        for name in now.keys() - self._notes:
+            v = now[name]
+            self._audit("alarm", alarm=name, measured=v.measured, limit=v.limit,
+                        action="recorded; the batch goes on", justification=v.justification)
+        for name in self._notes - now.keys():
+            self._audit("alarm_cleared", alarm=name)
+        self._notes = set(now)
+
+    def _pause_edge(self, verdicts: list[Verdict], snap: Snapshot) -> None:
+        pause = next((v for v in verdicts if v.severity is Severity.PAUSE), None)
+        stronger = any(v.severity > Severity.PAUSE for v in verdicts)
+        if (pause is not None) == self.ramp_paused or self.state is not S.RUNNING or stronger:
+            return
+        self.ramp_paused = pause is not None
+        if pause is not None:
+            self._audit("interlock_trip", interlock=pause.interlock, severity="pause",
+                        action="ramp stopped", measured=pause.measured, limit=pause.limit,
+                        justification=pause.justification)
+        else:
+            self._audit("interlock_cleared", interlock="exotherm_guard",
+                        action="ramp continues", delta_t_c=snap.delta_t_c)
+
+    def _auto_resume(self, verdicts: list[Verdict], snap: Snapshot) -> None:
+        """A hold for a lost flow or for oxygen in the tube lifts itself once the condition
+        has been clear for ``AUTO_RESUME_SETTLE_S``; every other hold waits for a person."""
+        if self.state is not S.HELD or not self.hold_cause.startswith(AUTO_RESUME_CAUSES):
+            return
+        if any(v.interlock == self.hold_cause for v in verdicts) or \
+                snap.health.flow_short_s:
+            self._hold_clear_since_t_s = None
+            return
+        if self._hold_clear_since_t_s is None:
+            self._hold_clear_since_t_s = snap.t_s
+        elif snap.t_s - self._hold_clear_since_t_s >= AUTO_RESUME_SETTLE_S:
+            cause, self.hold_cause = self.hold_cause, ""
+            self.command("resume", reason=f"{cause} clear for {AUTO_RESUME_SETTLE_S:.0f} s",
+                         operator="interlock")
 
     def _run_step(self, snap: Snapshot, dt_s: float) -> None:
         step = self.plan.steps[self.step_index]
@@ -399,10 +471,12 @@ class RecipeRunner:
 
     # ---------------------------------------------------------------- stop / abort
     def _make_safe_atmosphere(self) -> None:
-        """Oxidising gases off; an inert gas on (the one flowing, else the first)."""
+        """Oxidising gases off; an inert gas on: the one flowing, else the first, passing
+        over any whose flow was lost."""
         inert = [m for m in self.station.mfc if not m.oxidising]
-        flowing = [m for m in inert if self.flows_sccm[m.gas] > 0]
-        mfc = flowing[0] if flowing else inert[0]
+        healthy = [m for m in inert if m.gas not in self.failed_gases] or inert
+        flowing = [m for m in healthy if self.flows_sccm[m.gas] > 0]
+        mfc = flowing[0] if flowing else healthy[0]
         flow = max(self.flows_sccm[mfc.gas], min(SAFE_INERT_FLOW_SCCM, mfc.full_scale_sccm))
         self._set_flows({mfc.gas: flow})
 
@@ -435,8 +509,13 @@ class RecipeRunner:
         self.step_index += 1
         if self.step_index >= len(self.plan.steps) or isinstance(step, End):
             self.command("finish", reason="recipe completed")
-        else:
-            self._enter_step(snap.t_s)
+            return
+        self._enter_step(snap.t_s)
+        if self._hold_at_checkpoint is not None:
+            operator, reason = self._hold_at_checkpoint
+            self._hold_at_checkpoint = None
+            self.command("hold", reason=f"{reason} (at the end of the previous step)",
+                         operator=operator)
 
     def _audit(self, event: str, **fields: Any) -> None:
         self.events.append(AuditEvent(event, fields))

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from controller.clock import Clock
 from controller.dtg import SlidingSlope
 from controller.interlocks import evaluate
+from controller.monitors import HealthMonitor
 from controller.runner import SAFE_INERT_FLOW_SCCM, RecipeRunner, RunState
 from controller.snapshot import Commands, Snapshot
 from controller.station import Station
@@ -83,7 +84,7 @@ def safe_flows(station: Station, cmds: Commands) -> dict[str, float]:
 def trace_columns(station: Station) -> list[str]:
     """The trace header for ``station``: DESIGN.md §3's required columns, then per gas."""
     cols = ["elapsed_s", "wall_utc", "stage", "step", "state", "setpoint_c",
-            "working_setpoint_c", "furnace_c", "output_pct"]
+            "working_setpoint_c", "furnace_c", "output_pct", "flags"]
     if station.sample_tc is not None:
         cols += ["sample_c", "delta_t_c"]
     if station.balance is not None:
@@ -114,6 +115,7 @@ class ScanLoop:
         self._t0_s = clock.now()
         self.cycles = 0
         self._mass0_g: float | None = None  # the first balance reading: 100 %
+        self._monitor = HealthMonitor(station.envelope.max_temperature_c)
         self._dtg = SlidingSlope(DTG_WINDOW_S)
         self._delta_t_rate = SlidingSlope(DELTA_T_RATE_WINDOW_S)
 
@@ -163,6 +165,7 @@ class ScanLoop:
             except DeviceError as exc:
                 self._failed(self.devices.balance.name, exc)
         t_s = self.clock.now() - self._t0_s
+        furnace, health = self._monitor.update(t_s, furnace, flows, self.runner.flows_sccm)
         mass_pct = dtg = delta_rate = None
         if mass_g is not None:
             if self._mass0_g is None and mass_g > 0:
@@ -175,7 +178,7 @@ class ScanLoop:
                                                            sample_c - furnace.temperature_c))
         return Snapshot(t_s, furnace, MappingProxyType(flows), o2,
                         MappingProxyType(dict(self._failures)), sample_c, delta_rate,
-                        mass_g, mass_pct, dtg)
+                        mass_g, mass_pct, dtg, health)
 
     # ------------------------------------------------------------------ writing
     async def _write(self, cmds: Commands, snap: Snapshot) -> None:
@@ -232,6 +235,11 @@ class ScanLoop:
         r = self.runner
         step = r.current_step
         reading = snap.furnace
+        flags = [f"stale:{name}" for name, n in snap.failures.items() if n]
+        if snap.health.pv_spike:
+            flags.append("pv_spike")
+        if r.ramp_paused:
+            flags.append("ramp_paused")
         row: list[object] = [
             snap.t_s, self.clock.wall().strftime("%Y-%m-%dT%H:%M:%SZ"),
             r.stage_name, r.step_index if step is not None else "", str(r.state),
@@ -239,6 +247,7 @@ class ScanLoop:
             reading.working_setpoint_c if reading else None,
             reading.temperature_c if reading else None,
             reading.output_pct if reading else None,
+            ";".join(flags),
         ]
         if self.station.sample_tc is not None:
             row += [snap.sample_c, snap.delta_t_c]
@@ -263,6 +272,19 @@ class ScanLoop:
             "local_setpoint_c": env.ambient_c,
             "rate_limit_c_per_min": env.max_cooling_rate_c_per_min,
             "alarm_high_c": env.max_temperature_c, "remote_setpoint": "selected"})
+
+    async def _reconfigure(self) -> None:
+        """After a front-panel change or an instrument reset, resuming re-applies our
+        configuration (auto mode, local fallback setpoint, rate limit, remote selected)."""
+        t_s = self.clock.now() - self._t0_s
+        try:
+            await self._preflight(t_s)
+        except DeviceError as exc:
+            self._failed("furnace", exc)
+            return
+        self.runner.needs_reconfigure = False
+        self.recorder.audit("instrument_reconfigured", t_s, {
+            "reason": "resumed after the instrument was changed outside the controller"})
 
     def _drain_inbox(self) -> None:
         while self.inbox:
@@ -290,6 +312,8 @@ class ScanLoop:
             next_t = self.clock.now()
             while not self.runner.is_final:
                 self._drain_inbox()
+                if self.runner.needs_reconfigure and self.runner.state is RunState.RUNNING:
+                    await self._reconfigure()
                 snap = await self.read()
                 verdicts = evaluate(snap, self.runner.context, self.station)
                 cmds = self.runner.step(snap, verdicts)
@@ -319,10 +343,15 @@ class ScanLoop:
                 done[mfc.gas] = f"{flow:g} sccm"
             except (DeviceError, TimeoutError) as exc:
                 done[mfc.gas] = f"failed: {exc}"
+        furnace = self.devices.furnace
         try:
             async with asyncio.timeout(_SAFE_STATE_TIMEOUT_S):
-                await self.devices.furnace.release_to_local()
-            done["furnace"] = "local setpoint, instrument rate limit"
+                if self.runner.halt_heater:
+                    await furnace.force_output_off()
+                    done["furnace"] = "manual, output 0 % (read back)"
+                else:
+                    await furnace.release_to_local()
+                    done["furnace"] = "local setpoint, instrument rate limit (read back)"
         except (DeviceError, TimeoutError) as exc:
             done["furnace"] = f"failed: {exc}; instrument falls back on remote timeout"
         try:

@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from controller.monitors import Health
 from drivers.roles import ControllerReading, FlowReading
 
 __all__ = ["Commands", "Snapshot"]
@@ -34,6 +35,7 @@ class Snapshot:
     mass_g: float | None = None  # balance, where the station has one
     mass_pct: float | None = None  # relative to the first reading of the batch
     dtg_pct_per_min: float | None = None  # d(mass_pct)/dt, smoothed live
+    health: Health = field(default_factory=Health)  # the monitors' view of this cycle
 
     @property
     def delta_t_c(self) -> float | None:

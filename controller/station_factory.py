@@ -155,7 +155,7 @@ def build_devices(station: Station, clock: Clock, *, seed: int = 0,
                  for m in station.mfc)
     o2 = O2Analyser(bus, station.o2.unit) if station.o2 is not None else None
     sample_tc = (Eurotherm3216(bus, station.sample_tc.unit, name="sample_tc",
-                               decimals=station.sample_tc.decimals)
+                               decimals=station.sample_tc.decimals, indicator=True)
                  if station.sample_tc is not None else None)
     balance = None
     if station.balance is not None:

@@ -31,6 +31,7 @@ class ControllerReading:
     is_over_range: bool
     is_remote_failed: bool
     is_ramping: bool
+    is_remote_selected: bool = True  # False after a power cycle or a front-panel change
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,11 @@ class TemperatureController(Protocol):
 
     async def release_to_local(self) -> None:
         """Hand control back to the local setpoint (cools at the rate limit on its own)."""
+        ...
+
+    async def force_output_off(self) -> None:
+        """Heater off now: manual mode at 0 % output, read back. For halts, when the
+        control loop cannot be trusted (frozen or broken sensor, stuck heater)."""
         ...
 
 

@@ -36,7 +36,7 @@ class Eurotherm3216:
     """
 
     def __init__(self, bus: RegisterBus, unit: int, *, name: str = "furnace",
-                 decimals: int = 1) -> None:
+                 decimals: int = 1, indicator: bool = False) -> None:
         self.name = name
         self._bus = bus
         self._unit = unit
@@ -48,12 +48,15 @@ class Eurotherm3216:
         self._block_start = first.address
         self._block_count = last.address + last.word_count - first.address
         self._status = regs["StAt"]
+        self._lr = regs["L-R"]
+        self._indicator = indicator  # a second input only: no setpoint source to check
 
     def _f(self, name: str) -> Register:
         return self._regs[f"{name}.F"]
 
     async def read(self) -> ControllerReading:
-        """Poll PV, working setpoint, output and the status word (two transactions)."""
+        """Poll PV, working setpoint, output, the status word and (unless an indicator)
+        the setpoint source: three transactions."""
         words = await self._bus.read_registers(self._unit, self._block_start,
                                                self._block_count)
         values = [decode(self._f(n), words[i:i + 2])
@@ -61,6 +64,9 @@ class Eurotherm3216:
                                                      "WKG.SP"), strict=True)]
         status_words = await self._bus.read_registers(self._unit, self._status.address, 1)
         status = Status(status_words[0])
+        remote = True
+        if not self._indicator:
+            remote = (await self._bus.read_registers(self._unit, self._lr.address, 1))[0] == 1
         return ControllerReading(
             temperature_c=values[0],
             working_setpoint_c=values[4],
@@ -70,6 +76,7 @@ class Eurotherm3216:
             is_over_range=Status.PV_OVER_RANGE in status,
             is_remote_failed=Status.REMOTE_SP_FAIL in status,
             is_ramping=Status.RAMP_RUNNING in status,
+            is_remote_selected=remote,
         )
 
     async def _write_checked(self, reg: Register, value: float) -> None:
@@ -154,6 +161,12 @@ class Eurotherm3216:
         reading = await self.read()
         await self.write_setpoint_c(reading.working_setpoint_c)
         await self._write_checked(self._regs["L-R"], 1)
+
+    async def force_output_off(self) -> None:
+        """Manual output 0 % first (stored while still in auto), then manual mode; both
+        read back. The instrument then holds 0 % whatever its PV says."""
+        await self._write_checked(self._f("MAN.OP"), 0.0)
+        await self._write_checked(self._regs["A-M"], 1)
 
     async def release_to_local(self) -> None:
         """Select the local setpoint: the instrument ramps to it at SP.RAT by itself."""

@@ -112,14 +112,14 @@ async def test_over_temperature_aborts_to_controlled_cooldown(tmp_path: Path) ->
 
     batch = await _run(tmp_path, _quick_plan(tmp_path, station), station, text, inject, truth)
     trip = _trip(batch, "over_temperature")
-    assert trip["action"] == "abort"
+    assert trip["action"].startswith("abort")
     assert trip["limit"] == limit
     assert trip["measured"] > limit
     assert batch.result.state is RunState.ABORTED
     assert "over_temperature" in batch.result.summary["end_reason"]
     # detected on the first cycle above the limit (ground truth of the thermocouple)
     first_over = next(t for t, _, tr in truth if tr.tc_c > limit + 1.0)  # type: ignore[attr-defined]
-    assert trip["t_s"] <= first_over + station.scan_period_s
+    assert trip["t_s"] <= first_over + 2 * station.scan_period_s  # two readings (debounce)
     # never resumed: after the trip the setpoint only goes down, under argon
     rows = [r for r in batch.rows if float(r["elapsed_s"]) > trip["t_s"]]
     sp = [float(r["setpoint_c"]) for r in rows]
@@ -141,7 +141,7 @@ async def test_air_above_the_air_limit_aborts_and_cuts_air(tmp_path: Path) -> No
 
     batch = await _run(tmp_path, _quick_plan(tmp_path, station), station, text, inject, truth)
     trip = _trip(batch, "air_above_limit")
-    assert trip["action"] == "abort"
+    assert trip["action"].startswith("abort")
     assert trip["limit"] == station.envelope.air_max_c
     assert batch.result.state is RunState.ABORTED
     # detected within two cycles of the air reaching 1 % of full scale (MFC response)
@@ -166,7 +166,7 @@ async def test_heating_under_argon_before_purge_is_held(tmp_path: Path) -> None:
     truth: list[tuple[float, RunState, object]] = []
     batch = await _run(tmp_path, plan, station, text, lambda *a: None, truth)
     trip = _trip(batch, "heating_unpurged")
-    assert trip["action"] == "hold"
+    assert trip["action"].startswith("hold")
     held = [t for t, s, _ in truth if s is RunState.HELD]
     assert held, "never held"
     # the furnace never got far from ambient: heating stopped within a cycle or two

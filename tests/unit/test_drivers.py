@@ -39,7 +39,8 @@ async def test_read_decodes_block_and_status(bus: FakeRegisterBus) -> None:
     assert not reading.is_sensor_break
     assert not reading.is_manual
     # one block read of PV..WKG.SP floats, one of the status word: nothing else
-    assert bus.calls == [("read", UNIT, 0x8002, (10,)), ("read", UNIT, 75, (1,))]
+    assert bus.calls == [("read", UNIT, 0x8002, (10,)), ("read", UNIT, 75, (1,)),
+                         ("read", UNIT, 276, (1,))]
 
 
 async def test_sensor_break_bit_is_reported(bus: FakeRegisterBus) -> None:

@@ -1,0 +1,618 @@
+"""Operator commands for a running batch: the ``Command`` value, the queue the scan cycle
+drains, a loopback-only control server (``furnace ctl``) and its client.
+
+Not here: deciding what a command does (the runner) or reading keys and Ctrl-C (``keys``).
+Nothing in this module touches a device or blocks the scan loop.
+
+Wire protocol (one request per TCP connection to 127.0.0.1, UTF-8, one JSON line each way)::
+
+    → {"token": "<hex>", "id": "<uuid4 hex>", "trigger": "stop", "operator": "ann",
+       "reason": "sample cracked"}
+    ← {"ok": true, "status": "applied", "state": "stopping", "message": "...", "id": "..."}
+
+``status`` is ``queued`` (accepted; the scan cycle has not decided yet), ``applied``,
+``superseded`` or ``refused``. A request line is at most ``MAX_REQUEST_BYTES``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import logging
+import os
+import secrets
+import sys
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Final, Literal, Protocol, cast
+
+from drivers.errors import ConfigurationError, FurnaceError, RunStateError
+
+__all__ = [
+    "CONTROL_FILE",
+    "MAX_REQUEST_BYTES",
+    "Command",
+    "CommandQueue",
+    "CommandResult",
+    "ControlServer",
+    "Source",
+    "Status",
+    "Trigger",
+    "apply_command",
+    "send_command",
+]
+
+logger = logging.getLogger(__name__)
+
+Trigger = Literal["hold", "resume", "stop", "abort", "confirm"]
+Source = Literal["ctl", "keys", "ctrl-c"]
+TRIGGERS: Final = ("hold", "resume", "stop", "abort", "confirm")
+SOURCES: Final = ("ctl", "keys", "ctrl-c")
+# Anything that changes the recipe's course needs a reason (faults.md O3). A hold only
+# pauses it and a confirmation answers the recipe's own question; both may omit one.
+NEEDS_REASON: Final = frozenset({"resume", "stop", "abort"})
+# The state each trigger leads to: sending it again there is a duplicate, not an error (O7).
+_ALREADY: Final = {"hold": "held", "resume": "running", "stop": "stopping",
+                   "abort": "aborting"}
+
+CONTROL_FILE: Final = "control.json"
+LOOPBACK: Final = "127.0.0.1"
+MAX_REQUEST_BYTES: Final = 4096
+_MAX_OPERATOR = 64
+_MAX_REASON = 500
+_MAX_ID = 64
+_REQUIRED = frozenset({"token", "id", "trigger", "operator"})
+_ALLOWED = _REQUIRED | {"reason"}
+
+
+def _printable(text: str) -> bool:
+    return all(c.isprintable() for c in text)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Command:
+    """One operator command. ``id`` makes it idempotent: the same id is applied once.
+
+    ``deferred`` (hold only) means "hold at the next checkpoint" (the first Ctrl-C).
+    """
+
+    trigger: Trigger
+    operator: str
+    reason: str = ""
+    source: Source = "ctl"
+    deferred: bool = False
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def validate(self) -> Command:
+        """Return self, or raise ``ConfigurationError`` with a one-line reason."""
+        if self.trigger not in TRIGGERS:
+            raise ConfigurationError(f"unknown command {self.trigger!r}; expected one of "
+                                     f"{', '.join(TRIGGERS)}", field="command")
+        if self.source not in SOURCES:
+            raise ConfigurationError(f"unknown source {self.source!r}", field="source")
+        if not (0 < len(self.id) <= _MAX_ID and self.id.isascii()
+                and self.id.replace("-", "").isalnum()):
+            raise ConfigurationError("must be 1-64 letters, digits or '-'", field="id")
+        operator = self.operator.strip()
+        if not operator:
+            raise ConfigurationError("every command needs an operator name (--operator NAME)",
+                                     field="operator")
+        if len(operator) > _MAX_OPERATOR or not _printable(operator):
+            raise ConfigurationError(f"at most {_MAX_OPERATOR} printable characters",
+                                     field="operator")
+        if self.trigger in NEEDS_REASON and not self.reason.strip():
+            raise ConfigurationError(f"{self.trigger} changes the recipe's course and needs "
+                                     "a reason (--reason TEXT)", field="reason")
+        if len(self.reason) > _MAX_REASON or not _printable(self.reason):
+            raise ConfigurationError(f"at most {_MAX_REASON} printable characters on one "
+                                     "line", field="reason")
+        if self.deferred and self.trigger != "hold":
+            raise ConfigurationError("only a hold can wait for the next checkpoint",
+                                     field="deferred")
+        return self
+
+    def audit_fields(self) -> dict[str, Any]:
+        """What the audit log records about this command (who, what, why, from where)."""
+        return {"command_id": self.id, "trigger": self.trigger, "operator": self.operator,
+                "reason": self.reason, "source": self.source, "deferred": self.deferred}
+
+
+class Status(StrEnum):
+    """What became of a command; the value goes on the wire."""
+
+    QUEUED = "queued"
+    APPLIED = "applied"
+    SUPERSEDED = "superseded"  # a deferred hold overtaken by a hold now, stop or abort
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """The answer to one command: its status, the runner state after it, and why."""
+
+    id: str
+    status: Status
+    state: str
+    message: str
+
+    @property
+    def ok(self) -> bool:
+        """False only when the command was refused."""
+        return self.status is not Status.REFUSED
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON reply object."""
+        return {"ok": self.ok, "status": str(self.status), "state": self.state,
+                "message": self.message, "id": self.id}
+
+
+class Commandable(Protocol):
+    """What ``apply_command`` needs of the runner (``RecipeRunner`` satisfies it)."""
+
+    @property
+    def state(self) -> str: ...
+
+    def command(self, trigger: str, *, reason: str, operator: str = "") -> None: ...
+
+    def confirm(self, operator: str) -> None: ...
+
+
+def apply_command(runner: Commandable, cmd: Command) -> CommandResult:
+    """Fire ``cmd`` on ``runner`` (call from the scan cycle only). Never raises for an
+    illegal command: it comes back ``refused`` with the runner's reason. A command whose
+    target state is already reached (hold while held...) is ``applied`` and changes nothing.
+    """
+    before = str(runner.state)
+    if _ALREADY.get(cmd.trigger) == before:
+        return CommandResult(cmd.id, Status.APPLIED, before, f"already {before}")
+    try:
+        if cmd.trigger == "confirm":
+            runner.confirm(cmd.operator)
+        else:
+            reason = cmd.reason or f"{cmd.trigger} requested ({cmd.source})"
+            runner.command(cmd.trigger, reason=reason, operator=cmd.operator)
+    except RunStateError as exc:
+        return CommandResult(cmd.id, Status.REFUSED, str(runner.state), str(exc))
+    after = str(runner.state)
+    message = "confirmed" if cmd.trigger == "confirm" else f"{before} -> {after}"
+    return CommandResult(cmd.id, Status.APPLIED, after, message)
+
+
+@dataclass(slots=True)
+class _Entry:
+    cmd: Command
+    result: CommandResult
+    future: asyncio.Future[CommandResult] | None = None
+
+
+class CommandQueue:
+    """Commands waiting for the scan cycle, which drains them at the start of each cycle.
+
+    Producers (control server, key reader, Ctrl-C handler) run on the scan loop's event
+    loop thread (threads hand over with ``call_soon_threadsafe``), so no lock is needed.
+    Posting never blocks. The same ``id`` is accepted once; a repeat gets the first
+    command's latest result. ``state`` tells the current runner state for replies; it may
+    be replaced once the runner exists (``queue.state = lambda: str(runner.state)``).
+    """
+
+    def __init__(self, state: Callable[[], str] = lambda: "starting", *,
+                 max_pending: int = 32, remember: int = 1024) -> None:
+        self.state = state
+        self.max_pending = max_pending
+        self.remember = remember
+        self._pending: list[Command] = []
+        self._seen: OrderedDict[str, _Entry] = OrderedDict()
+        self._announced: set[str] = set()
+
+    def _state(self) -> str:
+        return self.state()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def post(self, cmd: Command) -> CommandResult:
+        """Queue ``cmd``; returns at once (``queued``, or ``refused`` with the reason)."""
+        entry = self._seen.get(cmd.id)
+        if entry is not None:
+            return self._repeat(entry, cmd)
+        try:
+            cmd.validate()
+        except ConfigurationError as exc:
+            return CommandResult(cmd.id, Status.REFUSED, self._state(), str(exc))
+        if len(self._pending) >= self.max_pending:
+            return CommandResult(cmd.id, Status.REFUSED, self._state(),
+                                 f"{len(self._pending)} commands already waiting")
+        result = CommandResult(cmd.id, Status.QUEUED, self._state(), "queued")
+        self._remember(cmd.id, _Entry(cmd, result))
+        self._pending.append(cmd)
+        return result
+
+    def submit(self, cmd: Command) -> asyncio.Future[CommandResult]:
+        """Queue ``cmd`` and return a future that the scan cycle resolves with the verdict.
+        A refusal at posting (or a repeat already decided) resolves it at once. Call from
+        the running loop. Awaiting it may take a scan period; wrap it in ``asyncio.shield``
+        when you put a timeout on it."""
+        first = self.post(cmd)
+        entry = self._seen.get(cmd.id)
+        loop = asyncio.get_running_loop()
+        if first.status is Status.QUEUED and entry is not None:
+            if entry.future is None:
+                entry.future = loop.create_future()
+            return entry.future
+        fut: asyncio.Future[CommandResult] = loop.create_future()
+        fut.set_result(first)
+        return fut
+
+    def take(self, *, at_checkpoint: bool) -> list[Command]:
+        """Remove and return the commands due this cycle, oldest first. A deferred hold
+        stays queued until ``at_checkpoint`` (or the run is no longer running); a hold
+        now, stop or abort supersedes it."""
+        running = self._state() == "running"
+        if any(not c.deferred and c.trigger in ("hold", "stop", "abort")
+               for c in self._pending):
+            for c in [c for c in self._pending if c.deferred]:
+                self._pending.remove(c)
+                self._announced.discard(c.id)
+                self.settle(c, CommandResult(c.id, Status.SUPERSEDED, self._state(),
+                                             "superseded by a later command"))
+        due = [c for c in self._pending if not c.deferred or at_checkpoint or not running]
+        self._pending = [c for c in self._pending if c not in due]
+        return due
+
+    def settle(self, cmd: Command, result: CommandResult) -> None:
+        """Record the verdict on ``cmd`` and wake whoever awaits it."""
+        entry = self._seen.get(cmd.id)
+        if entry is None:
+            entry = _Entry(cmd, result)
+            self._remember(cmd.id, entry)
+        entry.result = result
+        if entry.future is not None and not entry.future.done():
+            entry.future.set_result(result)
+
+    def apply_due(self, runner: Commandable, *, at_checkpoint: bool
+                  ) -> list[tuple[Command, CommandResult]]:
+        """``take`` the due commands, ``apply_command`` each and ``settle`` it. The scan
+        cycle calls this at its start and audits the returned pairs. A deferred hold left
+        waiting is returned once as ``queued``, so the request itself is on record."""
+        done = []
+        due = self.take(at_checkpoint=at_checkpoint)
+        for cmd in self._pending:
+            if cmd.deferred and cmd.id not in self._announced:
+                self._announced.add(cmd.id)
+                done.append((cmd, CommandResult(cmd.id, Status.QUEUED, self._state(),
+                                                "waiting for the next checkpoint")))
+        for cmd in due:
+            self._announced.discard(cmd.id)
+            result = apply_command(runner, cmd)
+            self.settle(cmd, result)
+            done.append((cmd, result))
+        return done
+
+    def _repeat(self, entry: _Entry, cmd: Command) -> CommandResult:
+        if (entry.cmd.trigger, entry.cmd.operator, entry.cmd.reason) != (
+                cmd.trigger, cmd.operator, cmd.reason):
+            return CommandResult(cmd.id, Status.REFUSED, self._state(),
+                                 "this command id was already used for another command")
+        return entry.result
+
+    def _remember(self, key: str, entry: _Entry) -> None:
+        self._seen[key] = entry
+        if len(self._seen) > self.remember:  # forget the oldest decided command
+            old = next((k for k, e in self._seen.items() if e.result.status is not
+                        Status.QUEUED), None)
+            if old is not None:
+                del self._seen[old]
+
+
+# --------------------------------------------------------------------- the server
+PostResult = CommandResult | Awaitable[CommandResult]
+
+
+def _pid_alive(pid: int) -> bool:
+    """True if a process with ``pid`` exists (or might: we may not see it)."""
+    if pid <= 0:
+        return False
+    if sys.platform == "win32":
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFO
+        if not handle:
+            return bool(kernel32.GetLastError() == 5)  # access denied: it exists
+        try:
+            code = ctypes.c_ulong()
+            kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+            return code.value == 259  # STILL_ACTIVE
+        finally:
+            kernel32.CloseHandle(handle)
+    try:
+        os.kill(pid, 0)  # signal 0: existence check only (never on Windows: it kills)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_control(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigurationError("the batch is not running (no control.json)",
+                                 source=str(path.parent)) from None
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"unreadable ({exc})", source=str(path)) from None
+    if not (isinstance(data, dict) and isinstance(data.get("port"), int)
+            and isinstance(data.get("token"), str) and isinstance(data.get("pid"), int)):
+        raise ConfigurationError("not a control file (needs port, token, pid)",
+                                 source=str(path))
+    return data
+
+
+class ControlServer:
+    """Serves ``furnace ctl`` for one batch on 127.0.0.1 (never another address), on an
+    ephemeral port announced in ``<batch_dir>/control.json`` with a secret token.
+
+    ``post`` hands each new, valid command to the scan loop and must not block: return a
+    ``CommandResult`` (e.g. ``CommandQueue.post``: the reply says ``queued``) or an
+    awaitable of one (``CommandQueue.submit``: the reply waits for the scan cycle's
+    verdict, up to ``reply_timeout_s`` of loop time, then says ``queued``). ``state`` gives
+    the runner state for those ``queued`` replies. Duplicate ids reach ``post`` once.
+    Use as ``async with ControlServer(...) as server:`` or ``start()``/``stop()``.
+    """
+
+    def __init__(self, batch_dir: Path, post: Callable[[Command], PostResult], *,
+                 state: Callable[[], str] = lambda: "", max_connections: int = 16,
+                 read_timeout_s: float = 5.0, reply_timeout_s: float = 5.0,
+                 remember: int = 1024) -> None:
+        self.batch_dir = batch_dir
+        self.path = batch_dir / CONTROL_FILE
+        self._post = post
+        self._state = state
+        self.max_connections = max_connections
+        self.read_timeout_s = read_timeout_s
+        self.reply_timeout_s = reply_timeout_s
+        self.remember = remember
+        self._token = secrets.token_hex(32)
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._seen: OrderedDict[str, tuple[Command, asyncio.Future[CommandResult]]] = \
+            OrderedDict()
+        self.port = 0
+
+    async def __aenter__(self) -> ControlServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound (host, port)."""
+        if self._server is None:
+            raise RuntimeError("control server not started")
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return str(host), int(port)
+
+    async def start(self) -> None:
+        """Bind 127.0.0.1:0 and write control.json (exclusive create, fsync'd, mode 0600
+        on POSIX). Raises ``ConfigurationError`` if another live process serves this
+        batch; a control.json left by a dead process is replaced."""
+        self._server = await asyncio.start_server(self._on_connect, host=LOOPBACK, port=0,
+                                                  limit=MAX_REQUEST_BYTES)
+        self.port = self.address[1]
+        try:
+            self._write_control_file()
+        except BaseException:
+            await self.stop()
+            raise
+        logger.info("control server on %s:%d", LOOPBACK, self.port,
+                    extra={"batch_dir": str(self.batch_dir)})
+
+    def _write_control_file(self) -> None:
+        body = json.dumps({"port": self.port, "token": self._token, "pid": os.getpid(),
+                           "host": LOOPBACK}).encode()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        for attempt in (1, 2):
+            try:
+                # 0o600 at creation on POSIX (umask can only narrow it). On Windows the
+                # mode only sets read-only; the file inherits the batch folder's ACL, so
+                # keep batch folders in a directory only the operator account can read.
+                fd = os.open(self.path, flags, 0o600)
+                break
+            except FileExistsError:
+                other = self._stale_pid()
+                if other is not None or attempt == 2:
+                    raise ConfigurationError(
+                        f"{CONTROL_FILE} exists and process {other} may be serving this "
+                        "batch; remove the file if no furnace process is running",
+                        source=str(self.batch_dir)) from None
+                self.path.unlink(missing_ok=True)
+        try:
+            if sys.platform != "win32":
+                os.fchmod(fd, 0o600)
+            os.write(fd, body)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _stale_pid(self) -> int | None:
+        """The pid in an existing control.json if that process lives, else None."""
+        try:
+            pid = json.loads(self.path.read_text(encoding="utf-8")).get("pid")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return pid if isinstance(pid, int) and _pid_alive(pid) else None
+
+    async def stop(self) -> None:
+        """Stop listening, end open connections, remove control.json (if still ours)."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        handlers = list(self._handlers)
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        if server is not None:
+            await server.wait_closed()
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            if json.loads(self.path.read_text(encoding="utf-8")).get("token") == self._token:
+                self.path.unlink()
+
+    # ------------------------------------------------------------------ requests
+    async def _on_connect(self, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+        try:
+            if len(self._handlers) > self.max_connections:
+                reply = self._refuse("", f"busy: {self.max_connections} connections open; "
+                                         "try again")
+            else:
+                reply = await self._request(reader)
+            writer.write(json.dumps(reply).encode() + b"\n")
+            await asyncio.wait_for(writer.drain(), self.read_timeout_s)
+        except (ConnectionError, TimeoutError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, TimeoutError):
+                await asyncio.wait_for(writer.wait_closed(), self.read_timeout_s)
+            if task is not None:
+                self._handlers.discard(task)
+
+    async def _request(self, reader: asyncio.StreamReader) -> dict[str, Any]:
+        try:
+            line = await asyncio.wait_for(reader.readline(), self.read_timeout_s)
+        except ValueError:  # the line overran the reader's limit
+            return self._refuse("", f"request larger than {MAX_REQUEST_BYTES} bytes")
+        except TimeoutError:
+            return self._refuse("", f"no request within {self.read_timeout_s:g} s")
+        if not line.endswith(b"\n"):
+            return self._refuse("", "incomplete request (one JSON object per line)")
+        try:
+            req = json.loads(line)
+        except ValueError:
+            return self._refuse("", "request is not JSON")
+        if not isinstance(req, dict):
+            return self._refuse("", "request must be a JSON object")
+        raw_id = req.get("id")
+        cid = raw_id if isinstance(raw_id, str) else ""
+        token = req.get("token")
+        if not (isinstance(token, str) and secrets.compare_digest(
+                token.encode(), self._token.encode())):
+            logger.warning("control request with a wrong token refused")
+            return self._refuse(cid, "wrong token")
+        unknown = sorted(set(req) - _ALLOWED)
+        missing = sorted(_REQUIRED - set(req))
+        if unknown or missing:
+            return self._refuse(cid, f"unknown fields {unknown}" if unknown
+                                else f"missing fields {missing}")
+        if not all(isinstance(v, str) for v in req.values()):
+            return self._refuse(cid, "every field must be a string")
+        cmd = Command(trigger=cast(Trigger, req["trigger"]), operator=req["operator"],
+                      reason=req.get("reason", ""), source="ctl", id=req["id"])
+        try:
+            cmd.validate()
+        except ConfigurationError as exc:
+            return self._refuse(cid, str(exc))
+        return (await self._dispatch(cmd)).to_wire()
+
+    async def _dispatch(self, cmd: Command) -> CommandResult:
+        seen = self._seen.get(cmd.id)
+        if seen is not None and seen[0] != cmd:
+            return CommandResult(cmd.id, Status.REFUSED, self._state(),
+                                 "this command id was already used for another command")
+        if seen is None:  # no await between the check and the insert: posted exactly once
+            fut = self._posted(cmd)
+            self._seen[cmd.id] = (cmd, fut)
+            while len(self._seen) > self.remember:
+                self._seen.popitem(last=False)
+            logger.info("control command %s from %s", cmd.trigger, cmd.operator,
+                        extra=cmd.audit_fields())
+        else:
+            fut = seen[1]
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), self.reply_timeout_s)
+        except TimeoutError:
+            return CommandResult(cmd.id, Status.QUEUED, self._state(),
+                                 "queued; the scan cycle has not acted on it yet")
+        except FurnaceError as exc:
+            return CommandResult(cmd.id, Status.REFUSED, self._state(), str(exc))
+
+    def _posted(self, cmd: Command) -> asyncio.Future[CommandResult]:
+        try:
+            outcome = self._post(cmd)
+        except FurnaceError as exc:
+            outcome = CommandResult(cmd.id, Status.REFUSED, self._state(), str(exc))
+        if inspect.isawaitable(outcome):
+            return asyncio.ensure_future(outcome)
+        done: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
+        done.set_result(outcome)
+        return done
+
+    def _refuse(self, cid: str, message: str) -> dict[str, Any]:
+        return CommandResult(cid, Status.REFUSED, "", message).to_wire()
+
+
+# --------------------------------------------------------------------- the client
+async def send_command(batch_dir: Path, trigger: str, operator: str, reason: str = "", *,
+                       timeout_s: float = 15.0, command_id: str | None = None
+                       ) -> dict[str, Any]:
+    """Send one command to the controller running ``batch_dir`` and return its reply
+    (``ok``, ``status``, ``state``, ``message``, ``id``). Connects to 127.0.0.1 only.
+
+    Raises ``ConfigurationError`` (one line) for a bad command, a batch that is not
+    running (no control.json, stale pid, connection refused) or no reply in ``timeout_s``
+    of loop time. Repeating it with the same ``command_id`` is safe (idempotent).
+    """
+    cmd = Command(trigger=cast(Trigger, trigger), operator=operator, reason=reason,
+                  id=command_id or uuid.uuid4().hex).validate()
+    if not batch_dir.is_dir():
+        raise ConfigurationError("not a batch folder", source=str(batch_dir))
+    path = batch_dir / CONTROL_FILE
+    info = _read_control(path)
+    if not _pid_alive(info["pid"]):
+        raise ConfigurationError(f"the batch is not running (stale {CONTROL_FILE}: process "
+                                 f"{info['pid']} has ended)", source=str(batch_dir))
+    request = {"token": info["token"], "id": cmd.id, "trigger": cmd.trigger,
+               "operator": cmd.operator, "reason": cmd.reason}
+    where = f"{LOOPBACK}:{info['port']}"
+    try:
+        return await asyncio.wait_for(_exchange(info["port"], request), timeout_s)
+    except TimeoutError:
+        raise ConfigurationError(f"no reply from the controller on {where} within "
+                                 f"{timeout_s:g} s", source=str(batch_dir)) from None
+    except (ConnectionError, OSError) as exc:
+        raise ConfigurationError(f"the controller is not answering on {where} ("
+                                 f"{exc.strerror or exc}); has the batch ended?",
+                                 source=str(batch_dir)) from None
+    except ValueError as exc:
+        raise ConfigurationError(f"garbled reply from {where} ({exc})",
+                                 source=str(batch_dir)) from None
+
+
+async def _exchange(port: int, request: dict[str, Any]) -> dict[str, Any]:
+    reader, writer = await asyncio.open_connection(LOOPBACK, port, limit=MAX_REQUEST_BYTES)
+    try:
+        writer.write(json.dumps(request).encode() + b"\n")
+        await writer.drain()
+        line = await reader.readline()
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    if not line:
+        raise ConnectionResetError("connection closed without a reply")
+    reply = json.loads(line)
+    if not isinstance(reply, dict):
+        raise ValueError("reply is not a JSON object")
+    return reply

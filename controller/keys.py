@@ -1,0 +1,297 @@
+"""Operator input at the console: single keys under the live view, and Ctrl-C.
+
+Turns keys and interrupts into ``Command``s; never touches a device or the runner. Key
+reading runs in a background thread that hands each key to the event loop with
+``call_soon_threadsafe``; Ctrl-C is a loop callback, so no ``KeyboardInterrupt`` is ever
+raised inside the scan loop (outputs are never left undefined).
+
+Key bindings (case-insensitive)::
+
+    h        hold now (safe, so a single key)
+    r then y resume          s then y stop (normal cool-down, batch not completed)
+    a then y abort (controlled cool-down under inert gas)
+    c then y confirm the operator step shown (e.g. "tube reloaded and closed")
+    any other key (Esc, arrows...) cancels a pending r/s/a/c
+
+Ctrl-C (``InterruptPolicy``): 1st = hold at the next checkpoint; 2nd = hold now; 3rd within
+``window_s`` (10 s) of the 1st = abort with a controlled cool-down; 5th within the window =
+halt: ``halt_requested`` turns True and the caller cancels the scan task, whose supervisor
+hands the furnace to its local fallback with inert gas on (the way out during a long
+cool-down). A press after the window starts the count again, so a stray Ctrl-C long after
+a hold cannot abort.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, Final, TextIO
+
+from controller.control import Command, Trigger
+
+if sys.platform == "win32":
+    import msvcrt
+else:
+    import select
+    import termios
+    import tty
+
+__all__ = ["BINDINGS", "HALT_PRESSES", "HELP_LINE", "InterruptPolicy", "KeyCommands",
+           "KeyReader", "install_interrupt_handler"]
+
+logger = logging.getLogger(__name__)
+
+BINDINGS: Final[dict[str, Trigger]] = {"h": "hold", "r": "resume", "s": "stop",
+                                       "a": "abort", "c": "confirm"}
+CONFIRM_KEY: Final = "y"
+# Everything but hold changes the recipe's course: a second key confirms it.
+NEEDS_CONFIRMATION: Final = frozenset({"resume", "stop", "abort", "confirm"})
+ESCAPE: Final = "\x1b"  # one key for a whole escape sequence (arrows, function keys)
+HELP_LINE: Final = ("keys: h hold · r resume · s stop · a abort · c confirm step "
+                    "(r/s/a/c then y) · Ctrl-C: 1× hold at next checkpoint, 2× hold now, "
+                    "3× within 10 s abort (cool under inert gas), 5× quit to the "
+                    "instrument's fallback")
+HALT_PRESSES: Final = 5
+
+
+class KeyCommands:
+    """Maps console keys to commands by the scheme in the module docstring. Pure.
+
+    ``prompt`` is the line the live view shows while a confirmation is pending.
+    """
+
+    def __init__(self, operator: str, reason: str = "from the console") -> None:
+        self.operator = operator
+        self.reason = reason
+        self._pending: Trigger | None = None
+
+    @property
+    def prompt(self) -> str:
+        """Empty, or the question awaiting ``y``."""
+        if self._pending is None:
+            return ""
+        return f"press y to {self._pending}, any other key cancels"
+
+    def feed(self, key: str) -> Command | None:
+        """One key in; a command out when one is complete, else None."""
+        pending, self._pending = self._pending, None
+        key = key.lower()
+        if pending is not None:
+            return self._command(pending) if key == CONFIRM_KEY else None
+        trigger = BINDINGS.get(key)
+        if trigger is None:
+            return None
+        if trigger in NEEDS_CONFIRMATION:
+            self._pending = trigger
+            return None
+        return self._command(trigger)
+
+    def _command(self, trigger: Trigger) -> Command:
+        return Command(trigger=trigger, operator=self.operator, reason=self.reason,
+                       source="keys")
+
+
+class InterruptPolicy:
+    """What each Ctrl-C means (faults.md O1, Bluesky's SIGINT semantics). Pure: the
+    caller passes the time of each press in seconds of a *real-time* clock (a human's
+    double press is not measured in virtual process time; use ``WallClock().now()``)."""
+
+    def __init__(self, operator: str, *, window_s: float = 10.0) -> None:
+        self.operator = operator
+        self.window_s = window_s
+        self.presses = 0
+        self._first_s = 0.0
+
+    @property
+    def halt_requested(self) -> bool:
+        """True once Ctrl-C was pressed ``HALT_PRESSES`` times within the window: the
+        caller should cancel the scan task (its supervisor makes the outputs safe)."""
+        return self.presses >= HALT_PRESSES
+
+    def on_interrupt(self, now_s: float) -> Command:
+        """The command for a Ctrl-C pressed at ``now_s``."""
+        if self.presses == 0 or now_s - self._first_s > self.window_s:
+            self.presses, self._first_s = 0, now_s
+        self.presses += 1
+        if self.presses == 1:
+            return Command(trigger="hold", operator=self.operator, deferred=True,
+                           reason="Ctrl-C: hold at the next checkpoint", source="ctrl-c")
+        if self.presses == 2:
+            return Command(trigger="hold", operator=self.operator,
+                           reason="Ctrl-C twice: hold now", source="ctrl-c")
+        return Command(trigger="abort", operator=self.operator, source="ctrl-c",
+                       reason=f"Ctrl-C {self.presses} times within {self.window_s:g} s: "
+                              "abort with controlled cool-down")
+
+
+def install_interrupt_handler(loop: asyncio.AbstractEventLoop,
+                              on_interrupt: Callable[[], None]) -> Callable[[], None]:
+    """Route SIGINT (Ctrl-C) to ``on_interrupt``, called on ``loop`` as a plain callback,
+    instead of raising ``KeyboardInterrupt``. Returns the function that uninstalls it and
+    restores the previous handler. Call from the main thread (signals live there).
+
+    POSIX: ``loop.add_signal_handler``. Windows (no ``add_signal_handler``): a
+    ``signal.signal`` handler that only schedules the callback with
+    ``call_soon_threadsafe``; the proactor loop wakes up for Ctrl-C by itself.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+    except NotImplementedError:  # Windows event loops
+        return _install_with_signal(loop, on_interrupt)
+
+    def uninstall() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is already closed
+            loop.remove_signal_handler(signal.SIGINT)
+        signal.signal(signal.SIGINT, previous)
+
+    return uninstall
+
+
+def _install_with_signal(loop: asyncio.AbstractEventLoop,
+                         on_interrupt: Callable[[], None]) -> Callable[[], None]:
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: object) -> None:
+        with contextlib.suppress(RuntimeError):  # loop closed: nothing left to hold
+            loop.call_soon_threadsafe(on_interrupt)
+
+    signal.signal(signal.SIGINT, handler)
+
+    def uninstall() -> None:
+        signal.signal(signal.SIGINT, previous)
+
+    return uninstall
+
+
+class KeyReader:
+    """Reads single keys from ``stream`` (default stdin) while the live view runs and
+    calls ``on_key(key)`` on the event loop. Does nothing unless ``stream`` is a TTY (CI,
+    services, pipes). POSIX: cbreak mode (no echo, no line buffering; Ctrl-C still
+    signals), restored by ``stop()`` and if the reader fails. Windows: ``msvcrt``.
+
+    ``start()`` must be called on the running loop; ``stop()`` returns promptly (the
+    thread is woken through a pipe on POSIX, polls every 50 ms on Windows).
+    """
+
+    def __init__(self, on_key: Callable[[str], None], *, stream: TextIO | None = None
+                 ) -> None:
+        self.on_key = on_key
+        self.stream = stream if stream is not None else sys.stdin
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._saved: list[Any] | None = None
+        self._fd = -1
+        self._wake: tuple[int, int] | None = None
+
+    def __enter__(self) -> KeyReader:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def active(self) -> bool:
+        """True while a reader thread is running."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def _is_tty(self) -> bool:
+        try:
+            return self.stream is not None and self.stream.isatty()
+        except (OSError, ValueError):  # closed or detached stream
+            return False
+
+    def start(self) -> bool:
+        """Start reading if ``stream`` is a TTY. Returns whether it did."""
+        if self._thread is not None or not self._is_tty():
+            return False
+        self._loop = asyncio.get_running_loop()
+        self._stop.clear()
+        if sys.platform == "win32":
+            target: Callable[[], None] = self._run_windows
+        else:
+            self._fd = self.stream.fileno()
+            self._saved = termios.tcgetattr(self._fd)
+            tty.setcbreak(self._fd, termios.TCSANOW)
+            self._wake = os.pipe()
+            wake_r = self._wake[0]
+
+            def target() -> None:
+                self._run_posix(wake_r)
+        self._thread = threading.Thread(target=target, name="furnace-keys", daemon=True)
+        self._thread.start()
+        return True
+
+    def stop(self) -> None:
+        """Stop reading and restore the terminal. Safe to call more than once."""
+        self._stop.set()
+        if self._wake is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._wake[1], b"x")
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+            self._thread = None
+        self._restore()
+        if self._wake is not None:
+            for fd in self._wake:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self._wake = None
+
+    def _restore(self) -> None:
+        saved, self._saved = self._saved, None
+        if saved is not None and sys.platform != "win32":
+            with contextlib.suppress(termios.error, OSError):
+                termios.tcsetattr(self._fd, termios.TCSADRAIN, saved)
+
+    def _deliver(self, key: str) -> bool:
+        """Hand ``key`` to the loop; False once the loop is gone."""
+        if self._loop is None:
+            return False
+        try:
+            self._loop.call_soon_threadsafe(self.on_key, key)
+        except RuntimeError:  # loop closed
+            return False
+        return True
+
+    if sys.platform != "win32":
+        def _run_posix(self, wake: int) -> None:
+            try:
+                while not self._stop.is_set():
+                    ready, _, _ = select.select([self._fd, wake], [], [])
+                    if wake in ready:
+                        return
+                    data = os.read(self._fd, 64)
+                    if not data:
+                        return  # end of input
+                    for key in _split_keys(data.decode("utf-8", "replace")):
+                        if not self._deliver(key):
+                            return
+            except OSError as exc:
+                logger.warning("console keys stopped: %s", exc)
+                self._restore()
+
+    if sys.platform == "win32":
+        def _run_windows(self) -> None:
+            while not self._stop.wait(0.05):
+                while msvcrt.kbhit():
+                    key = msvcrt.getwch()
+                    if key in ("\x00", "\xe0"):  # arrow or function key: two codes
+                        msvcrt.getwch()
+                        key = ESCAPE
+                    if not self._deliver(key):
+                        return
+
+
+def _split_keys(text: str) -> list[str]:
+    """Single keys from one read; an escape sequence (arrow keys...) is one ``ESCAPE``."""
+    head, esc, _ = text.partition(ESCAPE)
+    return list(head) + ([ESCAPE] if esc else [])

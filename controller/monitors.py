@@ -1,0 +1,150 @@
+"""Stateful plausibility monitors run by the scan cycle, one small tracker per symptom,
+summarised each cycle in a frozen ``Health`` that rides on the snapshot.
+
+Not here: decisions. The interlocks judge ``Health`` as pure functions; this module only
+remembers what one snapshot cannot show (how long a value has been frozen, a spike, how
+long a flow has been short, how much the furnace rose at full or zero output).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from controller.dtg import SlidingSlope
+from drivers.roles import ControllerReading, FlowReading
+
+__all__ = ["Health", "HealthMonitor", "MAX_PV_STEP_C_PER_S"]
+
+# The furnace cannot change faster than its full-power heating rate (61 °C/min at 220 °C,
+# hardware.md §4.4) or its natural cooling (38 °C/min at 1600 °C): ~1 °C/s is the ceiling.
+MAX_PV_STEP_C_PER_S = 2.0
+# A spike is a single implausible sample; this many in a row is a real step, not a spike.
+_SPIKE_MAX_RUN = 3
+_FULL_OUTPUT_PCT = 95.0
+_ZERO_OUTPUT_PCT = 1.0
+_FLOW_SHORT_FRACTION = 0.5  # measured below half the commanded flow counts as short
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """What the monitors know this cycle (seconds are process time)."""
+
+    pv_unchanged_s: float = 0.0  # furnace PV bit-identical for this long
+    pv_spike: bool = False  # this cycle's PV was an implausible jump, held at the last
+    furnace_rate_c_per_min: float | None = None
+    full_output_s: float = 0.0  # output at or near 100 % for this long...
+    full_output_rise_c: float = 0.0  # ...and the PV rose this much meanwhile
+    zero_output_s: float = 0.0  # output at or near 0 % for this long...
+    zero_output_rise_c: float = 0.0  # ...and the PV rose this much meanwhile
+    over_limit_cycles: int = 0  # consecutive cycles above the station maximum
+    flow_short_s: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+
+
+class HealthMonitor:
+    """Feeds on each cycle's raw furnace reading and flows; returns the reading to use
+    (a spike is replaced by the last good value) and the ``Health`` summary."""
+
+    def __init__(self, max_temperature_c: float) -> None:
+        self.max_temperature_c = max_temperature_c
+        self._last_pv: float | None = None
+        self._last_t_s: float | None = None
+        self._unchanged_since_s: float | None = None
+        self._spike_run = 0
+        self._rate = SlidingSlope(120.0)
+        self._full_since: tuple[float, float] | None = None  # (t_s, pv at start)
+        self._zero_since: tuple[float, float] | None = None
+        self._over = 0
+        self._short_since: dict[str, float] = {}
+
+    def update(self, t_s: float, reading: ControllerReading | None,
+               flows: Mapping[str, FlowReading | None],
+               commanded_sccm: Mapping[str, float]) -> tuple[ControllerReading | None, Health]:
+        """Judge this cycle. Returns (the reading to act on, health)."""
+        spike = False
+        if reading is not None:
+            reading, spike = self._despike(t_s, reading)
+        pv = reading.temperature_c if reading is not None else math.nan
+        full_s, full_rise_c = self._window(t_s, reading, "full")
+        zero_s, zero_rise_c = self._window(t_s, reading, "zero")
+        health = Health(
+            pv_unchanged_s=self._unchanged(t_s, reading, spike),
+            pv_spike=spike,
+            furnace_rate_c_per_min=self._slope(t_s, pv),
+            full_output_s=full_s,
+            full_output_rise_c=full_rise_c,
+            zero_output_s=zero_s,
+            zero_output_rise_c=zero_rise_c,
+            over_limit_cycles=self._over_limit(pv),
+            flow_short_s=MappingProxyType(self._flows(t_s, flows, commanded_sccm)),
+        )
+        self._last_t_s = t_s
+        return reading, health
+
+    def _despike(self, t_s: float, reading: ControllerReading
+                 ) -> tuple[ControllerReading, bool]:
+        last, last_t = self._last_pv, self._last_t_s
+        pv = reading.temperature_c
+        if last is not None and last_t is not None and not reading.is_sensor_break:
+            allowed_c = MAX_PV_STEP_C_PER_S * max(t_s - last_t, 1.0) + 1.0
+            if abs(pv - last) > allowed_c and self._spike_run < _SPIKE_MAX_RUN:
+                self._spike_run += 1
+                held = ControllerReading(last, reading.working_setpoint_c, reading.output_pct,
+                                         reading.is_manual, reading.is_sensor_break,
+                                         reading.is_over_range, reading.is_remote_failed,
+                                         reading.is_ramping, reading.is_remote_selected)
+                return held, True
+        self._spike_run = 0
+        self._last_pv = pv
+        return reading, False
+
+    def _unchanged(self, t_s: float, reading: ControllerReading | None, spike: bool) -> float:
+        if reading is None or spike:
+            return 0.0 if reading is None else (
+                t_s - self._unchanged_since_s if self._unchanged_since_s is not None else 0.0)
+        if self._unchanged_since_s is None or reading.temperature_c != self._frozen_value:
+            self._unchanged_since_s = t_s
+            self._frozen_value = reading.temperature_c
+        return t_s - self._unchanged_since_s
+
+    _frozen_value: float = math.nan
+
+    def _slope(self, t_s: float, pv: float) -> float | None:
+        value = self._rate.update(t_s, pv)
+        return None if math.isnan(value) else value
+
+    def _window(self, t_s: float, reading: ControllerReading | None, which: str
+                ) -> tuple[float, float]:
+        attr = "_full_since" if which == "full" else "_zero_since"
+        if reading is None:
+            return 0.0, 0.0
+        inside = (reading.output_pct >= _FULL_OUTPUT_PCT if which == "full"
+                  else reading.output_pct <= _ZERO_OUTPUT_PCT)
+        since = getattr(self, attr)
+        if not inside:
+            setattr(self, attr, None)
+            return 0.0, 0.0
+        if since is None:
+            since = (t_s, reading.temperature_c)
+            setattr(self, attr, since)
+        return t_s - since[0], reading.temperature_c - since[1]
+
+    def _over_limit(self, pv: float) -> int:
+        self._over = self._over + 1 if pv > self.max_temperature_c else 0
+        return self._over
+
+    def _flows(self, t_s: float, flows: Mapping[str, FlowReading | None],
+               commanded_sccm: Mapping[str, float]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for gas, want in commanded_sccm.items():
+            reading = flows.get(gas)
+            short = want > 0 and (reading is None or reading.is_faulted
+                                  or reading.flow_sccm < _FLOW_SHORT_FRACTION * want)
+            if not short:
+                self._short_since.pop(gas, None)
+                continue
+            since = self._short_since.setdefault(gas, t_s)
+            out[gas] = t_s - since
+        return out

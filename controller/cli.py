@@ -20,13 +20,13 @@ from rich.console import Console
 from rich.table import Table
 
 from controller.batch import verify_batch
-from controller.clock import Clock, ScaledClock, VirtualClock, WallClock
+from controller.clock import Clock, ScaledClock, VirtualClock, WallClock, utc_now
 from controller.console import LiveView, setup_logging, summary_table
 from controller.plan import load_recipe, summarize
 from controller.recipe import ResolvedRecipe, parse_overrides
 from controller.report import REPORT_FILE, analyse, format_events, load_batch, write_report_png
 from controller.runner import RunState
-from controller.session import run_batch
+from controller.session import resume_batch, run_batch
 from controller.station import Station, load_station
 from controller.station_factory import serve_simulator
 from controller.steps import Plan
@@ -77,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--operator", default="unknown", help="who is running the batch")
     run.add_argument("--batches", default="batches", help="folder for batch records")
     run.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    resume = sub.add_parser("resume", help="continue an interrupted batch from its folder")
+    resume.add_argument("batch_dir")
+    resume.add_argument("--speed", type=_speed, default=None,
+                        help="as for run: a factor for a simulated station")
+    resume.add_argument("--yes", action="store_true", help="do not ask before resuming")
     validate = sub.add_parser("validate", help="check a recipe against a station")
     recipe_args(validate)
     plan = sub.add_parser("plan", help="show a recipe's plan: durations, peak, gas use")
@@ -175,6 +180,33 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
     return EXIT_OK if result.state is RunState.COMPLETED else EXIT_FAILED
 
 
+def cmd_resume(args: argparse.Namespace, out: Console) -> int:
+    batch_dir = Path(args.batch_dir)
+    if not batch_dir.is_dir():
+        raise ConfigurationError("not a batch folder", source=str(batch_dir))
+    station, _ = load_station(batch_dir / "station.toml")
+    speed = args.speed
+    _clock(station, speed)  # the same speed rules as a run
+
+    def make_clock(start_s: float) -> Clock:
+        if station.bus.kind == "sim" and speed is None:
+            return VirtualClock(start_s=start_s, wall_start=utc_now())
+        if station.is_simulated and speed is not None:
+            return ScaledClock(speed, start_s=start_s)
+        return WallClock(start_s=start_s)
+
+    rate = speed if speed is not None and station.is_simulated else 1.0
+    with LiveView(out, summarize(load_recipe(batch_dir / "recipe.toml", {}, station)[1],
+                                 station), compact=speed is None,
+                  refresh_every=500 if speed is None else 1) as view:
+        result = asyncio.run(resume_batch(batch_dir, make_clock=make_clock, speed=rate,
+                                          station_source=str(batch_dir / "station.toml"),
+                                          observer=view))
+    out.print(summary_table(result.summary))
+    out.print(f"batch: {result.batch_dir}", soft_wrap=True, markup=False, highlight=False)
+    return EXIT_OK if result.state is RunState.COMPLETED else EXIT_FAILED
+
+
 def cmd_verify(args: argparse.Namespace, out: Console) -> int:
     path = Path(args.batch_dir)
     if not path.is_dir():
@@ -236,7 +268,8 @@ def cmd_sim(args: argparse.Namespace, out: Console) -> int:
 
 
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "plan": cmd_plan,
-            "verify": cmd_verify, "sim": cmd_sim, "report": cmd_report}
+            "verify": cmd_verify, "sim": cmd_sim, "report": cmd_report,
+            "resume": cmd_resume}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

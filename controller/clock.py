@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "ScaledClock", "VirtualClock", "WallClock"]
+__all__ = ["Clock", "ScaledClock", "VirtualClock", "WallClock", "utc_now"]
 
 
 @runtime_checkable
@@ -35,11 +35,12 @@ class Clock(Protocol):
 
 
 class WallClock:
-    """Real time: the event loop's monotonic clock and ``asyncio.sleep``."""
+    """Real time: the monotonic clock and ``asyncio.sleep``. Process time starts at
+    ``start_s`` (a resumed batch carries on from where it stopped, plus the outage)."""
 
-    def __init__(self) -> None:
-        self._t0_mono = time.monotonic()
-        self._t0_wall = datetime.now(UTC)
+    def __init__(self, start_s: float = 0.0) -> None:
+        self._t0_mono = time.monotonic() - start_s
+        self._t0_wall = datetime.now(UTC) - timedelta(seconds=start_s)
 
     def now(self) -> float:
         return time.monotonic() - self._t0_mono
@@ -61,20 +62,30 @@ class ScaledClock(WallClock):
     Not deterministic: never use it in tests.
     """
 
-    def __init__(self, speed: float) -> None:
+    def __init__(self, speed: float, start_s: float = 0.0) -> None:
         if speed <= 0:
             raise ValueError(f"speed must be positive, not {speed}")
         super().__init__()
         self.speed = speed
+        self._start_s = start_s
 
     def now(self) -> float:
-        return super().now() * self.speed
+        return self._start_s + super().now() * self.speed
+
+    def wall(self) -> datetime:
+        """Real UTC time (records are labelled with the real time, not the scaled one)."""
+        return datetime.now(UTC)
 
     async def sleep_until(self, t: float) -> None:
         await asyncio.sleep(max(t - self.now(), 0.0) / self.speed)
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(seconds, 0.0) / self.speed)
+
+
+def utc_now() -> datetime:
+    """The real UTC time, for measuring an outage between two processes."""
+    return datetime.now(UTC)
 
 
 class VirtualClock:

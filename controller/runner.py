@@ -210,6 +210,34 @@ class RecipeRunner:
         self.command("preflight_ok", reason="instruments configured and read back")
         self._enter_step(t_s)
 
+    def resume_from(self, t_s: float, *, step_index: int, setpoint_c: float,
+                    flows_sccm: dict[str, float], purged: frozenset[str], counted_s: float,
+                    holdback_s: float, stage_started_t_s: dict[str, float], policy: str,
+                    reason: str) -> None:
+        """Preflight done after an outage: carry on at ``step_index`` with the recovered
+        state, then apply ``policy`` ("continue", "ramp back", "hold ...", "abort ...")."""
+        self._now_t_s = t_s
+        self.step_index = step_index
+        self.setpoint_c = setpoint_c
+        self.flows_sccm = {g: flows_sccm.get(g, 0.0) for g in self.flows_sccm}
+        self.purged = set(purged)
+        self.progress.stage_started_t_s.update(stage_started_t_s)
+        self.command("preflight_ok", reason=f"resumed after an outage: {reason}")
+        if step_index >= len(self.plan.steps):
+            self.command("finish", reason="recipe completed")
+            return
+        step = self.plan.steps[step_index]
+        self._enter_step(t_s)
+        self._step.counted_s, self._step.holdback_s = counted_s, holdback_s
+        self._audit("step_resumed", index=step_index, stage=step.stage, kind=step.kind,
+                    label=step.label, counted_s=counted_s, setpoint_c=setpoint_c,
+                    policy=policy)
+        if policy.startswith("hold"):
+            self.hold_cause = "resume"
+            self.command("hold", reason=f"resume: {reason}")
+        elif policy.startswith("abort"):
+            self.command("abort", reason=f"resume: {reason}")
+
     def commands(self) -> Commands:
         """The desired state of the outputs, as data."""
         return Commands(self.setpoint_c, MappingProxyType(dict(self.flows_sccm)),

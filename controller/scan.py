@@ -101,7 +101,9 @@ class ScanLoop:
 
     def __init__(self, *, station: Station, runner: RecipeRunner, devices: Devices,
                  clock: Clock, recorder: Recorder,
-                 observer: Callable[[Snapshot, RecipeRunner], None] | None = None) -> None:
+                 observer: Callable[[Snapshot, RecipeRunner], None] | None = None,
+                 t0_s: float | None = None,
+                 on_start: Callable[[Snapshot], None] | None = None) -> None:
         self.station = station
         self.runner = runner
         self.devices = devices
@@ -112,7 +114,10 @@ class ScanLoop:
         self._failures: dict[str, int] = {"furnace": 0}
         self._failures.update({m.name: 0 for m in devices.mfcs})
         self._written: dict[str, float] = {}
-        self._t0_s = clock.now()
+        # Process time = clock time − t0 (0 for a new batch; a resumed batch's clock
+        # already carries on from where it stopped).
+        self._t0_s = clock.now() if t0_s is None else t0_s
+        self.on_start = on_start  # replaces the fresh start after preflight (resume)
         self.cycles = 0
         self._mass0_g: float | None = None  # the first balance reading: 100 %
         self._monitor = HealthMonitor(station.envelope.max_temperature_c)
@@ -308,7 +313,10 @@ class ScanLoop:
                 self.runner.command("fault", reason="furnace controller not answering")
             else:
                 await self._preflight(snap.t_s)
-                self.runner.preflight_done(snap.t_s)
+                if self.on_start is None:
+                    self.runner.preflight_done(snap.t_s)
+                else:
+                    self.on_start(snap)
             next_t = self.clock.now()
             while not self.runner.is_final:
                 self._drain_inbox()

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import logging
 import platform
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from controller.audit import AuditLog
+from controller.audit import AuditLog, RecordError
 from controller.batch import create_batch_dir, write_frozen, write_summary
-from controller.clock import Clock
+from controller.clock import Clock, utc_now
 from controller.plan import PlanSummary, summarize
+from controller.resume import Policy, decide, recover
 from controller.runner import RecipeRunner, RunState
 from controller.scan import ScanLoop, trace_columns
 from controller.snapshot import Snapshot
@@ -25,8 +26,9 @@ from controller.station import Station
 from controller.station_factory import Built, build_devices
 from controller.steps import Plan
 from controller.trace import TraceWriter
+from drivers.errors import ConfigurationError
 
-__all__ = ["BatchResult", "BatchRecorder", "run_batch", "software_version"]
+__all__ = ["BatchRecorder", "BatchResult", "resume_batch", "run_batch", "software_version"]
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +126,6 @@ async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_t
     handled there; an unexpected error still leaves the outputs safe (the scan loop's
     ``finally``) and is re-raised after the audit records it.
     """
-    planned = summarize(plan, station)
     if built is None:
         built = build_devices(station, clock, seed=seed, material=plan.material)
     try:
@@ -144,10 +145,27 @@ async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_t
                             parameters=dict(plan.parameters), host=platform.node(),
                             simulated=station.is_simulated)
     trace = TraceWriter(batch_dir / "trace.csv", trace_columns(station))
-    recorder = BatchRecorder(audit, trace, clock)
+    runner = _runner(plan, station, built)
+    return await _loop_and_finish(batch_dir=batch_dir, plan=plan, station=station,
+                                  built=built, audit=audit, trace=trace, runner=runner,
+                                  clock=clock, t0_s=t0_s, observer=observer)
+
+
+def _runner(plan: Plan, station: Station, built: Built) -> RecipeRunner:
     world = built.world
-    runner = RecipeRunner(plan, station, auto_confirm=station.is_simulated,
-                          on_tube_opened=world.open_tube_for_wash if world else None)
+    return RecipeRunner(plan, station, auto_confirm=station.is_simulated,
+                        on_tube_opened=world.open_tube_for_wash if world else None)
+
+
+async def _loop_and_finish(*, batch_dir: Path, plan: Plan, station: Station, built: Built,
+                           audit: AuditLog, trace: TraceWriter, runner: RecipeRunner,
+                           clock: Clock, t0_s: float,
+                           observer: Callable[[Snapshot, RecipeRunner], None] | None,
+                           on_start: Callable[[Snapshot], None] | None = None,
+                           prepare: Callable[[ScanLoop, BatchRecorder], Awaitable[None]]
+                           | None = None) -> BatchResult:
+    """Run the scan loop to the batch's end, then record the end and write the summary."""
+    recorder = BatchRecorder(audit, trace, clock)
 
     def observe(snap: Snapshot, r: RecipeRunner) -> None:
         recorder.observe(snap, r)
@@ -155,8 +173,10 @@ async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_t
             observer(snap, r)
 
     loop = ScanLoop(station=station, runner=runner, devices=built.devices, clock=clock,
-                    recorder=recorder, observer=observe)
+                    recorder=recorder, observer=observe, t0_s=t0_s, on_start=on_start)
     try:
+        if prepare is not None:
+            await prepare(loop, recorder)
         state = await loop.run()
     except BaseException as exc:
         recorder.audit("supervisor_error", clock.now() - t0_s,
@@ -165,8 +185,10 @@ async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_t
     finally:
         trace.close()
         await built.close()
+    runner = loop.runner
     actual_s = clock.now() - t0_s
-    summary = _summary(batch_dir, plan, planned, runner, recorder, actual_s, loop.cycles)
+    summary = _summary(batch_dir, loop.runner.plan, summarize(loop.runner.plan, station),
+                       runner, recorder, actual_s, loop.cycles)
     recorder.audit("batch_ended", actual_s, {"outcome": summary["outcome"],
                                              "end_reason": runner.end_reason})
     summary["audit_final_hash"] = audit.final_hash
@@ -175,5 +197,79 @@ async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_t
     write_summary(batch_dir, summary)
     logger.info("batch %s %s", batch_dir.name, summary["outcome"])
     return BatchResult(batch_dir, state, summary)
+
+
+async def resume_batch(batch_dir: Path, *, make_clock: Callable[[float], Clock],
+                       speed: float = 1.0, station_source: str = "station.toml",
+                       observer: Callable[[Snapshot, RecipeRunner], None] | None = None,
+                       built: Built | None = None) -> BatchResult:
+    """Continue an interrupted batch from its folder (never the original recipe file).
+
+    ``make_clock(start_s)`` builds the clock, its process time starting where the batch
+    stopped plus the outage (wall-clock gap × ``speed``). The audit chain goes on: a torn
+    last line is cut and recorded, and ``batch_resumed`` records the outage, the furnace's
+    state now against then, and the policy applied. Raises ``ConfigurationError`` for a
+    folder that cannot be resumed.
+    """
+    rec = recover(batch_dir)
+    outage_wall_s = max((utc_now() - rec.last_wall).total_seconds(), 0.0)
+    resumed_t_s = rec.last_t_s + outage_wall_s * speed
+    clock = make_clock(resumed_t_s)
+    station, plan = rec.station, rec.plan
+    if built is None:
+        built = build_devices(station, clock, material=plan.material)
+    try:
+        await built.connect(station_source)
+    except BaseException:
+        await built.close()
+        raise
+    try:
+        audit = AuditLog.open_existing(batch_dir / "audit.jsonl")
+        trace = TraceWriter.open_existing(batch_dir / "trace.csv", trace_columns(station))
+    except (OSError, RecordError) as exc:
+        await built.close()
+        raise ConfigurationError(f"cannot continue the records: {exc}",
+                                 source=str(batch_dir)) from None
+    runner = _runner(plan, station, built)
+    decision: dict[str, Any] = {}
+
+    async def prepare(loop: ScanLoop, recorder: BatchRecorder) -> None:
+        snap = await loop.read()
+        policy, reason, new_plan, index = decide(rec, snap, outage_wall_s * speed)
+        if new_plan is not plan:
+            loop.runner = _runner(new_plan, station, built)
+        decision.update(policy=policy, reason=reason, index=index,
+                        furnace_c=snap.furnace_c, runner=loop.runner)
+        if audit.torn_tail:
+            recorder.audit("torn_tail_recovered", resumed_t_s,
+                           {"file": "audit.jsonl", "bytes": len(audit.torn_tail)})
+        if trace.torn_tail:
+            recorder.audit("torn_tail_recovered", resumed_t_s,
+                           {"file": "trace.csv", "bytes": len(trace.torn_tail)})
+        recorder.audit("batch_resumed", resumed_t_s, {
+            "outage_from_t_s": rec.last_t_s, "outage_to_t_s": resumed_t_s,
+            "outage_wall_s": round(outage_wall_s, 3), "state_then": rec.state,
+            "step_index": rec.step_index, "furnace_then_c": rec.furnace_c,
+            "furnace_now_c": snap.furnace_c, "setpoint_then_c": rec.setpoint_c,
+            "flows_now_sccm": {g: snap.flow_sccm(g) for g in rec.flows_sccm},
+            "o2_now_ppm": snap.o2_ppm, "policy": str(policy), "reason": reason,
+            "operator": rec.operator, "software_version": software_version()})
+
+    def start(snap: Snapshot) -> None:
+        policy = Policy(decision["policy"])
+        setpoint_c = rec.setpoint_c
+        if policy is not Policy.CONTINUE and snap.furnace is not None:
+            setpoint_c = snap.furnace_c  # ramp back, hold or cool from where it is
+        decision["runner"].resume_from(snap.t_s, step_index=decision["index"],
+                                setpoint_c=setpoint_c, flows_sccm=rec.flows_sccm,
+                                purged=rec.purged, counted_s=rec.counted_s,
+                                holdback_s=rec.holdback_s,
+                                stage_started_t_s=rec.stage_started_t_s,
+                                policy=str(policy), reason=decision["reason"])
+
+    return await _loop_and_finish(batch_dir=batch_dir, plan=plan, station=station,
+                                  built=built, audit=audit, trace=trace, runner=runner,
+                                  clock=clock, t0_s=0.0, observer=observer, on_start=start,
+                                  prepare=prepare)
 
 

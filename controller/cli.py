@@ -24,7 +24,6 @@ from controller.clock import Clock, ScaledClock, VirtualClock, WallClock, utc_no
 from controller.console import LiveView, setup_logging, summary_table
 from controller.plan import load_recipe, summarize
 from controller.recipe import ResolvedRecipe, parse_overrides
-from controller.report import REPORT_FILE, analyse, format_events, load_batch, write_report_png
 from controller.runner import RunState
 from controller.session import resume_batch, run_batch
 from controller.station import Station, load_station
@@ -220,6 +219,15 @@ def cmd_verify(args: argparse.Namespace, out: Console) -> int:
 
 
 def cmd_report(args: argparse.Namespace, out: Console) -> int:
+    # matplotlib is heavy: imported only when a report is asked for
+    from controller.report import (
+        REPORT_FILE,
+        analyse,
+        format_events,
+        load_batch,
+        write_report_png,
+    )
+
     batch_dir = Path(args.batch_dir)
     data = load_batch(batch_dir)
     result = analyse(data)

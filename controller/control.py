@@ -11,7 +11,9 @@ Wire protocol (one request per TCP connection to 127.0.0.1, UTF-8, one JSON line
     ← {"ok": true, "status": "applied", "state": "stopping", "message": "...", "id": "..."}
 
 ``status`` is ``queued`` (accepted; the scan cycle has not decided yet), ``applied``,
-``superseded`` or ``refused``. A request line is at most ``MAX_REQUEST_BYTES``.
+``superseded`` or ``refused``; ``ok`` is false only for ``refused``. ``reason`` may be
+omitted for hold and confirm. A request line is at most ``MAX_REQUEST_BYTES``; the server
+answers one request per connection and then closes it.
 """
 
 from __future__ import annotations
@@ -32,14 +34,18 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol, cast
 
+from controller.runner import RunState
 from drivers.errors import ConfigurationError, FurnaceError, RunStateError
 
 __all__ = [
     "CONTROL_FILE",
     "MAX_REQUEST_BYTES",
+    "NEEDS_REASON",
+    "TRIGGERS",
     "Command",
     "CommandQueue",
     "CommandResult",
+    "Commandable",
     "ControlServer",
     "Source",
     "Status",
@@ -58,8 +64,8 @@ SOURCES: Final = ("ctl", "keys", "ctrl-c")
 # pauses it and a confirmation answers the recipe's own question; both may omit one.
 NEEDS_REASON: Final = frozenset({"resume", "stop", "abort"})
 # The state each trigger leads to: sending it again there is a duplicate, not an error (O7).
-_ALREADY: Final = {"hold": "held", "resume": "running", "stop": "stopping",
-                   "abort": "aborting"}
+_ALREADY: Final[dict[str, str]] = {"hold": RunState.HELD, "resume": RunState.RUNNING,
+                                   "stop": RunState.STOPPING, "abort": RunState.ABORTING}
 
 CONTROL_FILE: Final = "control.json"
 LOOPBACK: Final = "127.0.0.1"
@@ -209,6 +215,7 @@ class CommandQueue:
         self._pending: list[Command] = []
         self._seen: OrderedDict[str, _Entry] = OrderedDict()
         self._announced: set[str] = set()
+        self._superseded: list[tuple[Command, CommandResult]] = []
 
     def _state(self) -> str:
         return self.state()
@@ -253,14 +260,16 @@ class CommandQueue:
         """Remove and return the commands due this cycle, oldest first. A deferred hold
         stays queued until ``at_checkpoint`` (or the run is no longer running); a hold
         now, stop or abort supersedes it."""
-        running = self._state() == "running"
+        running = self._state() == RunState.RUNNING
         if any(not c.deferred and c.trigger in ("hold", "stop", "abort")
                for c in self._pending):
             for c in [c for c in self._pending if c.deferred]:
                 self._pending.remove(c)
                 self._announced.discard(c.id)
-                self.settle(c, CommandResult(c.id, Status.SUPERSEDED, self._state(),
-                                             "superseded by a later command"))
+                result = CommandResult(c.id, Status.SUPERSEDED, self._state(),
+                                       "superseded by a later command")
+                self.settle(c, result)
+                self._superseded.append((c, result))
         due = [c for c in self._pending if not c.deferred or at_checkpoint or not running]
         self._pending = [c for c in self._pending if c not in due]
         return due
@@ -279,9 +288,10 @@ class CommandQueue:
                   ) -> list[tuple[Command, CommandResult]]:
         """``take`` the due commands, ``apply_command`` each and ``settle`` it. The scan
         cycle calls this at its start and audits the returned pairs. A deferred hold left
-        waiting is returned once as ``queued``, so the request itself is on record."""
-        done = []
+        waiting is returned once as ``queued``, so the request itself is on record, and
+        once more as ``superseded`` or with its verdict."""
         due = self.take(at_checkpoint=at_checkpoint)
+        done, self._superseded = self._superseded, []
         for cmd in self._pending:
             if cmd.deferred and cmd.id not in self._announced:
                 self._announced.add(cmd.id)

@@ -43,6 +43,7 @@ class Context:
     active: bool = True  # a recipe is running (preflight to the end of a cool-down)
     inert_purged: bool = False  # only inert gas flows and the tube is purged
     flows_sccm: tuple[tuple[str, float], ...] = ()  # commanded flows
+    heating: bool = True  # the runner is ramping the setpoint up
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +105,8 @@ def air_above_limit(snap: Snapshot, ctx: Context, station: Station) -> Iterator[
 
 def heating_unpurged(snap: Snapshot, ctx: Context, station: Station) -> Iterator[Verdict]:
     """Heating under inert gas before the purge is complete: hold."""
-    if ctx.inert_unpurged and ctx.setpoint_c > snap.furnace_c + _HEATING_MARGIN_C:
+    if ctx.inert_unpurged and ctx.heating and \
+            ctx.setpoint_c > snap.furnace_c + _HEATING_MARGIN_C:
         yield Verdict("heating_unpurged", Severity.HOLD, ctx.setpoint_c, snap.furnace_c,
                       "heating under inert gas before the purge is complete")
 

@@ -4,9 +4,9 @@ Not here: the serial port's own exclusivity (the bus) or what a run does once it
 lock (``session``). Works the same on POSIX and Windows (reference/faults.md §2.8 K1).
 
 The lock is ``<lock_dir>/<station>.lock``, a small JSON record written completely to a
-temporary file, fsync'd, and then published under the lock name with ``os.link`` (which
-fails if the name exists, so exactly one creator wins and nobody can read a half-written
-lock). Where the file system has no hard links, it falls back to ``open(path, "x")``::
+temporary file (``open(tmp, "x")``), fsync'd, and then published under the lock name with
+``os.link``, which fails if the name exists: exactly one creator wins and nobody ever reads
+a half-written lock. A lock folder without hard links (FAT, some shares) is refused::
 
     {"format": 1, "station": "sim-tcp", "pid": 4242, "host": "labpc-3",
      "boot_id": "0f6c…" | null, "process_start": "123456" | null,
@@ -18,7 +18,9 @@ owner's host is this one and (the boot id differs, or the pid is not running, or
 now belongs to a process with another start time). An empty or unparsable lock file is
 stale too: a published lock is always complete, so such a file is damage, not a lock
 being written. A lock from another host is never judged stale (its process cannot be
-checked from here); the message says which file to delete.
+checked from here); the message says which file to delete. Takers of one stale lock
+serialise on a guard file (``_take_over``), so exactly one of them wins, and the lock
+name is never momentarily free during a takeover.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from types import TracebackType
 from typing import Any
 
 from controller.audit import format_utc, fsync_dir
-from controller.clock import WallClock
+from controller.clock import utc_now
 from drivers.errors import ConfigurationError
 
 __all__ = [
@@ -84,9 +86,9 @@ class LockInfo:
 
     def describe(self) -> str:
         """``pid N on HOST since T (batch B)`` on one line, for messages and audits."""
-        batch = _line(self.batch_dir) if self.batch_dir else "no batch yet"
+        batch = f"batch {_line(self.batch_dir)}" if self.batch_dir else "no batch yet"
         return (f"pid {self.pid} on {_line(self.host)} since {_line(self.started_utc)} "
-                f"(batch {batch})")
+                f"({batch})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,12 +139,14 @@ def default_lock_dir() -> Path:
 def lock_file_name(station_name: str) -> str:
     """A file name safe on every OS for a station name: ``sim-tcp`` -> ``sim-tcp.lock``.
 
-    Characters other than letters, digits and ``. _ -`` become ``_``, and a short hash of
-    the real name is added whenever the name had to change or is a Windows device name, so
-    two different stations never share a lock.
+    Characters other than letters, digits and ``. _ -`` become ``_``, a Windows device name
+    (``CON``, ``COM1``...) gets a leading ``_``, and a short hash of the real name is added
+    whenever the name had to change, so two different stations never share a lock.
     """
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", station_name)[:64].strip(".") or "station"
-    if safe != station_name or safe.split(".")[0].upper() in _WINDOWS_RESERVED:
+    if safe.split(".")[0].upper() in _WINDOWS_RESERVED:
+        safe = f"_{safe}"  # CON, NUL.x, COM1...: device names on Windows, with any suffix
+    if safe != station_name:
         digest = hashlib.sha256(station_name.encode("utf-8", "surrogatepass")).hexdigest()
         safe = f"{safe}-{digest[:10]}"
     return f"{safe}.lock"
@@ -171,7 +175,7 @@ class StationLock:
         self.station_name = station_name
         self.path = self.lock_dir / lock_file_name(station_name)
         self.took_over: StaleTakeover | None = None
-        self._wall = wall if wall is not None else WallClock().wall
+        self._wall = wall if wall is not None else utc_now
         self._record: dict[str, Any] | None = None
 
     @property
@@ -202,7 +206,7 @@ class StationLock:
         except OSError as exc:
             raise self._io_error("cannot create the lock file", exc) from None
         try:
-            takeover = self._acquire_loop(tmp, data)
+            takeover = self._acquire_loop(tmp)
         finally:
             with contextlib.suppress(OSError):
                 tmp.unlink()
@@ -274,9 +278,9 @@ class StationLock:
 
     # --- internals ------------------------------------------------------------------
 
-    def _acquire_loop(self, tmp: Path, data: bytes) -> StaleTakeover | None:
+    def _acquire_loop(self, tmp: Path) -> StaleTakeover | None:
         for _ in range(_ATTEMPTS):
-            if self._publish(tmp, data):
+            if self._publish(tmp, self.path):
                 return None
             try:
                 raw = _read_raw(self.path)
@@ -288,62 +292,90 @@ class StationLock:
             owner, reason = _judge(raw, self.path)
             if reason is None:
                 raise self._busy(owner)
-            if self._take_over(raw, tmp, data):
+            if self._take_over(raw, tmp):
                 return StaleTakeover(path=self.path, previous=owner, reason=reason,
                                      raw_preview=_line(raw[:80].decode("utf-8", "replace")))
         raise StationBusyError(
             f"station {_line(self.station_name)} is contended: could not take its lock "
             f"after {_ATTEMPTS} attempts; lock file {self.path}", owner=None, path=self.path)
 
-    def _take_over(self, stale: bytes, tmp: Path, data: bytes) -> bool:
-        """Move the stale file aside, check that what moved is the file judged stale, then
-        publish ours exclusively. Two takers cannot both win: only one rename moves the
-        stale file; a later one moves the winner's fresh lock, sees that it differs, and
-        puts it back (exclusively) before re-evaluating."""
-        aside = self.path.with_name(f"{self.path.name}.stale-{uuid.uuid4().hex}")
-        try:
-            os.rename(self.path, aside)
-        except OSError:  # gone (another taker won) or in use on Windows: re-evaluate
-            return False
-        try:
-            moved = _read_raw(aside)
-        except OSError:
-            moved = b""
-        if moved != stale:  # someone else's fresh lock: restore it, never overwrite
-            if not self._publish(aside, moved):
-                logger.error("lock %s changed hands during a takeover; %s holds the "
-                             "displaced record", self.path, aside)
-                return False
-            with contextlib.suppress(OSError):
-                aside.unlink()
-            return False
-        won = self._publish(tmp, data)
-        with contextlib.suppress(OSError):
-            aside.unlink()
-        return won
+    def _take_over(self, stale: bytes, tmp: Path) -> bool:
+        """Replace the stale lock ``stale`` by ours; True if we did.
 
-    def _publish(self, src: Path, data: bytes) -> bool:
-        """Make ``src`` (holding ``data``) appear as the lock file unless one exists.
-        True if it is now ours."""
-        try:
+        Takers of one stale record first claim a guard named after it,
+        ``.<lock>.takeover-<hash of the record>-<k>``, by exclusive creation; only the
+        guard's holder may replace the lock, and only while it still holds that record, by
+        ``os.replace`` (never a moment without a lock file, so a fresh ``acquire`` cannot
+        slip in). A guard whose holder died is skipped by claiming generation ``k + 1``.
+        """
+        digest = hashlib.sha256(stale).hexdigest()[:16]
+        k = 1
+        for _ in range(4 * _ATTEMPTS):
+            guard = self.lock_dir / f".{self.path.name}.takeover-{digest}-{k}"
+            if not self._publish(tmp, guard):
+                try:
+                    holder, dead = _judge(_read_raw(guard), guard)
+                except FileNotFoundError:
+                    continue  # its holder finished meanwhile: claim this generation again
+                except OSError:
+                    return False
+                if dead is None:  # a live process is taking over right now: it wins
+                    raise self._busy(holder)
+                logger.debug("takeover guard %s is stale (%s)", guard, dead)
+                k += 1
+                continue
             try:
-                os.link(src, self.path)
-            except (FileExistsError, FileNotFoundError):
-                raise
-            except OSError as exc:  # no hard links here (FAT, some shares): exclusive create
-                logger.debug("os.link unsupported for %s (%s); using open('x')", src, exc)
-                with open(self.path, "xb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
+                won = self._replace_if(stale, tmp)
+            finally:
+                for j in range(1, k + 1):  # ours and the stale ones before it
+                    with contextlib.suppress(OSError):
+                        (self.lock_dir / f".{self.path.name}.takeover-{digest}-{j}").unlink()
+            return won
+        return False
+
+    def _replace_if(self, stale: bytes, tmp: Path) -> bool:
+        """Holding the takeover guard: replace the lock by ``tmp`` if it is still
+        ``stale``. Nobody else may change it meanwhile (a fresh acquirer's ``os.link``
+        fails, other takers lack the guard, and its owner is dead)."""
+        try:
+            if _read_raw(self.path) != stale:
+                return False
+        except OSError:
+            return False
+        for attempt in range(_ATTEMPTS):
+            try:
+                os.replace(tmp, self.path)
+                break
+            except PermissionError:  # Windows: another process has it open for reading
+                if attempt == _ATTEMPTS - 1:
+                    return False
+            except OSError as exc:
+                raise self._io_error("cannot replace the stale lock file", exc) from None
+        with contextlib.suppress(OSError):
+            fsync_dir(self.lock_dir)
+        return True
+
+    def _publish(self, src: Path, dst: Path) -> bool:
+        """Make the complete, fsync'd file ``src`` appear as ``dst`` unless ``dst`` exists
+        (``os.link``: atomic and exclusive). True if it did; ``src`` stays in place.
+
+        Raises ``ConfigurationError`` if the lock folder cannot hold hard links (FAT, some
+        network shares): without them there is no safe exclusive publish.
+        """
+        try:
+            os.link(src, dst)
         except FileExistsError:
             return False
         except OSError as exc:
+            if exc.errno in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV) or (
+                    getattr(exc, "winerror", None) in (1, 50)):
+                raise ConfigurationError(
+                    f"the lock folder does not support hard links ({exc.strerror or exc}); "
+                    "use a folder on a local NTFS/ext4/APFS disk",
+                    source=str(self.lock_dir)) from None
             raise self._io_error("cannot create the lock file", exc) from None
-        try:
+        with contextlib.suppress(OSError):  # the lock exists; only its durability is unsure
             fsync_dir(self.lock_dir)
-        except OSError as exc:  # the lock exists and is ours; only its durability is unsure
-            logger.warning("cannot fsync %s (%s)", self.lock_dir, exc)
         return True
 
     def _write_temp(self, data: bytes, tag: str) -> Path:

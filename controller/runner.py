@@ -58,6 +58,9 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "fault", "source": [S.IDLE, *_ACTIVE], "dest": S.FAULTED},
 ]
 
+# The instrument's fallback rate as a fraction of the station's maximum cooling rate (its
+# PID tracks its own ramp ~10 % fast for a few minutes after a handover).
+FALLBACK_RATE_FRACTION = 0.9
 # Holds for these causes lift themselves after the condition has been clear this long.
 AUTO_RESUME_CAUSES = ("flow_lost", "o2_high")
 AUTO_RESUME_SETTLE_S = 60.0
@@ -116,7 +119,8 @@ class RecipeRunner:
         self.events: list[AuditEvent] = []
         self.setpoint_c = station.envelope.ambient_c
         self.flows_sccm: dict[str, float] = {m.gas: 0.0 for m in station.mfc}
-        self.rate_limit_c_per_min = station.envelope.max_cooling_rate_c_per_min
+        self.rate_limit_c_per_min = FALLBACK_RATE_FRACTION * \
+            station.envelope.max_cooling_rate_c_per_min
         self.purged: set[str] = set()
         self.step_index = 0
         self.end_reason = ""
@@ -182,7 +186,8 @@ class RecipeRunner:
                        guard=guard, ramp_paused=self.ramp_paused,
                        active=self.state in (S.RUNNING, S.HELD, S.STOPPING, S.ABORTING),
                        inert_purged=inert_only and bool(flowing & self.purged),
-                       flows_sccm=tuple(self.flows_sccm.items()))
+                       flows_sccm=tuple(self.flows_sccm.items()),
+                       heating=isinstance(step, Ramp) and step.to_c > self.setpoint_c)
 
     def request_hold_at_checkpoint(self, *, operator: str, reason: str) -> None:
         """Hold when the current step ends (the next safe point), not in the middle of it:
@@ -510,7 +515,7 @@ class RecipeRunner:
 
     def _cool_down(self, snap: Snapshot, dt_s: float) -> None:
         env = self.station.envelope
-        self.rate_limit_c_per_min = env.max_cooling_rate_c_per_min
+        self.rate_limit_c_per_min = FALLBACK_RATE_FRACTION * env.max_cooling_rate_c_per_min
         self._ramp_toward(env.ambient_c, env.max_cooling_rate_c_per_min, dt_s)
         if snap.furnace_c <= env.open_tube_max_c:
             self.command("cooled", reason=f"furnace below {env.open_tube_max_c:g} °C")
@@ -520,8 +525,8 @@ class RecipeRunner:
         step = self.plan.steps[self.step_index]
         self._step = _StepState(started_t_s=t_s, ramp_from_c=self.setpoint_c)
         # The instrument's own rate limit is what it falls back at if the PC goes silent, so
-        # it stays at the cooling limit except while a faster heating ramp needs more.
-        cooling = self.station.envelope.max_cooling_rate_c_per_min
+        # it stays below the cooling limit except while a faster heating ramp needs more.
+        cooling = FALLBACK_RATE_FRACTION * self.station.envelope.max_cooling_rate_c_per_min
         self.rate_limit_c_per_min = (max(cooling, step.rate_c_per_min)
                                      if isinstance(step, Ramp) else cooling)
         self.progress.stage_started_t_s.setdefault(step.stage, t_s)

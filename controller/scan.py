@@ -20,7 +20,12 @@ from controller.clock import Clock
 from controller.dtg import SlidingSlope
 from controller.interlocks import evaluate
 from controller.monitors import HealthMonitor
-from controller.runner import SAFE_INERT_FLOW_SCCM, RecipeRunner, RunState
+from controller.runner import (
+    FALLBACK_RATE_FRACTION,
+    SAFE_INERT_FLOW_SCCM,
+    RecipeRunner,
+    RunState,
+)
 from controller.snapshot import Commands, Snapshot
 from controller.station import Station
 from drivers.errors import DeviceError, ReadbackMismatchError
@@ -40,6 +45,11 @@ logger = logging.getLogger(__name__)
 _SAFE_STATE_TIMEOUT_S = 5.0
 DTG_WINDOW_S = 300.0  # DTG slope window: smooths balance noise, lags by half of it
 DELTA_T_RATE_WINDOW_S = 120.0  # the exotherm guard's rate of rise of ΔT
+
+
+def fallback_rate_c_per_min(station: Station) -> float:
+    """The instrument's own rate limit: what it cools at if the PC goes silent."""
+    return FALLBACK_RATE_FRACTION * station.envelope.max_cooling_rate_c_per_min
 
 
 def _finite(value: float) -> float | None:
@@ -268,14 +278,14 @@ class ScanLoop:
     # --------------------------------------------------------------------- cycle
     async def _preflight(self, t_s: float) -> None:
         env = self.station.envelope
+        rate = fallback_rate_c_per_min(self.station)
         await self.devices.furnace.configure_fallback(
-            local_setpoint_c=env.ambient_c,
-            rate_limit_c_per_min=env.max_cooling_rate_c_per_min,
+            local_setpoint_c=env.ambient_c, rate_limit_c_per_min=rate,
             alarm_high_c=env.max_temperature_c)
-        self._written["rate_limit"] = env.max_cooling_rate_c_per_min
+        self._written["rate_limit"] = rate
         self.recorder.audit("preflight", t_s, {
             "local_setpoint_c": env.ambient_c,
-            "rate_limit_c_per_min": env.max_cooling_rate_c_per_min,
+            "rate_limit_c_per_min": rate,
             "alarm_high_c": env.max_temperature_c, "remote_setpoint": "selected"})
 
     async def _reconfigure(self) -> None:

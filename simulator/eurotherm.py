@@ -61,6 +61,10 @@ class SimEurotherm3216:
     (default: ambient, in equilibrium) are °C; after ``remote_timeout_s`` seconds without
     an Rm.SP write in remote mode it falls back to TG.SP. Raises ``ValueError`` for an
     unknown thermocouple type or a ``decimals`` other than 0-2.
+
+    Fault hooks (driven by ``simulator.faults``): ``inject_sensor_break``, ``pv_offset_k``,
+    ``pv_frozen``, ``pv_spike_k``, ``heater_override_frac``, ``power_off``/``power_on`` and
+    the front-panel actions ``panel_*`` (state changes that are not bus writes).
     """
 
     __slots__ = (
@@ -69,7 +73,8 @@ class SimEurotherm3216:
         "_new_alarm", "_op_hi_pct", "_op_lo_pct", "_pb_c", "_pv_c", "_pv_filtered_c",
         "_remote_age_s", "_remote_failed", "_remote_selected", "_remote_sp_c", "_rng",
         "_sensor_break", "_span_c", "_sp_rate_c_per_s", "_td_s", "_ti_s", "_wsp_c",
-        "bank", "output_pct", "remote_timeout_s", "tc_spec", "thermal",
+        "bank", "heater_override_frac", "output_pct", "power_cycles", "powered",
+        "pv_frozen", "pv_offset_k", "pv_spike_k", "remote_timeout_s", "tc_spec", "thermal",
     )
 
     def __init__(self, decimals: int = 1, thermocouple: str = "S",
@@ -102,7 +107,23 @@ class SimEurotherm3216:
         self._filter_dt_s = self._d_dt_s = -1.0
         self._filter_alpha = self._d_alpha = 0.0
         self.output_pct = 0.0
-        """Working output actually applied to the heater, %."""
+        """Working output the instrument drives, % (what WRK.OP shows)."""
+        # Fault hooks (``simulator.faults``); the defaults change nothing.
+        self.pv_offset_k = 0.0
+        """Fault hook: added to the measured PV, K (a drifting or shunted thermocouple reads
+        low with a negative offset; the instrument's own PID sees it too)."""
+        self.pv_frozen = False
+        """Fault hook: the PV stops updating (a dead ADC): register and PID keep the last
+        value."""
+        self.pv_spike_k = 0.0
+        """Fault hook: added to the PV *register* only (a glitch on the reading), K."""
+        self.heater_override_frac: float | None = None
+        """Fault hook: heater power actually delivered, 0-1, whatever the output (0: open
+        element or contactor; 1: SSR failed closed). None: the output drives the heater."""
+        self.powered = True
+        """False between ``power_off`` and ``power_on``: no PID, output 0 %."""
+        self.power_cycles = 0
+        """How many times ``power_off`` was called (instrument power cycles)."""
         b = self.bank
         for name, value in (("TG.SP", start_c), ("Rm.SP", start_c), ("PB", 20.0),
                             ("Ti", 300.0), ("Td", 50.0), ("OP.HI", 100.0), ("OP.LO", 0.0),
@@ -195,6 +216,90 @@ class SimEurotherm3216:
             self._i_pct = 0.0
         self.publish()
 
+    def power_off(self) -> None:
+        """The instrument loses power: no control, output 0 % (the world also silences its
+        unit). Counted in ``power_cycles``. Idempotent while off."""
+        if self.powered:
+            self.powered = False
+            self.power_cycles += 1
+            self.output_pct = 0.0
+
+    def power_on(self) -> None:
+        """Power returns and the instrument restarts as from cold: EEPROM parameters (TG.SP,
+        PID terms, output limits, SP.RAT, A1) are kept; the local setpoint is selected
+        (L-R 0), the remote setpoint is forgotten (Rm.SP = PV), auto mode (A-M 0), alarms
+        and the remote-fail state are cleared, and the working setpoint starts at PV."""
+        self.powered = True
+        pv = self.thermal.tc_c + self.pv_offset_k if not self.pv_frozen else self._pv_c
+        self._pv_c = self._pv_filtered_c = pv
+        self._wsp_c = self._remote_sp_c = pv
+        self._remote_selected = self._remote_failed = False
+        self._remote_age_s = 0.0
+        self._auto_manual = False
+        self._alarm_active = self._new_alarm = False
+        self._i_pct = self._d_rate_k_per_s = 0.0
+        self.output_pct = 0.0
+        b = self.bank
+        b.set("L-R", 0.0)
+        b.set("A-M", 0.0)
+        b.set("Rm.SP", pv)
+        self.publish()
+
+    def panel_manual(self, output_pct: float | None = None) -> None:
+        """Someone presses A/M on the front panel: manual mode at ``output_pct`` (default:
+        the present output, a bumpless transfer). Not a bus write: no write count."""
+        self._man_op_pct = self.output_pct if output_pct is None else output_pct
+        self._auto_manual = True
+        self.bank.set("MAN.OP", self._man_op_pct)
+        self.bank.set("A-M", 1.0)
+        self.publish()
+
+    def panel_auto(self) -> None:
+        """Someone returns the front panel to auto (bumpless, as a bus write of A-M 0)."""
+        self._on_am(0.0)
+        self.bank.set("A-M", 0.0)
+        self.publish()
+
+    def panel_local_setpoint(self, setpoint_c: float, *, select_local: bool = True) -> None:
+        """Someone types ``setpoint_c`` (°C) as the local setpoint on the front panel and,
+        with ``select_local``, selects the local setpoint (L-R 0). Not a bus write."""
+        self._local_sp_c = setpoint_c
+        self.bank.set("TG.SP", setpoint_c)
+        if select_local:
+            self._remote_selected = self._remote_failed = False
+            self.bank.set("L-R", 0.0)
+        self.publish()
+
+    def panel_remote(self) -> None:
+        """Someone selects the remote setpoint on the front panel (L-R 1)."""
+        self._on_lr(1.0)
+        self.bank.set("L-R", 1.0)
+        self.publish()
+
+    @property
+    def manual(self) -> bool:
+        """True in manual mode (A-M 1)."""
+        return self._auto_manual
+
+    @property
+    def remote_selected(self) -> bool:
+        """True while the remote (comms) setpoint is selected (L-R 1)."""
+        return self._remote_selected
+
+    @property
+    def working_sp_c(self) -> float:
+        """The working (ramped) setpoint, °C."""
+        return self._wsp_c
+
+    @property
+    def heater_frac(self) -> float:
+        """Heater power actually delivered, 0-1 (the output unless a heater fault)."""
+        o = self.heater_override_frac
+        if o is not None:
+            return o
+        u = self.output_pct * 0.01
+        return 0.0 if u < 0.0 else 1.0 if u > 1.0 else u
+
     @property
     def sensor_break(self) -> bool:
         """True while a sensor break is injected."""
@@ -226,6 +331,11 @@ class SimEurotherm3216:
 
     def step(self, dt_s: float) -> None:
         """Integrate one step of ``dt_s`` seconds without refreshing the registers."""
+        if not self.powered:
+            self._rng.gauss(0.0, self.tc_spec.noise_k)  # keep the noise stream in step
+            o = self.heater_override_frac
+            self.thermal.step(dt_s, 0.0 if o is None else o)
+            return
         if self._remote_selected:
             self._remote_age_s += dt_s
             if self._remote_age_s > self.remote_timeout_s:
@@ -239,7 +349,11 @@ class SimEurotherm3216:
             self._wsp_c = wsp = wsp + (rate * dt_s if target_c > wsp else -rate * dt_s)
         thermal = self.thermal
         # PV = thermocouple + gaussian noise; the PID sees it through the input filter.
-        self._pv_c = pv = thermal.tc_c + self._rng.gauss(0.0, self.tc_spec.noise_k)
+        noise_k = self._rng.gauss(0.0, self.tc_spec.noise_k)
+        if self.pv_frozen:
+            pv = self._pv_c
+        else:
+            self._pv_c = pv = thermal.tc_c + self.pv_offset_k + noise_k
         if dt_s != self._filter_dt_s:
             self._filter_dt_s = dt_s
             self._filter_alpha = -math.expm1(-dt_s / INPUT_FILTER_S)
@@ -257,7 +371,8 @@ class SimEurotherm3216:
         if alarm and not self._alarm_active:
             self._new_alarm = True
         self._alarm_active = alarm
-        thermal.step(dt_s, out * 0.01)
+        o = self.heater_override_frac
+        thermal.step(dt_s, out * 0.01 if o is None else o)
 
     def _pid(self, dt_s: float, wsp_c: float, pv_c: float, previous_c: float) -> float:
         """Positional PID (%): P and I on error, D on PV, conditional-integration anti-windup.
@@ -292,14 +407,33 @@ class SimEurotherm3216:
         u = p + i + d
         return lo if u < lo else hi if u > hi else u
 
+    @property
+    def displayed_pv_c(self) -> float:
+        """The PV as the instrument shows it (register PV.IN), °C: upscale on a sensor
+        break, plus any injected spike."""
+        if self._sensor_break:
+            return self.tc_spec.range_hi_c + _BREAK_UPSCALE_FRAC * self._span_c
+        return self._pv_c + self.pv_spike_k
+
+    def status_word(self) -> int:
+        """The StAt word (``Status`` bits) for the present state."""
+        return self._status(self.displayed_pv_c)
+
     def publish(self) -> None:
         """Refresh the readable registers (PV, WSP, output, error, status) from the state."""
         b = self.bank
+        pv = self.displayed_pv_c
+        wsp = self._wsp_c
+        status = self._status(pv)
+        b.set("PV.IN", pv)
+        b.set("WKG.SP", wsp)
+        b.set("WRK.OP", self.output_pct)
+        b.set("ERR", pv - wsp)
+        b.set("StAt", float(status))
+        b.set("StAt.INV", float(~status & 0xFFFF))
+
+    def _status(self, pv: float) -> int:
         spec = self.tc_spec
-        if self._sensor_break:
-            pv = spec.range_hi_c + _BREAK_UPSCALE_FRAC * self._span_c
-        else:
-            pv = self._pv_c
         wsp = self._wsp_c
         status = 0
         if self._auto_manual:
@@ -316,9 +450,4 @@ class SimEurotherm3216:
             status |= Status.ALARM_1
         if self._new_alarm:
             status |= Status.NEW_ALARM
-        b.set("PV.IN", pv)
-        b.set("WKG.SP", wsp)
-        b.set("WRK.OP", self.output_pct)
-        b.set("ERR", pv - wsp)
-        b.set("StAt", float(status))
-        b.set("StAt.INV", float(~status & 0xFFFF))
+        return status

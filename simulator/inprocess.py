@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from drivers.errors import CommunicationError, DeviceRejectedError, DeviceTimeoutError
 from simulator.bank import ModbusExceptionReply
-from simulator.world import SimWorld
+from simulator.world import SimWorld, WireFault
 
 __all__ = ["SimBus"]
 
@@ -24,6 +24,11 @@ class SimBus:
     errors. Raises ``DeviceRejectedError`` with ``exception_code`` for a Modbus exception
     reply, ``DeviceTimeoutError`` for a unit that does not answer, and
     ``CommunicationError`` after ``close()``.
+
+    Wire faults (``world.wire_faults``) look as a client would see them: ``SLOW`` raises
+    ``DeviceTimeoutError`` and ``GARBLED`` raises ``CommunicationError("garbled reply
+    ...")``, both *after* the unit served the request (a write has happened); ``EXCEPTION``
+    comes from the world as exception 04 (``DeviceRejectedError``), nothing served.
     """
 
     __slots__ = ("_closed", "_names", "_now", "world")
@@ -45,9 +50,10 @@ class SimBus:
     async def read_registers(self, unit: int, address: int, count: int) -> list[int]:
         """Read ``count`` holding registers from ``address`` (0-based PDU) of ``unit``."""
         self._check_open(unit)
-        self.world.advance_to(self._now())
+        world = self.world
+        world.advance_to(self._now())
         try:
-            return self.world.read(unit, address, count)
+            words = world.read(unit, address, count)
         except ModbusExceptionReply as exc:
             raise DeviceRejectedError(f"read of {count} at {address} rejected",
                                       exception_code=exc.code, device=self._name(unit),
@@ -55,14 +61,18 @@ class SimBus:
         except DeviceTimeoutError as exc:
             raise DeviceTimeoutError(f"no reply to read at {address}",
                                      device=self._name(unit)) from exc
+        if world.wire_faults:
+            self._check_reply(unit, f"read at {address}")
+        return words
 
     async def write_registers(self, unit: int, address: int, words: Sequence[int], *,
                               idempotent: bool = True) -> None:
         """Write ``words`` from ``address`` (FC16); returns once the simulator accepted it."""
         self._check_open(unit)
-        self.world.advance_to(self._now())
+        world = self.world
+        world.advance_to(self._now())
         try:
-            self.world.write(unit, address, words)
+            world.write(unit, address, words)
         except ModbusExceptionReply as exc:
             raise DeviceRejectedError(f"write of {len(words)} at {address} rejected",
                                       exception_code=exc.code, device=self._name(unit),
@@ -70,6 +80,17 @@ class SimBus:
         except DeviceTimeoutError as exc:
             raise DeviceTimeoutError(f"no reply to write at {address}",
                                      device=self._name(unit)) from exc
+        if world.wire_faults:
+            self._check_reply(unit, f"write at {address}")
+
+    def _check_reply(self, unit: int, what: str) -> None:
+        """Raise what the client sees when the served request's reply is lost on the wire."""
+        fault = self.world.wire_faults.get(unit)
+        if fault is WireFault.SLOW:
+            raise DeviceTimeoutError(f"no reply to {what} in time (slow unit)",
+                                     device=self._name(unit))
+        if fault is WireFault.GARBLED:
+            raise CommunicationError(f"garbled reply to {what}", device=self._name(unit))
 
     async def close(self) -> None:
         """Stop serving; later calls raise ``CommunicationError``. Idempotent."""

@@ -97,7 +97,7 @@ class SampleKinetics:
         "_oxygen", "_oxygen_release", "_p_g", "_p_release", "_p_release_g_per_s", "_params",
         "_phi", "_pyro", "_solution_water", "_uptake", "_uptake_acid", "_uptake_cap_g",
         "_uptake_gain_g", "_vol", "_vol_rates", "_vol_released", "_vol_supp", "_water",
-        "_xi", "_xl", "_xl_cap_g", "_xl_heat_j", "spec",
+        "_xi", "_xl", "_xl_cap_g", "_xl_heat_j", "exotherm_extra_max_w", "exotherm_gain", "spec",
     )
 
     def __init__(self, spec: SampleSpec) -> None:
@@ -152,6 +152,14 @@ class SampleKinetics:
         self._oxygen_release = _Rate(p.oxygen_release)
         self._combustion = _Rate(p.combustion)
         self._initial_mass_g = self.mass_g
+        self.exotherm_gain = 1.0
+        """Fault hook: the net heat of the oxidation (O2 uptake and the cross-linking it
+        drives), when exothermic, is multiplied by this: a runaway pre-oxidation exotherm
+        (more sample, a hotter spot, a catalysing impurity). Other steps are unchanged."""
+        self.exotherm_extra_max_w = math.inf
+        """Fault hook: the most extra power (W) ``exotherm_gain`` may add. A cap keeps the
+        fault to the pre-oxidation window: uncapped, the hotter sample ignites and burns
+        (this model's combustion is not limited by the O2 supply)."""
 
     # ---- state ---------------------------------------------------------------------------
 
@@ -274,10 +282,17 @@ class SampleKinetics:
         if self._h0 > 0.0:
             heat_j += self._acid_step(dt_s, tk, inv_t)
 
+        ox_heat_j = 0.0
         if ox_gate > 0.0 and self._alpha_ox < 1.0:
-            heat_j += self._uptake_step(dt_s, tk, inv_t, ox_gate)
+            ox_heat_j += self._uptake_step(dt_s, tk, inv_t, ox_gate)
         if self._xl_cap_g > 0.0 and self._alpha_ox > self._xi:
-            heat_j += self._crosslink_step(dt_s, tk, inv_t)
+            ox_heat_j += self._crosslink_step(dt_s, tk, inv_t)
+        if ox_heat_j < 0.0 and self.exotherm_gain != 1.0:
+            # Fault hook: a runaway pre-oxidation exotherm, its extra power capped.
+            extra_j = ox_heat_j * (self.exotherm_gain - 1.0)
+            cap_j = self.exotherm_extra_max_w * dt_s
+            ox_heat_j += extra_j if extra_j > -cap_j else -cap_j
+        heat_j += ox_heat_j
 
         vol = self._vol
         rates = self._vol_rates

@@ -36,7 +36,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from drivers.errors import DeviceTimeoutError
 from drivers.modbus_bus import probe_serial_port
 from simulator.bank import ModbusExceptionReply
-from simulator.world import SimWorld
+from simulator.world import SimWorld, WireFault
 
 __all__ = ["SimModbusServer", "WriteJournal"]
 
@@ -45,6 +45,9 @@ logger = logging.getLogger(__name__)
 WriteJournal = Callable[[int, int, list[int]], None]
 """Called as ``journal(unit, address, words)`` for every write the world accepted."""
 
+SLOW_REPLY_S: Final = 5.0
+"""Default reply delay (real s) of a unit with ``WireFault.SLOW``: longer than any client
+timeout we configure (ModbusBus defaults to 0.5 s; pymodbus's own default is 3 s)."""
 _ADDRESS_SPACE: Final = 0x10000
 _REGISTER_FUNCTIONS: Final = frozenset({3, 4, 6, 16, 23})
 _MBAP_UNIT_BYTE: Final = 6  # socket framing: tid(2) pid(2) length(2) unit(1)
@@ -105,8 +108,14 @@ class SimModbusServer:
       framing, a wrong protocol id in the TCP header), so the master discards it; the
       unit is removed from the set when that happens.
 
+    The world's wire-fault table (``world.wire_faults``, shared with ``SimBus``) works
+    here too: ``WireFault.SLOW`` holds each reply of the unit for ``slow_reply_s`` (or its
+    ``reply_delay_s``, if longer), ``WireFault.GARBLED`` garbles every reply of the unit,
+    and ``WireFault.EXCEPTION`` answers exception 04 (raised by the world).
+
     ``on_write(unit, address, words)`` is the journal hook: called for every write the
-    world accepted, it is the ground truth of what reached the instruments.
+    world accepted, it is the ground truth of what reached the instruments (the world's
+    own ``write_hooks`` see the same writes, with the world time).
     """
 
     def __init__(self, world: SimWorld, now: Callable[[], float], *,
@@ -118,6 +127,8 @@ class SimModbusServer:
         """Fault hook: reply delay per unit, seconds."""
         self.garble_next: set[int] = set()
         """Fault hook: units whose next reply is corrupted."""
+        self.slow_reply_s = SLOW_REPLY_S
+        """Reply delay (real s) for a unit the world marks ``WireFault.SLOW``."""
         self.on_write: WriteJournal | None = None
         """Journal hook: ``on_write(unit, address, words)`` per accepted write."""
         self._now = now
@@ -220,6 +231,8 @@ class SimModbusServer:
             except NoSuchIdException:
                 return  # muted unit: silence
             delay_s = self.reply_delay_s.get(unit, 0.0)
+            if self.world.wire_faults.get(unit) is WireFault.SLOW:
+                delay_s = max(delay_s, self.slow_reply_s)
             if delay_s > 0.0:
                 # Wire time, deliberately real: the master's timeout is real loop time too.
                 await asyncio.sleep(delay_s)  # noqa: TID251
@@ -245,6 +258,8 @@ class SimModbusServer:
                 world.write(unit, address, words)
                 if self.on_write is not None:
                     self.on_write(unit, address, words)
+            if world.wire_faults.get(unit) is WireFault.GARBLED:
+                self.garble_next.add(unit)  # served, but the reply is corrupted
         except ModbusExceptionReply as exc:
             logger.debug("exception reply", extra={"unit": self._name(unit), "code": exc.code,
                                                    "detail": str(exc)})

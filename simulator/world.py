@@ -9,21 +9,45 @@ import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from types import MappingProxyType
 
 from drivers.errors import DeviceTimeoutError
 from simulator.alicat import SimAlicatMFC
 from simulator.balance import SimBalance
-from simulator.bank import RegisterBank
+from simulator.bank import ModbusExceptionReply, RegisterBank
 from simulator.eurotherm import SimEurotherm3216
 from simulator.gas import AIR_O2_PPM, TubeGas, inlet_o2_ppm
 from simulator.kinetics import SampleKinetics, SampleSpec, sample_heat_capacity_j_per_k
 from simulator.o2 import SimO2Analyser
 from simulator.sample import SampleBoat, SimIndicator
 
-__all__ = ["SimMfcSpec", "SimStationSpec", "SimTruth", "SimWorld"]
+__all__ = ["SimMfcSpec", "SimStationSpec", "SimTruth", "SimWorld", "WireFault", "WorldReadHook",
+           "WorldWriteHook"]
 
 _EPS_S = 1e-9  # remainders shorter than this are rounding noise, not a step
+_DEVICE_FAILURE = 4  # Modbus exception 04, server device failure
+
+
+class WireFault(StrEnum):
+    """How a unit's replies go wrong on the wire (``SimWorld.wire_faults``). Both transports
+    (``SimBus`` in process, ``SimModbusServer`` over the wire) honour it.
+
+    ``SLOW``: the request is served (a write happens) but the reply comes later than any
+    client timeout. ``EXCEPTION``: every request is answered with Modbus exception 04
+    (server device failure) and not served. ``GARBLED``: the request is served but the
+    reply is corrupted (bad CRC / header), so the master discards it.
+    """
+
+    SLOW = "slow"
+    EXCEPTION = "exception"
+    GARBLED = "garbled"
+
+
+WorldWriteHook = Callable[[int, int, Sequence[int], float], None]
+"""Called as ``hook(unit, address, words, t_s)`` after each write the world accepted."""
+WorldReadHook = Callable[[int, int, int, float], None]
+"""Called as ``hook(unit, address, count, t_s)`` after each read the world served."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +104,17 @@ class SimTruth:
     """True sample/boat temperature, °C."""
     mass_g: float = math.nan
     """True sample mass, g (what the balance reads, before buoyancy and noise)."""
+    heater_pct: float = math.nan
+    """Heating power actually delivered, % of full power: the output, unless a heater
+    fault overrides it or the instrument is off."""
+    pv_c: float = math.nan
+    """The furnace PV as its instrument shows it (PV.IN), °C."""
+    working_sp_c: float = math.nan
+    """The furnace instrument's working setpoint, °C."""
+    status: int = 0
+    """The furnace instrument's status word (``drivers.eurotherm.registers.Status``)."""
+    leak_sccm: float = 0.0
+    """Room air leaking into the tube, sccm."""
 
 
 class SimWorld:
@@ -96,10 +131,15 @@ class SimWorld:
     ``balance.serve_tcp``/``serve_serial`` or reach it in process with
     ``simulator.balance.SimSicsLine``). Raises ``ValueError`` for duplicate unit ids or
     bad device parameters.
+
+    Fault injection and the ground-truth journal plug in through ``hooks`` (per substep),
+    ``write_hooks``/``read_hooks`` (per served request, both transports), ``set_responding``
+    and the ``wire_faults`` table; ``simulator.faults`` and ``simulator.journal`` use them.
     """
 
-    __slots__ = ("_banks", "_inlet_ppm", "_silent", "balance", "furnace", "hooks", "mfcs", "now_s",
-                 "kinetics", "o2", "sample", "sample_tc", "spec", "substep_s", "tube")
+    __slots__ = ("_banks", "_inlet_ppm", "_silent", "balance", "furnace", "hooks", "kinetics",
+                 "mfcs", "now_s", "o2", "sample", "sample_tc", "spec", "substep_s", "tube",
+                 "read_hooks", "wire_faults", "write_hooks")
 
     def __init__(self, spec: SimStationSpec, seed: int = 0, substep_s: float = 0.5) -> None:
         if not substep_s > 0.0:
@@ -157,7 +197,16 @@ class SimWorld:
         self._silent: set[int] = set()
         self.hooks: list[Callable[[SimWorld, float], None]] = []
         """Called as ``hook(world, t_s)`` before each substep (fault injection, scripted
-        events). Empty in normal runs, so it costs nothing then."""
+        events), with ``now_s`` already at ``t_s``. Empty in normal runs, so it costs
+        nothing then. A hook may remove itself."""
+        self.write_hooks: list[WorldWriteHook] = []
+        """Called as ``hook(unit, address, words, t_s)`` after each accepted write, from
+        either transport (the ground-truth journal)."""
+        self.read_hooks: list[WorldReadHook] = []
+        """Called as ``hook(unit, address, count, t_s)`` after each served read (fault
+        injection: a one-sample glitch clears once it has been read)."""
+        self.wire_faults: dict[int, WireFault] = {}
+        """Fault table: unit id -> how its replies go wrong (see ``WireFault``)."""
 
     # ---- time ------------------------------------------------------------------------
 
@@ -199,7 +248,8 @@ class SimWorld:
         self.tube.o2_ppm = AIR_O2_PPM
 
     def _run_hooks(self, t_s: float) -> None:
-        for hook in self.hooks:
+        self.now_s = t_s  # the physics is integrated up to here
+        for hook in tuple(self.hooks):
             hook(self, t_s)
 
     def _substep(self, dt_s: float) -> None:
@@ -231,18 +281,31 @@ class SimWorld:
         if bank is None or unit in self._silent:
             # An RTU line gives no reply at all for a unit nobody answers to.
             raise DeviceTimeoutError(f"no reply from unit {unit}", device=f"unit {unit}")
+        if self.wire_faults and self.wire_faults.get(unit) is WireFault.EXCEPTION:
+            raise ModbusExceptionReply(_DEVICE_FAILURE, "device failure (injected)")
         return bank
 
     def read(self, unit: int, address: int, count: int) -> list[int]:
         """FC03 on ``unit``: ``count`` words from ``address``.
 
-        Raises ``DeviceTimeoutError`` (no such unit) or ``ModbusExceptionReply``.
+        Raises ``DeviceTimeoutError`` (no such unit, or muted) or ``ModbusExceptionReply``
+        (04 for a unit with ``WireFault.EXCEPTION``).
         """
-        return self._bank(unit).read(address, count)
+        words = self._bank(unit).read(address, count)
+        if self.read_hooks:
+            for hook in tuple(self.read_hooks):
+                hook(unit, address, count, self.now_s)
+        return words
 
     def write(self, unit: int, address: int, words: Sequence[int]) -> None:
-        """FC16 on ``unit``. Raises ``DeviceTimeoutError`` or ``ModbusExceptionReply``."""
+        """FC16 on ``unit``. Raises ``DeviceTimeoutError`` or ``ModbusExceptionReply``.
+
+        After the write is accepted, every ``write_hooks`` entry sees it (at ``now_s``).
+        """
         self._bank(unit).write(address, words)
+        if self.write_hooks:
+            for hook in tuple(self.write_hooks):
+                hook(unit, address, words, self.now_s)
 
     def set_responding(self, unit: int, responding: bool) -> None:
         """Fault hook: make ``unit`` stop (or resume) answering, as on a comms loss."""
@@ -250,6 +313,10 @@ class SimWorld:
             self._silent.discard(unit)
         else:
             self._silent.add(unit)
+
+    def is_responding(self, unit: int) -> bool:
+        """True if ``unit`` is an instrument of this world and is not muted."""
+        return unit in self._banks and unit not in self._silent
 
     @property
     def units(self) -> tuple[int, ...]:
@@ -261,4 +328,6 @@ class SimWorld:
         f = self.furnace
         flows = MappingProxyType({gas: m.flow_sccm for gas, m in self.mfcs.items()})
         return SimTruth(self.now_s, f.thermal.furnace_c, f.thermal.tc_c, f.output_pct,
-                        flows, self.tube.o2_ppm, self.sample.sample_c, self.sample.mass_g)
+                        flows, self.tube.o2_ppm, self.sample.sample_c, self.sample.mass_g,
+                        f.heater_frac * 100.0, f.displayed_pv_c, f.working_sp_c,
+                        f.status_word(), self.tube.leak_sccm)

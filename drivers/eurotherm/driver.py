@@ -98,8 +98,9 @@ class Eurotherm3216:
         describes, before anything moves.
 
         Reads PV from the float region, the scaled region, then the float region again: the
-        scaled value, decoded with the configured ``decimals``, must lie within one count of
-        the float readings (a wrong ``decimals`` is off by a factor of 10 or 100). Then the
+        scaled value, decoded with the configured ``decimals``, must agree with the float
+        readings to within a count, their spread and 2 % (a wrong ``decimals`` is off by a
+        factor of 10 or 100). Then the
         input range must have RNG.LO < RNG.HI. Raises ``ConfigurationError`` (one line: what
         disagreed and the station field to fix); a wrong unit id shows up as the bus's
         ``DeviceTimeoutError`` or ``DeviceRejectedError``, which propagate.
@@ -113,8 +114,12 @@ class Eurotherm3216:
         spread_c = abs(second_c - first_c)
 
         def agrees(decimals: int) -> bool:
+            # The reads are moments apart: the furnace moves and the sensor noise differs
+            # between them. A wrong decimals setting is off by ×10 or ×100, so a tolerance
+            # of one count plus the spread plus 2 % (and 1 K) still tells them apart.
             count = 10.0**-decimals
-            return abs(raw * count - first_c) <= count + spread_c
+            tolerance_c = count + spread_c + max(0.02 * abs(first_c), 1.0)
+            return abs(raw * count - first_c) <= tolerance_c
 
         if not agrees(self._decimals):
             where = f"{self.name} (unit {self._unit})"

@@ -208,5 +208,6 @@ def test_fast_ramp_raises_instrument_rate_limit_then_restores(station: Station) 
     runner.step(snap(0.0, 25.0), [])
     runner.step(snap(60.0, 25.0), [])
     assert runner.step_index == 1
-    assert runner.commands().rate_limit_c_per_min == \
-        station.envelope.max_cooling_rate_c_per_min
+    # back below the cooling limit: the rate the instrument falls back at on its own
+    assert runner.commands().rate_limit_c_per_min == pytest.approx(
+        0.9 * station.envelope.max_cooling_rate_c_per_min)

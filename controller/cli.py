@@ -284,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point. Returns the exit code (also used as the process's)."""
     args = _parser().parse_args(argv)
     out = Console()
-    err = Console(stderr=True)
+    err = Console(stderr=True, emoji=False)
     setup_logging(err)
     try:
         return COMMANDS[args.command](args, out)

@@ -246,8 +246,13 @@ class Recipe(_Model):
 
     @model_validator(mode="after")
     def _unique_stage_names(self) -> Recipe:
-        names = [s.name for s in self.stages]
-        dup = next((n for n in names if names.count(n) > 1), None)
+        seen: set[str] = set()
+        dup = None
+        for stage in self.stages:
+            if stage.name in seen:
+                dup = stage.name
+                break
+            seen.add(stage.name)
         if dup is not None:
             raise ValueError(f"two stages are named {dup!r}; stage names must be unique")
         return self
@@ -300,7 +305,7 @@ def parse_overrides(items: Iterable[str]) -> dict[str, str]:
         if not sep or not key:
             raise ConfigurationError(f"expected KEY=VALUE, got {item!r}", field="--set")
         if key in out:
-            raise ConfigurationError("given more than once", field=f"--set {key}")
+            raise ConfigurationError("given more than once", field=f"--set {path_key(key)}")
         out[key] = value.strip()
     return out
 
@@ -371,14 +376,14 @@ def _apply_overrides(parameters: Mapping[str, Parameter], overrides: Mapping[str
         if key not in parameters:
             known = ", ".join(parameters) or "none"
             raise ConfigurationError(f"unknown parameter (this recipe declares: {known})",
-                                     source=source, field=f"--set {key}")
+                                     source=source, field=f"--set {path_key(key)}")
         try:
             value = float(text)
         except ValueError:
             value = math.nan
         if not math.isfinite(value):
             raise ConfigurationError(f"{text!r} is not a number", source=source,
-                                     field=f"--set {key}")
+                                     field=f"--set {path_key(key)}")
         p = parameters[key]
         if not p.min <= value <= p.max:
             raise ConfigurationError(

@@ -35,7 +35,10 @@ Positive = Annotated[float, Field(gt=0)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+OneLine = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 class BusConfig(_Model):
@@ -155,7 +158,7 @@ class Station(_Model):
     """A furnace station: its line, instruments and envelope."""
 
     schema_version: Literal[1]
-    name: Annotated[str, Field(min_length=1)]
+    name: OneLine
     # True for the simulator served over a real bus (``furnace sim serve``): it may run
     # faster than real time and its operator steps are confirmed automatically.
     simulated: bool = False

@@ -5,6 +5,7 @@ Not here: the models themselves (``recipe``, ``station``).
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,10 +20,23 @@ __all__ = ["first_error", "load_model", "parse_toml", "read_text"]
 M = TypeVar("M", bound=BaseModel)
 
 
+MAX_FILE_BYTES = 1 << 20  # recipes and stations are a few kB; refuse megabytes
+MAX_NESTING = 32  # tables and arrays inside each other; real files nest 3 deep
+
+
 def read_text(path: Path) -> str:
-    """Read a UTF-8 text file. Raises ``ConfigurationError`` if it cannot be read."""
+    """Read a UTF-8 text file of at most ``MAX_FILE_BYTES``. Raises ``ConfigurationError``
+    if it cannot be read, is not a regular file (a FIFO or a device would block or never
+    end) or is too large."""
     try:
-        return path.read_text(encoding="utf-8")
+        if path.exists() and not path.is_dir() and not path.is_file():
+            raise ConfigurationError("not a regular file", source=str(path))
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise ConfigurationError(f"larger than {MAX_FILE_BYTES // 1024} KiB; not a "
+                                     "recipe or station file", source=str(path))
+        return data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigurationError("file not found", source=str(path)) from None
     except IsADirectoryError:
@@ -36,15 +50,55 @@ def read_text(path: Path) -> str:
 def parse_toml(text: str, source: str) -> dict[str, Any]:
     """Parse TOML. Raises ``ConfigurationError`` with the line and column of a syntax error."""
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"not valid TOML: {exc}", source=source) from None
+    except (RecursionError, ValueError) as exc:  # absurd nesting, 5000-digit integers
+        raise ConfigurationError(f"not valid TOML: {_short(str(exc))}",
+                                 source=source) from None
+    if _depth(data) > MAX_NESTING:
+        raise ConfigurationError(f"nested more than {MAX_NESTING} levels deep",
+                                 source=source)
+    return data
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of tables and arrays, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if depth > MAX_NESTING:
+                break
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _short(text: str, limit: int = 80) -> str:
+    """One line, at most ``limit`` characters: safe to echo a user's value."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print
+        return "<a value too large to show>"
+    return _short(text)
+
+
+def _loc_part(part: Any) -> str:
+    text = str(part)
+    return text if re.fullmatch(r"[A-Za-z0-9_.\[\]-]+", text) else _safe_repr(text)
 
 
 def first_error(exc: ValidationError, source: str) -> ConfigurationError:
     """The first pydantic error as a one-line ``ConfigurationError`` (file, field, rule)."""
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    loc = ".".join(_loc_part(p) for p in err["loc"]) or "(top level)"
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown field (not allowed here)"
@@ -55,8 +109,8 @@ def first_error(exc: ValidationError, source: str) -> ConfigurationError:
     if "input" in err and err["type"] not in ("missing", "extra_forbidden") and not isinstance(
         err["input"], Mapping | list
     ):
-        msg = f"{msg} (got {err['input']!r})"
-    return ConfigurationError(msg, source=source, field=loc)
+        msg = f"{msg} (got {_safe_repr(err['input'])})"
+    return ConfigurationError(_short(msg, 300), source=source, field=loc)
 
 
 def load_model(model: type[M], text: str, source: str, context: Any = None) -> M:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -22,10 +23,12 @@ from rich.table import Table
 from controller.batch import verify_batch
 from controller.clock import Clock, ScaledClock, VirtualClock, WallClock, utc_now
 from controller.console import LiveView, setup_logging, summary_table
+from controller.control import TRIGGERS, CommandQueue, send_command
+from controller.keys import InterruptPolicy, KeyCommands, KeyReader, install_interrupt_handler
 from controller.plan import load_recipe, summarize
 from controller.recipe import ResolvedRecipe, parse_overrides
 from controller.runner import RunState
-from controller.session import resume_batch, run_batch
+from controller.session import BatchResult, resume_batch, run_batch
 from controller.station import Station, load_station
 from controller.station_factory import serve_simulator
 from controller.steps import Plan
@@ -76,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--operator", default="unknown", help="who is running the batch")
     run.add_argument("--batches", default="batches", help="folder for batch records")
     run.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    run.add_argument("--fault", action="append", default=[], metavar="SPEC",
+                     help="inject a fault into the built-in simulator: KIND[:TARGET]@TIME")
     resume = sub.add_parser("resume", help="continue an interrupted batch from its folder")
     resume.add_argument("batch_dir")
     resume.add_argument("--speed", type=_speed, default=None,
@@ -106,6 +111,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--station", default=None,
                        help="station whose instruments to play (default: built-in layout)")
     serve.add_argument("--seed", type=int, default=0, help="noise seed")
+    serve.add_argument("--fault", action="append", default=[], metavar="SPEC",
+                       help="inject a fault: KIND[:TARGET]@TIME (time since serving began)")
+    ctl = sub.add_parser("ctl", help="hold, resume, stop, abort or confirm a running batch")
+    ctl.add_argument("batch_dir")
+    ctl.add_argument("action", choices=TRIGGERS)
+    ctl.add_argument("--operator", default=None, help="who (default: the login name)")
+    ctl.add_argument("--reason", default="", help="why (required for resume, stop, abort)")
     return p
 
 
@@ -113,6 +125,60 @@ def _load(args: argparse.Namespace) -> tuple[Station, str, ResolvedRecipe, Plan,
     station, station_text = load_station(args.station)
     resolved, plan, frozen = load_recipe(args.recipe, parse_overrides(args.set), station)
     return station, station_text, resolved, plan, frozen
+
+
+async def _with_console(view: LiveView, operator: str,
+                        start: Callable[[CommandQueue], Awaitable[BatchResult]]
+                        ) -> BatchResult:
+    """Run a batch with the console's controls: keys (see ``HELP_LINE``) and Ctrl-C (once:
+    hold at the next safe point; twice: hold now; more: abort with a controlled cool-down;
+    five times: leave the furnace to its own fallback). Outputs are never left undefined:
+    the scan loop's ``finally`` makes them safe whatever ends the run."""
+    commands = CommandQueue()
+    keys = KeyCommands(operator)
+    policy = InterruptPolicy(operator)
+    human = WallClock()  # a double press is measured in real time, even at --speed max
+    main_task = asyncio.current_task()
+
+    def on_key(key: str) -> None:
+        cmd = keys.feed(key)
+        if cmd is not None:
+            result = commands.post(cmd)
+            logger.info("%s: %s", cmd.trigger, result.message)
+
+    def on_interrupt() -> None:
+        if main_task is None:
+            return
+        if not view.started:  # still connecting: nothing written yet
+            main_task.cancel()
+            return
+        result = commands.post(policy.on_interrupt(human.now()))
+        logger.warning("Ctrl-C: %s", result.message)
+        if policy.halt_requested:
+            main_task.cancel()
+
+    uninstall = install_interrupt_handler(asyncio.get_running_loop(), on_interrupt)
+    try:
+        with KeyReader(on_key):
+            return await start(commands)
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None
+    finally:
+        uninstall()
+
+
+def cmd_ctl(args: argparse.Namespace, out: Console) -> int:
+    operator = args.operator
+    if not operator:
+        try:
+            operator = getpass.getuser()
+        except (OSError, KeyError):
+            raise ConfigurationError("give --operator NAME", field="--operator") from None
+    reply = asyncio.run(send_command(Path(args.batch_dir), args.action, operator,
+                                     args.reason))
+    out.print(f"{args.action}: {reply.get('status')} ({reply.get('state')}): "
+              f"{reply.get('message')}", markup=False, highlight=False, soft_wrap=True)
+    return EXIT_OK if reply.get("ok") else EXIT_FAILED
 
 
 def _hm(seconds: float) -> str:
@@ -169,11 +235,12 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
     compact = args.speed is None
     view = LiveView(out, summary, compact=compact, refresh_every=500 if compact else 1)
     with view:
-        result = asyncio.run(run_batch(
+        result = asyncio.run(_with_console(view, args.operator, lambda commands: run_batch(
             plan=plan, station=station, recipe_text=frozen,
             station_text=station_text, clock=clock, batches_dir=Path(args.batches),
             operator=args.operator, seed=args.seed, observer=view,
-            station_source=args.station or "built-in station"))
+            station_source=args.station or "built-in station", commands=commands,
+            faults=args.fault)))
     out.print(summary_table(result.summary))
     out.print(f"batch: {result.batch_dir}", soft_wrap=True, markup=False, highlight=False)
     return EXIT_OK if result.state is RunState.COMPLETED else EXIT_FAILED
@@ -198,9 +265,10 @@ def cmd_resume(args: argparse.Namespace, out: Console) -> int:
     with LiveView(out, summarize(load_recipe(batch_dir / "recipe.toml", {}, station)[1],
                                  station), compact=speed is None,
                   refresh_every=500 if speed is None else 1) as view:
-        result = asyncio.run(resume_batch(batch_dir, make_clock=make_clock, speed=rate,
-                                          station_source=str(batch_dir / "station.toml"),
-                                          observer=view))
+        result = asyncio.run(_with_console(view, "resume", lambda commands: resume_batch(
+            batch_dir, make_clock=make_clock, speed=rate,
+            station_source=str(batch_dir / "station.toml"), observer=view,
+            commands=commands)))
     out.print(summary_table(result.summary))
     out.print(f"batch: {result.batch_dir}", soft_wrap=True, markup=False, highlight=False)
     return EXIT_OK if result.state is RunState.COMPLETED else EXIT_FAILED
@@ -255,7 +323,7 @@ async def _serve(args: argparse.Namespace, station: Station) -> None:
     served = await serve_simulator(station, clock, host=args.host,
                                    port=args.port or None, rtu=args.rtu,
                                    rtu_port=args.rtu_port, balance=args.balance,
-                                   seed=args.seed)
+                                   seed=args.seed, faults=args.fault)
     try:
         await asyncio.Event().wait()  # until Ctrl-C
     finally:
@@ -277,7 +345,7 @@ def cmd_sim(args: argparse.Namespace, out: Console) -> int:
 
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "plan": cmd_plan,
             "verify": cmd_verify, "sim": cmd_sim, "report": cmd_report,
-            "resume": cmd_resume}
+            "resume": cmd_resume, "ctl": cmd_ctl}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -68,6 +68,11 @@ class LiveView:
         self._live = Live(self._progress, console=console, refresh_per_second=4,
                           transient=False)
 
+    @property
+    def started(self) -> bool:
+        """True once the first scan has drawn (the batch is under way)."""
+        return self._started
+
     def __enter__(self) -> LiveView:
         return self  # the live display starts with the first scan, after connecting
 

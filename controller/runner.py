@@ -137,7 +137,6 @@ class RecipeRunner:
         self.hold_cause = ""  # the interlock that held the run, if one did
         self._hold_clear_since_t_s: float | None = None
         self._notes: set[str] = set()  # NOTE verdicts currently active (edge audit)
-        self._hold_at_checkpoint: tuple[str, str] | None = None  # (operator, reason)
         self._machine = Machine(model=self, states=RunState, transitions=TRANSITIONS,
                                 initial=S.IDLE, auto_transitions=False, queued=True,
                                 model_override=True, send_event=True,
@@ -188,13 +187,6 @@ class RecipeRunner:
                        inert_purged=inert_only and bool(flowing & self.purged),
                        flows_sccm=tuple(self.flows_sccm.items()),
                        heating=isinstance(step, Ramp) and step.to_c > self.setpoint_c)
-
-    def request_hold_at_checkpoint(self, *, operator: str, reason: str) -> None:
-        """Hold when the current step ends (the next safe point), not in the middle of it:
-        the first Ctrl-C. Audited now; carried out at the checkpoint."""
-        self._hold_at_checkpoint = (operator, reason)
-        self._audit("hold_requested", operator=operator, reason=reason,
-                    when="at the end of the current step")
 
     def command(self, trigger: str, *, reason: str, operator: str = "") -> None:
         """Fire ``trigger`` with a reason. Raises ``RunStateError`` if not allowed now."""
@@ -544,11 +536,6 @@ class RecipeRunner:
             self.command("finish", reason="recipe completed")
             return
         self._enter_step(snap.t_s)
-        if self._hold_at_checkpoint is not None:
-            operator, reason = self._hold_at_checkpoint
-            self._hold_at_checkpoint = None
-            self.command("hold", reason=f"{reason} (at the end of the previous step)",
-                         operator=operator)
 
     def _audit(self, event: str, **fields: Any) -> None:
         self.events.append(AuditEvent(event, fields))

@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from controller.clock import Clock
+from controller.control import CommandQueue
 from controller.dtg import SlidingSlope
 from controller.interlocks import evaluate
 from controller.monitors import HealthMonitor
@@ -28,6 +29,7 @@ from controller.runner import (
 )
 from controller.snapshot import Commands, Snapshot
 from controller.station import Station
+from controller.steps import Dwell
 from drivers.errors import DeviceError, ReadbackMismatchError
 from drivers.roles import (
     Balance,
@@ -113,14 +115,21 @@ class ScanLoop:
                  clock: Clock, recorder: Recorder,
                  observer: Callable[[Snapshot, RecipeRunner], None] | None = None,
                  t0_s: float | None = None,
-                 on_start: Callable[[Snapshot], None] | None = None) -> None:
+                 on_start: Callable[[Snapshot], None] | None = None,
+                 commands: CommandQueue | None = None) -> None:
         self.station = station
         self.runner = runner
         self.devices = devices
         self.clock = clock
         self.recorder = recorder
         self.observer = observer
-        self.inbox: list[tuple[str, str, str]] = []  # (trigger, operator, reason)
+        # Operator commands (ctl, keys, Ctrl-C) arrive here and are applied at the start
+        # of a cycle; a deferred hold waits for a checkpoint (a step boundary, or in band
+        # during a dwell).
+        self.commands = (commands if commands is not None
+                         else CommandQueue(lambda: str(self.runner.state)))
+        self._drained_step = -1
+        self._in_band = False
         self._failures: dict[str, int] = {"furnace": 0}
         self._failures.update({m.name: 0 for m in devices.mfcs})
         self._written: dict[str, float] = {}
@@ -301,13 +310,16 @@ class ScanLoop:
         self.recorder.audit("instrument_reconfigured", t_s, {
             "reason": "resumed after the instrument was changed outside the controller"})
 
-    def _drain_inbox(self) -> None:
-        while self.inbox:
-            trigger, operator, reason = self.inbox.pop(0)
-            if trigger == "confirm":
-                self.runner.confirm(operator)
-            else:
-                self.runner.command(trigger, reason=reason, operator=operator)
+    def _drain_commands(self) -> None:
+        """Apply due operator commands; a refused one is audited, never raised."""
+        t_s = self.clock.now() - self._t0_s
+        at_checkpoint = self.runner.step_index != self._drained_step or self._in_band
+        self._drained_step = self.runner.step_index
+        for cmd, result in self.commands.apply_due(self.runner, at_checkpoint=at_checkpoint):
+            self.recorder.audit("operator_command", t_s, {
+                **cmd.audit_fields(), "status": str(result.status), "state": result.state,
+                "message": result.message})
+        self._flush_events(t_s)
 
     async def run(self) -> RunState:
         """Run the batch to its end. Returns the final state.
@@ -329,12 +341,15 @@ class ScanLoop:
                     self.on_start(snap)
             next_t = self.clock.now()
             while not self.runner.is_final:
-                self._drain_inbox()
+                self._drain_commands()
                 if self.runner.needs_reconfigure and self.runner.state is RunState.RUNNING:
                     await self._reconfigure()
                 snap = await self.read()
                 verdicts = evaluate(snap, self.runner.context, self.station)
                 cmds = self.runner.step(snap, verdicts)
+                step = self.runner.current_step
+                self._in_band = isinstance(step, Dwell) and abs(
+                    snap.furnace_c - step.at_c) <= step.band_c
                 self._flush_events(snap.t_s)  # recorded before it is acted on
                 if not self.runner.is_final:
                     await self._write(cmds, snap)

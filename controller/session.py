@@ -17,14 +17,17 @@ from typing import Any
 from controller.audit import AuditLog, RecordError
 from controller.batch import create_batch_dir, write_frozen, write_summary
 from controller.clock import Clock, utc_now
+from controller.control import CommandQueue, ControlServer
+from controller.lock import StaleTakeover, StationLock, default_lock_dir
 from controller.plan import PlanSummary, summarize
 from controller.resume import Policy, decide, recover
 from controller.runner import RecipeRunner, RunState
 from controller.scan import ScanLoop, trace_columns
 from controller.snapshot import Snapshot
 from controller.station import Station
-from controller.station_factory import Built, build_devices
+from controller.station_factory import Built, FaultInjector, build_devices
 from controller.steps import Plan
+from controller.storage import check_free_space, required_free_bytes
 from controller.trace import TraceWriter
 from drivers.errors import ConfigurationError
 
@@ -117,7 +120,8 @@ async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_t
                     clock: Clock, batches_dir: Path, operator: str, seed: int = 0,
                     station_source: str = "station",
                     observer: Callable[[Snapshot, RecipeRunner], None] | None = None,
-                    built: Built | None = None) -> BatchResult:
+                    built: Built | None = None, commands: CommandQueue | None = None,
+                    faults: Sequence[str] = ()) -> BatchResult:
     """Run ``plan`` on ``station`` as a batch under ``batches_dir``.
 
     The folder, frozen inputs and first audit record exist (fsync'd) before any device is
@@ -126,14 +130,27 @@ async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_t
     handled there; an unexpected error still leaves the outputs safe (the scan loop's
     ``finally``) and is re-raised after the audit records it.
     """
-    if built is None:
-        built = build_devices(station, clock, seed=seed, material=plan.material)
+    planned = summarize(plan, station)
+    check_free_space(batches_dir, required_free_bytes(
+        planned.duration_s * 2, station.scan_period_s, len(trace_columns(station))))
+    lock = _station_lock(station)
+    took_over = lock.acquire() if lock is not None else None
     try:
-        await built.connect(station_source)
+        if built is None:
+            built = build_devices(station, clock, seed=seed, material=plan.material)
+        injector = _inject(built, faults)
+        try:
+            await built.connect(station_source)
+        except BaseException:
+            await built.close()
+            raise
+        batch_dir = create_batch_dir(batches_dir, plan.sample_name, clock.wall())
     except BaseException:
-        await built.close()
+        if lock is not None:
+            lock.release()
         raise
-    batch_dir = create_batch_dir(batches_dir, plan.sample_name, clock.wall())
+    if lock is not None:
+        lock.update(batch_dir=batch_dir)
     recipe_sha256 = write_frozen(batch_dir, "recipe.toml", recipe_text)
     station_sha256 = write_frozen(batch_dir, "station.toml", station_text)
     t0_s = clock.now()
@@ -146,9 +163,41 @@ async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_t
                             simulated=station.is_simulated)
     trace = TraceWriter(batch_dir / "trace.csv", trace_columns(station))
     runner = _runner(plan, station, built)
+    _record_start(audit, clock, 0.0, took_over, injector)
     return await _loop_and_finish(batch_dir=batch_dir, plan=plan, station=station,
                                   built=built, audit=audit, trace=trace, runner=runner,
-                                  clock=clock, t0_s=t0_s, observer=observer)
+                                  clock=clock, t0_s=t0_s, observer=observer,
+                                  commands=commands, lock=lock)
+
+
+def _station_lock(station: Station) -> StationLock | None:
+    """One run per station. The in-process simulator is private to its process: no lock."""
+    if station.bus.kind == "sim":
+        return None
+    return StationLock(default_lock_dir(), station.name)
+
+
+def _inject(built: Built, faults: Sequence[str]) -> FaultInjector | None:
+    """Faults for the in-process simulator (``--fault``). Raises ``ConfigurationError``."""
+    if not faults:
+        return None
+    if built.world is None:
+        raise ConfigurationError("faults are injected where the simulator runs: give them "
+                                 "to 'furnace sim serve --fault'", field="--fault")
+    try:
+        return FaultInjector(built.world, list(faults))
+    except ValueError as exc:
+        raise ConfigurationError(str(exc), field="--fault") from None
+
+
+def _record_start(audit: AuditLog, clock: Clock, t_s: float, took_over: StaleTakeover | None,
+                  injector: FaultInjector | None) -> None:
+    if took_over is not None:
+        audit.append("stale_lock_taken_over", t_s=t_s, wall=clock.wall(),
+                     previous=took_over.describe())
+    if injector is not None:
+        audit.append("faults_scheduled", t_s=t_s, wall=clock.wall(),
+                     faults=[str(s) for s in (*injector.active, *injector.pending)])
 
 
 def _runner(plan: Plan, station: Station, built: Built) -> RecipeRunner:
@@ -163,9 +212,14 @@ async def _loop_and_finish(*, batch_dir: Path, plan: Plan, station: Station, bui
                            observer: Callable[[Snapshot, RecipeRunner], None] | None,
                            on_start: Callable[[Snapshot], None] | None = None,
                            prepare: Callable[[ScanLoop, BatchRecorder], Awaitable[None]]
-                           | None = None) -> BatchResult:
-    """Run the scan loop to the batch's end, then record the end and write the summary."""
+                           | None = None, commands: CommandQueue | None = None,
+                           lock: StationLock | None = None) -> BatchResult:
+    """Run the scan loop to the batch's end, then record the end and write the summary.
+
+    Operator commands reach the loop through ``commands``, from the loopback control
+    server (``furnace ctl``) and from the console."""
     recorder = BatchRecorder(audit, trace, clock)
+    commands = commands if commands is not None else CommandQueue()
 
     def observe(snap: Snapshot, r: RecipeRunner) -> None:
         recorder.observe(snap, r)
@@ -173,8 +227,15 @@ async def _loop_and_finish(*, batch_dir: Path, plan: Plan, station: Station, bui
             observer(snap, r)
 
     loop = ScanLoop(station=station, runner=runner, devices=built.devices, clock=clock,
-                    recorder=recorder, observer=observe, t0_s=t0_s, on_start=on_start)
+                    recorder=recorder, observer=observe, t0_s=t0_s, on_start=on_start,
+                    commands=commands)
+    commands.state = lambda: str(loop.runner.state)
+    server = ControlServer(batch_dir, commands.submit, state=commands.state,
+                           reply_timeout_s=max(5.0, 3 * station.scan_period_s))
     try:
+        await server.start()
+        host, port = server.address
+        recorder.audit("control_server", clock.now() - t0_s, {"host": host, "port": port})
         if prepare is not None:
             await prepare(loop, recorder)
         state = await loop.run()
@@ -183,8 +244,11 @@ async def _loop_and_finish(*, batch_dir: Path, plan: Plan, station: Station, bui
                        {"error": type(exc).__name__, "detail": str(exc)})
         raise
     finally:
+        await server.stop()
         trace.close()
         await built.close()
+        if lock is not None:
+            lock.release()
     runner = loop.runner
     actual_s = clock.now() - t0_s
     summary = _summary(batch_dir, loop.runner.plan, summarize(loop.runner.plan, station),
@@ -202,7 +266,8 @@ async def _loop_and_finish(*, batch_dir: Path, plan: Plan, station: Station, bui
 async def resume_batch(batch_dir: Path, *, make_clock: Callable[[float], Clock],
                        speed: float = 1.0, station_source: str = "station.toml",
                        observer: Callable[[Snapshot, RecipeRunner], None] | None = None,
-                       built: Built | None = None) -> BatchResult:
+                       built: Built | None = None,
+                       commands: CommandQueue | None = None) -> BatchResult:
     """Continue an interrupted batch from its folder (never the original recipe file).
 
     ``make_clock(start_s)`` builds the clock, its process time starting where the batch
@@ -216,18 +281,26 @@ async def resume_batch(batch_dir: Path, *, make_clock: Callable[[float], Clock],
     resumed_t_s = rec.last_t_s + outage_wall_s * speed
     clock = make_clock(resumed_t_s)
     station, plan = rec.station, rec.plan
+    lock = _station_lock(station)
+    took_over = lock.acquire() if lock is not None else None
+    if lock is not None:
+        lock.update(batch_dir=batch_dir)
     if built is None:
         built = build_devices(station, clock, material=plan.material)
     try:
         await built.connect(station_source)
     except BaseException:
         await built.close()
+        if lock is not None:
+            lock.release()
         raise
     try:
         audit = AuditLog.open_existing(batch_dir / "audit.jsonl")
         trace = TraceWriter.open_existing(batch_dir / "trace.csv", trace_columns(station))
     except (OSError, RecordError) as exc:
         await built.close()
+        if lock is not None:
+            lock.release()
         raise ConfigurationError(f"cannot continue the records: {exc}",
                                  source=str(batch_dir)) from None
     runner = _runner(plan, station, built)
@@ -246,6 +319,9 @@ async def resume_batch(batch_dir: Path, *, make_clock: Callable[[float], Clock],
         if trace.torn_tail:
             recorder.audit("torn_tail_recovered", resumed_t_s,
                            {"file": "trace.csv", "bytes": len(trace.torn_tail)})
+        if took_over is not None:
+            recorder.audit("stale_lock_taken_over", resumed_t_s,
+                           {"previous": took_over.describe()})
         recorder.audit("batch_resumed", resumed_t_s, {
             "outage_from_t_s": rec.last_t_s, "outage_to_t_s": resumed_t_s,
             "outage_wall_s": round(outage_wall_s, 3), "state_then": rec.state,
@@ -270,6 +346,6 @@ async def resume_batch(batch_dir: Path, *, make_clock: Callable[[float], Clock],
     return await _loop_and_finish(batch_dir=batch_dir, plan=plan, station=station,
                                   built=built, audit=audit, trace=trace, runner=runner,
                                   clock=clock, t0_s=0.0, observer=observer, on_start=start,
-                                  prepare=prepare)
+                                  prepare=prepare, commands=commands, lock=lock)
 
 

@@ -9,6 +9,7 @@ decimal setting is a one-line error (exit 2) and nothing moves.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -32,10 +33,18 @@ from drivers.o2 import O2Analyser
 from drivers.roles import MassFlowController, OxygenAnalyser, TemperatureController
 from simulator import SimBus, SimMfcSpec, SimStationSpec, SimWorld
 from simulator.balance import SimSicsLine
+from simulator.faults import FaultInjector
 from simulator.modbus_server import SimModbusServer
 
-__all__ = ["Built", "ServedSimulator", "build_devices", "serve_simulator", "sim_spec",
-           "unit_names"]
+__all__ = [
+    "Built",
+    "FaultInjector",
+    "ServedSimulator",
+    "build_devices",
+    "serve_simulator",
+    "sim_spec",
+    "unit_names",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +198,8 @@ class ServedSimulator:
 
 async def serve_simulator(station: Station, clock: Clock, *, host: str, port: int | None,
                           rtu: str | None = None, rtu_port: int | None = None,
-                          balance: str | None = None, seed: int = 0) -> ServedSimulator:
+                          balance: str | None = None, seed: int = 0,
+                          faults: Sequence[str] = ()) -> ServedSimulator:
     """Serve ``station``'s instruments from one simulated world, advanced to ``clock``.
 
     Modbus TCP on ``host:port`` (an RS-485 line behind a gateway), Modbus RTU on the serial
@@ -199,6 +209,11 @@ async def serve_simulator(station: Station, clock: Clock, *, host: str, port: in
     port cannot be opened.
     """
     world = SimWorld(sim_spec(station), seed=seed)
+    if faults:
+        try:
+            FaultInjector(world, list(faults))
+        except ValueError as exc:
+            raise ConfigurationError(str(exc), field="--fault") from None
     names = unit_names(station)
     servers: list[SimModbusServer] = []
     endpoints: list[str] = []

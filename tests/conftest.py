@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,9 @@ import pytest
 from controller.station import Station, load_station
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Station locks of the test run (and of the furnace processes it starts) stay private.
+os.environ["FURNACE_LOCK_DIR"] = tempfile.mkdtemp(prefix="furnace-locks-")
 PROFILES = ROOT / "profiles"
 
 

@@ -1,0 +1,90 @@
+"""Operator commands reach a running batch and are audited; one run per station."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from controller.clock import VirtualClock
+from controller.control import Command, CommandQueue, send_command
+from controller.lock import StationBusyError
+from controller.plan import load_recipe
+from controller.runner import RecipeRunner, RunState
+from controller.session import run_batch
+from controller.snapshot import Snapshot
+from controller.station import load_station, load_station_text
+from controller.station_factory import serve_simulator
+from tests.conftest import PROFILES, ROOT
+
+SMOKE = PROFILES / "smoke-600.toml"
+
+
+def _audit(batch: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in (batch / "audit.jsonl").read_text().splitlines()]
+
+
+async def test_commands_from_the_queue_and_the_socket_are_applied(tmp_path: Path) -> None:
+    station, text = load_station(None)
+    _, plan, frozen = load_recipe(SMOKE, {}, station)
+    queue = CommandQueue()  # empty, hence falsy: it must still be the one the loop uses
+    sent: list[asyncio.Task[dict[str, object]]] = []
+    batch_dirs: list[Path] = []
+
+    def observer(snap: Snapshot, runner: RecipeRunner) -> None:
+        if snap.t_s > 600 and not sent and runner.state is RunState.RUNNING:
+            queue.post(Command(trigger="hold", operator="ann", source="keys"))
+            batch = next(tmp_path.iterdir())
+            batch_dirs.append(batch)
+            sent.append(asyncio.ensure_future(send_command(
+                batch, "resume", "bob", "gas checked")))
+
+    result = await run_batch(plan=plan, station=station, recipe_text=frozen,
+                             station_text=text, clock=VirtualClock(), batches_dir=tmp_path,
+                             operator="pytest", observer=observer, commands=queue)
+    assert result.state is RunState.COMPLETED
+    reply = await sent[0]
+    assert reply["ok"], reply
+    records = _audit(result.batch_dir)
+    commands = [(r["trigger"], r["operator"], r["status"]) for r in records
+                if r["event"] == "operator_command"]
+    assert ("hold", "ann", "applied") in commands
+    assert ("resume", "bob", "applied") in commands
+    changes = [(r["new"], r.get("operator")) for r in records if r["event"] == "state_change"]
+    assert ("held", "ann") in changes
+    assert ("running", "bob") in changes
+    assert not (result.batch_dir / "control.json").exists()  # removed at the end
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_second_run_on_a_station_in_use_is_refused(tmp_path: Path) -> None:
+    port = _free_port()
+    text = (ROOT / "stations" / "sim-tcp.toml").read_text(encoding="utf-8")
+    text = text.replace("port = 5020", f"port = {port}")
+    text = text[:text.index("[balance]")] + text[text.index("[envelope]"):]
+    station = load_station_text(text, "sim-tcp.toml")
+    clock = VirtualClock()
+    served = await serve_simulator(station, clock, host="127.0.0.1", port=port)
+    _, plan, frozen = load_recipe(SMOKE, {}, station)
+    try:
+        first = asyncio.ensure_future(run_batch(
+            plan=plan, station=station, recipe_text=frozen, station_text=text, clock=clock,
+            batches_dir=tmp_path / "a", operator="first"))
+        await clock.sleep(0)  # one turn of the loop: the first takes the lock
+        with pytest.raises(StationBusyError, match="in use by pid"):
+            await run_batch(plan=plan, station=station, recipe_text=frozen,
+                            station_text=text, clock=clock, batches_dir=tmp_path / "b",
+                            operator="second")
+        assert not (tmp_path / "b").exists()  # nothing was created for the refused run
+        result = await first
+        assert result.state is RunState.COMPLETED
+    finally:
+        await served.stop()

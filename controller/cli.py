@@ -20,6 +20,7 @@ from typing import NoReturn
 from rich.console import Console
 from rich.table import Table
 
+from controller.audit import RecordError
 from controller.batch import verify_batch
 from controller.clock import Clock, ScaledClock, VirtualClock, WallClock, utc_now
 from controller.console import LiveView, setup_logging, summary_table
@@ -359,6 +360,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as exc:
         err.print(f"furnace: {exc}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_BAD_INPUT
+    except RecordError as exc:
+        err.print(f"furnace: {exc}: the run was stopped and its outputs made safe "
+                  "(heat to the instrument's fallback, inert gas on)", markup=False,
+                  highlight=False, soft_wrap=True)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         err.print("furnace: interrupted; outputs were left in the safe state", markup=False)
         return EXIT_FAILED

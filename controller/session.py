@@ -6,6 +6,7 @@ Not here: argument parsing and printing (``cli``), or device construction
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import platform
 from collections.abc import Awaitable, Callable, Sequence
@@ -27,7 +28,7 @@ from controller.snapshot import Snapshot
 from controller.station import Station
 from controller.station_factory import Built, FaultInjector, build_devices
 from controller.steps import Plan
-from controller.storage import check_free_space, required_free_bytes
+from controller.storage import check_free_space, is_disk_full, required_free_bytes
 from controller.trace import TraceWriter
 from drivers.errors import ConfigurationError
 
@@ -57,15 +58,34 @@ class BatchRecorder:
         self.gas_used_l: dict[str, float] = {}
         self._last_t_s: float | None = None
         self._rows = 0
+        self.trace_stopped = ""  # why the trace stopped (disk full), "" while it runs
 
     def audit(self, event: str, t_s: float, fields: dict[str, Any]) -> None:
-        self.audit_log.append(event, t_s=t_s, wall=self.clock.wall(), **fields)
+        """Append to the audit log, durable on return. Raises ``RecordError`` if it cannot
+        be written: the run must then go safe, since nothing it does could be recorded."""
+        try:
+            self.audit_log.append(event, t_s=t_s, wall=self.clock.wall(), **fields)
+        except (OSError, RecordError) as exc:
+            kind = "disk full" if isinstance(exc, OSError) and is_disk_full(exc) else str(exc)
+            raise RecordError(f"the audit log cannot be written ({kind})") from exc
 
     def trace(self, row: Sequence[object]) -> None:
-        self.trace_writer.write_row(row)
-        self._rows += 1
-        if self._rows % _TRACE_FLUSH_ROWS == 0:
-            self.trace_writer.flush()
+        """Append a trace row. The trace is the non-essential record: if the disk fills,
+        it stops (recorded in the audit) and the batch goes on with the audit alone."""
+        if self.trace_stopped:
+            return
+        try:
+            self.trace_writer.write_row(row)
+            self._rows += 1
+            if self._rows % _TRACE_FLUSH_ROWS == 0:
+                self.trace_writer.flush()
+        except (OSError, RecordError) as exc:
+            full = isinstance(exc, OSError) and is_disk_full(exc)
+            self.trace_stopped = "disk full" if full else str(exc)
+            logger.error("trace stopped: %s; the audit goes on", self.trace_stopped)
+            self.audit("records_degraded", self._last_t_s or 0.0, {
+                "what": "trace stopped", "reason": self.trace_stopped, "disk_full": full,
+                "rows_written": self._rows})
 
     def observe(self, snap: Snapshot, runner: RecipeRunner) -> None:
         """Integrate measured flows (standard litres)."""
@@ -240,12 +260,16 @@ async def _loop_and_finish(*, batch_dir: Path, plan: Plan, station: Station, bui
             await prepare(loop, recorder)
         state = await loop.run()
     except BaseException as exc:
-        recorder.audit("supervisor_error", clock.now() - t0_s,
-                       {"error": type(exc).__name__, "detail": str(exc)})
+        with contextlib.suppress(RecordError):  # the audit itself may be what failed
+            recorder.audit("supervisor_error", clock.now() - t0_s,
+                           {"error": type(exc).__name__, "detail": str(exc)})
+        with contextlib.suppress(OSError):
+            audit.close()
         raise
     finally:
         await server.stop()
-        trace.close()
+        with contextlib.suppress(OSError, RecordError):
+            trace.close()
         await built.close()
         if lock is not None:
             lock.release()

@@ -242,6 +242,11 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
             operator=args.operator, seed=args.seed, observer=view,
             station_source=args.station or "built-in station", commands=commands,
             faults=args.fault)))
+    return _finished(out, result)
+
+
+def _finished(out: Console, result: BatchResult) -> int:
+    """The closing summary and the batch folder; the exit code of the outcome."""
     out.print(summary_table(result.summary))
     out.print(f"batch: {result.batch_dir}", soft_wrap=True, markup=False, highlight=False)
     return EXIT_OK if result.state is RunState.COMPLETED else EXIT_FAILED
@@ -270,9 +275,7 @@ def cmd_resume(args: argparse.Namespace, out: Console) -> int:
             batch_dir, make_clock=make_clock, speed=rate,
             station_source=str(batch_dir / "station.toml"), observer=view,
             commands=commands)))
-    out.print(summary_table(result.summary))
-    out.print(f"batch: {result.batch_dir}", soft_wrap=True, markup=False, highlight=False)
-    return EXIT_OK if result.state is RunState.COMPLETED else EXIT_FAILED
+    return _finished(out, result)
 
 
 def cmd_verify(args: argparse.Namespace, out: Console) -> int:

@@ -34,6 +34,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol, cast
 
+from controller.lock import process_alive
 from controller.runner import RunState
 from drivers.errors import ConfigurationError, FurnaceError, RunStateError
 
@@ -324,32 +325,6 @@ class CommandQueue:
 PostResult = CommandResult | Awaitable[CommandResult]
 
 
-def _pid_alive(pid: int) -> bool:
-    """True if a process with ``pid`` exists (or might: we may not see it)."""
-    if pid <= 0:
-        return False
-    if sys.platform == "win32":
-        import ctypes
-
-        kernel32 = ctypes.windll.kernel32
-        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFO
-        if not handle:
-            return bool(kernel32.GetLastError() == 5)  # access denied: it exists
-        try:
-            code = ctypes.c_ulong()
-            kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
-            return code.value == 259  # STILL_ACTIVE
-        finally:
-            kernel32.CloseHandle(handle)
-    try:
-        os.kill(pid, 0)  # signal 0: existence check only (never on Windows: it kills)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _read_control(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -459,7 +434,7 @@ class ControlServer:
             pid = json.loads(self.path.read_text(encoding="utf-8")).get("pid")
         except (OSError, ValueError, AttributeError):
             return None
-        return pid if isinstance(pid, int) and _pid_alive(pid) else None
+        return pid if isinstance(pid, int) and process_alive(pid) else None
 
     async def stop(self) -> None:
         """Stop listening, end open connections, remove control.json (if still ours)."""
@@ -590,7 +565,7 @@ async def send_command(batch_dir: Path, trigger: str, operator: str, reason: str
         raise ConfigurationError("not a batch folder", source=str(batch_dir))
     path = batch_dir / CONTROL_FILE
     info = _read_control(path)
-    if not _pid_alive(info["pid"]):
+    if not process_alive(info["pid"]):
         raise ConfigurationError(f"the batch is not running (stale {CONTROL_FILE}: process "
                                  f"{info['pid']} has ended)", source=str(batch_dir))
     request = {"token": info["token"], "id": cmd.id, "trigger": cmd.trigger,

@@ -63,6 +63,7 @@ Check = Callable[[Snapshot, Context, Station], Iterator[Verdict]]
 
 # Consecutive failed polls of a device before it counts as lost (faults.md C1).
 COMMS_LOSS_CYCLES = 3
+COMMS_LOSS_HALT_S = 30.0  # T_comm: stale this long, give the line up (faults.md C1)
 OVER_TEMPERATURE_CYCLES = 2  # two readings in a row: one spike must not abort a batch
 PV_FROZEN_S = 20.0  # a live thermocouple is never bit-identical this long (S3)
 HEATER_OPEN_S = 600.0  # full output this long with too little rise: loop break (A2)
@@ -117,9 +118,14 @@ def comms_loss(snap: Snapshot, ctx: Context, station: Station) -> Iterator[Verdi
     lost flow (see ``flow_lost``). Balance, O2, sample thermocouple: recorded; the batch
     goes on without the channel."""
     failures = snap.failures.get("furnace", 0)
-    if failures >= COMMS_LOSS_CYCLES:
-        yield Verdict("comms_loss", Severity.HALT, failures, COMMS_LOSS_CYCLES,
-                      "no valid reply from the furnace controller")
+    halt_cycles = max(COMMS_LOSS_CYCLES, math.ceil(COMMS_LOSS_HALT_S / station.scan_period_s))
+    if failures >= halt_cycles:
+        yield Verdict("comms_loss", Severity.HALT, failures, halt_cycles,
+                      f"no valid reply from the furnace controller for "
+                      f"{failures * station.scan_period_s:.0f} s")
+    elif failures >= COMMS_LOSS_CYCLES:
+        yield Verdict("comms_stale", Severity.HOLD, failures, COMMS_LOSS_CYCLES,
+                      "furnace controller not answering: readings stale, holding")
     for name in ("balance", "o2", "sample_tc"):
         count = snap.failures.get(name, 0)
         if count >= COMMS_LOSS_CYCLES:

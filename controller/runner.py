@@ -62,7 +62,7 @@ TRANSITIONS: list[dict[str, Any]] = [
 # PID tracks its own ramp ~10 % fast for a few minutes after a handover).
 FALLBACK_RATE_FRACTION = 0.9
 # Holds for these causes lift themselves after the condition has been clear this long.
-AUTO_RESUME_CAUSES = ("flow_lost", "o2_high")
+AUTO_RESUME_CAUSES = ("flow_lost", "o2_high", "comms_stale")
 AUTO_RESUME_SETTLE_S = 60.0
 # A gas step is done once every flow is within this fraction of full scale of its setpoint.
 _FLOW_TOLERANCE_FRACTION = 0.05

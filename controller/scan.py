@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from controller.clock import Clock
 from controller.control import CommandQueue
 from controller.dtg import SlidingSlope
-from controller.interlocks import evaluate
+from controller.interlocks import COMMS_LOSS_CYCLES, evaluate
 from controller.monitors import HealthMonitor
 from controller.runner import (
     FALLBACK_RATE_FRACTION,
@@ -175,17 +175,20 @@ class ScanLoop:
         if self.devices.o2 is not None:
             try:
                 o2 = await self.devices.o2.read_o2_ppm()
+                self._failures[self.devices.o2.name] = 0
             except DeviceError as exc:
                 self._failed(self.devices.o2.name, exc)
         if self.devices.sample_tc is not None:
             try:
                 sample_c = (await self.devices.sample_tc.read()).temperature_c
+                self._failures[self.devices.sample_tc.name] = 0
             except DeviceError as exc:
                 self._failed(self.devices.sample_tc.name, exc)
         mass_g = None
         if self.devices.balance is not None:
             try:
                 mass_g = (await self.devices.balance.read_mass_g()).mass_g
+                self._failures[self.devices.balance.name] = 0
             except DeviceError as exc:
                 self._failed(self.devices.balance.name, exc)
         t_s = self.clock.now() - self._t0_s
@@ -209,11 +212,16 @@ class ScanLoop:
         """Setpoint every cycle (the remote-setpoint heartbeat); the rest on change."""
         t_s = snap.t_s
         furnace = self.devices.furnace
-        await self._guarded("furnace", "setpoint_c", cmds.setpoint_c, t_s,
-                            furnace.write_setpoint_c(cmds.setpoint_c), audit_change=False)
-        if self._written.get("rate_limit") != cmds.rate_limit_c_per_min:
-            await self._guarded("furnace", "rate_limit", cmds.rate_limit_c_per_min, t_s,
-                                furnace.write_rate_limit_c_per_min(cmds.rate_limit_c_per_min))
+        # Stale readings (faults.md C1): no new setpoints. Even if writes still get through
+        # (slow or garbled replies), the instrument's remote setpoint then times out and it
+        # goes to its own local fallback, which needs no PC.
+        if snap.failures.get("furnace", 0) < COMMS_LOSS_CYCLES:
+            await self._guarded("furnace", "setpoint_c", cmds.setpoint_c, t_s,
+                                furnace.write_setpoint_c(cmds.setpoint_c), audit_change=False)
+            if self._written.get("rate_limit") != cmds.rate_limit_c_per_min:
+                await self._guarded("furnace", "rate_limit", cmds.rate_limit_c_per_min, t_s,
+                                    furnace.write_rate_limit_c_per_min(
+                                        cmds.rate_limit_c_per_min))
         for mfc in self.devices.mfcs:
             flow = cmds.flows_sccm[mfc.gas]
             key = f"flow_{mfc.gas}"
@@ -240,8 +248,9 @@ class ScanLoop:
                                                "what": key, "detail": str(exc)})
             return
         except DeviceError as exc:
+            # Not a failed poll (the comms watchdog counts reads); retried next cycle.
             self._written.pop(key, None)
-            self._failed(device, exc)
+            logger.warning("write failed: %s", exc, extra={"device": device, "what": key})
             return
         if audit_change:
             self.recorder.audit("setpoint_written", t_s, {"device": device, "what": key,
@@ -342,7 +351,11 @@ class ScanLoop:
             next_t = self.clock.now()
             while not self.runner.is_final:
                 self._drain_commands()
-                if self.runner.needs_reconfigure and self.runner.state is RunState.RUNNING:
+                # After a front-panel change we hold and do not fight the operator; once
+                # running again, or aborting with nobody there, our configuration returns
+                # so that the controlled cool-down really controls the furnace.
+                if self.runner.needs_reconfigure and self.runner.state in (
+                        RunState.RUNNING, RunState.ABORTING, RunState.STOPPING):
                     await self._reconfigure()
                 snap = await self.read()
                 verdicts = evaluate(snap, self.runner.context, self.station)

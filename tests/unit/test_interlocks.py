@@ -9,6 +9,7 @@ import pytest
 
 from controller.interlocks import (
     COMMS_LOSS_CYCLES,
+    COMMS_LOSS_HALT_S,
     FLOW_LOST_S,
     HEATER_OPEN_S,
     HEATER_STUCK_S,
@@ -75,11 +76,13 @@ def test_heating_unpurged(station: Station) -> None:
     assert names(station, snap(25.0), Context(100.0, False)) == []
 
 
-def test_comms_loss_after_consecutive_failures(station: Station) -> None:
+def test_comms_loss_holds_when_stale_then_halts_after_t_comm(station: Station) -> None:
     assert names(station, snap(None, failures=COMMS_LOSS_CYCLES - 1)) == []
-    verdicts = evaluate(snap(None, failures=COMMS_LOSS_CYCLES), CALM, station)
-    assert [v.interlock for v in verdicts] == ["comms_loss"]
-    assert verdicts[0].severity is Severity.HALT
+    stale = evaluate(snap(None, failures=COMMS_LOSS_CYCLES), CALM, station)
+    assert [(v.interlock, v.severity) for v in stale] == [("comms_stale", Severity.HOLD)]
+    halt_cycles = math.ceil(COMMS_LOSS_HALT_S / station.scan_period_s)
+    lost = evaluate(snap(None, failures=halt_cycles), CALM, station)
+    assert [(v.interlock, v.severity) for v in lost] == [("comms_loss", Severity.HALT)]
 
 
 def test_lost_balance_is_recorded_not_fatal(station: Station) -> None:

@@ -61,6 +61,11 @@ TRANSITIONS: list[dict[str, Any]] = [
 # The instrument's fallback rate as a fraction of the station's maximum cooling rate (its
 # PID tracks its own ramp ~10 % fast for a few minutes after a handover).
 FALLBACK_RATE_FRACTION = 0.9
+
+
+def fallback_rate_c_per_min(station: Station) -> float:
+    """The instrument's own rate limit: what it cools at if the PC goes silent."""
+    return FALLBACK_RATE_FRACTION * station.envelope.max_cooling_rate_c_per_min
 # Holds for these causes lift themselves after the condition has been clear this long.
 AUTO_RESUME_CAUSES = ("flow_lost", "o2_high", "comms_stale")
 AUTO_RESUME_SETTLE_S = 60.0
@@ -88,7 +93,6 @@ class _StepState:
     counted_s: float = 0.0  # dwell/purge time that counted
     holdback_s: float = 0.0  # dwell time out of band
     quiet_s: float = 0.0  # dwell time with |DTG| below the endpoint threshold
-    ramp_from_c: float = 0.0
     confirmed: bool = False
 
 
@@ -119,8 +123,7 @@ class RecipeRunner:
         self.events: list[AuditEvent] = []
         self.setpoint_c = station.envelope.ambient_c
         self.flows_sccm: dict[str, float] = {m.gas: 0.0 for m in station.mfc}
-        self.rate_limit_c_per_min = FALLBACK_RATE_FRACTION * \
-            station.envelope.max_cooling_rate_c_per_min
+        self.rate_limit_c_per_min = fallback_rate_c_per_min(station)
         self.purged: set[str] = set()
         self.step_index = 0
         self.end_reason = ""
@@ -507,7 +510,7 @@ class RecipeRunner:
 
     def _cool_down(self, snap: Snapshot, dt_s: float) -> None:
         env = self.station.envelope
-        self.rate_limit_c_per_min = FALLBACK_RATE_FRACTION * env.max_cooling_rate_c_per_min
+        self.rate_limit_c_per_min = fallback_rate_c_per_min(self.station)
         self._ramp_toward(env.ambient_c, env.max_cooling_rate_c_per_min, dt_s)
         if snap.furnace_c <= env.open_tube_max_c:
             self.command("cooled", reason=f"furnace below {env.open_tube_max_c:g} °C")
@@ -515,10 +518,10 @@ class RecipeRunner:
     # ------------------------------------------------------------------ bookkeeping
     def _enter_step(self, t_s: float) -> None:
         step = self.plan.steps[self.step_index]
-        self._step = _StepState(started_t_s=t_s, ramp_from_c=self.setpoint_c)
+        self._step = _StepState(started_t_s=t_s)
         # The instrument's own rate limit is what it falls back at if the PC goes silent, so
         # it stays below the cooling limit except while a faster heating ramp needs more.
-        cooling = FALLBACK_RATE_FRACTION * self.station.envelope.max_cooling_rate_c_per_min
+        cooling = fallback_rate_c_per_min(self.station)
         self.rate_limit_c_per_min = (max(cooling, step.rate_c_per_min)
                                      if isinstance(step, Ramp) else cooling)
         self.progress.stage_started_t_s.setdefault(step.stage, t_s)

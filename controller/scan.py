@@ -22,10 +22,10 @@ from controller.dtg import SlidingSlope
 from controller.interlocks import COMMS_LOSS_CYCLES, evaluate
 from controller.monitors import HealthMonitor
 from controller.runner import (
-    FALLBACK_RATE_FRACTION,
     SAFE_INERT_FLOW_SCCM,
     RecipeRunner,
     RunState,
+    fallback_rate_c_per_min,
 )
 from controller.snapshot import Commands, Snapshot
 from controller.station import Station
@@ -47,11 +47,6 @@ logger = logging.getLogger(__name__)
 _SAFE_STATE_TIMEOUT_S = 5.0
 DTG_WINDOW_S = 300.0  # DTG slope window: smooths balance noise, lags by half of it
 DELTA_T_RATE_WINDOW_S = 120.0  # the exotherm guard's rate of rise of ΔT
-
-
-def fallback_rate_c_per_min(station: Station) -> float:
-    """The instrument's own rate limit: what it cools at if the PC goes silent."""
-    return FALLBACK_RATE_FRACTION * station.envelope.max_cooling_rate_c_per_min
 
 
 def _finite(value: float) -> float | None:

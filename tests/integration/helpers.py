@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,3 +48,10 @@ def read_batch(result: BatchResult, plan: Plan) -> Batch:
     audit = [json.loads(line) for line in
              (result.batch_dir / "audit.jsonl").read_text("utf-8").splitlines()]
     return Batch(result, plan, rows, audit)
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -29,6 +29,7 @@ from controller.station import load_station
 from controller.station_factory import build_devices
 from controller.steps import Dwell
 from tests.conftest import PROFILES, ROOT
+from tests.integration.helpers import free_port
 
 KILLS = 20
 SPEED = 1200
@@ -72,11 +73,6 @@ kind = "end"
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def _furnace(*args: str) -> list[str]:
     return [sys.executable, "-m", "controller.cli", *args]
@@ -86,7 +82,7 @@ def _furnace(*args: str) -> list[str]:
 def served(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A served simulator and a station file pointing at it; the recipe file."""
     tmp = tmp_path_factory.mktemp("kill")
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(_furnace("sim", "serve", "--port", str(port), "--speed",
                                        str(SPEED)),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

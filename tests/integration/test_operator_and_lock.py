@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from controller.snapshot import Snapshot
 from controller.station import load_station, load_station_text
 from controller.station_factory import serve_simulator
 from tests.conftest import PROFILES, ROOT
+from tests.integration.helpers import free_port
 
 SMOKE = PROFILES / "smoke-600.toml"
 
@@ -59,14 +59,9 @@ async def test_commands_from_the_queue_and_the_socket_are_applied(tmp_path: Path
     assert not (result.batch_dir / "control.json").exists()  # removed at the end
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 async def test_second_run_on_a_station_in_use_is_refused(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     text = (ROOT / "stations" / "sim-tcp.toml").read_text(encoding="utf-8")
     text = text.replace("port = 5020", f"port = {port}")
     text = text[:text.index("[balance]")] + text[text.index("[envelope]"):]

@@ -7,7 +7,6 @@ deterministic and fast, while every register still crosses a loopback socket.
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -21,15 +20,10 @@ from controller.session import run_batch
 from controller.station import Station, load_station, load_station_text
 from controller.station_factory import serve_simulator
 from tests.conftest import PROFILES, ROOT
-from tests.integration.helpers import Batch, dry_run, read_batch
+from tests.integration.helpers import Batch, dry_run, free_port, read_batch
 
 SMOKE = PROFILES / "smoke-600.toml"
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _station(name: str, modbus_port: int, balance_port: int) -> tuple[Station, str]:
@@ -41,7 +35,7 @@ def _station(name: str, modbus_port: int, balance_port: int) -> tuple[Station, s
 
 
 async def _over_the_wire(tmp_path: Path, name: str, framer: str) -> Batch:
-    modbus_port, balance_port = _free_port(), _free_port()
+    modbus_port, balance_port = free_port(), free_port()
     station, text = _station(name, modbus_port, balance_port)
     clock = VirtualClock()
     served = await serve_simulator(
@@ -88,7 +82,7 @@ async def test_batch_over_the_wire_matches_the_dry_run(tmp_path: Path, in_proces
 
 def test_refused_connection_is_one_line_exit_2(tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    port = _free_port()  # nobody listens here
+    port = free_port()  # nobody listens here
     text = (ROOT / "stations" / "sim-tcp.toml").read_text(encoding="utf-8")
     station_file = tmp_path / "station.toml"
     station_file.write_text(text.replace("port = 5020", f"port = {port}"), encoding="utf-8")

@@ -31,7 +31,7 @@ from typing import Any
 from pymodbus.client import AsyncModbusTcpClient
 
 from controller.clock import WallClock
-from controller.runner import RecipeRunner
+from controller.handle import RecipeRunner
 from controller.scan import ScanLoop
 from controller.station import load_station_text
 from controller.station_factory import build_devices, sim_spec

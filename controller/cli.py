@@ -28,7 +28,7 @@ from controller.control import TRIGGERS, CommandQueue, send_command
 from controller.keys import InterruptPolicy, KeyCommands, KeyReader, install_interrupt_handler
 from controller.plan import load_recipe, summarize
 from controller.recipe import ResolvedRecipe, parse_overrides
-from controller.runner import RunState
+from controller.runstate import Phase
 from controller.session import BatchResult, resume_batch, run_batch
 from controller.station import Station, load_station
 from controller.station_factory import serve_simulator
@@ -249,7 +249,7 @@ def _finished(out: Console, result: BatchResult) -> int:
     """The closing summary and the batch folder; the exit code of the outcome."""
     out.print(summary_table(result.summary))
     out.print(f"batch: {result.batch_dir}", soft_wrap=True, markup=False, highlight=False)
-    return EXIT_OK if result.state is RunState.COMPLETED else EXIT_FAILED
+    return EXIT_OK if result.state is Phase.COMPLETED else EXIT_FAILED
 
 
 def cmd_resume(args: argparse.Namespace, out: Console) -> int:

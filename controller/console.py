@@ -17,8 +17,8 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 
+from controller.handle import RecipeRunner
 from controller.plan import PlanSummary
-from controller.runner import RecipeRunner
 from controller.snapshot import Snapshot
 
 __all__ = ["LiveView", "setup_logging", "summary_table"]
@@ -87,7 +87,7 @@ class LiveView:
         if stage not in names:
             return 0.0
         i = names.index(stage)
-        started = runner.progress.stage_started_t_s.get(stage, t_s)
+        started = runner.run.stage_started_t_s.get(stage, t_s)
         left = max(self.summary.stages[i].duration_s - (t_s - started), 0.0)
         return left + sum(s.duration_s for s in self.summary.stages[i + 1:])
 
@@ -100,7 +100,7 @@ class LiveView:
             return
         remaining = self.remaining_s(runner, snap.t_s)
         done = max(self.summary.duration_s - remaining, 0.0)
-        info = (f"{runner.stage_name} · {runner.state} · {_fmt(snap.furnace_c, '.0f', ' °C')}"
+        info = (f"{runner.stage_name} · {runner.phase} · {_fmt(snap.furnace_c, '.0f', ' °C')}"
                 f" · ETA {_hms(remaining)}")
         self._progress.update(self._task, completed=done, info=info)
         if not self.compact:
@@ -114,7 +114,7 @@ class LiveView:
         table.add_column("what", style="bold")
         table.add_column("value")
         rows: list[tuple[str, str]] = [
-            ("state", str(runner.state)),
+            ("state", str(runner.phase)),
             ("stage", runner.stage_name),
             ("step", f"{runner.step_index + 1}/{len(runner.plan.steps)} "
                      f"{step.label if step else ''}"),

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, Protocol, cast
 
 from controller.lock import process_alive
-from controller.runner import RunState
+from controller.runstate import Phase
 from drivers.errors import ConfigurationError, FurnaceError, RunStateError
 
 __all__ = [
@@ -65,8 +65,8 @@ SOURCES: Final = ("ctl", "keys", "ctrl-c")
 # pauses it and a confirmation answers the recipe's own question; both may omit one.
 NEEDS_REASON: Final = frozenset({"resume", "stop", "abort"})
 # The state each trigger leads to: sending it again there is a duplicate, not an error (O7).
-_ALREADY: Final[dict[str, str]] = {"hold": RunState.HELD, "resume": RunState.RUNNING,
-                                   "stop": RunState.STOPPING, "abort": RunState.ABORTING}
+_ALREADY: Final[dict[str, str]] = {"hold": Phase.HELD, "resume": Phase.RUNNING,
+                                   "stop": Phase.STOPPING, "abort": Phase.ABORTING}
 
 CONTROL_FILE: Final = "control.json"
 LOOPBACK: Final = "127.0.0.1"
@@ -163,7 +163,7 @@ class Commandable(Protocol):
     """What ``apply_command`` needs of the runner (``RecipeRunner`` satisfies it)."""
 
     @property
-    def state(self) -> str: ...
+    def phase(self) -> str: ...
 
     def command(self, trigger: str, *, reason: str, operator: str = "") -> None: ...
 
@@ -175,7 +175,7 @@ def apply_command(runner: Commandable, cmd: Command) -> CommandResult:
     illegal command: it comes back ``refused`` with the runner's reason. A command whose
     target state is already reached (hold while held...) is ``applied`` and changes nothing.
     """
-    before = str(runner.state)
+    before = str(runner.phase)
     if _ALREADY.get(cmd.trigger) == before:
         return CommandResult(cmd.id, Status.APPLIED, before, f"already {before}")
     try:
@@ -185,8 +185,8 @@ def apply_command(runner: Commandable, cmd: Command) -> CommandResult:
             reason = cmd.reason or f"{cmd.trigger} requested ({cmd.source})"
             runner.command(cmd.trigger, reason=reason, operator=cmd.operator)
     except RunStateError as exc:
-        return CommandResult(cmd.id, Status.REFUSED, str(runner.state), str(exc))
-    after = str(runner.state)
+        return CommandResult(cmd.id, Status.REFUSED, str(runner.phase), str(exc))
+    after = str(runner.phase)
     message = "confirmed" if cmd.trigger == "confirm" else f"{before} -> {after}"
     return CommandResult(cmd.id, Status.APPLIED, after, message)
 
@@ -205,7 +205,7 @@ class CommandQueue:
     loop thread (threads hand over with ``call_soon_threadsafe``), so no lock is needed.
     Posting never blocks. The same ``id`` is accepted once; a repeat gets the first
     command's latest result. ``state`` tells the current runner state for replies; it may
-    be replaced once the runner exists (``queue.state = lambda: str(runner.state)``).
+    be replaced once the runner exists (``queue.state = lambda: str(runner.phase)``).
     """
 
     def __init__(self, state: Callable[[], str] = lambda: "starting", *,
@@ -261,7 +261,7 @@ class CommandQueue:
         """Remove and return the commands due this cycle, oldest first. A deferred hold
         stays queued until ``at_checkpoint`` (or the run is no longer running); a hold
         now, stop or abort supersedes it."""
-        running = self._state() == RunState.RUNNING
+        running = self._state() == Phase.RUNNING
         if any(not c.deferred and c.trigger in ("hold", "stop", "abort")
                for c in self._pending):
             for c in [c for c in self._pending if c.deferred]:

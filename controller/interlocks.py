@@ -48,7 +48,8 @@ class Context:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """One tripped interlock: name, severity, the reading, the limit and why."""
+    """One tripped interlock: name, severity, the reading, the limit and why, and the
+    policy that goes with it, so the runner never matches interlock names."""
 
     interlock: str
     severity: Severity
@@ -57,6 +58,10 @@ class Verdict:
     justification: str
     cut_heat: bool = False  # a hold that must also take the heat away
     gas: str = ""  # the gas a flow verdict is about
+    auto_resume_after_s: float | None = None  # a hold that lifts itself once clear this long
+    instrument_fallback: bool = False  # a halt that leaves the heat to the instrument's own
+    # fallback (it cannot be reached to switch the heater off)
+    reconfigure_on_resume: bool = False  # the instrument was changed: re-apply on resume
 
 
 Check = Callable[[Snapshot, Context, Station], Iterator[Verdict]]
@@ -81,6 +86,9 @@ TC_DISAGREE_C = 30.0  # sample and control thermocouples apart by this much in i
 O2_LIMIT_PPM = 1000.0  # in a purged inert tube (G7); the purge floor is a few ppm
 _AIR_FLOW_FRACTION = 0.01  # oxidising flow above this fraction of full scale is "flowing"
 _HEATING_MARGIN_C = 5.0
+# Holds for a lost flow, oxygen in the tube or stale readings lift themselves after the
+# condition has been clear this long; every other hold waits for a person.
+AUTO_RESUME_SETTLE_S = 60.0
 
 
 def over_temperature(snap: Snapshot, ctx: Context, station: Station) -> Iterator[Verdict]:
@@ -122,10 +130,11 @@ def comms_loss(snap: Snapshot, ctx: Context, station: Station) -> Iterator[Verdi
     if failures >= halt_cycles:
         yield Verdict("comms_loss", Severity.HALT, failures, halt_cycles,
                       f"no valid reply from the furnace controller for "
-                      f"{failures * station.scan_period_s:.0f} s")
+                      f"{failures * station.scan_period_s:.0f} s", instrument_fallback=True)
     elif failures >= COMMS_LOSS_CYCLES:
         yield Verdict("comms_stale", Severity.HOLD, failures, COMMS_LOSS_CYCLES,
-                      "furnace controller not answering: readings stale, holding")
+                      "furnace controller not answering: readings stale, holding",
+                      auto_resume_after_s=AUTO_RESUME_SETTLE_S)
     for name in ("balance", "o2", "sample_tc"):
         count = snap.failures.get(name, 0)
         if count >= COMMS_LOSS_CYCLES:
@@ -185,7 +194,8 @@ def flow_lost(snap: Snapshot, ctx: Context, station: Station) -> Iterator[Verdic
         severity = Severity.ABORT if inert and hot else Severity.HOLD
         yield Verdict(f"flow_lost:{gas}", severity, snap.flow_sccm(gas),
                       dict(ctx.flows_sccm).get(gas, math.nan),
-                      f"{gas} flow short of its setpoint for {short_s:.0f} s", gas=gas)
+                      f"{gas} flow short of its setpoint for {short_s:.0f} s", gas=gas,
+                      auto_resume_after_s=AUTO_RESUME_SETTLE_S)
 
 
 def atmosphere(snap: Snapshot, ctx: Context, station: Station) -> Iterator[Verdict]:
@@ -194,7 +204,8 @@ def atmosphere(snap: Snapshot, ctx: Context, station: Station) -> Iterator[Verdi
         return
     hot = snap.furnace_c > station.envelope.air_max_c
     yield Verdict("o2_high", Severity.ABORT if hot else Severity.HOLD, snap.o2_ppm,
-                  O2_LIMIT_PPM, "oxygen in the purged inert tube: leak or back-diffusion")
+                  O2_LIMIT_PPM, "oxygen in the purged inert tube: leak or back-diffusion",
+                  auto_resume_after_s=AUTO_RESUME_SETTLE_S)
 
 
 def thermocouples_disagree(snap: Snapshot, ctx: Context, station: Station
@@ -218,11 +229,12 @@ def instrument_state(snap: Snapshot, ctx: Context, station: Station) -> Iterator
         return
     if reading.is_manual:
         yield Verdict("front_panel_manual", Severity.HOLD, reading.output_pct, math.nan,
-                      "controller in manual mode: changed at the instrument")
+                      "controller in manual mode: changed at the instrument",
+                      reconfigure_on_resume=True)
     elif not reading.is_remote_selected:
         yield Verdict("remote_setpoint_lost", Severity.HOLD, reading.working_setpoint_c,
                       ctx.setpoint_c, "controller left the remote setpoint: front panel "
-                      "or instrument power cycle")
+                      "or instrument power cycle", reconfigure_on_resume=True)
 
 
 def exotherm_guard(snap: Snapshot, ctx: Context, station: Station) -> Iterator[Verdict]:

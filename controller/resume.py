@@ -1,40 +1,54 @@
-"""Recovery after a crash, kill -9 or reboot: rebuild a batch's state from its folder, check
-that the furnace is plausibly where the batch left it, and decide how to go on.
+"""Recovery after a crash, kill -9 or reboot: load a batch's last checkpoint, check that the
+furnace is plausibly where the batch left it, and decide how to go on.
 
 Not here: running (``session.resume_batch``). The frozen ``recipe.toml`` and
-``station.toml`` are the only inputs; the original recipe file is never read again.
+``station.toml`` and the last ``checkpoint`` record of the audit chain are the inputs; the
+original recipe file is never read again, and no event is replayed: the checkpoint holds
+the whole run state (docs/decisions/0006-run-state.md). The trace's last row serves only
+the plausibility check (where the furnace was, and when).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from controller.audit import scan_chain
+from controller.batch import AUDIT_FILE, RECIPE_FILE, STATION_FILE, TRACE_FILE
 from controller.interlocks import O2_LIMIT_PPM
 from controller.plan import load_recipe
+from controller.runstate import (
+    FINAL,
+    CheckpointError,
+    Phase,
+    RunState,
+    StepProgress,
+    current_step,
+    from_record,
+)
 from controller.snapshot import Snapshot
 from controller.station import Station, load_station
-from controller.steps import Dwell, OperatorStep, Plan, Purge, Ramp
+from controller.steps import Cool, Dwell, OperatorStep, Plan, Purge, Ramp
 from drivers.errors import ConfigurationError
 
-__all__ = ["Policy", "Recovered", "decide", "recover"]
+__all__ = ["Decision", "Policy", "Recovered", "decide", "recover"]
 
 # The furnace is where the batch left it if within this of the setpoint then in force.
-PLAUSIBLE_BAND_C = 25.0
+PLAUSIBLE_BAND_C: Final = 25.0
 # Away longer than this, a person decides: the process may have changed too much.
-MAX_UNATTENDED_OUTAGE_S = 4 * 3600.0
-_FINAL = {"completed", "aborted", "faulted"}
+MAX_UNATTENDED_OUTAGE_S: Final = 4 * 3600.0
+_TAIL_BYTES: Final = 65536  # the trace's last rows are in its last 64 KiB
 
 
 class Policy(StrEnum):
-    """How a resumed batch goes on (the stage's policy, judged on the furnace's state)."""
+    """How a resumed batch goes on (judged on the furnace's state now)."""
 
     CONTINUE = "continue"  # the furnace is where it was: carry on with the step
     RAMP_BACK = "ramp back"  # it cooled (instrument fallback): ramp back, then carry on
@@ -44,30 +58,45 @@ class Policy(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Recovered:
-    """A batch's state rebuilt from its folder."""
+    """A batch as its folder leaves it: frozen inputs, last checkpoint, last trace row."""
 
     batch_dir: Path
     plan: Plan
     station: Station
     recipe_text: str
     station_text: str
+    state: RunState | None  # the last checkpoint's run state (None: none was written)
+    checkpoint_t_s: float | None  # when it was written (None: no checkpoint)
+    mass0_g: float | None  # the balance's first reading of the batch (100 %)
     last_t_s: float  # process time of the last record (audit or trace)
     last_wall: datetime  # its wall time (UTC)
-    state: str  # runner state at the last record
-    step_index: int
-    setpoint_c: float
-    furnace_c: float  # last recorded furnace temperature
-    flows_sccm: dict[str, float]
-    purged: frozenset[str]
-    counted_s: float  # counted dwell or purge time of the current step
-    holdback_s: float
-    stage_started_t_s: dict[str, float] = field(default_factory=dict)
+    setpoint_c: float  # the last recorded setpoint
+    furnace_c: float  # the last recorded furnace temperature (NaN if unknown)
     operator: str = ""
-    torn_audit_bytes: int = 0
 
 
-def _records(batch_dir: Path) -> tuple[list[dict[str, Any]], int]:
-    path = batch_dir / "audit.jsonl"
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What resume does: the policy, why (one line), the state to run from (None: start
+    the plan from its first step), the setpoint to start at, the trigger to fire after
+    preflight ("" to carry on), and whether a ramp back was inserted."""
+
+    policy: Policy
+    reason: str
+    state: RunState | None
+    setpoint_c: float
+    trigger: str = ""
+    ramp_back: bool = False
+
+
+def _parse_utc(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _audit_tail(batch_dir: Path) -> tuple[dict[str, Any], dict[str, Any] | None, bool, str]:
+    """The last record, the last checkpoint, whether a step ever started, the operator.
+    Raises ``ConfigurationError`` for a broken chain or a batch that already ended."""
+    path = batch_dir / AUDIT_FILE
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -76,138 +105,170 @@ def _records(batch_dir: Path) -> tuple[list[dict[str, Any]], int]:
     if scan.bad_index is not None:
         raise ConfigurationError(f"audit chain broken, cannot resume: {scan.reason}",
                                  source=str(path))
-    lines = data[:scan.end_offset].splitlines()
-    return [json.loads(line) for line in lines], len(scan.torn_tail)
-
-
-def _trace_tail(batch_dir: Path, step_index: int, plan: Plan
-                ) -> tuple[dict[str, str] | None, float, float]:
-    """The last complete trace row, and the counted and holdback time of the step."""
-    last: dict[str, str] | None = None
-    counted_s = holdback_s = 0.0
-    step = plan.steps[step_index] if step_index < len(plan.steps) else None
-    prev_t: float | None = None
-    with open(batch_dir / "trace.csv", newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            if None in row.values() or None in row:  # a torn last row
-                continue
-            last = row
-            if row["step"] != str(step_index) or row["state"] != "running":
-                prev_t = None
-                continue
-            t_s = float(row["elapsed_s"])
-            dt_s = t_s - prev_t if prev_t is not None else 0.0
-            prev_t = t_s
-            if isinstance(step, Dwell) and row["furnace_c"]:
-                if abs(float(row["furnace_c"]) - step.at_c) <= step.band_c:
-                    counted_s += dt_s
-                else:
-                    holdback_s += dt_s
-    return last, counted_s, holdback_s
-
-
-def recover(batch_dir: Path) -> Recovered:
-    """Rebuild the batch's state. Raises ``ConfigurationError`` if the folder is not an
-    interrupted batch (missing files, a broken chain, or a batch that already ended)."""
-    for name in ("recipe.toml", "station.toml", "audit.jsonl", "trace.csv"):
-        if not (batch_dir / name).is_file():
-            raise ConfigurationError(f"not a batch folder (no {name})", source=str(batch_dir))
-    station, station_text = load_station(batch_dir / "station.toml")
-    _, plan, recipe_text = load_recipe(batch_dir / "recipe.toml", {}, station)
-    records, torn = _records(batch_dir)
-    state, step_index, operator = "idle", 0, ""
-    flows = {m.gas: 0.0 for m in station.mfc}
-    oxidising = {m.gas for m in station.mfc if m.oxidising}
-    purged: set[str] = set()
-    stage_started: dict[str, float] = {}
-    for rec in records:
-        event = rec["event"]
+    if scan.first_record is None:
+        raise ConfigurationError("no audit record: not a batch folder", source=str(path))
+    last: dict[str, Any] = scan.first_record
+    checkpoint: dict[str, Any] | None = None
+    started = False
+    for line in data[:scan.end_offset].splitlines():
+        record = json.loads(line)
+        event = record["event"]
         if event == "batch_ended":
             raise ConfigurationError("this batch already ended; nothing to resume",
                                      source=str(batch_dir))
-        if event == "batch_created":
-            operator = str(rec.get("operator", ""))
-        elif event == "state_change":
-            state = str(rec["new"])
+        if event == "checkpoint":
+            checkpoint = record
         elif event == "step_started":
-            step_index = int(rec["index"])
-            stage_started.setdefault(str(rec["stage"]), float(rec["t_s"]))
-        elif event == "gas_change":
-            flows = {g: float(v) for g, v in rec["new"].items()}
-            if any(flows.get(g, 0.0) > 0 for g in oxidising):
-                purged.clear()
-        elif event == "purge_complete":
-            purged.add(str(rec["gas"]))
-        elif event == "operator_confirmed" and step_index < len(plan.steps):
-            step = plan.steps[step_index]
-            if isinstance(step, OperatorStep) and step.opens_tube:
-                purged.clear()
-    if state in _FINAL:
-        raise ConfigurationError(f"this batch already ended ({state}); nothing to resume",
-                                 source=str(batch_dir))
-    last_row, counted_s, holdback_s = _trace_tail(batch_dir, step_index, plan)
-    last_rec = records[-1]
-    last_t_s, last_wall = float(last_rec["t_s"]), datetime.fromisoformat(
-        str(last_rec["wall_utc"]).replace("Z", "+00:00"))
-    setpoint_c = furnace_c = station.envelope.ambient_c
-    if last_row is not None:
-        row_t = float(last_row["elapsed_s"])
-        setpoint_c = float(last_row["setpoint_c"])
-        furnace_c = float(last_row["furnace_c"]) if last_row["furnace_c"] else math.nan
-        if row_t > last_t_s:
-            last_t_s = row_t
-            last_wall = datetime.fromisoformat(last_row["wall_utc"].replace("Z", "+00:00"))
-    return Recovered(batch_dir, plan, station, recipe_text, station_text, last_t_s,
-                     last_wall, state, step_index, setpoint_c, furnace_c, flows,
-                     frozenset(purged), counted_s, holdback_s, stage_started, operator, torn)
+            started = True
+        last = record
+    return last, checkpoint, started, str(scan.first_record.get("operator", ""))
 
 
-def decide(rec: Recovered, snap: Snapshot, outage_s: float
-           ) -> tuple[Policy, str, Plan, int]:
-    """The policy for ``rec`` given the furnace's state now (``snap``) after ``outage_s``.
+def _trace_tail(path: Path) -> dict[str, str] | None:
+    """The trace's last complete row (a torn last line is passed over), or None."""
+    with open(path, "rb") as f:
+        header = f.readline()
+        size = f.seek(0, io.SEEK_END)
+        f.seek(max(len(header), size - _TAIL_BYTES))
+        tail = f.read()
+    lines = tail.split(b"\n")
+    complete = lines[:-1]  # the last piece has no newline: torn, or empty
+    if size - len(header) > _TAIL_BYTES:
+        complete = complete[1:]  # the first piece may be cut
+    columns = next(csv.reader([header.decode("utf-8")]), [])
+    for raw in reversed(complete):
+        cells = next(csv.reader([raw.decode("utf-8", errors="replace")]), [])
+        if len(cells) == len(columns):
+            return dict(zip(columns, cells, strict=True))
+    return None
 
-    Returns (policy, one-line reason, the plan to run, the step to start at). RAMP_BACK
-    inserts a ramp back to the step's temperature before it, at the station's rate.
+
+def _float(text: str | None) -> float:
+    try:
+        return float(text) if text else math.nan
+    except ValueError:
+        return math.nan
+
+
+def recover(batch_dir: Path) -> Recovered:
+    """Load the batch's last checkpoint. Raises ``ConfigurationError`` (one line) if the
+    folder is not an interrupted batch: missing files, a broken chain, a batch that
+    already ended, or a checkpoint this software cannot read (``CheckpointError``)."""
+    for name in (RECIPE_FILE, STATION_FILE, AUDIT_FILE, TRACE_FILE):
+        if not (batch_dir / name).is_file():
+            raise ConfigurationError(f"not a batch folder (no {name})", source=str(batch_dir))
+    station, station_text = load_station(batch_dir / STATION_FILE)
+    _, plan, recipe_text = load_recipe(batch_dir / RECIPE_FILE, {}, station)
+    last, checkpoint, started, operator = _audit_tail(batch_dir)
+    if checkpoint is None:
+        if started:
+            raise CheckpointError("no checkpoint in the audit chain although steps ran: "
+                                  "written by a version without checkpoints, resume it with "
+                                  "that version", source=str(batch_dir / AUDIT_FILE))
+        state: RunState | None = None
+        checkpoint_t_s, mass0_g = None, None
+    else:
+        saved = checkpoint.get("state")
+        if not isinstance(saved, dict):
+            raise CheckpointError("the last checkpoint holds no run state",
+                                  source=str(batch_dir / AUDIT_FILE), field="state")
+        try:
+            state = from_record(saved, plan)
+        except CheckpointError as exc:
+            raise CheckpointError(exc.reason, source=str(batch_dir / AUDIT_FILE),
+                                  field=f"checkpoint.{exc.field}") from None
+        checkpoint_t_s = float(checkpoint["t_s"])
+        mass0 = checkpoint.get("mass0_g")
+        mass0_g = float(mass0) if isinstance(mass0, int | float) else None
+    if state is not None and state.phase in FINAL:
+        raise ConfigurationError(f"this batch already ended ({state.phase}); nothing to "
+                                 "resume", source=str(batch_dir))
+    last_t_s, last_wall = float(last["t_s"]), _parse_utc(str(last["wall_utc"]))
+    setpoint_c = state.setpoint_c if state is not None else rec_ambient(station)
+    furnace_c = math.nan
+    row = _trace_tail(batch_dir / TRACE_FILE)
+    if row is not None:
+        setpoint_c = _float(row.get("setpoint_c")) if row.get("setpoint_c") else setpoint_c
+        furnace_c = _float(row.get("furnace_c"))
+        row_t_s = _float(row.get("elapsed_s"))
+        if row_t_s > last_t_s:
+            last_t_s, last_wall = row_t_s, _parse_utc(row["wall_utc"])
+    return Recovered(batch_dir, plan, station, recipe_text, station_text, state,
+                     checkpoint_t_s, mass0_g, last_t_s, last_wall, setpoint_c, furnace_c,
+                     operator)
+
+
+def rec_ambient(station: Station) -> float:
+    """Where a batch that never started left the setpoint: ambient."""
+    return station.envelope.ambient_c
+
+
+def decide(rec: Recovered, snap: Snapshot, outage_s: float) -> Decision:
+    """How to go on with ``rec``, given the furnace now (``snap``) after ``outage_s``.
+
+    The returned state is ready to run after preflight: the time since the checkpoint is
+    forgotten (no dwell time is credited for the outage; at most the checkpoint interval
+    is counted again), the setpoint starts where the furnace is unless it carries on
+    with a dwell or gas step, and a ramp back is inserted before the step that was
+    running (never into the plan, so it cannot shift a step).
     """
-    env, plan, i = rec.station.envelope, rec.plan, rec.step_index
-    step = plan.steps[i] if i < len(plan.steps) else None
-    if rec.state in ("aborting", "stopping"):
-        return Policy.ABORT, f"the batch was {rec.state} when it stopped", plan, i
+    env = rec.station.envelope
+    if rec.state is None:
+        return Decision(Policy.CONTINUE, "no step had started: the batch starts from its "
+                        "first step", None, snap.furnace_c)
+    state = rec.state
+    step = current_step(rec.plan, replace(state, phase=Phase.RUNNING))
+    # Idle again: the resumed run goes through start and preflight like a new one.
+    ready = replace(state, phase=Phase.IDLE, last_t_s=None, hold_clear_since_t_s=None,
+                    ramp_paused=False)
+
+    def from_here(policy: Policy, reason: str, trigger: str = "") -> Decision:
+        setpoint_c = snap.furnace_c if snap.furnace is not None else state.setpoint_c
+        return Decision(policy, reason, ready, setpoint_c, trigger)
+
+    if state.phase in (Phase.ABORTING, Phase.STOPPING):
+        trigger = "abort" if state.phase is Phase.ABORTING else "stop"
+        return from_here(Policy.ABORT, f"the batch was {state.phase} when it stopped", trigger)
     if snap.furnace is None:
-        return Policy.ABORT, "the furnace controller does not answer", plan, i
+        return from_here(Policy.ABORT, "the furnace controller does not answer", "abort")
     now_c = snap.furnace_c
-    inert_expected = any(f > 0 for g, f in rec.flows_sccm.items()
-                         if (m := rec.station.gas(g)) is not None and not m.oxidising)
-    if now_c > env.air_max_c and inert_expected:
-        flowing = [g for g, f in rec.flows_sccm.items() if f > 0
-                   and (m := rec.station.gas(g)) is not None and not m.oxidising
-                   and snap.flow_sccm(g) >= 0.5 * f]
-        if not flowing:
-            return (Policy.ABORT, f"furnace at {now_c:.0f} °C without verified inert flow",
-                    plan, i)
-        if snap.o2_ppm is not None and snap.o2_ppm > O2_LIMIT_PPM and rec.purged:
-            return (Policy.ABORT, f"O2 {snap.o2_ppm:.0f} ppm in the hot inert tube", plan, i)
+    inert = [g for g, f in state.flows_sccm.items()
+             if f > 0 and (m := rec.station.gas(g)) is not None and not m.oxidising]
+    if now_c > env.air_max_c and inert:
+        if not [g for g in inert if snap.flow_sccm(g) >= 0.5 * state.flows_sccm[g]]:
+            return from_here(Policy.ABORT, f"furnace at {now_c:.0f} °C without verified "
+                             "inert flow", "abort")
+        if snap.o2_ppm is not None and snap.o2_ppm > O2_LIMIT_PPM and state.purged:
+            return from_here(Policy.ABORT, f"O2 {snap.o2_ppm:.0f} ppm in the hot inert "
+                             "tube", "abort")
     if outage_s > MAX_UNATTENDED_OUTAGE_S:
-        return (Policy.HOLD, f"away {outage_s / 3600:.1f} h: longer than "
-                f"{MAX_UNATTENDED_OUTAGE_S / 3600:.0f} h, a person decides", plan, i)
+        return from_here(Policy.HOLD, f"away {outage_s / 3600:.1f} h: longer than "
+                         f"{MAX_UNATTENDED_OUTAGE_S / 3600:.0f} h, a person decides", "hold")
+    if state.phase is Phase.HELD:
+        return from_here(Policy.HOLD, f"the batch was held ({state.hold_cause or 'operator'})"
+                         " when it stopped: it stays held", "hold")
     expected_c = step.at_c if isinstance(step, Dwell) else rec.setpoint_c
     deviation_c = now_c - expected_c
-    if isinstance(step, OperatorStep | Purge) or abs(deviation_c) <= PLAUSIBLE_BAND_C:
-        return (Policy.CONTINUE, f"furnace at {now_c:.0f} °C, {deviation_c:+.0f} K from "
-                f"{expected_c:.0f} °C", plan, i)
+    if step is None or isinstance(step, OperatorStep | Purge) or \
+            abs(deviation_c) <= PLAUSIBLE_BAND_C:
+        reason = (f"furnace at {now_c:.0f} °C, {deviation_c:+.0f} K from {expected_c:.0f} °C"
+                  if step is not None else "at the end of the recipe")
+        moving = isinstance(step, Ramp | Cool)  # a ramp goes on from where the furnace is
+        setpoint_c = now_c if moving else state.setpoint_c
+        return Decision(Policy.CONTINUE, reason, ready, setpoint_c)
     if deviation_c > 0:
-        return (Policy.HOLD, f"furnace at {now_c:.0f} °C, {deviation_c:.0f} K above where "
-                "the batch left it: implausible", plan, i)
-    if step is None:
-        return Policy.CONTINUE, "at the end of the recipe", plan, i
+        return from_here(Policy.HOLD, f"furnace at {now_c:.0f} °C, {deviation_c:.0f} K above "
+                         "where the batch left it: implausible", "hold")
     target_c = expected_c if isinstance(step, Dwell | Ramp) else now_c
     rate = env.max_rate_between(now_c, target_c)
     if isinstance(step, Ramp):
         rate = min(rate, step.rate_c_per_min)
     back = Ramp(stage=step.stage, label=f"ramp back to {target_c:g} °C after the outage",
                 to_c=target_c, rate_c_per_min=rate)
-    steps = (*plan.steps[:i], back, *plan.steps[i:])
-    new_plan = Plan(plan.recipe_name, plan.sample_name, plan.stages, steps, plan.parameters,
-                    plan.material)
-    return (Policy.RAMP_BACK, f"furnace at {now_c:.0f} °C, {-deviation_c:.0f} K below "
-            f"{expected_c:.0f} °C: ramping back at {rate:g} °C/min", new_plan, i)
+    # A ramp back replaces one already inserted (it ramps to the same place); the plan's
+    # step keeps its progress for when the ramp is done.
+    suspended = state.suspended if state.inserted else state.progress
+    resumed = replace(ready, inserted=(back,), suspended=suspended or StepProgress(0.0))
+    return Decision(Policy.RAMP_BACK, f"furnace at {now_c:.0f} °C, {-deviation_c:.0f} K below "
+                    f"{expected_c:.0f} °C: ramping back at {rate:g} °C/min", resumed, now_c,
+                    ramp_back=True)

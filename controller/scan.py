@@ -19,14 +19,11 @@ from typing import Any, Protocol
 from controller.clock import Clock
 from controller.control import CommandQueue
 from controller.dtg import SlidingSlope
+from controller.handle import RecipeRunner
 from controller.interlocks import COMMS_LOSS_CYCLES, evaluate
 from controller.monitors import HealthMonitor
-from controller.runner import (
-    SAFE_INERT_FLOW_SCCM,
-    RecipeRunner,
-    RunState,
-    fallback_rate_c_per_min,
-)
+from controller.runner import SAFE_INERT_FLOW_SCCM, CycleOutput, fallback_rate_c_per_min
+from controller.runstate import SCHEMA_VERSION, Phase, to_record
 from controller.snapshot import Commands, Snapshot
 from controller.station import Station
 from controller.steps import Dwell
@@ -45,6 +42,12 @@ __all__ = ["Devices", "Recorder", "ScanLoop", "safe_flows", "trace_columns"]
 logger = logging.getLogger(__name__)
 
 _SAFE_STATE_TIMEOUT_S = 5.0
+# A checkpoint (the whole run state, in the audit chain) at every step boundary and at
+# least this often; resume repeats at most this much counted dwell time, never skips it.
+CHECKPOINT_INTERVAL_S = 300.0
+# Resume aligns the instrument's working setpoint with the furnace when it has fallen more
+# than this below it (see ``_align_working_setpoint``).
+ALIGN_MARGIN_C = 2.0
 DTG_WINDOW_S = 300.0  # DTG slope window: smooths balance noise, lags by half of it
 DELTA_T_RATE_WINDOW_S = 120.0  # the exotherm guard's rate of rise of ΔT
 
@@ -111,7 +114,10 @@ class ScanLoop:
                  observer: Callable[[Snapshot, RecipeRunner], None] | None = None,
                  t0_s: float | None = None,
                  on_start: Callable[[Snapshot], None] | None = None,
-                 commands: CommandQueue | None = None) -> None:
+                 commands: CommandQueue | None = None,
+                 on_tube_opened: Callable[[], None] | None = None,
+                 checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S,
+                 mass0_g: float | None = None, align_to_pv: bool = False) -> None:
         self.station = station
         self.runner = runner
         self.devices = devices
@@ -122,7 +128,7 @@ class ScanLoop:
         # of a cycle; a deferred hold waits for a checkpoint (a step boundary, or in band
         # during a dwell).
         self.commands = (commands if commands is not None
-                         else CommandQueue(lambda: str(self.runner.state)))
+                         else CommandQueue(lambda: str(self.runner.phase)))
         self._drained_step = -1
         self._in_band = False
         self._failures: dict[str, int] = {"furnace": 0}
@@ -132,8 +138,13 @@ class ScanLoop:
         # already carries on from where it stopped).
         self._t0_s = clock.now() if t0_s is None else t0_s
         self.on_start = on_start  # replaces the fresh start after preflight (resume)
+        self.on_tube_opened = on_tube_opened  # the simulated operator opens the tube
+        self.align_to_pv = align_to_pv  # resume: bring the working setpoint to the PV
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self._checkpoint_t_s: float | None = None
+        self._checkpoint_key: tuple[Phase, int, int] | None = None
         self.cycles = 0
-        self._mass0_g: float | None = None  # the first balance reading: 100 %
+        self._mass0_g = mass0_g  # the first balance reading of the batch: 100 %
         self._monitor = HealthMonitor(station.envelope.max_temperature_c)
         self._dtg = SlidingSlope(DTG_WINDOW_S)
         self._delta_t_rate = SlidingSlope(DELTA_T_RATE_WINDOW_S)
@@ -255,9 +266,32 @@ class ScanLoop:
 
     # ---------------------------------------------------------------- recording
     def _flush_events(self, t_s: float) -> None:
-        for ev in self.runner.events:
+        for ev in self.runner.take_events():
             self.recorder.audit(ev.event, t_s, ev.fields)
-        self.runner.events.clear()
+
+    def checkpoint(self, t_s: float) -> None:
+        """Record the whole run state in the audit chain (fsync'd): resume starts here."""
+        self.recorder.audit("checkpoint", t_s, {
+            "schema_version": SCHEMA_VERSION, "state": to_record(self.runner.run),
+            "mass0_g": self._mass0_g})
+        self._checkpoint_t_s = t_s
+        self._checkpoint_key = self._position()
+
+    def _position(self) -> tuple[Phase, int, int]:
+        run = self.runner.run
+        return run.phase, run.step_index, len(run.inserted)
+
+    def _after_step(self, out: CycleOutput, t_s: float) -> None:
+        """Record what the step decided (before it is acted on) and act on its requests
+        that are not device writes."""
+        self._flush_events(t_s)
+        # a step or phase changed (in this step or by a command), or the cadence is due
+        due = (self._position() != self._checkpoint_key or self._checkpoint_t_s is None
+               or t_s - self._checkpoint_t_s >= self.checkpoint_interval_s)
+        if due and not self.runner.is_final:
+            self.checkpoint(t_s)
+        if out.tube_opened and self.on_tube_opened is not None:
+            self.on_tube_opened()
 
     def _trace(self, snap: Snapshot, cmds: Commands) -> None:
         r = self.runner
@@ -266,11 +300,13 @@ class ScanLoop:
         flags = [f"stale:{name}" for name, n in snap.failures.items() if n]
         if snap.health.pv_spike:
             flags.append("pv_spike")
-        if r.ramp_paused:
+        if r.run.ramp_paused:
             flags.append("ramp_paused")
+        if r.run.inserted and step is not None:
+            flags.append("ramp_back")
         row: list[object] = [
             snap.t_s, self.clock.wall().strftime("%Y-%m-%dT%H:%M:%SZ"),
-            r.stage_name, r.step_index if step is not None else "", str(r.state),
+            r.stage_name, r.step_index if step is not None else "", str(r.phase),
             cmds.setpoint_c,
             reading.working_setpoint_c if reading else None,
             reading.temperature_c if reading else None,
@@ -310,7 +346,7 @@ class ScanLoop:
         except DeviceError as exc:
             self._failed("furnace", exc)
             return
-        self.runner.needs_reconfigure = False
+        self.runner.reconfigured()
         self.recorder.audit("instrument_reconfigured", t_s, {
             "reason": "resumed after the instrument was changed outside the controller"})
 
@@ -325,7 +361,41 @@ class ScanLoop:
                 "message": result.message})
         self._flush_events(t_s)
 
-    async def run(self) -> RunState:
+    async def _align_working_setpoint(self, t_s: float) -> None:
+        """After an outage the instrument's working setpoint has fallen toward its local
+        fallback at its own rate limit, often faster than the furnace cools by itself: it
+        is then below the furnace, the output is 0 %, and at the rate limit it would take
+        many minutes to climb back. Bring it to the measured furnace temperature first:
+        lift the rate limit, write the PV as the remote setpoint, give the instrument one
+        scan period to take it, and put the rate limit back (read back every time).
+
+        Done only while the output is 0 % with the working setpoint below the PV, i.e.
+        while the furnace cools by itself more slowly than the instrument's fallback ramp:
+        if the PC died in that window, the furnace would go on cooling at its natural
+        rate, which is slower still at the lower temperatures that follow.
+        """
+        furnace = self.devices.furnace
+        reading = await furnace.read()
+        pv_c, wsp_c = reading.temperature_c, reading.working_setpoint_c
+        if not wsp_c < pv_c - ALIGN_MARGIN_C or reading.output_pct > 0.0:
+            return
+        rate = fallback_rate_c_per_min(self.station)
+        try:
+            await furnace.write_rate_limit_c_per_min(0.0)
+            await furnace.write_setpoint_c(pv_c)
+            await self.clock.sleep(self.station.scan_period_s)
+        finally:
+            await asyncio.shield(furnace.write_rate_limit_c_per_min(rate))
+        self._written["rate_limit"] = rate
+        after = await furnace.read()
+        self.recorder.audit("working_setpoint_aligned", t_s, {
+            "furnace_c": pv_c, "working_setpoint_before_c": wsp_c,
+            "working_setpoint_after_c": after.working_setpoint_c,
+            "rate_limit_c_per_min": rate,
+            "reason": "the instrument's fallback left its working setpoint below the "
+                      "furnace; aligned before the first new setpoint"})
+
+    async def run(self) -> Phase:
         """Run the batch to its end. Returns the final state.
 
         Cancellation (Ctrl-C, abort) ends the loop; the outputs are made safe either way.
@@ -339,26 +409,32 @@ class ScanLoop:
                 self.runner.command("fault", reason="furnace controller not answering")
             else:
                 await self._preflight(snap.t_s)
+                if self.align_to_pv:
+                    await self._align_working_setpoint(snap.t_s)
                 if self.on_start is None:
                     self.runner.preflight_done(snap.t_s)
                 else:
                     self.on_start(snap)
+                self._flush_events(snap.t_s)
+                if not self.runner.is_final:
+                    self.checkpoint(snap.t_s)
             next_t = self.clock.now()
             while not self.runner.is_final:
                 self._drain_commands()
                 # After a front-panel change we hold and do not fight the operator; once
                 # running again, or aborting with nobody there, our configuration returns
                 # so that the controlled cool-down really controls the furnace.
-                if self.runner.needs_reconfigure and self.runner.state in (
-                        RunState.RUNNING, RunState.ABORTING, RunState.STOPPING):
+                if self.runner.run.needs_reconfigure and self.runner.phase in (
+                        Phase.RUNNING, Phase.ABORTING, Phase.STOPPING):
                     await self._reconfigure()
                 snap = await self.read()
                 verdicts = evaluate(snap, self.runner.context, self.station)
-                cmds = self.runner.step(snap, verdicts)
+                out = self.runner.step(snap, verdicts)
+                cmds = out.commands
                 step = self.runner.current_step
                 self._in_band = isinstance(step, Dwell) and abs(
                     snap.furnace_c - step.at_c) <= step.band_c
-                self._flush_events(snap.t_s)  # recorded before it is acted on
+                self._after_step(out, snap.t_s)  # recorded before it is acted on
                 if not self.runner.is_final:
                     await self._write(cmds, snap)
                 self._trace(snap, cmds)
@@ -369,7 +445,7 @@ class ScanLoop:
                 await self.clock.sleep_until(next_t)
         finally:
             await asyncio.shield(self._safe_state())
-        return self.runner.state
+        return self.runner.phase
 
     async def _safe_state(self) -> None:
         """Hand the furnace to its own fallback and keep inert gas on. Never raises."""
@@ -387,7 +463,7 @@ class ScanLoop:
         furnace = self.devices.furnace
         try:
             async with asyncio.timeout(_SAFE_STATE_TIMEOUT_S):
-                if self.runner.halt_heater:
+                if self.runner.run.heater_off:
                     await furnace.force_output_off()
                     done["furnace"] = "manual, output 0 % (read back)"
                 else:
@@ -397,7 +473,7 @@ class ScanLoop:
             done["furnace"] = f"failed: {exc}; instrument falls back on remote timeout"
         try:
             self.recorder.audit("safe_state", t_s, {"outputs": done,
-                                                    "state": str(self.runner.state)})
+                                                    "state": str(self.runner.phase)})
         except Exception:  # the supervisor: records must not stop the outputs going safe
             logger.exception("could not record the safe state")
 

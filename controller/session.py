@@ -1,4 +1,6 @@
-"""One batch from start to summary: folder, frozen inputs, audit chain, trace, scan loop.
+"""One batch from start to summary: folder, frozen inputs, audit chain, trace, scan loop;
+a new batch and a resumed one go through the same set-up and tear-down, each resource
+registered on one ``AsyncExitStack`` with how it is released.
 
 Not here: argument parsing and printing (``cli``), or device construction
 (``station_factory``).
@@ -9,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import platform
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -19,10 +22,11 @@ from controller.audit import AuditLog, RecordError
 from controller.batch import create_batch_dir, write_frozen, write_summary
 from controller.clock import Clock, utc_now
 from controller.control import CommandQueue, ControlServer
+from controller.handle import RecipeRunner
 from controller.lock import StaleTakeover, StationLock, default_lock_dir
 from controller.plan import PlanSummary, summarize
-from controller.resume import Policy, decide, recover
-from controller.runner import RecipeRunner, RunState
+from controller.resume import Decision, decide, recover
+from controller.runstate import Phase
 from controller.scan import ScanLoop, trace_columns
 from controller.snapshot import Snapshot
 from controller.station import Station
@@ -48,14 +52,12 @@ def software_version() -> str:
 
 
 class BatchRecorder:
-    """Routes the scan loop's records: audit (fsync'd) and trace (buffered), and integrates
-    the gas actually used from the measured flows."""
+    """Routes the scan loop's records: audit (fsync'd) and trace (buffered)."""
 
     def __init__(self, audit: AuditLog, trace: TraceWriter, clock: Clock) -> None:
         self.audit_log = audit
         self.trace_writer = trace
         self.clock = clock
-        self.gas_used_l: dict[str, float] = {}
         self._last_t_s: float | None = None
         self._rows = 0
         self.trace_stopped = ""  # why the trace stopped (disk full), "" while it runs
@@ -87,14 +89,8 @@ class BatchRecorder:
                 "what": "trace stopped", "reason": self.trace_stopped, "disk_full": full,
                 "rows_written": self._rows})
 
-    def observe(self, snap: Snapshot, runner: RecipeRunner) -> None:
-        """Integrate measured flows (standard litres)."""
-        if self._last_t_s is not None:
-            dt_min = (snap.t_s - self._last_t_s) / 60.0
-            for gas, reading in snap.flows.items():
-                if reading is not None:
-                    self.gas_used_l[gas] = (self.gas_used_l.get(gas, 0.0)
-                                            + reading.flow_sccm / 1000.0 * dt_min)
+    def observe(self, snap: Snapshot) -> None:
+        """Remember the latest process time (for records made outside a cycle)."""
         self._last_t_s = snap.t_s
 
 
@@ -103,37 +99,103 @@ class BatchResult:
     """Where the batch is and how it ended."""
 
     batch_dir: Path
-    state: RunState
+    state: Phase
     summary: dict[str, Any]
 
 
 def _summary(batch_dir: Path, plan: Plan, planned: PlanSummary, runner: RecipeRunner,
-             recorder: BatchRecorder, actual_s: float, cycles: int) -> dict[str, Any]:
-    started = runner.progress.stage_started_t_s
-    ended = runner.progress.stage_ended_t_s
+             actual_s: float, cycles: int) -> dict[str, Any]:
+    run = runner.run
+    started, ended = run.stage_started_t_s, run.stage_ended_t_s
     stages = {s.name: {"planned_s": s.duration_s,
                        "actual_s": (ended[s.name] - started[s.name]
                                     if s.name in started and s.name in ended else None)}
               for s in planned.stages}
-    outcome = {RunState.COMPLETED: "completed", RunState.ABORTED: "aborted",
-               RunState.FAULTED: "faulted"}.get(runner.state, str(runner.state))
+    outcome = {Phase.COMPLETED: "completed", Phase.ABORTED: "aborted",
+               Phase.FAULTED: "faulted"}.get(run.phase, str(run.phase))
     return {
         "batch_id": batch_dir.name,
         "sample": plan.sample_name,
         "recipe": plan.recipe_name,
         "parameters": dict(plan.parameters),
         "outcome": outcome,
-        "end_reason": runner.end_reason,
-        "final_state": str(runner.state),
+        "end_reason": run.end_reason,
+        "final_state": str(run.phase),
         "planned_s": planned.duration_s,
         "actual_s": actual_s,
         "stages": stages,
-        "holdback_s": runner.progress.holdback_s,
+        "holdback_s": run.holdback_total_s,
         "gas_planned_l": dict(planned.gas_l),
-        "gas_used_l": {g: round(v, 3) for g, v in recorder.gas_used_l.items()},
+        "gas_used_l": {g: round(v, 3) for g, v in run.gas_used_l.items()},
         "peak_setpoint_c": planned.peak_c,
         "scan_cycles": cycles,
     }
+
+
+def _station_lock(station: Station) -> StationLock | None:
+    """One run per station. The in-process simulator is private to its process: no lock."""
+    if station.bus.kind == "sim":
+        return None
+    return StationLock(default_lock_dir(), station.name)
+
+
+@contextlib.contextmanager
+def _locked(lock: StationLock | None) -> Iterator[StaleTakeover | None]:
+    """Hold ``lock`` (if any) for the ``with`` block; yields a stale takeover, if one."""
+    if lock is None:
+        yield None
+        return
+    took_over = lock.acquire()
+    try:
+        yield took_over
+    finally:
+        lock.release()
+
+
+@dataclass(slots=True)
+class _Open:
+    """A station opened for a batch: its lock, its devices (connected) and a takeover."""
+
+    lock: StationLock | None
+    built: Built
+    took_over: StaleTakeover | None
+
+
+async def _open_station(stack: AsyncExitStack, station: Station, clock: Clock,
+                        built: Built | None, source: str, plan: Plan, seed: int = 0
+                        ) -> _Open:
+    """Lock the station, build and connect its devices; ``stack`` releases them (devices
+    closed before the lock is released). Raises ``ConfigurationError`` or
+    ``StationBusyError`` before anything is written."""
+    lock = _station_lock(station)
+    took_over = stack.enter_context(_locked(lock))
+    if built is None:
+        built = build_devices(station, clock, seed=seed, material=plan.material)
+    stack.push_async_callback(built.close)
+    await built.connect(source)
+    return _Open(lock, built, took_over)
+
+
+def _close_trace(trace: TraceWriter) -> None:
+    with contextlib.suppress(OSError, RecordError):
+        trace.close()
+
+
+def _inject(built: Built, faults: Sequence[str]) -> FaultInjector | None:
+    """Faults for the in-process simulator (``--fault``). Raises ``ConfigurationError``."""
+    if not faults:
+        return None
+    if built.world is None:
+        raise ConfigurationError("faults are injected where the simulator runs: give them "
+                                 "to 'furnace sim serve --fault'", field="--fault")
+    try:
+        return FaultInjector(built.world, list(faults))
+    except ValueError as exc:
+        raise ConfigurationError(str(exc), field="--fault") from None
+
+
+def _runner(plan: Plan, station: Station) -> RecipeRunner:
+    return RecipeRunner(plan, station, auto_confirm=station.is_simulated)
 
 
 async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_text: str,
@@ -153,61 +215,30 @@ async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_t
     planned = summarize(plan, station)
     check_free_space(batches_dir, required_free_bytes(
         planned.duration_s * 2, station.scan_period_s, len(trace_columns(station))))
-    lock = _station_lock(station)
-    took_over = lock.acquire() if lock is not None else None
-    try:
-        if built is None:
-            built = build_devices(station, clock, seed=seed, material=plan.material)
-        injector = _inject(built, faults)
-        try:
-            await built.connect(station_source)
-        except BaseException:
-            await built.close()
-            raise
+    async with AsyncExitStack() as stack:
+        opened = await _open_station(stack, station, clock, built, station_source, plan, seed)
+        injector = _inject(opened.built, faults)
         batch_dir = create_batch_dir(batches_dir, plan.sample_name, clock.wall())
-    except BaseException:
-        if lock is not None:
-            lock.release()
-        raise
-    if lock is not None:
-        lock.update(batch_dir=batch_dir)
-    recipe_sha256 = write_frozen(batch_dir, "recipe.toml", recipe_text)
-    station_sha256 = write_frozen(batch_dir, "station.toml", station_text)
-    t0_s = clock.now()
-    audit = AuditLog.create(batch_dir / "audit.jsonl", software_version(),
-                            recipe_sha256, station_sha256,
-                            t_s=0.0, wall=clock.wall(), batch_id=batch_dir.name,
-                            operator=operator, sample=plan.sample_name,
-                            recipe=plan.recipe_name, station=station.name,
-                            parameters=dict(plan.parameters), host=platform.node(),
-                            simulated=station.is_simulated)
-    trace = TraceWriter(batch_dir / "trace.csv", trace_columns(station))
-    runner = _runner(plan, station, built)
-    _record_start(audit, clock, 0.0, took_over, injector)
-    return await _loop_and_finish(batch_dir=batch_dir, plan=plan, station=station,
-                                  built=built, audit=audit, trace=trace, runner=runner,
-                                  clock=clock, t0_s=t0_s, observer=observer,
-                                  commands=commands, lock=lock)
-
-
-def _station_lock(station: Station) -> StationLock | None:
-    """One run per station. The in-process simulator is private to its process: no lock."""
-    if station.bus.kind == "sim":
-        return None
-    return StationLock(default_lock_dir(), station.name)
-
-
-def _inject(built: Built, faults: Sequence[str]) -> FaultInjector | None:
-    """Faults for the in-process simulator (``--fault``). Raises ``ConfigurationError``."""
-    if not faults:
-        return None
-    if built.world is None:
-        raise ConfigurationError("faults are injected where the simulator runs: give them "
-                                 "to 'furnace sim serve --fault'", field="--fault")
-    try:
-        return FaultInjector(built.world, list(faults))
-    except ValueError as exc:
-        raise ConfigurationError(str(exc), field="--fault") from None
+        if opened.lock is not None:
+            opened.lock.update(batch_dir=batch_dir)
+        recipe_sha256 = write_frozen(batch_dir, "recipe.toml", recipe_text)
+        station_sha256 = write_frozen(batch_dir, "station.toml", station_text)
+        t0_s = clock.now()
+        audit = AuditLog.create(batch_dir / "audit.jsonl", software_version(),
+                                recipe_sha256, station_sha256,
+                                t_s=0.0, wall=clock.wall(), batch_id=batch_dir.name,
+                                operator=operator, sample=plan.sample_name,
+                                recipe=plan.recipe_name, station=station.name,
+                                parameters=dict(plan.parameters), host=platform.node(),
+                                simulated=station.is_simulated)
+        stack.callback(audit.close)
+        trace = TraceWriter(batch_dir / "trace.csv", trace_columns(station))
+        stack.callback(_close_trace, trace)
+        _record_start(audit, clock, 0.0, opened.took_over, injector)
+        return await _loop_and_finish(batch_dir=batch_dir, station=station,
+                                      built=opened.built, audit=audit, trace=trace,
+                                      runner=_runner(plan, station), clock=clock, t0_s=t0_s,
+                                      observer=observer, commands=commands)
 
 
 def _record_start(audit: AuditLog, clock: Clock, t_s: float, took_over: StaleTakeover | None,
@@ -220,65 +251,53 @@ def _record_start(audit: AuditLog, clock: Clock, t_s: float, took_over: StaleTak
                      faults=[str(s) for s in (*injector.active, *injector.pending)])
 
 
-def _runner(plan: Plan, station: Station, built: Built) -> RecipeRunner:
-    world = built.world
-    return RecipeRunner(plan, station, auto_confirm=station.is_simulated,
-                        on_tube_opened=world.open_tube_for_wash if world else None)
-
-
-async def _loop_and_finish(*, batch_dir: Path, plan: Plan, station: Station, built: Built,
+async def _loop_and_finish(*, batch_dir: Path, station: Station, built: Built,
                            audit: AuditLog, trace: TraceWriter, runner: RecipeRunner,
                            clock: Clock, t0_s: float,
                            observer: Callable[[Snapshot, RecipeRunner], None] | None,
                            on_start: Callable[[Snapshot], None] | None = None,
                            prepare: Callable[[ScanLoop, BatchRecorder], Awaitable[None]]
                            | None = None, commands: CommandQueue | None = None,
-                           lock: StationLock | None = None) -> BatchResult:
+                           mass0_g: float | None = None) -> BatchResult:
     """Run the scan loop to the batch's end, then record the end and write the summary.
 
     Operator commands reach the loop through ``commands``, from the loopback control
-    server (``furnace ctl``) and from the console."""
+    server (``furnace ctl``) and from the console. The caller's exit stack closes the
+    records and the devices and releases the lock, whatever happens here."""
     recorder = BatchRecorder(audit, trace, clock)
     commands = commands if commands is not None else CommandQueue()
 
     def observe(snap: Snapshot, r: RecipeRunner) -> None:
-        recorder.observe(snap, r)
+        recorder.observe(snap)
         if observer is not None:
             observer(snap, r)
 
+    world = built.world
     loop = ScanLoop(station=station, runner=runner, devices=built.devices, clock=clock,
                     recorder=recorder, observer=observe, t0_s=t0_s, on_start=on_start,
-                    commands=commands)
-    commands.state = lambda: str(loop.runner.state)
+                    commands=commands, mass0_g=mass0_g, align_to_pv=on_start is not None,
+                    on_tube_opened=world.open_tube_for_wash if world is not None else None)
+    commands.state = lambda: str(loop.runner.phase)
     server = ControlServer(batch_dir, commands.submit, state=commands.state,
                            reply_timeout_s=max(5.0, 3 * station.scan_period_s))
     try:
-        await server.start()
-        host, port = server.address
-        recorder.audit("control_server", clock.now() - t0_s, {"host": host, "port": port})
-        if prepare is not None:
-            await prepare(loop, recorder)
-        state = await loop.run()
+        async with server:
+            host, port = server.address
+            recorder.audit("control_server", clock.now() - t0_s, {"host": host, "port": port})
+            if prepare is not None:
+                await prepare(loop, recorder)
+            state = await loop.run()
     except BaseException as exc:
         with contextlib.suppress(RecordError):  # the audit itself may be what failed
             recorder.audit("supervisor_error", clock.now() - t0_s,
                            {"error": type(exc).__name__, "detail": str(exc)})
-        with contextlib.suppress(OSError):
-            audit.close()
         raise
-    finally:
-        await server.stop()
-        with contextlib.suppress(OSError, RecordError):
-            trace.close()
-        await built.close()
-        if lock is not None:
-            lock.release()
-    runner = loop.runner
+    _close_trace(trace)
     actual_s = clock.now() - t0_s
-    summary = _summary(batch_dir, loop.runner.plan, summarize(loop.runner.plan, station),
-                       runner, recorder, actual_s, loop.cycles)
+    summary = _summary(batch_dir, runner.plan, summarize(runner.plan, station), runner,
+                       actual_s, loop.cycles)
     recorder.audit("batch_ended", actual_s, {"outcome": summary["outcome"],
-                                             "end_reason": runner.end_reason})
+                                             "end_reason": runner.run.end_reason})
     summary["audit_final_hash"] = audit.final_hash
     summary["audit_records"] = audit.count
     audit.close()
@@ -295,81 +314,67 @@ async def resume_batch(batch_dir: Path, *, make_clock: Callable[[float], Clock],
     """Continue an interrupted batch from its folder (never the original recipe file).
 
     ``make_clock(start_s)`` builds the clock, its process time starting where the batch
-    stopped plus the outage (wall-clock gap × ``speed``). The audit chain goes on: a torn
-    last line is cut and recorded, and ``batch_resumed`` records the outage, the furnace's
-    state now against then, and the policy applied. Raises ``ConfigurationError`` for a
-    folder that cannot be resumed.
+    stopped plus the outage (wall-clock gap × ``speed``). The run state comes from the
+    last checkpoint in the audit chain; the chain goes on: a torn last line is cut and
+    recorded, and ``batch_resumed`` records the outage, the furnace's state now against
+    then, and the policy applied. Raises ``ConfigurationError`` for a folder that cannot
+    be resumed.
     """
     rec = recover(batch_dir)
     outage_wall_s = max((utc_now() - rec.last_wall).total_seconds(), 0.0)
     resumed_t_s = rec.last_t_s + outage_wall_s * speed
     clock = make_clock(resumed_t_s)
     station, plan = rec.station, rec.plan
-    lock = _station_lock(station)
-    took_over = lock.acquire() if lock is not None else None
-    if lock is not None:
-        lock.update(batch_dir=batch_dir)
-    if built is None:
-        built = build_devices(station, clock, material=plan.material)
-    try:
-        await built.connect(station_source)
-    except BaseException:
-        await built.close()
-        if lock is not None:
-            lock.release()
-        raise
-    try:
-        audit = AuditLog.open_existing(batch_dir / "audit.jsonl")
-        trace = TraceWriter.open_existing(batch_dir / "trace.csv", trace_columns(station))
-    except (OSError, RecordError) as exc:
-        await built.close()
-        if lock is not None:
-            lock.release()
-        raise ConfigurationError(f"cannot continue the records: {exc}",
-                                 source=str(batch_dir)) from None
-    runner = _runner(plan, station, built)
-    decision: dict[str, Any] = {}
+    async with AsyncExitStack() as stack:
+        opened = await _open_station(stack, station, clock, built, station_source, plan)
+        if opened.lock is not None:
+            opened.lock.update(batch_dir=batch_dir)
+        try:
+            audit = AuditLog.open_existing(batch_dir / "audit.jsonl")
+            stack.callback(audit.close)
+            trace = TraceWriter.open_existing(batch_dir / "trace.csv", trace_columns(station))
+            stack.callback(_close_trace, trace)
+        except (OSError, RecordError) as exc:
+            raise ConfigurationError(f"cannot continue the records: {exc}",
+                                     source=str(batch_dir)) from None
+        runner = _runner(plan, station)
+        chosen: list[Decision] = []
 
-    async def prepare(loop: ScanLoop, recorder: BatchRecorder) -> None:
-        snap = await loop.read()
-        policy, reason, new_plan, index = decide(rec, snap, outage_wall_s * speed)
-        if new_plan is not plan:
-            loop.runner = _runner(new_plan, station, built)
-        decision.update(policy=policy, reason=reason, index=index,
-                        furnace_c=snap.furnace_c, runner=loop.runner)
-        if audit.torn_tail:
-            recorder.audit("torn_tail_recovered", resumed_t_s,
-                           {"file": "audit.jsonl", "bytes": len(audit.torn_tail)})
-        if trace.torn_tail:
-            recorder.audit("torn_tail_recovered", resumed_t_s,
-                           {"file": "trace.csv", "bytes": len(trace.torn_tail)})
-        if took_over is not None:
-            recorder.audit("stale_lock_taken_over", resumed_t_s,
-                           {"previous": took_over.describe()})
-        recorder.audit("batch_resumed", resumed_t_s, {
-            "outage_from_t_s": rec.last_t_s, "outage_to_t_s": resumed_t_s,
-            "outage_wall_s": round(outage_wall_s, 3), "state_then": rec.state,
-            "step_index": rec.step_index, "furnace_then_c": rec.furnace_c,
-            "furnace_now_c": snap.furnace_c, "setpoint_then_c": rec.setpoint_c,
-            "flows_now_sccm": {g: snap.flow_sccm(g) for g in rec.flows_sccm},
-            "o2_now_ppm": snap.o2_ppm, "policy": str(policy), "reason": reason,
-            "operator": rec.operator, "software_version": software_version()})
+        async def prepare(loop: ScanLoop, recorder: BatchRecorder) -> None:
+            snap = await loop.read()
+            decision = decide(rec, snap, outage_wall_s * speed)
+            chosen.append(decision)
+            if decision.state is not None:
+                runner.run = decision.state
+            for name, torn in (("audit.jsonl", audit.torn_tail), ("trace.csv", trace.torn_tail)):
+                if torn:
+                    recorder.audit("torn_tail_recovered", resumed_t_s,
+                                   {"file": name, "bytes": len(torn)})
+            if opened.took_over is not None:
+                recorder.audit("stale_lock_taken_over", resumed_t_s,
+                               {"previous": opened.took_over.describe()})
+            recorder.audit("batch_resumed", resumed_t_s, {
+                "outage_from_t_s": rec.last_t_s, "outage_to_t_s": resumed_t_s,
+                "outage_wall_s": round(outage_wall_s, 3), "checkpoint_t_s": rec.checkpoint_t_s,
+                "state_then": str(rec.state.phase) if rec.state else "idle",
+                "step_index": rec.state.step_index if rec.state else 0,
+                "furnace_then_c": rec.furnace_c, "furnace_now_c": snap.furnace_c,
+                "setpoint_then_c": rec.setpoint_c,
+                "flows_now_sccm": {m.gas: snap.flow_sccm(m.gas) for m in station.mfc},
+                "o2_now_ppm": snap.o2_ppm, "policy": str(decision.policy),
+                "reason": decision.reason, "operator": rec.operator,
+                "software_version": software_version()})
 
-    def start(snap: Snapshot) -> None:
-        policy = Policy(decision["policy"])
-        setpoint_c = rec.setpoint_c
-        if policy is not Policy.CONTINUE and snap.furnace is not None:
-            setpoint_c = snap.furnace_c  # ramp back, hold or cool from where it is
-        decision["runner"].resume_from(snap.t_s, step_index=decision["index"],
-                                setpoint_c=setpoint_c, flows_sccm=rec.flows_sccm,
-                                purged=rec.purged, counted_s=rec.counted_s,
-                                holdback_s=rec.holdback_s,
-                                stage_started_t_s=rec.stage_started_t_s,
-                                policy=str(policy), reason=decision["reason"])
+        def start(snap: Snapshot) -> None:
+            decision = chosen[0]
+            if decision.state is None:
+                runner.preflight_done(snap.t_s)
+                return
+            runner.resumed(snap.t_s, setpoint_c=decision.setpoint_c, trigger=decision.trigger,
+                           reason=decision.reason, ramp_back=decision.ramp_back)
 
-    return await _loop_and_finish(batch_dir=batch_dir, plan=plan, station=station,
-                                  built=built, audit=audit, trace=trace, runner=runner,
-                                  clock=clock, t0_s=0.0, observer=observer, on_start=start,
-                                  prepare=prepare, commands=commands, lock=lock)
-
-
+        return await _loop_and_finish(batch_dir=batch_dir, station=station,
+                                      built=opened.built, audit=audit, trace=trace,
+                                      runner=runner, clock=clock, t0_s=0.0, observer=observer,
+                                      on_start=start, prepare=prepare, commands=commands,
+                                      mass0_g=rec.mass0_g)

@@ -45,6 +45,7 @@ class ConfigurationError(FurnaceError, ValueError):
     def __init__(self, message: str, *, source: str = "", field: str = "") -> None:
         self.source = source
         self.field = field
+        self.reason = message  # the rule alone, without file and field
         prefix = f"{source}: " if source else ""
         where = f"{field}: " if field else ""
         super().__init__(f"{prefix}{where}{message}")

@@ -36,6 +36,7 @@ from typing import Any
 
 from controller.batch import verify_batch
 from controller.clock import VirtualClock
+from controller.handle import RecipeRunner
 from controller.interlocks import (
     COMMS_LOSS_CYCLES,
     FLOW_LOST_S,
@@ -46,7 +47,7 @@ from controller.interlocks import (
     TC_DISAGREE_C,
 )
 from controller.plan import load_recipe
-from controller.runner import RecipeRunner, RunState
+from controller.runstate import Phase
 from controller.session import BatchResult, run_batch
 from controller.snapshot import Snapshot
 from controller.station import Station, load_station
@@ -295,7 +296,7 @@ class Case:
     recipe: str
     at: At
     interlocks: dict[str, str]
-    final: RunState
+    final: Phase
     reason: str
     budget_s: float
     budget_note: str
@@ -322,93 +323,93 @@ _COMMS_NOTE = (f"C1: stale after {COMMS_LOSS_CYCLES} failed polls; the first pol
 _BAD_WIRE = {"comms_stale": "hold"}
 CASES: tuple[Case, ...] = (
     Case("sensor_break", "S1", "sensor_break", "hot", _DWELL_1600,
-         {"sensor_fault": "halt"}, RunState.FAULTED, "sensor_fault",
+         {"sensor_fault": "halt"}, Phase.FAULTED, "sensor_fault",
          2 * PERIOD_S, "S1: safe 1 cycle after the next status read"),
     Case("pv_frozen", "S3", "pv_frozen", "quick", _DWELL_600,
-         {"pv_frozen": "halt"}, RunState.FAULTED, "pv_frozen",
+         {"pv_frozen": "halt"}, Phase.FAULTED, "pv_frozen",
          PV_FROZEN_S + PERIOD_S, "S3: PV_FROZEN_S window + 1 cycle"),
     Case("tc_drift", "S7", "tc_drift", "hot", _DWELL_1600,
-         {"tc_disagree": "abort"}, RunState.ABORTED, "tc_disagree",
+         {"tc_disagree": "abort"}, Phase.ABORTED, "tc_disagree",
          SAMPLE_TAU_S + PERIOD_S,
          f"S7: control TC {TC_DISAGREE_C:g} K off in truth, + the sample TC's lag "
          f"τ_s {SAMPLE_TAU_S:g} s + 1 cycle",
          symptom=_truth(lambda t: t.tc_c - t.pv_c > TC_DISAGREE_C)),
     Case("pv_spike", "S4", "pv_spike", "quick", At("heat", "ramp", 600.0),
-         {"pv_spike": "note"}, RunState.COMPLETED, "recipe completed",
+         {"pv_spike": "note"}, Phase.COMPLETED, "recipe completed",
          PERIOD_S, "S4: each spike rejected and noted on the read that saw it",
          symptom=_first_spike),
     Case("heater_open", "A2", "heater_open", "quick", _DWELL_600,
-         {"heater_open": "abort"}, RunState.ABORTED, "heater_open",
+         {"heater_open": "abort"}, Phase.ABORTED, "heater_open",
          HEATER_OPEN_S + PERIOD_S, "A2: HEATER_OPEN_S at 100 % output + 1 cycle",
          symptom=_truth(lambda t: t.output_pct >= 99.9 and t.heater_pct <= 0.0)),
     Case("heater_stuck", "A1", "heater_stuck", "hot", _DWELL_1600,
-         {"heater_stuck": "halt", "over_temperature": "abort"}, RunState.FAULTED,
+         {"heater_stuck": "halt", "over_temperature": "abort"}, Phase.FAULTED,
          "heater_stuck|over_temperature", HEATER_STUCK_S + PERIOD_S,
          "A1: HEATER_STUCK_S at 0 % output + 1 cycle",
          symptom=_truth(lambda t: t.output_pct <= 0.1 and t.heater_pct >= 99.0),
          also=("heater_stuck",)),
     Case("comms_loss", "C1", "comms_loss:furnace", "quick", _DWELL_600,
-         _BAD_WIRE, RunState.FAULTED, "comms_loss",
+         _BAD_WIRE, Phase.FAULTED, "comms_loss",
          _COMMS_BUDGET, _COMMS_NOTE, also=("comms_loss",)),
     Case("comms_loss_mfc_ar", "G5", "comms_loss:mfc_Ar", "quick", _DWELL_600,
-         {"flow_lost:Ar": "abort"}, RunState.ABORTED, "flow_lost:Ar",
+         {"flow_lost:Ar": "abort"}, Phase.ABORTED, "flow_lost:Ar",
          FLOW_LOST_S + 2 * PERIOD_S, "G5 as G1: FLOW_LOST_S from the first failed poll",
          extra_safe=("gas_on:N2",)),
     Case("slow_replies", "C3", "slow_replies:furnace", "quick", _DWELL_600,
-         _BAD_WIRE, RunState.FAULTED, "comms_loss", _COMMS_BUDGET, _COMMS_NOTE,
+         _BAD_WIRE, Phase.FAULTED, "comms_loss", _COMMS_BUDGET, _COMMS_NOTE,
          also=("comms_loss",)),
     Case("exception_replies", "C8", "exception_replies:furnace", "quick", _DWELL_600,
-         _BAD_WIRE, RunState.FAULTED, "comms_loss", _COMMS_BUDGET,
+         _BAD_WIRE, Phase.FAULTED, "comms_loss", _COMMS_BUDGET,
          "C8: code 04 from a safety device = lost; " + _COMMS_NOTE, also=("comms_loss",)),
     Case("garbled_replies", "C4", "garbled_replies:furnace", "quick", _DWELL_600,
-         _BAD_WIRE, RunState.FAULTED, "comms_loss", _COMMS_BUDGET, _COMMS_NOTE,
+         _BAD_WIRE, Phase.FAULTED, "comms_loss", _COMMS_BUDGET, _COMMS_NOTE,
          also=("comms_loss",)),
     Case("mfc_no_flow", "G1", "mfc_no_flow:Ar", "quick", _DWELL_600,
-         {"flow_lost:Ar": "abort"}, RunState.ABORTED, "flow_lost:Ar",
+         {"flow_lost:Ar": "abort"}, Phase.ABORTED, "flow_lost:Ar",
          FLOW_LOST_S + PERIOD_S, "G1: FLOW_LOST_S below half the setpoint + 1 cycle",
          symptom=_truth(lambda t: t.flows_sccm["Ar"] < 100.0), inert_gap=True,
          extra_safe=("gas_on:N2",)),
     Case("mfc_stuck", "G2", "mfc_stuck:air", "air", At("pre-oxidation", "dwell", 600.0),
-         {"o2_high": "hold"}, RunState.ABORTED, "held for more than 60 min",
+         {"o2_high": "hold"}, Phase.ABORTED, "held for more than 60 min",
          _AR_PURGE_S + 2 * PERIOD_S,
          "G2: before the furnace may heat past the air limit, i.e. by the end of the "
          "argon purge that follows the air off + 1 cycle",
          symptom=_air_flowing_unasked),
     Case("air_leak", "G7", "air_leak", "quick", _DWELL_600,
-         {"o2_high": "abort"}, RunState.ABORTED, "o2_high",
+         {"o2_high": "abort"}, Phase.ABORTED, "o2_high",
          SENSOR_TAU_S + 2 * PERIOD_S,
          f"G7: tube O2 over {O2_LIMIT_PPM:g} ppm in truth + the analyser's lag "
          f"{SENSOR_TAU_S:g} s + 1 cycle",
          symptom=_truth(lambda t: t.o2_ppm > O2_LIMIT_PPM)),
     Case("balance_disconnected", "C1", "balance_disconnected", "quick", _DWELL_600,
-         {"comms_loss:balance": "note"}, RunState.COMPLETED, "recipe completed",
+         {"comms_loss:balance": "note"}, Phase.COMPLETED, "recipe completed",
          _COMMS_BUDGET, _COMMS_NOTE),
     Case("balance_reconnected", "C2", "balance_disconnected", "quick", _DWELL_600,
-         {"comms_loss:balance": "note"}, RunState.COMPLETED, "recipe completed",
+         {"comms_loss:balance": "note"}, Phase.COMPLETED, "recipe completed",
          _COMMS_BUDGET, _COMMS_NOTE, duration_s=60.0),
     Case("power_cycle", "A4", "power_cycle", "quick", _DWELL_600,
-         {"comms_stale": "hold", "remote_setpoint_lost": "hold"}, RunState.COMPLETED,
+         {"comms_stale": "hold", "remote_setpoint_lost": "hold"}, Phase.COMPLETED,
          "recipe completed",
          2 * PERIOD_S, "A4: the reset seen on the first read after power returns + 1 cycle",
          symptom=_power_back, resume_after_s=120.0),
     Case("exotherm_runaway", "G9", "exotherm_runaway", "air",
          At("pre-oxidation", "ramp", 1500.0),
          {"exotherm_rate": "pause", "exotherm_guard": "pause", "exotherm_cut": "hold"},
-         RunState.ABORTED, "held for more than 60 min", 2 * PERIOD_S,
+         Phase.ABORTED, "held for more than 60 min", 2 * PERIOD_S,
          "G9: ΔT past the guard's stop limit in truth + 1 cycle",
          symptom=_truth(lambda t: t.sample_c - t.tc_c > 15.0), also=("exotherm_cut",)),
     Case("front_panel_manual", "A3", "front_panel:manual", "quick", _DWELL_600,
-         {"front_panel_manual": "hold"}, RunState.COMPLETED, "recipe completed",
+         {"front_panel_manual": "hold"}, Phase.COMPLETED, "recipe completed",
          2 * PERIOD_S, "A3: mode read back every cycle + 1 cycle", duration_s=600.0,
          resume_after_s=900.0),
     Case("front_panel_local_sp", "A3", "front_panel:local_sp", "quick", _DWELL_600,
-         {"remote_setpoint_lost": "hold"}, RunState.ABORTED, "held for more than 60 min",
+         {"remote_setpoint_lost": "hold"}, Phase.ABORTED, "held for more than 60 min",
          2 * PERIOD_S, "A3: setpoint source read back every cycle + 1 cycle"),
     Case("front_panel_manual_left", "A3", "front_panel:manual", "quick", _DWELL_600,
-         {"front_panel_manual": "hold"}, RunState.ABORTED, "held for more than 60 min",
+         {"front_panel_manual": "hold"}, Phase.ABORTED, "held for more than 60 min",
          2 * PERIOD_S, "A3: mode read back every cycle + 1 cycle", cap_s=6 * 3600.0),
     Case("front_panel_local_sp_600_left", "A3", "front_panel:local_sp=600", "quick",
-         _DWELL_600, {"remote_setpoint_lost": "hold"}, RunState.ABORTED,
+         _DWELL_600, {"remote_setpoint_lost": "hold"}, Phase.ABORTED,
          "held for more than 60 min", 2 * PERIOD_S,
          "A3: setpoint source read back every cycle + 1 cycle", cap_s=6 * 3600.0),
 )
@@ -536,7 +537,7 @@ async def run_case(case: Case, batches: Path, *, seed: int = 0) -> Outcome:
             outcome.spec = str(spec)
         if live.injector is None:
             return
-        if runner.state is RunState.HELD:
+        if runner.phase is Phase.HELD:
             live.held_at = snap.t_s if live.held_at is None else live.held_at
             if (case.resume_after_s is not None and live.resumed_at is None
                     and snap.t_s - live.held_at >= case.resume_after_s):
@@ -544,7 +545,7 @@ async def run_case(case: Case, batches: Path, *, seed: int = 0) -> Outcome:
                                operator=OPERATOR)
                 live.resumed_at = snap.t_s
         if snap.t_s - _injected_t(live) > case.cap_s:
-            raise _CappedError(f"still {runner.state} {case.cap_s / 3600:g} h after the fault")
+            raise _CappedError(f"still {runner.phase} {case.cap_s / 3600:g} h after the fault")
 
     result: BatchResult | None = None
     try:
@@ -858,7 +859,7 @@ def _kind_checks(outcome: Outcome, checks: list[Check]) -> None:
         checks.append(Check("every spike flagged in the trace",
                             flagged == len(run.spikes_served) > 0,
                             f"{len(run.spikes_served)} spikes served, {flagged} rows flagged"))
-    if case.final is RunState.COMPLETED or kind == FaultKind.PV_SPIKE:
+    if case.final is Phase.COMPLETED or kind == FaultKind.PV_SPIKE:
         stray = [r for r in outcome.audit if r["event"] == "interlock_trip"
                  and r["t_s"] >= (outcome.injected_at or 0.0)
                  and r["interlock"] not in case.interlocks]

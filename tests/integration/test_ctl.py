@@ -19,13 +19,14 @@ import pytest
 
 from controller.clock import VirtualClock, WallClock
 from controller.control import Command, CommandQueue, ControlServer, send_command
+from controller.handle import RecipeRunner
 from controller.keys import (
     InterruptPolicy,
     KeyCommands,
     KeyReader,
     install_interrupt_handler,
 )
-from controller.runner import RecipeRunner, RunState
+from controller.runstate import Phase
 from controller.station import Station
 from controller.steps import Dwell, End, Plan, Stage
 
@@ -61,7 +62,7 @@ class FakeScan:
             await clock.sleep_until(next_t)
 
     def transitions(self, trigger: str) -> list[dict[str, Any]]:
-        return [e.fields for e in self.runner.events
+        return [e.fields for e in self.runner.outbox
                 if e.event == "state_change" and e.fields["trigger"] == trigger]
 
 
@@ -69,11 +70,11 @@ class FakeScan:
 async def running(station: Station, tmp_path: Path, **server_kw: Any
                   ) -> AsyncIterator[FakeScan]:
     runner = make_runner(station)
-    queue = CommandQueue(lambda: str(runner.state))
+    queue = CommandQueue(lambda: str(runner.phase))
     scan = FakeScan(runner, queue)
     task = asyncio.create_task(scan.run(VirtualClock()))
     try:
-        async with ControlServer(tmp_path, queue.submit, state=lambda: str(runner.state),
+        async with ControlServer(tmp_path, queue.submit, state=lambda: str(runner.phase),
                                  **server_kw):
             yield scan
     finally:
@@ -164,7 +165,7 @@ async def test_key_reader_cbreak_on_a_pty_drives_the_runner(station: Station) ->
     tty_in = os.fdopen(slave, "r")
     before = termios.tcgetattr(slave)
     runner = make_runner(station)
-    queue = CommandQueue(lambda: str(runner.state))
+    queue = CommandQueue(lambda: str(runner.phase))
     keys = KeyCommands("ann")
     seen: list[str] = []
     got = asyncio.Event()
@@ -191,7 +192,7 @@ async def test_key_reader_cbreak_on_a_pty_drives_the_runner(station: Station) ->
         os.write(master, b"h")
         await wait_keys(1)
         queue.apply_due(runner, at_checkpoint=False)
-        assert runner.state is RunState.HELD
+        assert runner.phase is Phase.HELD
         os.write(master, b"s\x1b[A")  # stop, then an arrow key: cancelled
         await wait_keys(3)
         assert seen[1:] == ["s", "\x1b"]
@@ -202,7 +203,7 @@ async def test_key_reader_cbreak_on_a_pty_drives_the_runner(station: Station) ->
         os.write(master, b"y")
         await wait_keys(5)
         queue.apply_due(runner, at_checkpoint=False)
-        assert str(runner.state) == "aborting"
+        assert str(runner.phase) == "aborting"
     finally:
         reader.stop()
         after = termios.tcgetattr(slave)
@@ -227,7 +228,7 @@ async def test_ctrl_c_never_raises_and_follows_the_policy(
     if path.startswith("signal.signal"):
         _force_signal_module(monkeypatch)
     runner = make_runner(station)
-    queue = CommandQueue(lambda: str(runner.state))
+    queue = CommandQueue(lambda: str(runner.phase))
     policy = InterruptPolicy("ann")
     human = WallClock()
     hit = asyncio.Event()
@@ -248,14 +249,14 @@ async def test_ctrl_c_never_raises_and_follows_the_policy(
         await press()
         [(_, waiting)] = queue.apply_due(runner, at_checkpoint=False)
         assert waiting.message == "waiting for the next checkpoint"
-        assert runner.state is RunState.RUNNING
+        assert runner.phase is Phase.RUNNING
         await press()
         [(_, superseded), (cmd, result)] = queue.apply_due(runner, at_checkpoint=False)
         assert superseded.status == "superseded"
         assert (cmd.reason, result.state) == ("Ctrl-C twice: hold now", "held")
         await press()
         queue.apply_due(runner, at_checkpoint=False)
-        assert str(runner.state) == "aborting"
+        assert str(runner.phase) == "aborting"
     finally:
         uninstall()
     assert signal.getsignal(signal.SIGINT) is previous

@@ -13,7 +13,7 @@ from controller.audit import AuditLog, RecordError
 from controller.batch import verify_batch
 from controller.clock import VirtualClock
 from controller.plan import load_recipe
-from controller.runner import RunState
+from controller.runstate import Phase
 from controller.session import run_batch
 from controller.station import load_station
 from controller.station_factory import build_devices
@@ -44,7 +44,7 @@ async def test_trace_stops_on_disk_full_and_the_batch_goes_on(
     result = await run_batch(plan=plan, station=station, recipe_text=frozen,
                              station_text=text, clock=VirtualClock(), batches_dir=tmp_path,
                              operator="pytest")
-    assert result.state is RunState.COMPLETED
+    assert result.state is Phase.COMPLETED
     audit = (result.batch_dir / "audit.jsonl").read_text()
     assert '"event":"records_degraded"' in audit
     assert '"disk_full":true' in audit

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from controller.batch import verify_batch
-from controller.runner import RunState
+from controller.runstate import Phase
 from controller.station import Station, load_station
 from controller.steps import Dwell
 from tests.conftest import PROFILES
@@ -40,7 +40,7 @@ def _completed(batch: Batch, index: int) -> dict[str, object]:
 
 
 def test_completes_and_verifies(batch: Batch) -> None:
-    assert batch.result.state is RunState.COMPLETED
+    assert batch.result.state is Phase.COMPLETED
     assert batch.result.summary["outcome"] == "completed"
     assert batch.result.summary["end_reason"] == "recipe completed"
     assert verify_batch(batch.result.batch_dir).ok

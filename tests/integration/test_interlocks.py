@@ -10,8 +10,9 @@ import pytest
 
 from controller.batch import verify_batch
 from controller.clock import VirtualClock
+from controller.handle import RecipeRunner
 from controller.plan import load_recipe
-from controller.runner import RecipeRunner, RunState
+from controller.runstate import Phase
 from controller.session import run_batch
 from controller.snapshot import Snapshot
 from controller.station import Station, load_station
@@ -66,7 +67,7 @@ Injector = Callable[[Snapshot, RecipeRunner, SimWorld], None]
 
 
 async def _run(tmp_path: Path, plan: Plan, station: Station, station_text: str,
-               inject: Injector, truth_log: list[tuple[float, RunState, object]]) -> Batch:
+               inject: Injector, truth_log: list[tuple[float, Phase, object]]) -> Batch:
     clock = VirtualClock()
     built = build_devices(station, clock)
     world = built.world
@@ -74,7 +75,7 @@ async def _run(tmp_path: Path, plan: Plan, station: Station, station_text: str,
 
     def observer(snap: Snapshot, runner: RecipeRunner) -> None:
         inject(snap, runner, world)
-        truth_log.append((snap.t_s, runner.state, world.truth()))
+        truth_log.append((snap.t_s, runner.phase, world.truth()))
 
     result = await run_batch(plan=plan, station=station, recipe_text="# test plan\n",
                              station_text=station_text, clock=clock, batches_dir=tmp_path,
@@ -97,7 +98,7 @@ def _trip(batch: Batch, name: str) -> dict[str, object]:
 async def test_over_temperature_aborts_to_controlled_cooldown(tmp_path: Path) -> None:
     station, text = load_station(None)
     limit = station.envelope.max_temperature_c
-    truth: list[tuple[float, RunState, object]] = []
+    truth: list[tuple[float, Phase, object]] = []
     state = {"forced": False, "released": False}
 
     def inject(snap: Snapshot, runner: RecipeRunner, world: SimWorld) -> None:
@@ -106,7 +107,7 @@ async def test_over_temperature_aborts_to_controlled_cooldown(tmp_path: Path) ->
         if not state["forced"] and isinstance(runner.current_step, Dwell):
             world.write(1, EURO["OP.LO.F"].address, encode(EURO["OP.LO.F"], 100.0))
             state["forced"] = True
-        if runner.state is RunState.ABORTING and not state["released"]:
+        if runner.phase is Phase.ABORTING and not state["released"]:
             world.write(1, EURO["OP.LO.F"].address, encode(EURO["OP.LO.F"], 0.0))
             state["released"] = True
 
@@ -115,7 +116,7 @@ async def test_over_temperature_aborts_to_controlled_cooldown(tmp_path: Path) ->
     assert trip["action"].startswith("abort")
     assert trip["limit"] == limit
     assert trip["measured"] > limit
-    assert batch.result.state is RunState.ABORTED
+    assert batch.result.state is Phase.ABORTED
     assert "over_temperature" in batch.result.summary["end_reason"]
     # detected on the first cycle above the limit (ground truth of the thermocouple)
     first_over = next(t for t, _, tr in truth if tr.tc_c > limit + 1.0)  # type: ignore[attr-defined]
@@ -130,7 +131,7 @@ async def test_over_temperature_aborts_to_controlled_cooldown(tmp_path: Path) ->
 
 async def test_air_above_the_air_limit_aborts_and_cuts_air(tmp_path: Path) -> None:
     station, text = load_station(None)
-    truth: list[tuple[float, RunState, object]] = []
+    truth: list[tuple[float, Phase, object]] = []
     injected_at: list[float] = []
 
     def inject(snap: Snapshot, runner: RecipeRunner, world: SimWorld) -> None:
@@ -143,7 +144,7 @@ async def test_air_above_the_air_limit_aborts_and_cuts_air(tmp_path: Path) -> No
     trip = _trip(batch, "air_above_limit")
     assert trip["action"].startswith("abort")
     assert trip["limit"] == station.envelope.air_max_c
-    assert batch.result.state is RunState.ABORTED
+    assert batch.result.state is Phase.ABORTED
     # detected within two cycles of the air reaching 1 % of full scale (MFC response)
     assert trip["t_s"] - injected_at[0] <= 2 * station.scan_period_s
     # the air setpoint is 0 again in the world within one cycle of the trip
@@ -163,16 +164,16 @@ async def test_heating_under_argon_before_purge_is_held(tmp_path: Path) -> None:
                 steps=(SetGas(stage="heat", label="Ar", flows_sccm=(("Ar", 200.0),)),
                        Ramp(stage="heat", label="ramp", to_c=600.0, rate_c_per_min=10.0),
                        End(stage="heat", label="end")))
-    truth: list[tuple[float, RunState, object]] = []
+    truth: list[tuple[float, Phase, object]] = []
     batch = await _run(tmp_path, plan, station, text, lambda *a: None, truth)
     trip = _trip(batch, "heating_unpurged")
     assert trip["action"].startswith("hold")
-    held = [t for t, s, _ in truth if s is RunState.HELD]
+    held = [t for t, s, _ in truth if s is Phase.HELD]
     assert held, "never held"
     # the furnace never got far from ambient: heating stopped within a cycle or two
     assert max(tr.furnace_c for _, _, tr in truth) < station.envelope.ambient_c + 15  # type: ignore[attr-defined]
     # nobody resumed: after the unattended-hold limit it aborts safely
-    assert batch.result.state is RunState.ABORTED
+    assert batch.result.state is Phase.ABORTED
     assert verify_batch(batch.result.batch_dir).ok
 
 
@@ -183,4 +184,4 @@ async def test_quick_recipe_completes_with_other_seeds(tmp_path: Path, seed: int
     result = await run_batch(plan=plan, station=station, recipe_text=QUICK, station_text=text,
                              clock=VirtualClock(), batches_dir=tmp_path, operator="pytest",
                              seed=seed)
-    assert result.state is RunState.COMPLETED
+    assert result.state is Phase.COMPLETED

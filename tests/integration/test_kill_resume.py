@@ -21,8 +21,9 @@ import pytest
 
 from controller.batch import verify_batch
 from controller.clock import VirtualClock
+from controller.handle import RecipeRunner
 from controller.plan import load_recipe
-from controller.runner import RecipeRunner, RunState
+from controller.runstate import Phase
 from controller.session import run_batch
 from controller.snapshot import Snapshot
 from controller.station import load_station
@@ -197,7 +198,7 @@ async def test_furnace_left_at_1600_cools_at_the_rate_limit_under_argon(tmp_path
     result = await run_batch(plan=plan, station=station, recipe_text=frozen,
                              station_text=text, clock=clock, batches_dir=tmp_path,
                              operator="pytest", observer=observer, built=built)
-    assert result.state is RunState.FAULTED  # comms loss: the controller gave up the line
+    assert result.state is Phase.FAULTED  # comms loss: the controller gave up the line
     samples: list[tuple[float, float, float]] = []
     t = world.now_s
     for _ in range(6 * 60):  # six hours alone, sampled every minute

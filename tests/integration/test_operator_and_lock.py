@@ -10,9 +10,10 @@ import pytest
 
 from controller.clock import VirtualClock
 from controller.control import Command, CommandQueue, send_command
+from controller.handle import RecipeRunner
 from controller.lock import StationBusyError
 from controller.plan import load_recipe
-from controller.runner import RecipeRunner, RunState
+from controller.runstate import Phase
 from controller.session import run_batch
 from controller.snapshot import Snapshot
 from controller.station import load_station, load_station_text
@@ -35,7 +36,7 @@ async def test_commands_from_the_queue_and_the_socket_are_applied(tmp_path: Path
     batch_dirs: list[Path] = []
 
     def observer(snap: Snapshot, runner: RecipeRunner) -> None:
-        if snap.t_s > 600 and not sent and runner.state is RunState.RUNNING:
+        if snap.t_s > 600 and not sent and runner.phase is Phase.RUNNING:
             queue.post(Command(trigger="hold", operator="ann", source="keys"))
             batch = next(tmp_path.iterdir())
             batch_dirs.append(batch)
@@ -45,7 +46,7 @@ async def test_commands_from_the_queue_and_the_socket_are_applied(tmp_path: Path
     result = await run_batch(plan=plan, station=station, recipe_text=frozen,
                              station_text=text, clock=VirtualClock(), batches_dir=tmp_path,
                              operator="pytest", observer=observer, commands=queue)
-    assert result.state is RunState.COMPLETED
+    assert result.state is Phase.COMPLETED
     reply = await sent[0]
     assert reply["ok"], reply
     records = _audit(result.batch_dir)
@@ -80,6 +81,6 @@ async def test_second_run_on_a_station_in_use_is_refused(tmp_path: Path) -> None
                             operator="second")
         assert not (tmp_path / "b").exists()  # nothing was created for the refused run
         result = await first
-        assert result.state is RunState.COMPLETED
+        assert result.state is Phase.COMPLETED
     finally:
         await served.stop()

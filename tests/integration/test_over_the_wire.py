@@ -15,7 +15,7 @@ from controller.batch import verify_batch
 from controller.cli import main
 from controller.clock import VirtualClock
 from controller.plan import load_recipe
-from controller.runner import RunState
+from controller.runstate import Phase
 from controller.session import run_batch
 from controller.station import Station, load_station, load_station_text
 from controller.station_factory import serve_simulator
@@ -65,7 +65,7 @@ def in_process(tmp_path_factory: pytest.TempPathFactory) -> Batch:
 async def test_batch_over_the_wire_matches_the_dry_run(tmp_path: Path, in_process: Batch,
                                                        name: str, framer: str) -> None:
     wire = await _over_the_wire(tmp_path, name, framer)
-    assert wire.result.state is RunState.COMPLETED, wire.result.summary["end_reason"]
+    assert wire.result.state is Phase.COMPLETED, wire.result.summary["end_reason"]
     assert verify_batch(wire.result.batch_dir).ok
     files = {p.name for p in wire.result.batch_dir.iterdir()}
     assert files == {p.name for p in in_process.result.batch_dir.iterdir()}

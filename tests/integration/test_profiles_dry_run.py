@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from controller.batch import verify_batch
-from controller.runner import RunState
+from controller.runstate import Phase
 from tests.conftest import PROFILES
 from tests.integration.helpers import dry_run
 
@@ -21,7 +21,7 @@ def test_there_are_profiles() -> None:
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 async def test_profile_dry_run_completes(path: Path, tmp_path: Path) -> None:
     batch = await dry_run(path, tmp_path)
-    assert batch.result.state is RunState.COMPLETED, batch.result.summary["end_reason"]
+    assert batch.result.state is Phase.COMPLETED, batch.result.summary["end_reason"]
     assert verify_batch(batch.result.batch_dir).ok
     # a dwell after a fast ramp waits for the lagging furnace (rate x thermocouple lag)
     assert batch.result.summary["holdback_s"] < 600

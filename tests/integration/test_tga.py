@@ -14,7 +14,7 @@ from controller.analysis import heating_rate_c_per_min, moving_mean
 from controller.clock import VirtualClock
 from controller.plan import load_recipe
 from controller.report import analyse, load_batch, write_report_png
-from controller.runner import RunState
+from controller.runstate import Phase
 from controller.session import run_batch
 from controller.station import load_station
 from controller.station_factory import build_devices
@@ -122,7 +122,7 @@ def controls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Batch,
 def test_controls_order_as_the_chemistry_says(
         controls: dict[str, tuple[Batch, float]]) -> None:
     for batch, _ in controls.values():
-        assert batch.result.state is RunState.COMPLETED
+        assert batch.result.state is Phase.COMPLETED
     excess = {name: _preox_peak_excess_c(b) for name, (b, _) in controls.items()}
     assert excess["POP50"] > excess["PO"] + 1.0  # acid and air: the larger exotherm
     for name in ("PN", "PNP50"):  # nitrogen: none
@@ -156,4 +156,4 @@ def test_exotherm_guard_trips_on_a_larger_exotherm(tmp_path: Path) -> None:
     t_cut = cut[0]["t_s"]
     later = [float(r["setpoint_c"]) for r in batch.rows if float(r["elapsed_s"]) > t_cut]
     assert max(later) <= 25.0 + 1e-6
-    assert batch.result.state is RunState.ABORTED  # nobody resumed the hold
+    assert batch.result.state is Phase.ABORTED  # nobody resumed the hold

@@ -27,8 +27,8 @@ from controller.control import (
     apply_command,
     send_command,
 )
+from controller.handle import RecipeRunner
 from controller.keys import HELP_LINE, InterruptPolicy, KeyCommands
-from controller.runner import RecipeRunner
 from controller.station import Station
 from controller.steps import Dwell, End, OperatorStep, Plan, Stage
 from drivers.errors import ConfigurationError
@@ -96,7 +96,7 @@ def test_apply_command_on_the_real_runner(station: Station) -> None:
     assert "no operator step" in no_step.message
     resumed = apply_command(r, Command(trigger="resume", operator="ann", reason="checked"))
     assert resumed.state == "running"
-    changes = [e.fields for e in r.events if e.event == "state_change"]
+    changes = [e.fields for e in r.outbox if e.event == "state_change"]
     assert changes[-2]["reason"] == "hold requested (ctl)"
     assert changes[-1] == {"old": "held", "new": "running", "trigger": "resume",
                            "reason": "checked", "operator": "ann"}
@@ -108,7 +108,7 @@ def test_confirm_reaches_the_operator_step(station: Station) -> None:
     result = apply_command(r, Command(trigger="confirm", operator="ann"))
     assert result.status is Status.APPLIED
     assert any(e.event == "operator_confirmed" and e.fields["operator"] == "ann"
-               for e in r.events)
+               for e in r.outbox)
 
 
 def test_stop_after_the_end_is_refused(station: Station) -> None:
@@ -141,7 +141,7 @@ def test_queue_is_idempotent_and_bounded() -> None:
 
 def test_deferred_hold_waits_for_a_checkpoint_and_is_superseded(station: Station) -> None:
     r = runner(station)
-    q = CommandQueue(lambda: str(r.state))
+    q = CommandQueue(lambda: str(r.phase))
     deferred = InterruptPolicy("ann").on_interrupt(0.0)
     q.post(deferred)
     q.post(Command(trigger="confirm", operator="ann"))
@@ -172,7 +172,7 @@ def test_deferred_hold_waits_for_a_checkpoint_and_is_superseded(station: Station
 
 async def test_submit_future_resolves_when_the_scan_cycle_applies(station: Station) -> None:
     r = runner(station)
-    q = CommandQueue(lambda: str(r.state))
+    q = CommandQueue(lambda: str(r.phase))
     cmd = Command(trigger="hold", operator="ann")
     fut = q.submit(cmd)
     assert q.submit(cmd) is fut

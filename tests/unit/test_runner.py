@@ -3,12 +3,14 @@ holdback, purge counting, operator steps, stop/abort and interlock verdicts."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import MappingProxyType
 
 import pytest
 
+from controller.handle import RecipeRunner
 from controller.interlocks import Severity, Verdict
-from controller.runner import TRANSITIONS, RecipeRunner, RunState
+from controller.runstate import TRANSITIONS, Phase
 from controller.snapshot import Snapshot
 from controller.station import Station
 from controller.steps import Cool, Dwell, End, OperatorStep, Plan, Purge, Ramp, SetGas, Stage
@@ -38,7 +40,7 @@ def test_transition_table_is_literal_and_complete() -> None:
     assert triggers == {"start", "preflight_ok", "hold", "resume", "stop", "abort", "finish",
                         "cooled", "fault"}
     dests = {t["dest"] for t in TRANSITIONS}
-    assert set(RunState) - {RunState.IDLE} <= dests
+    assert set(Phase) - {Phase.IDLE} <= dests
 
 
 def test_illegal_command_is_a_run_state_error(station: Station) -> None:
@@ -47,10 +49,10 @@ def test_illegal_command_is_a_run_state_error(station: Station) -> None:
     with pytest.raises(RunStateError, match="cannot resume while running"):
         runner.command("resume", reason="test")
     runner.command("hold", reason="operator", operator="ann")
-    assert runner.state is RunState.HELD
+    assert runner.phase is Phase.HELD
     runner.command("resume", reason="operator", operator="ann")
-    assert runner.state is RunState.RUNNING
-    changes = [e for e in runner.events if e.event == "state_change"]
+    assert runner.phase is Phase.RUNNING
+    changes = [e for e in runner.outbox if e.event == "state_change"]
     assert changes[-2].fields == {"old": "running", "new": "held", "trigger": "hold",
                                   "reason": "operator", "operator": "ann"}
 
@@ -73,11 +75,11 @@ def test_dwell_counts_only_in_band_then_holds_on_holdback(station: Station) -> N
     runner.step(snap(0.0, 100.0), [])
     runner.step(snap(40.0, 102.0), [])   # in band: 40 s counted
     runner.step(snap(80.0, 110.0), [])   # out of band: 40 s holdback
-    assert runner.state is RunState.RUNNING
-    assert runner.progress.holdback_s == 40.0
+    assert runner.phase is Phase.RUNNING
+    assert runner.run.holdback_total_s == 40.0
     runner.step(snap(120.0, 110.0), [])  # 80 s out of band > 50 s: hold with alarm
-    assert runner.state is RunState.HELD
-    assert any(e.fields.get("alarm") == "holdback_exceeded" for e in runner.events)
+    assert runner.phase is Phase.HELD
+    assert any(e.fields.get("alarm") == "holdback_exceeded" for e in runner.outbox)
 
 
 def test_dwell_completes_after_counted_time(station: Station) -> None:
@@ -97,9 +99,9 @@ def test_purge_counts_only_while_flow_is_reached(station: Station) -> None:
     assert runner.flows_sccm == {"Ar": 500.0, "air": 0.0, "N2": 0.0}
     runner.step(snap(30.0, 25.0, {"Ar": 100.0}), [])   # only 20 % of the flow: no count
     runner.step(snap(60.0, 25.0, {"Ar": 495.0}), [])
-    assert "Ar" not in runner.purged
+    assert "Ar" not in runner.run.purged
     runner.step(snap(90.0, 25.0, {"Ar": 495.0}), [])
-    assert "Ar" in runner.purged
+    assert "Ar" in runner.run.purged
     assert runner.context.inert_unpurged is False
 
 
@@ -117,23 +119,23 @@ def test_purge_waits_for_o2_limit(station: Station) -> None:
 def test_air_clears_purged_state(station: Station) -> None:
     runner = make(station, SetGas(stage="s", label="g", flows_sccm=(("air", 200.0),)),
                   End(stage="s", label="e"))
-    runner.purged.add("Ar")
+    runner.run = replace(runner.run, purged=frozenset({"Ar"}))
     runner.step(snap(0.0, 25.0), [])
-    assert runner.purged == set()
+    assert runner.run.purged == set()
 
 
 def test_operator_step_waits_for_cold_tube_then_auto_confirms(station: Station) -> None:
     runner = make(station, OperatorStep(stage="s", label="o", message="wash",
                                         opens_tube=True, max_c=100.0),
                   End(stage="s", label="e"))
-    runner.purged.add("Ar")
+    runner.run = replace(runner.run, purged=frozenset({"Ar"}))
     runner.step(snap(0.0, 150.0), [])
     assert runner.step_index == 0  # too hot to open
     runner.step(snap(10.0, 90.0), [])
     assert runner.step_index == 1
-    confirmed = [e for e in runner.events if e.event == "operator_confirmed"]
+    confirmed = [e for e in runner.outbox if e.event == "operator_confirmed"]
     assert confirmed[0].fields["how"].startswith("confirmed automatically")
-    assert runner.purged == set()  # the tube held air
+    assert runner.run.purged == set()  # the tube held air
 
 
 def test_operator_step_waits_for_a_person_on_a_real_station(station: Station) -> None:
@@ -150,7 +152,7 @@ def test_operator_step_waits_for_a_person_on_a_real_station(station: Station) ->
 def test_cool_step_ends_when_furnace_is_below_target(station: Station) -> None:
     runner = make(station, Cool(stage="s", label="c", to_c=100.0, rate_c_per_min=5.0),
                   End(stage="s", label="e"))
-    runner.setpoint_c = 200.0
+    runner.run = replace(runner.run, setpoint_c=200.0)
     runner.step(snap(0.0, 200.0), [])
     runner.step(snap(60.0, 195.0), [])
     assert runner.setpoint_c == pytest.approx(195.0)
@@ -164,27 +166,27 @@ def test_stop_cools_under_inert_gas_and_ends_aborted(station: Station) -> None:
                         max_holdback_s=1e6), End(stage="s", label="e"))
     runner.step(snap(0.0, 200.0, {"air": 200.0}), [])
     runner.command("stop", reason="sample looks wrong", operator="ann")
-    assert runner.state is RunState.STOPPING
+    assert runner.phase is Phase.STOPPING
     assert runner.flows_sccm["air"] == 0.0
     assert runner.flows_sccm["Ar"] > 0.0
     runner.step(snap(60.0, 195.0), [])
     assert runner.setpoint_c < 200.0
     runner.step(snap(120.0, 90.0), [])
-    assert runner.state is RunState.ABORTED
-    assert runner.end_reason == "sample looks wrong"
+    assert runner.phase is Phase.ABORTED
+    assert runner.run.end_reason == "sample looks wrong"
 
 
 @pytest.mark.parametrize(("severity", "expected"), [
-    (Severity.HOLD, RunState.HELD), (Severity.ABORT, RunState.ABORTING),
-    (Severity.HALT, RunState.FAULTED)])
+    (Severity.HOLD, Phase.HELD), (Severity.ABORT, Phase.ABORTING),
+    (Severity.HALT, Phase.FAULTED)])
 def test_verdicts_map_to_states(station: Station, severity: Severity,
-                                expected: RunState) -> None:
+                                expected: Phase) -> None:
     runner = make(station, Dwell(stage="s", label="d", at_c=25, duration_s=600, band_c=5,
                                  max_holdback_s=600), End(stage="s", label="e"))
     verdict = Verdict("test", severity, 1.0, 0.5, "because")
     runner.step(snap(0.0, 300.0), [verdict])  # hot: an abort has cooling to do
-    assert runner.state is expected
-    trip = next(e for e in runner.events if e.event == "interlock_trip")
+    assert runner.phase is expected
+    trip = next(e for e in runner.outbox if e.event == "interlock_trip")
     assert trip.fields["measured"] == 1.0
     assert trip.fields["limit"] == 0.5
 
@@ -195,9 +197,9 @@ def test_unattended_hold_aborts_after_the_limit(station: Station) -> None:
     runner.step(snap(0.0, 300.0), [])
     runner.command("hold", reason="operator")
     runner.step(snap(500.0, 300.0), [])
-    assert runner.state is RunState.HELD
+    assert runner.phase is Phase.HELD
     runner.step(snap(700.0, 300.0), [])
-    assert runner.state is RunState.ABORTING
+    assert runner.phase is Phase.ABORTING
 
 
 def test_fast_ramp_raises_instrument_rate_limit_then_restores(station: Station) -> None:

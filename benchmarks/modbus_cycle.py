@@ -51,6 +51,9 @@ class _NullRecorder:
     def trace(self, row: object) -> None:
         pass
 
+    def sync_trace(self) -> None:
+        pass
+
 
 def _free_port() -> int:
     with socket.socket() as s:

@@ -73,6 +73,7 @@ class Recovered:
     setpoint_c: float  # the last recorded setpoint
     furnace_c: float  # the last recorded furnace temperature (NaN if unknown)
     operator: str = ""
+    trace_t_s: float | None = None  # the trace's last row that survived
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,17 +186,17 @@ def recover(batch_dir: Path) -> Recovered:
                                  "resume", source=str(batch_dir))
     last_t_s, last_wall = float(last["t_s"]), _parse_utc(str(last["wall_utc"]))
     setpoint_c = state.setpoint_c if state is not None else rec_ambient(station)
-    furnace_c = math.nan
+    furnace_c, trace_t_s = math.nan, None
     row = _trace_tail(batch_dir / TRACE_FILE)
     if row is not None:
         setpoint_c = _float(row.get("setpoint_c")) if row.get("setpoint_c") else setpoint_c
         furnace_c = _float(row.get("furnace_c"))
-        row_t_s = _float(row.get("elapsed_s"))
+        row_t_s = trace_t_s = _float(row.get("elapsed_s"))
         if row_t_s > last_t_s:
             last_t_s, last_wall = row_t_s, _parse_utc(row["wall_utc"])
     return Recovered(batch_dir, plan, station, recipe_text, station_text, state,
                      checkpoint_t_s, mass0_g, last_t_s, last_wall, setpoint_c, furnace_c,
-                     operator)
+                     operator, trace_t_s)
 
 
 def rec_ambient(station: Station) -> float:

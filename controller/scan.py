@@ -79,6 +79,10 @@ class Recorder(Protocol):
         """Append one trace row (columns as ``trace_columns``)."""
         ...
 
+    def sync_trace(self) -> None:
+        """Make the trace rows so far durable (called before a checkpoint)."""
+        ...
+
 
 def safe_flows(station: Station, cmds: Commands) -> dict[str, float]:
     """Flows for the safe state: oxidising gases off, inert gases as commanded, and if no
@@ -270,7 +274,9 @@ class ScanLoop:
             self.recorder.audit(ev.event, t_s, ev.fields)
 
     def checkpoint(self, t_s: float) -> None:
-        """Record the whole run state in the audit chain (fsync'd): resume starts here."""
+        """Record the whole run state in the audit chain (fsync'd): resume starts here.
+        The trace is made durable first, so a crash loses at most the rows since."""
+        self.recorder.sync_trace()
         self.recorder.audit("checkpoint", t_s, {
             "schema_version": SCHEMA_VERSION, "state": to_record(self.runner.run),
             "mass0_g": self._mass0_g})

@@ -14,6 +14,7 @@ import platform
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,21 @@ class BatchRecorder:
             self._rows += 1
             if self._rows % _TRACE_FLUSH_ROWS == 0:
                 self.trace_writer.flush()
+        except (OSError, RecordError) as exc:
+            full = isinstance(exc, OSError) and is_disk_full(exc)
+            self.trace_stopped = "disk full" if full else str(exc)
+            logger.error("trace stopped: %s; the audit goes on", self.trace_stopped)
+            self.audit("records_degraded", self._last_t_s or 0.0, {
+                "what": "trace stopped", "reason": self.trace_stopped, "disk_full": full,
+                "rows_written": self._rows})
+
+    def sync_trace(self) -> None:
+        """Make every trace row so far durable (at a checkpoint): a crash then loses at
+        most the rows since the last checkpoint. A failure stops the trace, as above."""
+        if self.trace_stopped:
+            return
+        try:
+            self.trace_writer.flush()
         except (OSError, RecordError) as exc:
             full = isinstance(exc, OSError) and is_disk_full(exc)
             self.trace_stopped = "disk full" if full else str(exc)
@@ -310,7 +326,8 @@ async def resume_batch(batch_dir: Path, *, make_clock: Callable[[float], Clock],
                        speed: float = 1.0, station_source: str = "station.toml",
                        observer: Callable[[Snapshot, RecipeRunner], None] | None = None,
                        built: Built | None = None,
-                       commands: CommandQueue | None = None) -> BatchResult:
+                       commands: CommandQueue | None = None,
+                       now_utc: Callable[[], datetime] = utc_now) -> BatchResult:
     """Continue an interrupted batch from its folder (never the original recipe file).
 
     ``make_clock(start_s)`` builds the clock, its process time starting where the batch
@@ -318,10 +335,10 @@ async def resume_batch(batch_dir: Path, *, make_clock: Callable[[float], Clock],
     last checkpoint in the audit chain; the chain goes on: a torn last line is cut and
     recorded, and ``batch_resumed`` records the outage, the furnace's state now against
     then, and the policy applied. Raises ``ConfigurationError`` for a folder that cannot
-    be resumed.
+    be resumed. ``now_utc`` tells the wall time now (a test's virtual clock).
     """
     rec = recover(batch_dir)
-    outage_wall_s = max((utc_now() - rec.last_wall).total_seconds(), 0.0)
+    outage_wall_s = max((now_utc() - rec.last_wall).total_seconds(), 0.0)
     resumed_t_s = rec.last_t_s + outage_wall_s * speed
     clock = make_clock(resumed_t_s)
     station, plan = rec.station, rec.plan
@@ -359,7 +376,7 @@ async def resume_batch(batch_dir: Path, *, make_clock: Callable[[float], Clock],
                 "state_then": str(rec.state.phase) if rec.state else "idle",
                 "step_index": rec.state.step_index if rec.state else 0,
                 "furnace_then_c": rec.furnace_c, "furnace_now_c": snap.furnace_c,
-                "setpoint_then_c": rec.setpoint_c,
+                "setpoint_then_c": rec.setpoint_c, "trace_until_t_s": rec.trace_t_s,
                 "flows_now_sccm": {m.gas: snap.flow_sccm(m.gas) for m in station.mfc},
                 "o2_now_ppm": snap.o2_ppm, "policy": str(decision.policy),
                 "reason": decision.reason, "operator": rec.operator,

@@ -144,13 +144,14 @@ class Built:
 
 
 def build_devices(station: Station, clock: Clock, *, seed: int = 0,
-                  material: Material | None = None) -> Built:
+                  material: Material | None = None, world: SimWorld | None = None) -> Built:
     """Drivers for every instrument of ``station`` on its bus (not yet connected); for
-    the in-process simulator, ``material`` is what its boat holds."""
-    world: SimWorld | None = None
+    the in-process simulator, ``material`` is what its boat holds, and ``world`` an
+    existing simulated world to go on with (a dry run resumed in the same process)."""
     bus: RegisterBus
     if station.bus.kind == "sim":
-        world = SimWorld(sim_spec(station, material), seed=seed)
+        if world is None:
+            world = SimWorld(sim_spec(station, material), seed=seed)
         bus = SimBus(world, clock.now, unit_names(station))
     else:
         b = station.bus

@@ -124,7 +124,10 @@ def _gaps_covered(batch: Path) -> list[tuple[float, float]]:
         if r["event"] == "batch_resumed":
             back = next(float(x["t_s"]) for x in records[i:] if x["event"] == "state_change"
                         and str(x["reason"]).startswith("resumed"))
-            outages.append((float(r["outage_from_t_s"]), back))
+            # rows after the last checkpoint may be lost with the process: the outage
+            # seen in the trace starts at its last surviving row
+            start = min(float(r["outage_from_t_s"]), float(r["trace_until_t_s"] or 0.0))
+            outages.append((start, back))
     with open(batch / "trace.csv", newline="", encoding="utf-8") as f:
         t = [float(r["elapsed_s"]) for r in csv.DictReader(f)]
     # At this speed a scan over TCP spans several periods of process time and a 10 ms
@@ -190,7 +193,7 @@ async def test_furnace_left_at_1600_cools_at_the_rate_limit_under_argon(tmp_path
     def observer(snap: Snapshot, runner: RecipeRunner) -> None:
         step = runner.current_step
         if not gone and isinstance(step, Dwell) and step.at_c == 1600.0 and \
-                runner._step.counted_s > 1800:
+                runner.run.progress.counted_s > 1800:
             for unit in world.units:  # the PC goes silent: nothing reaches the line
                 world.set_responding(unit, False)
             gone.append(snap.t_s)

@@ -119,6 +119,7 @@ def controls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Batch,
     return asyncio.run(all_four())
 
 
+@pytest.mark.timeout(480)  # its fixture dry-runs four whole batches
 def test_controls_order_as_the_chemistry_says(
         controls: dict[str, tuple[Batch, float]]) -> None:
     for batch, _ in controls.values():

@@ -1,0 +1,119 @@
+"""Rung 3: the controller dies 30 min into a 600 °C dwell and comes back 10 min (or 2 h)
+later. The instrument meanwhile fell back toward its local setpoint at its own
+rate limit; resume picks the furnace up where it is: no long stretch of 0 % output below
+the setpoint, no holdback hold, the dwell counted to its duration once."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from controller.batch import verify_batch
+from controller.clock import VirtualClock
+from controller.handle import RecipeRunner
+from controller.plan import load_recipe
+from controller.runstate import Phase
+from controller.session import resume_batch, run_batch
+from controller.snapshot import Snapshot
+from controller.station import load_station
+from controller.station_factory import build_devices
+from controller.steps import Dwell
+
+RECIPE = """
+schema_version = 1
+name = "outage-test"
+sample = "OUTAGE"
+[[stages]]
+name = "preheat"
+atmosphere = "Ar"
+[[stages.steps]]
+kind = "purge"
+gas = "Ar"
+flow_sccm = 1000
+volumes = 6
+[[stages.steps]]
+kind = "gas"
+flows_sccm = { Ar = 200 }
+[[stages.steps]]
+kind = "ramp"
+to_c = 600
+rate_c_per_min = 10
+[[stages.steps]]
+kind = "dwell"
+duration_min = 60
+band_c = 5
+[[stages.steps]]
+kind = "cool"
+to_c = 300
+rate_c_per_min = 5
+[[stages.steps]]
+kind = "end"
+"""
+
+
+class _CrashError(Exception):
+    """The controller process dies (its scan loop still leaves the outputs to the
+    instrument, which is what the instrument's remote-setpoint timeout does anyway)."""
+
+
+@pytest.mark.parametrize(("outage_s", "aligned"), [(600.0, False), (7200.0, True)],
+                         ids=["10 min", "2 h"])
+async def test_outage_in_the_600_dwell(tmp_path: Path, outage_s: float, aligned: bool) -> None:
+    """10 min: the instrument's fallback ramp pulls the furnace down with it. 2 h: the
+    working setpoint falls far below the furnace, which cools more slowly by itself; resume
+    brings the working setpoint up to the furnace before the first new setpoint."""
+    station, text = load_station(None)
+    recipe = tmp_path / "outage.toml"
+    recipe.write_text(RECIPE, encoding="utf-8")
+    _, plan, frozen = load_recipe(recipe, {}, station)
+    clock = VirtualClock()
+    built = build_devices(station, clock, material=plan.material)
+    world = built.world
+    assert world is not None
+    dwell_index = next(i for i, s in enumerate(plan.steps) if isinstance(s, Dwell))
+
+    def observer(snap: Snapshot, runner: RecipeRunner) -> None:
+        if runner.step_index == dwell_index and runner.run.progress.counted_s > 1800.0:
+            raise _CrashError
+
+    batches = tmp_path / "batches"
+    with pytest.raises(_CrashError):
+        await run_batch(plan=plan, station=station, recipe_text=frozen, station_text=text,
+                        clock=clock, batches_dir=batches, operator="pytest",
+                        observer=observer, built=built)
+    batch = next(batches.iterdir())
+    crashed_s = clock.now()
+    await clock.sleep_until(crashed_s + outage_s)  # nobody there
+    world.advance_to(crashed_s + outage_s)
+    fell_c = 600.0 - world.truth().furnace_c
+    result = await resume_batch(batch, make_clock=lambda _start_s: clock,
+                                built=build_devices(station, clock, world=world),
+                                now_utc=clock.wall)
+    assert result.state is Phase.COMPLETED, result.summary["end_reason"]
+    assert verify_batch(batch).ok
+    assert fell_c > 5.0  # the outage really cooled the furnace
+
+    records = [json.loads(x) for x in (batch / "audit.jsonl").read_text().splitlines()]
+    resumed = next(r for r in records if r["event"] == "batch_resumed")
+    assert resumed["policy"] in ("continue", "ramp back")
+    after = [r for r in records if r["t_s"] >= resumed["t_s"]]
+    assert not [r for r in after if r.get("alarm") == "holdback_exceeded"]
+    assert not [r for r in after if r["event"] == "state_change" and r["new"] == "held"]
+    assert bool([r for r in after if r["event"] == "working_setpoint_aligned"]) is aligned
+    done = [r for r in records if r["event"] == "step_completed" and r["index"] == dwell_index
+            and not r.get("inserted")]
+    assert len(done) == 1
+    assert done[0]["counted_s"] == pytest.approx(3600.0, abs=2.0)
+
+    # 0 % output while the furnace is below the setpoint (it gets no heat where it
+    # should) for at most 2 min in all, from the resume to the end of the dwell.
+    with open(batch / "trace.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    cold_s = sum(station.scan_period_s for row in rows
+                 if resumed["t_s"] <= float(row["elapsed_s"]) <= done[0]["t_s"]
+                 and row["state"] == "running" and float(row["output_pct"]) <= 0.0
+                 and float(row["furnace_c"]) < float(row["setpoint_c"]) - 0.5)
+    assert cold_s <= 120.0, cold_s

@@ -69,7 +69,7 @@ PEAK_MIN_C: Final = 0.2  # ... and 0.2 °C above its baseline
 PREOX_ROUND_C: Final = 5.0  # the suggestion is the peak rounded to 5 °C
 FOOT_SPAN_C: Final = 80.0  # the peak's foot (for its half-width) is sought this far below it
 _MIN_BASELINE_ROWS: Final = 10
-# What the trace's stage column holds outside the recipe's steps (RunState values).
+# What the trace's stage column holds outside the recipe's steps (Phase values).
 RUN_STATES: Final = frozenset({"idle", "preflight", "running", "held", "stopping", "aborting",
                                "completed", "aborted", "faulted"})
 _OXIDISING: Final = frozenset({"air", "o2", "oxygen", "synthetic air"})

@@ -4,7 +4,7 @@ furnace is plausibly where the batch left it, and decide how to go on.
 Not here: running (``session.resume_batch``). The frozen ``recipe.toml`` and
 ``station.toml`` and the last ``checkpoint`` record of the audit chain are the inputs; the
 original recipe file is never read again, and no event is replayed: the checkpoint holds
-the whole run state (docs/decisions/0006-run-state.md). The trace's last row serves only
+the whole run state (docs/decisions/0008-run-state.md). The trace's last row serves only
 the plausibility check (where the furnace was, and when).
 """
 
@@ -35,7 +35,7 @@ from controller.runstate import (
 )
 from controller.snapshot import Snapshot
 from controller.station import Station, load_station
-from controller.steps import Cool, Dwell, OperatorStep, Plan, Purge, Ramp
+from controller.steps import Cool, Dwell, End, OperatorStep, Plan, Purge, Ramp
 from drivers.errors import ConfigurationError
 
 __all__ = ["Decision", "Policy", "Recovered", "decide", "recover"]
@@ -248,6 +248,15 @@ def decide(rec: Recovered, snap: Snapshot, outage_s: float) -> Decision:
     if state.phase is Phase.HELD:
         return from_here(Policy.HOLD, f"the batch was held ({state.hold_cause or 'operator'})"
                          " when it stopped: it stays held", "hold")
+    if isinstance(step, Cool | End):
+        # Cooling: the setpoint runs ahead of the furnace, and the outage only cools it
+        # more. Hotter than the furnace was is what would be implausible.
+        then_c = rec.furnace_c if math.isfinite(rec.furnace_c) else rec.setpoint_c
+        if now_c > then_c + PLAUSIBLE_BAND_C:
+            return from_here(Policy.HOLD, f"furnace at {now_c:.0f} °C, {now_c - then_c:.0f} K "
+                             "above where the batch left it: implausible", "hold")
+        return Decision(Policy.CONTINUE, f"furnace at {now_c:.0f} °C, cooling (it was at "
+                        f"{then_c:.0f} °C)", ready, now_c)
     expected_c = step.at_c if isinstance(step, Dwell) else rec.setpoint_c
     deviation_c = now_c - expected_c
     if step is None or isinstance(step, OperatorStep | Purge) or \

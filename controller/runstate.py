@@ -3,7 +3,7 @@ phases it moves through, and how it is written into (and read back from) a check
 
 Not here: how the state changes (``runner``) or where checkpoints are stored (the audit
 chain, ``scan``). A checkpoint is the whole value as JSON; resume loads the last one and
-never replays events (docs/decisions/0006-run-state.md).
+never replays events (docs/decisions/0008-run-state.md).
 """
 
 from __future__ import annotations

@@ -48,6 +48,7 @@ CHECKPOINT_INTERVAL_S = 300.0
 # Resume aligns the instrument's working setpoint with the furnace when it has fallen more
 # than this below it (see ``_align_working_setpoint``).
 ALIGN_MARGIN_C = 2.0
+ALIGN_MAX_PERIODS = 10  # then the rate limit goes back regardless (and the audit says so)
 DTG_WINDOW_S = 300.0  # DTG slope window: smooths balance noise, lags by half of it
 DELTA_T_RATE_WINDOW_S = 120.0  # the exotherm guard's rate of rise of ΔT
 
@@ -386,14 +387,21 @@ class ScanLoop:
         if not wsp_c < pv_c - ALIGN_MARGIN_C or reading.output_pct > 0.0:
             return
         rate = fallback_rate_c_per_min(self.station)
+        after = reading
         try:
             await furnace.write_rate_limit_c_per_min(0.0)
             await furnace.write_setpoint_c(pv_c)
-            await self.clock.sleep(self.station.scan_period_s)
+            # The instrument takes the new setpoint on its own cycle: wait for it, a scan
+            # period at a time (each write also refreshes its remote-setpoint timeout).
+            for _ in range(ALIGN_MAX_PERIODS):
+                await self.clock.sleep(self.station.scan_period_s)
+                after = await furnace.read()
+                if after.working_setpoint_c >= pv_c - ALIGN_MARGIN_C:
+                    break
+                await furnace.write_setpoint_c(pv_c)
         finally:
             await asyncio.shield(furnace.write_rate_limit_c_per_min(rate))
         self._written["rate_limit"] = rate
-        after = await furnace.read()
         self.recorder.audit("working_setpoint_aligned", t_s, {
             "furnace_c": pv_c, "working_setpoint_before_c": wsp_c,
             "working_setpoint_after_c": after.working_setpoint_c,

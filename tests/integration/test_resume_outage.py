@@ -5,13 +5,17 @@ the setpoint, no holdback hold, the dwell counted to its duration once."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from controller.audit import AuditLog
 from controller.batch import verify_batch
+from controller.cli import main
 from controller.clock import VirtualClock
 from controller.handle import RecipeRunner
 from controller.plan import load_recipe
@@ -117,3 +121,41 @@ async def test_outage_in_the_600_dwell(tmp_path: Path, outage_s: float, aligned:
                  and row["state"] == "running" and float(row["output_pct"]) <= 0.0
                  and float(row["furnace_c"]) < float(row["setpoint_c"]) - 0.5)
     assert cold_s <= 120.0, cold_s
+
+
+def test_resume_refuses_a_checkpoint_of_another_schema_version(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A checkpoint written by another schema version: exit 2, one line, nothing run."""
+    station, text = load_station(None)
+    recipe = tmp_path / "outage.toml"
+    recipe.write_text(RECIPE, encoding="utf-8")
+    _, plan, frozen = load_recipe(recipe, {}, station)
+
+    def observer(snap: Snapshot, runner: RecipeRunner) -> None:
+        if snap.t_s > 60.0:
+            raise _CrashError
+
+    batches = tmp_path / "batches"
+    with pytest.raises(_CrashError):
+        asyncio.run(run_batch(plan=plan, station=station, recipe_text=frozen,
+                              station_text=text, clock=VirtualClock(), batches_dir=batches,
+                              operator="pytest", observer=observer))
+    batch = next(batches.iterdir())
+    records = [json.loads(x) for x in (batch / "audit.jsonl").read_text().splitlines()]
+    last = next(r for r in reversed(records) if r["event"] == "checkpoint")
+    with AuditLog.open_existing(batch / "audit.jsonl") as audit:  # as an older version would
+        audit.append("checkpoint", t_s=last["t_s"] + 1, wall=clock_wall(last),
+                     schema_version=0, state={**last["state"], "schema_version": 0},
+                     mass0_g=None)
+    before = (batch / "audit.jsonl").read_bytes()
+    assert main(["resume", str(batch)]) == 2
+    err = capsys.readouterr()
+    lines = [x for x in (err.out + err.err).splitlines() if x.strip()]
+    assert len(lines) == 1
+    assert "schema_version" in lines[0]
+    assert "audit.jsonl" in lines[0]
+    assert (batch / "audit.jsonl").read_bytes() == before  # nothing appended, nothing run
+
+
+def clock_wall(record: dict[str, object]) -> datetime:
+    return datetime.fromisoformat(str(record["wall_utc"]).replace("Z", "+00:00"))

@@ -18,7 +18,7 @@ from controller.runner import Runner
 from controller.runstate import Phase, RunState, from_record, to_record
 from controller.snapshot import Snapshot
 from controller.station import Station
-from controller.steps import Dwell, End, Plan, Purge, Ramp, Stage
+from controller.steps import Cool, Dwell, End, Plan, Purge, Ramp, Stage
 from drivers.roles import ControllerReading, FlowReading
 
 DWELL = Dwell(stage="heat", label="dwell 600", at_c=600.0, duration_s=7200.0, band_c=5.0,
@@ -78,6 +78,22 @@ def test_ramp_back_when_it_cooled_keeps_the_dwell_s_counted_time(station: Statio
     assert d.state.step_index == 2  # the plan is untouched: no index shifts
     assert d.state.suspended is not None
     assert d.state.suspended.counted_s == 3000.0
+
+
+def test_a_cool_step_goes_on_from_where_the_furnace_is(station: Station) -> None:
+    """Cooling, the setpoint runs ahead of the furnace: above the setpoint is expected,
+    above where the furnace was is not."""
+    plan = Plan("t", "T", (Stage("heat", "Ar"),), (
+        Cool(stage="heat", label="cool", to_c=100.0, rate_c_per_min=5.0),
+        End(stage="heat", label="end")))
+    state = replace(in_dwell(station), step_index=0, setpoint_c=25.0)
+    rec = replace(recovered(station, state, setpoint_c=25.0), plan=plan, furnace_c=104.0)
+    d = decide(rec, snap(94.0), 600.0)
+    assert d.policy is Policy.CONTINUE
+    assert d.setpoint_c == 94.0
+    hotter = decide(rec, snap(150.0), 600.0)
+    assert hotter.policy is Policy.HOLD
+    assert "implausible" in hotter.reason
 
 
 @pytest.mark.parametrize(("state_kw", "furnace_c", "outage_s", "why"), [

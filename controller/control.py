@@ -34,7 +34,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol, cast
 
-from controller.lock import process_alive
+from controller.process import process_alive
 from controller.runstate import Phase
 from drivers.errors import ConfigurationError, FurnaceError, RunStateError
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from controller import lock as lockmod
+from controller.endpoint import endpoint_key
 from controller.lock import (
     StationBusyError,
     StationLock,
-    endpoint_key,
     lock_for_station,
     lock_stem,
     machine_lock_dir,

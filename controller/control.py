@@ -386,6 +386,7 @@ class ControlServer:
         self._handlers: set[asyncio.Task[None]] = set()
         # connections still waiting for their request line, oldest first
         self._waiting: OrderedDict[asyncio.StreamWriter, None] = OrderedDict()
+        self._stopping = asyncio.Event()
         self._seen: OrderedDict[str, tuple[Command, asyncio.Future[CommandResult]]] = \
             OrderedDict()
         self.port = 0
@@ -456,14 +457,24 @@ class ControlServer:
         return pid if isinstance(pid, int) and process_alive(pid) else None
 
     async def stop(self) -> None:
-        """Stop listening, end open connections, remove control.json (if still ours)."""
+        """Stop listening, end open connections, remove control.json (if still ours).
+
+        Connections still waiting for a request are closed, a command still waiting for
+        its verdict is answered ``refused`` (the run ended first), and every handler ends by
+        itself: cancelling them would make asyncio log an error per connection on Python
+        3.11. Waits at most ``request_timeout_s`` of loop time."""
         server, self._server = self._server, None
         if server is not None:
             server.close()
+        self._stopping.set()
+        for writer in list(self._waiting):
+            writer.transport.abort()
         handlers = list(self._handlers)
-        for task in handlers:
-            task.cancel()
-        await asyncio.gather(*handlers, return_exceptions=True)
+        if handlers:
+            _, stuck = await asyncio.wait(handlers, timeout=self.request_timeout_s)
+            for task in stuck:  # last resort
+                task.cancel()
+            await asyncio.gather(*stuck, return_exceptions=True)
         if server is not None:
             await server.wait_closed()
         with contextlib.suppress(OSError, ValueError, AttributeError):
@@ -568,11 +579,21 @@ class ControlServer:
                         extra=cmd.audit_fields())
         else:
             fut = seen[1]
-        try:
-            return await asyncio.wait_for(asyncio.shield(fut), self.reply_timeout_s)
-        except TimeoutError:
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        waiters: set[asyncio.Future[Any]] = {fut, stopping}
+        try:  # never cancels fut: a repeat of this id awaits the same verdict
+            await asyncio.wait(waiters, timeout=self.reply_timeout_s,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not fut.done() and self._stopping.is_set():
+            return CommandResult(cmd.id, Status.REFUSED, self._state(),
+                                 "the run ended before the scan cycle acted on it")
+        if not fut.done():
             return CommandResult(cmd.id, Status.QUEUED, self._state(),
                                  "queued; the scan cycle has not acted on it yet")
+        try:
+            return fut.result()
         except FurnaceError as exc:
             return CommandResult(cmd.id, Status.REFUSED, self._state(), str(exc))
 

@@ -461,6 +461,30 @@ async def test_idle_connections_are_dropped_at_the_deadline(tmp_path: Path) -> N
         assert not server._waiting
 
 
+async def test_stop_ends_open_connections_without_loop_errors(tmp_path: Path) -> None:
+    """An idle connection and a command awaiting its verdict when the run ends: both end
+    cleanly (the command is told it was not acted on); nothing reaches the loop's error
+    handler, which on Python 3.11 used to log one error per cancelled handler."""
+    loop = asyncio.get_running_loop()
+    loop_errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, ctx: loop_errors.append(ctx))
+    never: asyncio.Future[CommandResult] = loop.create_future()
+    server = ControlServer(tmp_path, lambda cmd: never, reply_timeout_s=60)
+    await server.start()
+    [(idle_reader, idle)] = await _open_idle(server.port, 1)
+    pending = asyncio.ensure_future(send_command(tmp_path, "hold", "ann"))
+    await asyncio.wait_for(_until(lambda: len(server._handlers) == 2
+                                  and len(server._waiting) == 1), 5)
+    await server.stop()
+    reply = await pending
+    assert await asyncio.wait_for(idle_reader.read(), 5) == b""
+    idle.close()
+    await _until(lambda: not server._handlers)
+    assert (reply["ok"], reply["message"]) == (
+        False, "the run ended before the scan cycle acted on it")
+    assert loop_errors == []
+
+
 async def test_silent_client_times_out(tmp_path: Path) -> None:
     async with ControlServer(tmp_path, recording_post([]), request_timeout_s=0.01) as server:
         reply = await raw(server.port, b'{"token": ')  # never finishes the line

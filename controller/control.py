@@ -12,8 +12,12 @@ Wire protocol (one request per TCP connection to 127.0.0.1, UTF-8, one JSON line
 
 ``status`` is ``queued`` (accepted; the scan cycle has not decided yet), ``applied``,
 ``superseded`` or ``refused``; ``ok`` is false only for ``refused``. ``reason`` may be
-omitted for hold and confirm. A request line is at most ``MAX_REQUEST_BYTES``; the server
-answers one request per connection and then closes it.
+omitted for hold and confirm. A request line is at most ``MAX_REQUEST_BYTES``, one flat
+JSON object (nothing nested: a 2000-deep array is refused before parsing), and must arrive
+within ``request_timeout_s`` (2 s) of connecting; the server answers one request per
+connection and then closes it. Idle or slow connections are dropped at that deadline, and
+the oldest of them first when too many wait at once, so they can never crowd out a
+command from ``furnace ctl`` (which sends its line as soon as it connects).
 """
 
 from __future__ import annotations
@@ -34,14 +38,16 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol, cast
 
-from controller.lock import process_alive
+from controller.process import process_alive
 from controller.runstate import Phase
 from drivers.errors import ConfigurationError, FurnaceError, RunStateError
 
 __all__ = [
     "CONTROL_FILE",
     "MAX_REQUEST_BYTES",
+    "MAX_WAITING",
     "NEEDS_REASON",
+    "REQUEST_TIMEOUT_S",
     "TRIGGERS",
     "Command",
     "CommandQueue",
@@ -71,6 +77,8 @@ _ALREADY: Final[dict[str, str]] = {"hold": Phase.HELD, "resume": Phase.RUNNING,
 CONTROL_FILE: Final = "control.json"
 LOOPBACK: Final = "127.0.0.1"
 MAX_REQUEST_BYTES: Final = 4096
+REQUEST_TIMEOUT_S: Final = 2.0  # loop time from connecting to a complete request line
+MAX_WAITING: Final = 256  # connections waiting for their request; beyond: drop the oldest
 _MAX_OPERATOR = 64
 _MAX_REASON = 500
 _MAX_ID = 64
@@ -350,23 +358,35 @@ class ControlServer:
     verdict, up to ``reply_timeout_s`` of loop time, then says ``queued``). ``state`` gives
     the runner state for those ``queued`` replies. Duplicate ids reach ``post`` once.
     Use as ``async with ControlServer(...) as server:`` or ``start()``/``stop()``.
+
+    Hostile or idle clients: a connection must deliver one complete request line of at
+    most ``MAX_REQUEST_BYTES`` within ``request_timeout_s`` of loop time (these timeouts are
+    about the wire, not process time) or it is answered ``refused`` and closed. There is
+    no cap on connections that could refuse a valid command; only when more than
+    ``max_waiting`` connections are still waiting for their request line is the one that
+    has waited longest dropped (bounding the file descriptors a local flood can take).
     """
 
     def __init__(self, batch_dir: Path, post: Callable[[Command], PostResult], *,
-                 state: Callable[[], str] = lambda: "", max_connections: int = 16,
-                 read_timeout_s: float = 5.0, reply_timeout_s: float = 5.0,
+                 state: Callable[[], str] = lambda: "",
+                 request_timeout_s: float = REQUEST_TIMEOUT_S,
+                 max_waiting: int = MAX_WAITING, reply_timeout_s: float = 5.0,
                  remember: int = 1024) -> None:
         self.batch_dir = batch_dir
         self.path = batch_dir / CONTROL_FILE
         self._post = post
         self._state = state
-        self.max_connections = max_connections
-        self.read_timeout_s = read_timeout_s
+        self.request_timeout_s = request_timeout_s
+        self.max_waiting = max_waiting
         self.reply_timeout_s = reply_timeout_s
         self.remember = remember
+        self.dropped = 0  # connections dropped because too many were waiting
         self._token = secrets.token_hex(32)
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
+        # connections still waiting for their request line, oldest first
+        self._waiting: OrderedDict[asyncio.StreamWriter, None] = OrderedDict()
+        self._stopping = asyncio.Event()
         self._seen: OrderedDict[str, tuple[Command, asyncio.Future[CommandResult]]] = \
             OrderedDict()
         self.port = 0
@@ -437,14 +457,24 @@ class ControlServer:
         return pid if isinstance(pid, int) and process_alive(pid) else None
 
     async def stop(self) -> None:
-        """Stop listening, end open connections, remove control.json (if still ours)."""
+        """Stop listening, end open connections, remove control.json (if still ours).
+
+        Connections still waiting for a request are closed, a command still waiting for
+        its verdict is answered ``refused`` (the run ended first), and every handler ends by
+        itself: cancelling them would make asyncio log an error per connection on Python
+        3.11. Waits at most ``request_timeout_s`` of loop time."""
         server, self._server = self._server, None
         if server is not None:
             server.close()
+        self._stopping.set()
+        for writer in list(self._waiting):
+            writer.transport.abort()
         handlers = list(self._handlers)
-        for task in handlers:
-            task.cancel()
-        await asyncio.gather(*handlers, return_exceptions=True)
+        if handlers:
+            _, stuck = await asyncio.wait(handlers, timeout=self.request_timeout_s)
+            for task in stuck:  # last resort
+                task.cancel()
+            await asyncio.gather(*stuck, return_exceptions=True)
         if server is not None:
             await server.wait_closed()
         with contextlib.suppress(OSError, ValueError, AttributeError):
@@ -457,35 +487,59 @@ class ControlServer:
         task = asyncio.current_task()
         if task is not None:
             self._handlers.add(task)
+        self._waiting[writer] = None
+        self._drop_oldest_waiting()
         try:
-            if len(self._handlers) > self.max_connections:
-                reply = self._refuse("", f"busy: {self.max_connections} connections open; "
-                                         "try again")
-            else:
-                reply = await self._request(reader)
-            writer.write(json.dumps(reply).encode() + b"\n")
-            await asyncio.wait_for(writer.drain(), self.read_timeout_s)
+            reply = await self._request(reader, writer)
+            if not writer.is_closing():  # not dropped meanwhile
+                writer.write(json.dumps(reply).encode() + b"\n")
+                await asyncio.wait_for(writer.drain(), self.request_timeout_s)
         except (ConnectionError, TimeoutError):
             pass
         finally:
+            self._waiting.pop(writer, None)
             writer.close()
             with contextlib.suppress(ConnectionError, TimeoutError):
-                await asyncio.wait_for(writer.wait_closed(), self.read_timeout_s)
+                await asyncio.wait_for(writer.wait_closed(), self.request_timeout_s)
             if task is not None:
                 self._handlers.discard(task)
 
-    async def _request(self, reader: asyncio.StreamReader) -> dict[str, Any]:
+    def _drop_oldest_waiting(self) -> None:
+        """Close the connections that have waited longest for a request line while more
+        than ``max_waiting`` wait (no reply; their handlers then end by themselves)."""
+        while len(self._waiting) > self.max_waiting:
+            oldest = next(iter(self._waiting))
+            del self._waiting[oldest]
+            oldest.transport.abort()
+            self.dropped += 1
+            if self.dropped == 1:
+                logger.warning("more than %d control connections waiting for a request; "
+                               "dropping the oldest", self.max_waiting)
+
+    async def _read_line(self, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter) -> bytes:
+        """One request line, within the deadline; then this connection no longer waits."""
         try:
-            line = await asyncio.wait_for(reader.readline(), self.read_timeout_s)
+            async with asyncio.timeout(self.request_timeout_s):
+                return await reader.readline()
+        finally:
+            self._waiting.pop(writer, None)
+
+    async def _request(self, reader: asyncio.StreamReader,
+                       writer: asyncio.StreamWriter) -> dict[str, Any]:
+        try:
+            line = await self._read_line(reader, writer)
         except ValueError:  # the line overran the reader's limit
             return self._refuse("", f"request larger than {MAX_REQUEST_BYTES} bytes")
         except TimeoutError:
-            return self._refuse("", f"no request within {self.read_timeout_s:g} s")
+            return self._refuse("", f"no request within {self.request_timeout_s:g} s")
         if not line.endswith(b"\n"):
             return self._refuse("", "incomplete request (one JSON object per line)")
+        if _nesting(line) > 1:  # before json.loads, which recurses once per level
+            return self._refuse("", "request must be one flat JSON object (nothing nested)")
         try:
             req = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             return self._refuse("", "request is not JSON")
         if not isinstance(req, dict):
             return self._refuse("", "request must be a JSON object")
@@ -525,11 +579,21 @@ class ControlServer:
                         extra=cmd.audit_fields())
         else:
             fut = seen[1]
-        try:
-            return await asyncio.wait_for(asyncio.shield(fut), self.reply_timeout_s)
-        except TimeoutError:
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        waiters: set[asyncio.Future[Any]] = {fut, stopping}
+        try:  # never cancels fut: a repeat of this id awaits the same verdict
+            await asyncio.wait(waiters, timeout=self.reply_timeout_s,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not fut.done() and self._stopping.is_set():
+            return CommandResult(cmd.id, Status.REFUSED, self._state(),
+                                 "the run ended before the scan cycle acted on it")
+        if not fut.done():
             return CommandResult(cmd.id, Status.QUEUED, self._state(),
                                  "queued; the scan cycle has not acted on it yet")
+        try:
+            return fut.result()
         except FurnaceError as exc:
             return CommandResult(cmd.id, Status.REFUSED, self._state(), str(exc))
 
@@ -546,6 +610,29 @@ class ControlServer:
 
     def _refuse(self, cid: str, message: str) -> dict[str, Any]:
         return CommandResult(cid, Status.REFUSED, "", message).to_wire()
+
+
+def _nesting(line: bytes) -> int:
+    """How deep JSON arrays and objects nest in ``line`` (0 for a scalar), counted without
+    recursion and without parsing; brackets inside strings do not count."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in line:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # closing quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
 
 
 # --------------------------------------------------------------------- the client
@@ -580,8 +667,9 @@ async def send_command(batch_dir: Path, trigger: str, operator: str, reason: str
         raise ConfigurationError(f"the controller is not answering on {where} ("
                                  f"{exc.strerror or exc}); has the batch ended?",
                                  source=str(batch_dir)) from None
-    except ValueError as exc:
-        raise ConfigurationError(f"garbled reply from {where} ({exc})",
+    except (ValueError, RecursionError) as exc:
+        detail = "nested too deep" if isinstance(exc, RecursionError) else str(exc)
+        raise ConfigurationError(f"garbled reply from {where} ({detail})",
                                  source=str(batch_dir)) from None
 
 

@@ -24,7 +24,7 @@ from controller.batch import create_batch_dir, write_frozen, write_summary
 from controller.clock import Clock, utc_now
 from controller.control import CommandQueue, ControlServer
 from controller.handle import RecipeRunner
-from controller.lock import StaleTakeover, StationLock, default_lock_dir
+from controller.lock import StaleTakeover, StationLock, lock_for_station
 from controller.plan import PlanSummary, summarize
 from controller.resume import Decision, decide, recover
 from controller.runstate import Phase
@@ -148,11 +148,6 @@ def _summary(batch_dir: Path, plan: Plan, planned: PlanSummary, runner: RecipeRu
     }
 
 
-def _station_lock(station: Station) -> StationLock | None:
-    """One run per station. The in-process simulator is private to its process: no lock."""
-    if station.bus.kind == "sim":
-        return None
-    return StationLock(default_lock_dir(), station.name)
 
 
 @contextlib.contextmanager
@@ -183,7 +178,8 @@ async def _open_station(stack: AsyncExitStack, station: Station, clock: Clock,
     """Lock the station, build and connect its devices; ``stack`` releases them (devices
     closed before the lock is released). Raises ``ConfigurationError`` or
     ``StationBusyError`` before anything is written."""
-    lock = _station_lock(station)
+    # One run per furnace: keyed on its endpoint; the in-process simulator takes none.
+    lock = lock_for_station(station, source)
     took_over = stack.enter_context(_locked(lock))
     if built is None:
         built = build_devices(station, clock, seed=seed, material=plan.material)

@@ -16,7 +16,7 @@ from controller.plan import load_recipe
 from controller.runstate import Phase
 from controller.session import run_batch
 from controller.snapshot import Snapshot
-from controller.station import load_station, load_station_text
+from controller.station import Station, load_station, load_station_text
 from controller.station_factory import serve_simulator
 from tests.conftest import PROFILES, ROOT
 from tests.integration.helpers import free_port
@@ -61,12 +61,21 @@ async def test_commands_from_the_queue_and_the_socket_are_applied(tmp_path: Path
 
 
 
-async def test_second_run_on_a_station_in_use_is_refused(tmp_path: Path) -> None:
-    port = free_port()
+def _served_station(port: int, *, name: str = "sim-tcp", host: str = "127.0.0.1"
+                    ) -> tuple[Station, str]:
+    """sim-tcp on ``port`` without its balance, renamed and with its host spelled as
+    given (a copied and edited station file)."""
     text = (ROOT / "stations" / "sim-tcp.toml").read_text(encoding="utf-8")
     text = text.replace("port = 5020", f"port = {port}")
+    text = text.replace('name = "sim-tcp"', f'name = "{name}"')
+    text = text.replace('host = "127.0.0.1"', f'host = "{host}"', 1)
     text = text[:text.index("[balance]")] + text[text.index("[envelope]"):]
-    station = load_station_text(text, "sim-tcp.toml")
+    return load_station_text(text, f"{name}.toml"), text
+
+
+async def test_second_run_on_a_station_in_use_is_refused(tmp_path: Path) -> None:
+    port = free_port()
+    station, text = _served_station(port)
     clock = VirtualClock()
     served = await serve_simulator(station, clock, host="127.0.0.1", port=port)
     _, plan, frozen = load_recipe(SMOKE, {}, station)
@@ -81,6 +90,32 @@ async def test_second_run_on_a_station_in_use_is_refused(tmp_path: Path) -> None
                             operator="second")
         assert not (tmp_path / "b").exists()  # nothing was created for the refused run
         result = await first
+        assert result.state is Phase.COMPLETED
+    finally:
+        await served.stop()
+
+
+async def test_a_renamed_copy_of_the_station_file_is_refused(tmp_path: Path) -> None:
+    """Same furnace (127.0.0.1 vs localhost, same port and unit), another station name."""
+    port = free_port()
+    station, text = _served_station(port)
+    copy, copy_text = _served_station(port, name="sim-tcp-copy", host="localhost")
+    clock = VirtualClock()
+    served = await serve_simulator(station, clock, host="127.0.0.1", port=port)
+    _, plan, frozen = load_recipe(SMOKE, {}, station)
+    try:
+        first = asyncio.ensure_future(run_batch(
+            plan=plan, station=station, recipe_text=frozen, station_text=text, clock=clock,
+            batches_dir=tmp_path / "a", operator="first"))
+        await clock.sleep(0)  # one turn of the loop: the first takes the lock
+        try:
+            with pytest.raises(StationBusyError, match="in use by pid .*station sim-tcp"):
+                await run_batch(plan=plan, station=copy, recipe_text=frozen,
+                                station_text=copy_text, clock=clock,
+                                batches_dir=tmp_path / "b", operator="second")
+            assert not (tmp_path / "b").exists()
+        finally:
+            result = await first
         assert result.state is Phase.COMPLETED
     finally:
         await served.stop()

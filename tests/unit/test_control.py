@@ -402,23 +402,139 @@ async def test_reply_waits_for_the_verdict_or_says_queued(tmp_path: Path) -> Non
     assert (again["ok"], again["message"]) == (False, "no step")
 
 
-async def test_connections_are_bounded(tmp_path: Path) -> None:
-    async with ControlServer(tmp_path, recording_post([]), max_connections=1) as server:
-        idle_reader, idle = await asyncio.open_connection("127.0.0.1", server.port)
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def _open_idle(port: int, count: int) -> list[Connection]:
+    """``count`` connections that never send anything (any local process can open them)."""
+    return [await asyncio.open_connection("127.0.0.1", port) for _ in range(count)]
+
+
+async def _close_all(connections: list[Connection]) -> None:
+    for _, writer in connections:
+        writer.close()
+    await asyncio.gather(*(w.wait_closed() for _, w in connections), return_exceptions=True)
+
+
+async def test_idle_connections_never_starve_a_valid_command(tmp_path: Path) -> None:
+    """Issue 9 item 11: 16 idle connections used to make ``furnace ctl`` answer busy."""
+    got: list[Command] = []
+    async with ControlServer(tmp_path, recording_post(got)) as server:
+        idle = await _open_idle(server.port, 64)
         try:
-            await asyncio.wait_for(_until(lambda: len(server._handlers) == 1), 5)
-            busy = await send_command(tmp_path, "hold", "ann")
+            await asyncio.wait_for(_until(lambda: len(server._handlers) == 64), 5)
+            reply = await send_command(tmp_path, "hold", "ann")
         finally:
-            idle.close()
-            await idle.wait_closed()
-    assert busy["ok"] is False
-    assert busy["message"].startswith("busy")
+            await _close_all(idle)
+    assert (reply["ok"], reply["status"]) == (True, "queued")
+    assert [c.trigger for c in got] == ["hold"]
+    assert server.dropped == 0
+
+
+async def test_a_flood_of_idle_connections_drops_the_oldest(tmp_path: Path) -> None:
+    got: list[Command] = []
+    async with ControlServer(tmp_path, recording_post(got), max_waiting=8) as server:
+        idle = await _open_idle(server.port, 64)
+        try:
+            await asyncio.wait_for(_until(lambda: server.dropped == 56), 5)
+            assert len(server._waiting) == 8
+            reply = await send_command(tmp_path, "stop", "ann", "sample cracked")
+            oldest, newest = idle[0][0], idle[-1][0]
+            assert await asyncio.wait_for(oldest.read(), 5) == b""  # closed, no reply
+            assert not newest.at_eof()
+        finally:
+            await _close_all(idle)
+    assert reply["ok"] is True
+    assert [c.trigger for c in got] == ["stop"]
+
+
+async def test_idle_connections_are_dropped_at_the_deadline(tmp_path: Path) -> None:
+    async with ControlServer(tmp_path, recording_post([]), request_timeout_s=0.01) as server:
+        idle = await _open_idle(server.port, 16)
+        try:
+            for reader, _ in idle:  # each gets a one-line refusal, then end of stream
+                line = await asyncio.wait_for(reader.readline(), 5)
+                assert json.loads(line)["message"] == "no request within 0.01 s"
+                assert await asyncio.wait_for(reader.read(), 5) == b""
+        finally:
+            await _close_all(idle)
+        assert not server._waiting
+
+
+async def test_stop_ends_open_connections_without_loop_errors(tmp_path: Path) -> None:
+    """An idle connection and a command awaiting its verdict when the run ends: both end
+    cleanly (the command is told it was not acted on); nothing reaches the loop's error
+    handler, which on Python 3.11 used to log one error per cancelled handler."""
+    loop = asyncio.get_running_loop()
+    loop_errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, ctx: loop_errors.append(ctx))
+    never: asyncio.Future[CommandResult] = loop.create_future()
+    server = ControlServer(tmp_path, lambda cmd: never, reply_timeout_s=60)
+    await server.start()
+    [(idle_reader, idle)] = await _open_idle(server.port, 1)
+    pending = asyncio.ensure_future(send_command(tmp_path, "hold", "ann"))
+    await asyncio.wait_for(_until(lambda: len(server._handlers) == 2
+                                  and len(server._waiting) == 1), 5)
+    await server.stop()
+    reply = await pending
+    assert await asyncio.wait_for(idle_reader.read(), 5) == b""
+    idle.close()
+    await _until(lambda: not server._handlers)
+    assert (reply["ok"], reply["message"]) == (
+        False, "the run ended before the scan cycle acted on it")
+    assert loop_errors == []
 
 
 async def test_silent_client_times_out(tmp_path: Path) -> None:
-    async with ControlServer(tmp_path, recording_post([]), read_timeout_s=0.01) as server:
+    async with ControlServer(tmp_path, recording_post([]), request_timeout_s=0.01) as server:
         reply = await raw(server.port, b'{"token": ')  # never finishes the line
     assert reply["message"] == "no request within 0.01 s"
+
+
+async def test_deeply_nested_requests_are_refused_in_one_line(tmp_path: Path) -> None:
+    """Issue 9 item 10: 2000-deep JSON used to raise RecursionError in the server."""
+    loop_errors: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, ctx: loop_errors.append(ctx))
+    got: list[Command] = []
+    async with ControlServer(tmp_path, recording_post(got)) as server:
+        deep = await raw(server.port, b"[" * 2000 + b"]" * 2000 + b"\n")
+        token = token_of(tmp_path)
+        head = json.dumps({"token": token, "id": "n1", "trigger": "hold", "operator": "a"})
+        inside = await raw(server.port, (head[:-1] + ', "reason": ' + "[" * 1900 + "]" * 1900
+                                         + "}\n").encode())
+        brackets_in_text = await raw(server.port, json.dumps(
+            {"token": token, "id": "n2", "trigger": "stop", "operator": "a",
+             "reason": "[[[[ {{ }} ]]]] \\\" ["}).encode() + b"\n")
+        after = await send_command(tmp_path, "hold", "ann")
+    for reply in (deep, inside):
+        assert (reply["ok"], reply["status"]) == (False, "refused")
+        assert reply["message"] == "request must be one flat JSON object (nothing nested)"
+    assert brackets_in_text["ok"] is True  # brackets inside strings are only text
+    assert after["ok"] is True
+    assert [(c.id, c.trigger) for c in got][0] == ("n2", "stop")
+    assert got[0].reason == '[[[[ {{ }} ]]]] \\" ['
+    assert [c.trigger for c in got] == ["stop", "hold"]
+    assert loop_errors == []
+
+
+async def test_client_survives_a_deeply_nested_reply(tmp_path: Path) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        writer.write(b"[" * 2000 + b"]" * 2000 + b"\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    (tmp_path / CONTROL_FILE).write_text(json.dumps({"port": port, "token": "t",
+                                                     "pid": os.getpid()}))
+    try:
+        with pytest.raises(ConfigurationError, match="garbled reply") as info:
+            await send_command(tmp_path, "hold", "ann")
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert "\n" not in str(info.value)
 
 
 async def _until(predicate: Callable[[], bool]) -> None:

@@ -130,6 +130,10 @@ class RecipeRunner:
         """Confirm the waiting operator step. Raises ``RunStateError`` if there is none."""
         self._take(self.rules.confirm(self.run, self.now_t_s, operator))
 
+    def outage(self) -> None:
+        """The scan loop stalled: the time since the last cycle counts for nothing."""
+        self.run = self.rules.outage(self.run)
+
     def reconfigured(self) -> None:
         """The instrument has our configuration again."""
         self.run = self.rules.reconfigured(self.run)

@@ -216,6 +216,12 @@ class Runner:
         return c.finish()
 
     @staticmethod
+    def outage(state: RunState) -> RunState:
+        """The controller was away (a stalled scan loop): the next cycle's dt is 0, so the
+        gap moves no ramp (no setpoint jump) and counts toward no dwell or purge."""
+        return replace(state, last_t_s=None)
+
+    @staticmethod
     def reconfigured(state: RunState) -> RunState:
         """The scan cycle re-applied our configuration to the instrument."""
         return replace(state, needs_reconfigure=False)

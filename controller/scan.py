@@ -48,6 +48,8 @@ CHECKPOINT_INTERVAL_S = 300.0
 # Resume aligns the instrument's working setpoint with the furnace when it has fallen more
 # than this below it (see ``_align_working_setpoint``).
 ALIGN_MARGIN_C = 2.0
+# The loop this many periods late is an outage (recorded), not a run of missed cycles.
+OVERRUN_PERIODS = 5
 ALIGN_MAX_PERIODS = 10  # then the rate limit goes back regardless (and the audit says so)
 DTG_WINDOW_S = 300.0  # DTG slope window: smooths balance noise, lags by half of it
 DELTA_T_RATE_WINDOW_S = 120.0  # the exotherm guard's rate of rise of ΔT
@@ -368,6 +370,23 @@ class ScanLoop:
                 "message": result.message})
         self._flush_events(t_s)
 
+    def _overrun(self, deadline: float, last_t_s: float) -> float:
+        """After the wait for ``deadline``: if the loop is more than ``OVERRUN_PERIODS``
+        behind (the PC froze, was suspended or starved), record the gap as an outage and
+        go on from the present: no burst of missed cycles, and the runner credits none of
+        the missed time to a ramp or a dwell. Returns the next deadline to count from."""
+        now = self.clock.now()
+        period_s = self.station.scan_period_s
+        if now - deadline <= OVERRUN_PERIODS * period_s:
+            return deadline
+        t_s = now - self._t0_s
+        self.recorder.audit("scan_overrun", t_s, {
+            "from_t_s": last_t_s, "to_t_s": t_s,
+            "missed_cycles": int((now - deadline) // period_s),
+            "action": "went on from the present; the gap counts toward no ramp or dwell"})
+        self.runner.outage()
+        return now
+
     async def _align_working_setpoint(self, t_s: float) -> None:
         """After an outage the instrument's working setpoint has fallen toward its local
         fallback at its own rate limit, often faster than the furnace cools by itself: it
@@ -457,23 +476,49 @@ class ScanLoop:
                     self.observer(snap, self.runner)
                 next_t += self.station.scan_period_s
                 await self.clock.sleep_until(next_t)
+                next_t = self._overrun(next_t, snap.t_s)
         finally:
             await asyncio.shield(self._safe_state())
         return self.runner.phase
+
+    def _oxidising(self, gas: str) -> bool:
+        config = self.station.gas(gas)
+        return config is None or config.oxidising
+
+    @staticmethod
+    async def _set_safe_flow(mfc: MassFlowController, flow_sccm: float,
+                             done: dict[str, str]) -> bool:
+        """Set one MFC for the safe state; say what happened in ``done``. Never raises."""
+        try:
+            async with asyncio.timeout(_SAFE_STATE_TIMEOUT_S):
+                await mfc.set_flow_sccm(flow_sccm)
+        except (DeviceError, TimeoutError) as exc:
+            done[mfc.gas] = f"failed: {exc}"
+            return False
+        done[mfc.gas] = f"{flow_sccm:g} sccm"
+        return True
 
     async def _safe_state(self) -> None:
         """Hand the furnace to its own fallback and keep inert gas on. Never raises."""
         t_s = self.clock.now() - self._t0_s
         done: dict[str, str] = {}
         flows = safe_flows(self.station, self.runner.commands())
+        inert_on = False
         for mfc in self.devices.mfcs:
             flow = flows[mfc.gas]
-            try:
-                async with asyncio.timeout(_SAFE_STATE_TIMEOUT_S):
-                    await mfc.set_flow_sccm(flow)
-                done[mfc.gas] = f"{flow:g} sccm"
-            except (DeviceError, TimeoutError) as exc:
-                done[mfc.gas] = f"failed: {exc}"
+            if await self._set_safe_flow(mfc, flow, done):
+                inert_on = inert_on or (flow > 0 and not self._oxidising(mfc.gas))
+        if not inert_on:
+            # The inert gas could not be commanded (its MFC does not answer): turn on
+            # another inert gas rather than leave a hot tube without one.
+            for mfc in self.devices.mfcs:
+                if self._oxidising(mfc.gas) or flows[mfc.gas] > 0:
+                    continue
+                config = self.station.gas(mfc.gas)
+                flow = min(SAFE_INERT_FLOW_SCCM, config.full_scale_sccm) if config else 0.0
+                if flow > 0 and await self._set_safe_flow(mfc, flow, done):
+                    done[mfc.gas] += " (the other inert gas did not answer)"
+                    break
         furnace = self.devices.furnace
         try:
             async with asyncio.timeout(_SAFE_STATE_TIMEOUT_S):

@@ -140,6 +140,8 @@ def _gaps_covered(batch: Path) -> list[tuple[float, float]]:
             # seen in the trace starts at its last surviving row
             start = min(float(r["outage_from_t_s"]), float(r["trace_until_t_s"] or 0.0))
             outages.append((start, back))
+        elif r["event"] == "scan_overrun":  # the loop stalled (a busy machine at 1200x)
+            outages.append((float(r["from_t_s"]), float(r["to_t_s"])))
     with open(batch / "trace.csv", newline="", encoding="utf-8") as f:
         t = [float(r["elapsed_s"]) for r in csv.DictReader(f)]
     # At this speed a scan over TCP spans several periods of process time and a 10 ms
@@ -240,7 +242,8 @@ def test_headline_killed_three_times_completes_every_step_once(tmp_path: Path) -
     for r in done:
         step = plan.steps[r["index"]]
         if isinstance(step, Dwell):
-            assert step.duration_s <= r["counted_s"] <= step.duration_s + 2 * SCAN_PERIOD_S
+            # the last cycle may overshoot by its own length: at most the overrun limit
+            assert step.duration_s <= r["counted_s"] <= step.duration_s + 6 * SCAN_PERIOD_S
 
 
 async def test_furnace_left_at_1600_cools_at_the_rate_limit_under_argon(tmp_path: Path

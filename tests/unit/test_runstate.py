@@ -197,3 +197,21 @@ def test_checkpoint_of_another_schema_version_is_refused(station: Station) -> No
     del record["setpoint_c"]
     with pytest.raises(CheckpointError, match="setpoint_c"):
         from_record(record, runner.plan)
+
+
+def test_a_gas_step_s_settle_timeout_counts_only_running_time(station: Station) -> None:
+    """Time held (for O2, say) is not the flows' fault: resuming does not trip
+    ``flow_not_reached`` in the same cycle (issue 9 item 12)."""
+    runner, state = running(station, STEPS[2])
+    for t_s in (0.0, 50.0, 100.0):  # 100 s of running without the flow
+        state, _ = runner.step(state, snap(t_s, 25.0), [])
+    state, _ = runner.fire(state, "hold", 100.0, reason="o2_high", operator="interlock")
+    for t_s in (200.0, 300.0, 400.0):
+        state, _ = runner.step(state, snap(t_s, 25.0), [])
+    state, _ = runner.fire(state, "resume", 400.0, reason="clear", operator="interlock")
+    state, out = runner.step(state, snap(410.0, 25.0), [])
+    assert state.phase is Phase.RUNNING  # 100 + 10 s waited: not yet
+    assert not [e for e in out.events if e.fields.get("alarm") == "flow_not_reached"]
+    state, out = runner.step(state, snap(430.0, 25.0), [])
+    assert state.phase is Phase.HELD  # 100 + 30 s waited: now the flows are late
+    assert [e for e in out.events if e.fields.get("alarm") == "flow_not_reached"]

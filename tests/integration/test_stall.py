@@ -1,0 +1,120 @@
+"""Rung 3: the PC freezes for 30 s in the middle of a ramp (SIGSTOP, a hung driver, a
+starved VM). The stall is recorded as an outage, the loop goes on from the present with no
+burst of missed cycles, and the setpoint does not jump: the frozen time moves no ramp."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from controller.clock import VirtualClock
+from controller.handle import RecipeRunner
+from controller.plan import load_recipe
+from controller.runstate import Phase
+from controller.session import run_batch
+from controller.snapshot import Snapshot
+from controller.station import load_station
+from controller.station_factory import build_devices
+
+RECIPE = """
+schema_version = 1
+name = "stall-test"
+sample = "STALL"
+[[stages]]
+name = "heat"
+atmosphere = "Ar"
+[[stages.steps]]
+kind = "purge"
+gas = "Ar"
+flow_sccm = 1000
+volumes = 6
+[[stages.steps]]
+kind = "gas"
+flows_sccm = { Ar = 200 }
+[[stages.steps]]
+kind = "ramp"
+to_c = 400
+rate_c_per_min = 10
+[[stages.steps]]
+kind = "cool"
+to_c = 300
+rate_c_per_min = 5
+[[stages.steps]]
+kind = "end"
+"""
+STALL_AT_S = 1500.0  # inside the ramp
+STALL_S = 30.0
+
+
+class FreezingClock(VirtualClock):
+    """A virtual clock whose process is frozen once: the wait for the first deadline after
+    ``STALL_AT_S`` ends ``STALL_S`` late, as after SIGSTOP/SIGCONT."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frozen = False
+
+    async def sleep_until(self, t: float) -> None:
+        if not self.frozen and t > STALL_AT_S:
+            self.frozen = True
+            t += STALL_S
+        await super().sleep_until(t)
+
+
+async def test_a_frozen_pc_is_recorded_and_the_ramp_does_not_jump(tmp_path: Path) -> None:
+    station, text = load_station(None)
+    recipe = tmp_path / "stall.toml"
+    recipe.write_text(RECIPE, encoding="utf-8")
+    _, plan, frozen = load_recipe(recipe, {}, station)
+    result = await run_batch(plan=plan, station=station, recipe_text=frozen,
+                             station_text=text, clock=FreezingClock(),
+                             batches_dir=tmp_path / "b", operator="pytest")
+    assert result.state is Phase.COMPLETED
+    records = [json.loads(x) for x in (result.batch_dir / "audit.jsonl").read_text()
+               .splitlines()]
+    stalls = [r for r in records if r["event"] == "scan_overrun"]
+    assert len(stalls) == 1
+    assert stalls[0]["to_t_s"] - stalls[0]["from_t_s"] >= STALL_S
+    with open(result.batch_dir / "trace.csv", newline="", encoding="utf-8") as f:
+        rows = [(float(r["elapsed_s"]), float(r["setpoint_c"])) for r in csv.DictReader(f)
+                if r["stage"] == "heat"]
+    # No catch-up burst: after the gap the rows are a scan period apart again ...
+    gap = next(i for i, (a, b) in enumerate(zip(rows, rows[1:], strict=False))
+               if b[0] - a[0] > STALL_S)
+    assert rows[gap + 2][0] - rows[gap + 1][0] == station.scan_period_s
+    # ... and the setpoint moved by no more than one period of the ramp across it.
+    per_period_c = 10.0 * station.scan_period_s / 60.0
+    assert rows[gap + 1][1] - rows[gap][1] <= per_period_c + 1e-6
+
+
+async def test_halt_with_the_argon_mfc_unreachable_turns_on_nitrogen(tmp_path: Path) -> None:
+    """A sensor break at 400 °C while the Ar MFC is not answering: the halt cannot command
+    argon, so the safe state turns the other inert gas on (issue 9 item 13)."""
+    station, text = load_station(None)
+    recipe = tmp_path / "halt.toml"
+    recipe.write_text(RECIPE, encoding="utf-8")
+    _, plan, frozen = load_recipe(recipe, {}, station)
+    clock = VirtualClock()
+    built = build_devices(station, clock, material=plan.material)
+    world = built.world
+    assert world is not None
+    ar_unit = next(m.unit for m in station.mfc if m.gas == "Ar")
+
+    def observer(snap: Snapshot, runner: RecipeRunner) -> None:
+        if snap.furnace_c > 390.0 and world.furnace.powered and \
+                not world.furnace.sensor_break:
+            world.set_responding(ar_unit, False)
+            world.furnace.inject_sensor_break(True)
+
+    result = await run_batch(plan=plan, station=station, recipe_text=frozen,
+                             station_text=text, clock=clock, batches_dir=tmp_path / "b",
+                             operator="pytest", observer=observer, built=built)
+    assert result.state is Phase.FAULTED
+    records = [json.loads(x) for x in (result.batch_dir / "audit.jsonl").read_text()
+               .splitlines()]
+    safe = next(r for r in records if r["event"] == "safe_state")
+    assert safe["outputs"]["Ar"].startswith("failed")
+    assert safe["outputs"]["N2"].startswith("200 sccm")
+    world.advance_to(clock.now() + 120.0)
+    assert world.truth().flows_sccm["N2"] > 150.0

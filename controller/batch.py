@@ -26,6 +26,7 @@ from controller.audit import (
     replace_non_finite,
     scan_chain,
 )
+from drivers.errors import ConfigurationError
 
 __all__ = [
     "AUDIT_FILE",
@@ -35,6 +36,7 @@ __all__ = [
     "TRACE_FILE",
     "VerifyResult",
     "batch_id",
+    "check_batches_dir",
     "create_batch_dir",
     "verify_batch",
     "write_frozen",
@@ -64,6 +66,28 @@ def batch_id(sample_name: str, wall_start: datetime) -> str:
         raise ValueError(f"wall_start must be timezone-aware (UTC), got {wall_start!r}")
     sample = _UNSAFE.sub("_", sample_name)[:_MAX_SAMPLE_CHARS].rstrip(". ") or "unnamed"
     return f"{wall_start.astimezone(UTC):%Y%m%dT%H%M%SZ}_{sample}"
+
+
+def check_batches_dir(batches_dir: Path) -> None:
+    """Refuse, before anything moves, a folder for batches that cannot hold them: a file,
+    a path through a file, or a folder this user may not write. Creates nothing (a missing
+    folder is made by ``create_batch_dir``). Raises ``ConfigurationError`` naming the path
+    and ``--batches``.
+    """
+    def fail(rule: str) -> ConfigurationError:
+        return ConfigurationError(rule, source=str(batches_dir), field="--batches")
+
+    probe = Path(batches_dir)
+    try:
+        while not probe.exists() and probe.parent != probe:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise fail("is a file, not a folder" if probe == Path(batches_dir)
+                       else f"{probe} is a file, not a folder")
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise fail(f"cannot create batch folders in {probe} (permission denied)")
+    except OSError as exc:
+        raise fail(f"cannot use it for batches ({exc.strerror or exc})") from None
 
 
 def create_batch_dir(batches_dir: Path, sample_name: str, wall_start: datetime) -> Path:

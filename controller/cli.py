@@ -21,8 +21,17 @@ from rich.console import Console
 from rich.table import Table
 
 from controller.audit import RecordError
-from controller.batch import verify_batch
-from controller.clock import Clock, ScaledClock, VirtualClock, WallClock, utc_now
+from controller.batch import check_batches_dir, verify_batch
+from controller.clock import (
+    MAX_SPEED,
+    MIN_SPEED,
+    Clock,
+    ScaledClock,
+    VirtualClock,
+    WallClock,
+    check_speed,
+    utc_now,
+)
 from controller.console import LiveView, setup_logging, summary_table
 from controller.control import TRIGGERS, CommandQueue, send_command
 from controller.keys import InterruptPolicy, KeyCommands, KeyReader, install_interrupt_handler
@@ -33,6 +42,7 @@ from controller.session import BatchResult, resume_batch, run_batch
 from controller.station import Station, load_station
 from controller.station_factory import serve_simulator
 from controller.steps import Plan
+from controller.validation import unsafe_char
 from drivers.errors import ConfigurationError
 
 __all__ = ["main"]
@@ -49,17 +59,66 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"furnace: {message} (see 'furnace --help')\n")
 
 
+def _factor(text: str) -> float:
+    """A ``--speed`` factor: a number from ``MIN_SPEED`` (real time) to ``MAX_SPEED``."""
+    try:
+        return check_speed(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number from {MIN_SPEED:g} (real time) to {MAX_SPEED:g}, got "
+            f"{text!r}") from None
+
+
 def _speed(text: str) -> float | None:
+    """``--speed`` of run and resume: ``max`` (the virtual clock, None) or a factor."""
     if text == "max":
         return None
     try:
-        value = float(text)
-    except ValueError:
+        return _factor(text)
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
-            f"--speed: expected 'max' or a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"--speed: must be positive, got {text!r}")
-    return value
+            f"expected 'max' or a number from {MIN_SPEED:g} (real time) to {MAX_SPEED:g}, "
+            f"got {text!r}") from None
+
+
+def _port(text: str, lowest: int = 1) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not lowest <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port from {lowest} to 65535, got "
+                                         f"{text!r}")
+    return port
+
+
+def _port_or_none(text: str) -> int:
+    return _port(text, lowest=0)
+
+
+def _balance(text: str) -> str:
+    """``--balance``: a serial device, or ``tcp:PORT``."""
+    if text.startswith("tcp:"):
+        _port(text.removeprefix("tcp:"))
+    elif not text or unsafe_char(text) is not None:
+        raise argparse.ArgumentTypeError(f"expected a serial device or tcp:PORT, got {text!r}")
+    return text
+
+
+def _reason(text: str) -> str:
+    """``--reason``: goes into the audit; one line of printable text (may be empty)."""
+    if len(text) > 500 or unsafe_char(text) is not None:
+        raise argparse.ArgumentTypeError("expected at most 500 printable characters on one "
+                                         f"line, got {text!r}")
+    return text
+
+
+def _name(text: str) -> str:
+    """``--operator``: a name that goes into the audit, one line of printable text."""
+    if not text.strip() or len(text) > 80 or unsafe_char(text) is not None:
+        raise argparse.ArgumentTypeError("expected a name: 1-80 printable characters on one "
+                                         f"line, got {text!r}")
+    return text
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -77,7 +136,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--speed", type=_speed, default=None,
                      help="'max' (virtual clock, simulator only) or a factor (default max)")
     run.add_argument("--yes", action="store_true", help="do not ask before starting")
-    run.add_argument("--operator", default="unknown", help="who is running the batch")
+    run.add_argument("--operator", type=_name, default="unknown",
+                     help="who is running the batch")
     run.add_argument("--batches", default="batches", help="folder for batch records")
     run.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     run.add_argument("--fault", action="append", default=[], metavar="SPEC",
@@ -101,14 +161,16 @@ def _parser() -> argparse.ArgumentParser:
     serve = sim_sub.add_parser("serve", help="serve the simulated station over Modbus")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to bind (default loopback only)")
-    serve.add_argument("--port", type=int, default=5020, help="Modbus TCP port (0: none)")
+    serve.add_argument("--port", type=_port_or_none, default=5020,
+                       help="Modbus TCP port (0: none)")
     serve.add_argument("--rtu", default=None, metavar="DEVICE",
                        help="also serve Modbus RTU on this serial device")
-    serve.add_argument("--rtu-port", type=int, default=None, metavar="PORT",
+    serve.add_argument("--rtu-port", type=_port, default=None, metavar="PORT",
                        help="also serve RTU framing over TCP (reach it as socket://HOST:PORT)")
-    serve.add_argument("--balance", default=None, metavar="DEVICE",
+    serve.add_argument("--balance", type=_balance, default=None, metavar="DEVICE",
                        help="serve the balance (MT-SICS) on this serial device, or tcp:PORT")
-    serve.add_argument("--speed", type=_speed, default=1.0, help="physics speed factor")
+    serve.add_argument("--speed", type=_factor, default=1.0,
+                       help=f"physics speed factor, {MIN_SPEED:g} to {MAX_SPEED:g}")
     serve.add_argument("--station", default=None,
                        help="station whose instruments to play (default: built-in layout)")
     serve.add_argument("--seed", type=int, default=0, help="noise seed")
@@ -117,8 +179,10 @@ def _parser() -> argparse.ArgumentParser:
     ctl = sub.add_parser("ctl", help="hold, resume, stop, abort or confirm a running batch")
     ctl.add_argument("batch_dir")
     ctl.add_argument("action", choices=TRIGGERS)
-    ctl.add_argument("--operator", default=None, help="who (default: the login name)")
-    ctl.add_argument("--reason", default="", help="why (required for resume, stop, abort)")
+    ctl.add_argument("--operator", type=_name, default=None,
+                     help="who (default: the login name)")
+    ctl.add_argument("--reason", type=_reason, default="",
+                     help="why (required for resume, stop, abort)")
     return p
 
 
@@ -219,10 +283,15 @@ def cmd_plan(args: argparse.Namespace, out: Console) -> int:
 
 
 def _clock(station: Station, speed: float | None) -> Clock:
+    """The clock for a run: virtual (``--speed max``, in-process simulator only), scaled
+    (a simulator, faster than real time; it slows itself rather than let the physics lag
+    the scan loop) or real."""
     if station.is_simulated and station.bus.kind == "sim":
-        return VirtualClock.starting_now() if speed is None else ScaledClock(speed)
+        return VirtualClock.starting_now() if speed is None else ScaledClock(
+            speed, period_s=station.scan_period_s)
     if station.is_simulated:  # a simulator over a real bus: it runs at its own pace
-        return ScaledClock(speed) if speed is not None else WallClock()
+        return (ScaledClock(speed, period_s=station.scan_period_s) if speed is not None
+                else WallClock())
     if speed not in (None, 1.0):
         raise ConfigurationError("a real station never runs faster than real time",
                                  field="--speed")
@@ -231,6 +300,7 @@ def _clock(station: Station, speed: float | None) -> Clock:
 
 def cmd_run(args: argparse.Namespace, out: Console) -> int:
     station, station_text, _, plan, frozen = _load(args)
+    check_batches_dir(Path(args.batches))
     clock = _clock(station, args.speed)
     summary = summarize(plan, station)
     compact = args.speed is None
@@ -264,7 +334,7 @@ def cmd_resume(args: argparse.Namespace, out: Console) -> int:
         if station.bus.kind == "sim" and speed is None:
             return VirtualClock(start_s=start_s, wall_start=utc_now())
         if station.is_simulated and speed is not None:
-            return ScaledClock(speed, start_s=start_s)
+            return ScaledClock(speed, start_s=start_s, period_s=station.scan_period_s)
         return WallClock(start_s=start_s)
 
     rate = speed if speed is not None and station.is_simulated else 1.0

@@ -6,11 +6,27 @@ Not here: anything that decides *when* to act (that is the scan cycle's job).
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
-__all__ = ["Clock", "ScaledClock", "VirtualClock", "WallClock", "utc_now"]
+__all__ = [
+    "MAX_SPEED",
+    "MIN_SPEED",
+    "Clock",
+    "ClockSlowdown",
+    "ScaledClock",
+    "VirtualClock",
+    "WallClock",
+    "check_speed",
+    "utc_now",
+]
+
+logger = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -56,31 +72,180 @@ class WallClock:
         return self._t0_wall + timedelta(seconds=self.now())
 
 
-class ScaledClock(WallClock):
-    """Real time sped up ``speed`` times, for demos against an out-of-process simulator.
+# --speed for a simulator: from real time up to what a scan loop of 0.1 s can still be
+# asked for (10 µs per cycle); beyond, or not a number, is a typo.
+MIN_SPEED = 1.0
+MAX_SPEED = 10_000.0
+# A ScaledClock's scan loop is behind when a deadline is more than this fraction of a period
+# in the past when it asks to sleep until it; process time then waits for the loop.
+LATE_FRACTION = 0.5
+LATE_STREAK = 3  # deadlines late in a row before the clock says it has slowed
+STALL_PERIODS = 5.0  # process time dropped at once, in periods, that is a stall
 
-    Not deterministic: never use it in tests.
+
+def check_speed(speed: float) -> float:
+    """``speed`` if it is a number from ``MIN_SPEED`` to ``MAX_SPEED``; else ``ValueError``."""
+    if not MIN_SPEED <= speed <= MAX_SPEED:  # also NaN
+        raise ValueError(f"speed must be from {MIN_SPEED:g} (real time) to {MAX_SPEED:g}, "
+                         f"not {speed!r}")
+    return speed
+
+
+@dataclass(frozen=True, slots=True)
+class ClockSlowdown:
+    """A ``ScaledClock`` ran slower than asked, so that the physics never lags the loop.
+
+    ``kind`` is ``"slowed"`` (the loop fell behind several periods in a row: process time
+    has been waiting for it, at about ``speed``, since ``t_s``) or ``"stalled"`` (the loop
+    was away for ``skipped_s`` seconds of process time at once, which were not simulated).
     """
 
-    def __init__(self, speed: float, start_s: float = 0.0) -> None:
-        if speed <= 0:
-            raise ValueError(f"speed must be positive, not {speed}")
-        super().__init__()
-        self.speed = speed
-        self._start_s = start_s
+    kind: Literal["slowed", "stalled"]
+    t_s: float  # process time when it was noticed, s (the clock's ``now()``)
+    requested_speed: float
+    speed: float  # effective speed measured while behind (for "stalled": requested)
+    skipped_s: float  # process seconds not simulated (this event; "slowed": so far)
+
+
+class ScaledClock:
+    """Real time sped up ``speed`` times, for demos against a simulator.
+
+    Not deterministic with real time: tests inject ``real_time`` and ``sleep_real``.
+
+    **Never ahead of the physics.** The simulator is advanced to ``now()`` (in-process) or
+    runs on its own clock at the same speed (``furnace sim serve``), while the scan loop
+    writes a ramp's setpoint once per cycle. If a cycle takes longer than its period
+    (CPU load, a blocked event loop, a machine too slow for ``speed``), plain scaled time
+    would jump ahead and the next setpoint with it, further than the instrument's own rate
+    limit can follow: the instrument lags, for good, and a healthy batch aborts. So once
+    the loop has asked for a deadline (``sleep_until``), process time runs at most
+    ``LATE_FRACTION`` of a period past the *next* one (the period being the spacing of
+    the last two deadlines); past that, ``now()`` waits for the loop. The loop is never
+    more than that late, runs no catch-up burst, and process time never runs ahead of
+    ``elapsed × speed``: the clock slows itself to what the machine can simulate and
+    speeds up again when it can. ``period_s`` (the scan period, if known) bounds the first
+    cycle too (connecting and preflight then take at most that much process time);
+    without it the bound starts at the second deadline.
+
+    It says so: the first time the loop is late ``LATE_STREAK`` deadlines in a row it logs
+    one warning with the effective speed, sets ``slowed_to_speed`` and calls
+    ``on_slowdown(ClockSlowdown("slowed", ...))``; each time the loop was away for more
+    than ``STALL_PERIODS`` periods at once (a frozen or suspended process) it logs and calls
+    ``on_slowdown(ClockSlowdown("stalled", ...))``. ``skipped_s`` sums the process
+    seconds not simulated. ``on_slowdown`` is called from inside ``sleep_until``: keep it
+    short, no I/O beyond an audit append.
+
+    Raises ``ValueError`` for a speed outside ``MIN_SPEED`` to ``MAX_SPEED``.
+    """
+
+    def __init__(self, speed: float, start_s: float = 0.0, *, period_s: float | None = None,
+                 real_time: Callable[[], float] = time.monotonic,
+                 sleep_real: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 on_slowdown: Callable[[ClockSlowdown], None] | None = None) -> None:
+        self.speed = check_speed(speed)
+        self.slowed_to_speed: float | None = None
+        """None while the loop keeps up; else the effective speed measured while behind."""
+        self.skipped_s = 0.0
+        """Process seconds not simulated because the loop was behind (cumulative)."""
+        self.on_slowdown = on_slowdown
+        self._real = real_time
+        self._sleep_real = sleep_real
+        self._base_real = real_time()
+        self._base_s = start_s
+        # Before the first deadline only a known period bounds the first cycle.
+        self._cap_s = math.inf if period_s is None else start_s + (1 + LATE_FRACTION) * period_s
+        self._deadline_s: float | None = None
+        self._period_s = period_s
+        self._pending_skip_s = 0.0
+        self._late = 0
+        self._stall: ClockSlowdown | None = None  # a stall, until the next deadline confirms it
+        self._mark: tuple[float, float] = (start_s, self._base_real)  # (now, real) at last ask
+        self._streak_start: tuple[float, float] = self._mark
 
     def now(self) -> float:
-        return self._start_s + super().now() * self.speed
+        real = self._real()
+        t = self._base_s + (real - self._base_real) * self.speed
+        if t > self._cap_s:  # the loop is behind: process time waits for it
+            self._pending_skip_s += t - self._cap_s
+            self._base_s, self._base_real = self._cap_s, real
+            return self._cap_s
+        return t
 
     def wall(self) -> datetime:
         """Real UTC time (records are labelled with the real time, not the scaled one)."""
         return datetime.now(UTC)
 
     async def sleep_until(self, t: float) -> None:
-        await asyncio.sleep(max(t - self.now(), 0.0) / self.speed)
+        """Return once ``now() >= t``; ``t`` is the scan loop's next deadline (see the
+        class docstring). Cancellable."""
+        now = self.now()
+        self._note_deadline(t, now)
+        await self._sleep_real(max(t - now, 0.0) / self.speed)
 
     async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(max(seconds, 0.0) / self.speed)
+        """Return after ``seconds`` of process time (not a scan deadline). Cancellable."""
+        now = self.now()
+        self._cap_s = max(self._cap_s, now + seconds)
+        await self._sleep_real(max(seconds, 0.0) / self.speed)
+
+    def _note_deadline(self, t: float, now: float) -> None:
+        """Account for the loop asking for deadline ``t`` at ``now``: was it behind since
+        the last one, for how long, and where process time may run until the next."""
+        first = self._deadline_s is None
+        if self._deadline_s is not None and t > self._deadline_s:
+            self._period_s = t - self._deadline_s
+        self._deadline_s = t
+        real = self._real()
+        skipped_s, self._pending_skip_s = self._pending_skip_s, 0.0
+        if first:  # connecting and preflight: slow, but not a sign of a slow loop
+            self.skipped_s += skipped_s
+        elif skipped_s > 0.0:
+            self.skipped_s += skipped_s
+            if self._late == 0:
+                self._streak_start = self._mark
+            self._late += 1
+            if self._late == 1 and skipped_s > STALL_PERIODS * (self._period_s or 0.0):
+                # away once (a frozen process), or the first of many slow cycles: the
+                # next deadline tells which
+                self._stall = ClockSlowdown("stalled", now, self.speed, self.speed, skipped_s)
+            elif self._stall is not None:  # slow again: a slow machine, measured from here
+                self._stall = None
+                self._streak_start, self._late = self._mark, 1
+            elif self._late >= LATE_STREAK:
+                self._report_slowed(now, real)
+        else:
+            if self._stall is not None:
+                stall, self._stall = self._stall, None
+                logger.warning("the scan loop was away for %.0f s of process time (%.2f s "
+                               "real); that time was not simulated", stall.skipped_s,
+                               stall.skipped_s / self.speed)
+                self._emit(stall)
+            self._late = 0
+        self._mark = (now, real)
+        if self._period_s is not None:
+            # On time: up to LATE_FRACTION of a period past the next deadline. Behind it
+            # already (the first deadline, before the period was known): one period per
+            # cycle, so the backlog never grows, and shrinks once the loop is fast again.
+            period_s = self._period_s
+            self._cap_s = max(t + (1.0 + LATE_FRACTION) * period_s, now + period_s)
+
+    def _report_slowed(self, now: float, real: float) -> None:
+        start_s, start_real = self._streak_start
+        effective = (now - start_s) / (real - start_real) if real > start_real else 0.0
+        first = self.slowed_to_speed is None
+        self.slowed_to_speed = round(min(effective, self.speed), 1)
+        self._late = 0
+        self._streak_start = (now, real)
+        if first:
+            logger.warning("--speed %g is faster than this machine can run the scan loop: "
+                           "process time waits for it (about %gx now)", self.speed,
+                           self.slowed_to_speed)
+            self._emit(ClockSlowdown("slowed", now, self.speed, self.slowed_to_speed,
+                                     self.skipped_s))
+
+    def _emit(self, event: ClockSlowdown) -> None:
+        if self.on_slowdown is not None:
+            self.on_slowdown(event)
 
 
 def utc_now() -> datetime:

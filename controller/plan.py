@@ -8,6 +8,7 @@ rules forbid (reference/hardware.md §4.2, §4.5, §6.2, §6.4).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -52,11 +53,29 @@ __all__ = ["PlanSummary", "StageSummary", "compile_plan", "load_recipe", "summar
 
 # A purge with an O2 limit but no timeout_min gives up after this many times its volume time.
 O2_TIMEOUT_FACTOR = 3.0
+# The longest a step may last (a week: a 0.1 °C/min ramp over 1000 K still fits) and the
+# longest a whole plan may last. Longer means a typo (volumes = 1e308, rate 1e-9), and
+# beyond them durations stop being numbers a disk estimate or a clock can use.
+MAX_STEP_S = 7 * 24 * 3600.0
+MAX_PLAN_S = 30 * 24 * 3600.0
 _RATE_TOLERANCE = 1e-9  # relative; a ramp by time may land a hair above the limit
 
 
 def _n(value: float) -> str:
+    if value != 0 and abs(value) < 0.01:  # 1e-300 is not 0
+        return f"{value:.3g}"
     return format_number(round(value, 2))
+
+
+def _span(seconds: float) -> str:
+    """A duration for a message: minutes, hours or days; "forever" when not finite."""
+    if not math.isfinite(seconds):
+        return "forever"
+    if seconds < 3600:
+        return f"{seconds / 60:.3g} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.3g} h"
+    return f"{seconds / 86400:.3g} days"
 
 
 @dataclass(slots=True)
@@ -83,6 +102,12 @@ class _Compiler:
 
     def gas_names(self) -> str:
         return ", ".join(m.gas for m in self.station.mfc)
+
+    def check_duration(self, where: str, duration_s: float, what: str) -> None:
+        """A step (or its timeout) must end: at most ``MAX_STEP_S``, and finite."""
+        if not duration_s <= MAX_STEP_S:  # also NaN and inf
+            raise self.fail(where, f"{what} takes {_span(duration_s)}, longer than the "
+                                   f"{_span(MAX_STEP_S)} one step may last")
 
     def check_gas(self, where: str, gas: str, flow_sccm: float) -> None:
         mfc = self.station.gas(gas)
@@ -129,7 +154,10 @@ class _Compiler:
         self.check_temperature(f"{where}.to_c", to_c)
         if spec.duration_min is None:  # by rate (the model guarantees exactly one of two)
             rate, rate_field = cast(float, spec.rate_c_per_min), f"{where}.rate_c_per_min"
+            self.check_duration(rate_field, abs(to_c - from_c) / rate * 60.0,
+                                f"ramping {_n(from_c)} -> {_n(to_c)} °C at {_n(rate)} °C/min")
         else:
+            self.check_duration(f"{where}.duration_min", spec.duration_min * 60.0, "the ramp")
             rate, rate_field = abs(to_c - from_c) / spec.duration_min, f"{where}.duration_min"
             if rate == 0:
                 raise self.fail(rate_field, f"a ramp by time to {_n(to_c)} °C, the setpoint "
@@ -167,6 +195,10 @@ class _Compiler:
             raise self.fail(f"{where}.to_c", f"cool to {_n(spec.to_c)} °C is not below the "
                                              f"setpoint in force ({_n(from_c)} °C); use a ramp")
         self.check_cooling(f"{where}.rate_c_per_min", from_c, spec.to_c, spec.rate_c_per_min)
+        self.check_duration(f"{where}.rate_c_per_min",
+                            (from_c - spec.to_c) / spec.rate_c_per_min * 60.0,
+                            f"cooling {_n(from_c)} -> {_n(spec.to_c)} °C at "
+                            f"{_n(spec.rate_c_per_min)} °C/min")
         self.walk.setpoint_c = spec.to_c
         return Cool(stage=stage.name, to_c=spec.to_c, rate_c_per_min=spec.rate_c_per_min,
                     label=f"cool to {_n(spec.to_c)} °C at {_n(spec.rate_c_per_min)} °C/min")
@@ -177,15 +209,20 @@ class _Compiler:
             self.check_atmosphere(where, stage, f"dwelling at {_n(at_c)} °C")
         holdback_min = (spec.max_holdback_min if spec.max_holdback_min is not None
                         else self.env.max_holdback_default_min)
+        self.check_duration(f"{where}.max_holdback_min", holdback_min * 60.0,
+                            "waiting for the furnace to come into band")
         endpoint, ep = None, spec.endpoint
         if ep is None:
             duration_min = cast(float, spec.duration_min)
+            self.check_duration(f"{where}.duration_min", duration_min * 60.0, "the dwell")
             label = f"dwell {_n(duration_min)} min at {_n(at_c)} °C (±{_n(spec.band_c)} °C)"
         else:
             if self.station.balance is None:
                 raise self.fail(f"{where}.endpoint", "a DTG endpoint needs a balance, and "
                                                      "this station has none")
             duration_min = ep.max_duration_min
+            self.check_duration(f"{where}.endpoint.max_duration_min", duration_min * 60.0,
+                                "the dwell")
             endpoint = Endpoint(dtg_below_pct_per_min=ep.dtg_below_pct_per_min,
                                 for_s=ep.for_min * 60.0, min_s=ep.min_duration_min * 60.0)
             label = (f"dwell at {_n(at_c)} °C until |DTG| < {_n(ep.dtg_below_pct_per_min)} "
@@ -214,13 +251,22 @@ class _Compiler:
                              self.walk.setpoint_c, "purging")
         # Well-mixed dilution (§4.5): one tube volume per V/Q minutes.
         duration_s = spec.volumes * self.env.tube_volume_l / (spec.flow_sccm / 1000.0) * 60.0
+        # 12.25 volume changes take air to 1 ppm O2 (hardware.md §4.5): with more than 50
+        # the count is the mistake, otherwise the flow is.
+        culprit = "volumes" if spec.volumes > 50 else "flow_sccm"
+        self.check_duration(f"{where}.{culprit}", duration_s,
+                            f"purging {_n(spec.volumes)} tube volumes of "
+                            f"{_n(self.env.tube_volume_l)} L at {_n(spec.flow_sccm)} sccm")
         timeout_s = 0.0
         if spec.o2_max_ppm is not None:
             if self.station.o2 is None:
                 raise self.fail(f"{where}.o2_max_ppm", "o2_max_ppm needs an O2 analyser and "
                                                        "this station has none")
-            timeout_s = (spec.timeout_min * 60.0 if spec.timeout_min is not None
-                         else O2_TIMEOUT_FACTOR * duration_s)
+            if spec.timeout_min is not None:
+                timeout_s = spec.timeout_min * 60.0
+                self.check_duration(f"{where}.timeout_min", timeout_s, "waiting for O2")
+            else:
+                timeout_s = min(O2_TIMEOUT_FACTOR * duration_s, max(duration_s, MAX_STEP_S))
             if timeout_s < duration_s:
                 raise self.fail(f"{where}.timeout_min",
                                 f"timeout of {_n(timeout_s / 60)} min is shorter than the "
@@ -303,15 +349,22 @@ def compile_plan(resolved: ResolvedRecipe, station: Station, source: str) -> Pla
             completed since the tube last held air; a stage atmosphere that is not the gas
             flowing alone while it heats or dwells hot; an unknown gas or a flow above the
             MFC's full scale; opening the tube above ``open_tube_max_c``; ``o2_max_ppm``
-            without an O2 analyser.
+            without an O2 analyser; a step (or its holdback or O2 timeout) longer than
+            ``MAX_STEP_S``, or a plan longer than ``MAX_PLAN_S``.
     """
     stages, steps = _Compiler(resolved, station, source).compile()
     m = resolved.recipe.sample_material
     material = (Material(precursor=m.precursor, acid_wt=m.acid_wt, mass_g=m.mass_g)
                 if m is not None else None)
-    return Plan(recipe_name=resolved.recipe.name, sample_name=sample_name(resolved),
+    plan = Plan(recipe_name=resolved.recipe.name, sample_name=sample_name(resolved),
                 stages=stages, steps=steps, parameters=MappingProxyType(dict(resolved.values)),
                 material=material)
+    total_s = summarize(plan, station).duration_s
+    if not total_s <= MAX_PLAN_S:
+        raise RecipeError(f"the plan takes {_span(total_s)}, longer than the "
+                          f"{_span(MAX_PLAN_S)} a batch may last (station {station.name})",
+                          source=source, field="stages")
+    return plan
 
 
 @dataclass(frozen=True, slots=True)

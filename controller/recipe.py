@@ -22,7 +22,13 @@ from typing import Annotated, Any, Literal
 import tomli_w
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from controller.validation import first_error, parse_toml
+from controller.validation import (
+    first_error,
+    parse_toml,
+    printable_line,
+    printable_text,
+    unsafe_char,
+)
 from drivers.errors import ConfigurationError
 
 __all__ = [
@@ -52,8 +58,15 @@ Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 Positive = Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0)]
 NonNegative = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0)]
 ParamName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+# Names and messages end up in the trace (CSV), the audit, the console and the report: one
+# line of printable text (messages and descriptions may span lines).
+Line = Annotated[str, Field(min_length=1), AfterValidator(printable_line)]
+Text = Annotated[str, AfterValidator(printable_text)]
 # Stage names appear in error paths as stages[NAME]: printable, no brackets.
-StageName = Annotated[str, Field(min_length=1, max_length=60, pattern=r"^[^\[\]\x00-\x1f\x7f]+$")]
+StageName = Annotated[str, Field(min_length=1, max_length=60, pattern=r"^[^\[\]]+$"),
+                      AfterValidator(printable_line)]
+# A boat in a lab tube furnace holds grams, tens at most; a kilogram is no tube sample.
+MAX_SAMPLE_MASS_G = 1000.0
 # The sample name becomes part of the batch folder name.
 _SAMPLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,79}$")
 
@@ -81,8 +94,8 @@ class Parameter(_Model):
     default: Number
     min: Number
     max: Number
-    unit: str = ""
-    description: str = ""
+    unit: Annotated[str, AfterValidator(printable_line)] = ""
+    description: Text = ""
 
     @model_validator(mode="after")
     def _default_in_bounds(self) -> Parameter:
@@ -100,7 +113,8 @@ class SampleMaterial(_Model):
 
     precursor: Literal["pitch", "bituminous_coal", "hazelnut_shell"]
     acid_wt: Annotated[float, Field(strict=True, ge=0, le=100)] = 0.0  # H3PO4, wt%
-    mass_g: Positive
+    mass_g: Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0,
+                                   le=MAX_SAMPLE_MASS_G)]
 
 
 class RampSpec(_Model):
@@ -179,7 +193,7 @@ class PurgeSpec(_Model):
     """Flow ``gas`` alone for ``volumes`` tube volumes, optionally down to an O2 limit."""
 
     kind: Literal["purge"]
-    gas: Annotated[str, Field(min_length=1)]
+    gas: Line
     flow_sccm: Positive
     volumes: Positive
     o2_max_ppm: Positive | None = None
@@ -196,7 +210,7 @@ class OperatorSpec(_Model):
     """Wait for an operator; ``opens_tube`` lets air into the tube."""
 
     kind: Literal["operator"]
-    message: Annotated[str, Field(min_length=1)]
+    message: Annotated[Text, Field(min_length=1)]
     opens_tube: Annotated[bool, Field(strict=True)] = False
 
 
@@ -228,7 +242,7 @@ class StageSpec(_Model):
     """A named group of steps; ``atmosphere`` is the gas meant to flow while it heats."""
 
     name: StageName
-    atmosphere: Annotated[str, Field(min_length=1)]
+    atmosphere: Line
     exotherm_guard: ExothermGuardSpec | None = None
     steps: Annotated[tuple[StepSpec, ...], Field(min_length=1)]
 
@@ -237,9 +251,9 @@ class Recipe(_Model):
     """A recipe with every parameter reference already replaced by its value."""
 
     schema_version: Literal[1]
-    name: Annotated[str, Field(min_length=1)]
+    name: Annotated[Line, Field(max_length=120)]
     sample: SampleName
-    description: str = ""
+    description: Text = ""
     sample_material: SampleMaterial | None = None
     parameters: dict[ParamName, Parameter] = Field(default_factory=dict)
     stages: Annotated[tuple[StageSpec, ...], Field(min_length=1)]
@@ -501,7 +515,8 @@ def _stage_label(document: Mapping[str, Any], index: int) -> str:
     stages = document.get("stages")
     if isinstance(stages, list) and 0 <= index < len(stages) and isinstance(stages[index], dict):
         name = stages[index].get("name")
-        if isinstance(name, str) and re.fullmatch(r"[^\[\]\x00-\x1f\x7f]{1,60}", name):
+        if (isinstance(name, str) and re.fullmatch(r"[^\[\]]{1,60}", name)
+                and unsafe_char(name) is None):
             return name
     return str(index + 1)
 

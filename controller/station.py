@@ -10,9 +10,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from controller.validation import load_model, read_text
+from controller.validation import FieldRuleError, load_model, printable_line, read_text
 
 __all__ = [
     "BUILTIN_STATION",
@@ -33,25 +33,47 @@ BUILTIN_STATION = "builtin:sim"
 
 Positive = Annotated[float, Field(gt=0)]
 
+# Physical bounds of a lab tube furnace station; a number outside them is a typo or a unit
+# mistake, and some (1e300 sccm, a 1e-9 L tube) would make purges take no time at all.
+MAX_RATE_C_PER_MIN = 50.0  # alumina tubes: <= 10 °C/min (hardware.md §4.2); 50 is far past it
+MIN_AMBIENT_C, MAX_AMBIENT_C = 0.0, 50.0  # a lab, not a freezer or a furnace room
+MAX_TEMPERATURE_C = 1820.0  # the top of the Type B thermocouple's range (hardware.md §4.3)
+# 0.02 L is a 10 mm bore x 250 mm tube; 200 L is a 300 mm bore x 2.8 m tube, past the
+# largest tube furnaces: a purge below or above these volumes means a mistyped unit (mL, m³).
+MIN_TUBE_VOLUME_L, MAX_TUBE_VOLUME_L = 0.02, 200.0
+# Thermal MFCs are made from about 1 sccm to a few hundred slpm full scale; a tube that takes
+# <= 0.2 bar (hardware.md §4.1) never needs more than 100 slpm.
+MIN_FULL_SCALE_SCCM, MAX_FULL_SCALE_SCCM = 1.0, 100_000.0
+# An inert gas carries a few ppm O2 (commercial Ar/N2 <= 20 ppm, hardware.md §4.5); a supply
+# with 100 ppm or more (the purge target) must be treated as oxidising.
+MAX_INERT_O2_FRACTION = 100e-6
+# Names that always mean a gas with oxygen in it, whatever its o2_fraction says.
+_OXIDISING_NAMES = frozenset({"air", "o2", "oxygen", "synair", "syntheticair", "zeroair",
+                              "cda", "n2o"})
+MAX_TIMEOUT_S = 10.0  # a Modbus or SICS reply takes milliseconds; 10 s means no reply
+MAX_HOLDBACK_MIN = 7 * 24 * 60.0  # a week: as long as one recipe step may last
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-OneLine = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[^\x00-\x1f\x7f]+$")]
+OneLine = Annotated[str, Field(min_length=1, max_length=80), AfterValidator(printable_line)]
+Timeout = Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)]
 
 
 class BusConfig(_Model):
     """One RS-485 line (RTU), a Modbus TCP gateway, or the in-process simulator."""
 
     kind: Literal["sim", "tcp", "rtu"]
-    host: str = "127.0.0.1"
+    host: Annotated[str, AfterValidator(printable_line)] = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 5020
-    device: str = ""  # serial device: "/dev/ttyUSB0" or "COM3"
+    # serial device: "/dev/ttyUSB0" or "COM3"
+    device: Annotated[str, AfterValidator(printable_line)] = ""
     baudrate: Literal[9600, 19200, 38400, 57600, 115200] = 19200
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
-    timeout_s: Positive = 0.5
+    timeout_s: Timeout = 0.5
     retries: Annotated[int, Field(ge=0, le=5)] = 2
 
     @model_validator(mode="after")
@@ -76,9 +98,23 @@ class MfcDevice(_Model):
     gas: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9]*$")]
     driver: Literal["alicat"] = "alicat"
     unit: Annotated[int, Field(ge=1, le=247)]
-    full_scale_sccm: Positive
+    full_scale_sccm: Annotated[float, Field(ge=MIN_FULL_SCALE_SCCM, le=MAX_FULL_SCALE_SCCM)]
     oxidising: bool = False
     o2_fraction: Annotated[float, Field(ge=0, le=1)] = 0.0
+
+    @model_validator(mode="after")
+    def _oxygen_is_oxidising(self) -> MfcDevice:
+        if self.oxidising:
+            return self
+        if self.o2_fraction >= MAX_INERT_O2_FRACTION:
+            raise FieldRuleError("oxidising", f"gas {self.gas} has o2_fraction "
+                                              f"{self.o2_fraction:g}: set oxidising = true "
+                                              "(an inert gas carries less than "
+                                              f"{MAX_INERT_O2_FRACTION * 1e6:g} ppm O2)")
+        if self.gas.lower() in _OXIDISING_NAMES:
+            raise FieldRuleError("oxidising", f"gas {self.gas} contains oxygen: set "
+                                              "oxidising = true")
+        return self
 
 
 class SampleTcDevice(_Model):
@@ -94,11 +130,12 @@ class BalanceDevice(_Model):
     """A balance on a serial line of its own (never on the Modbus line)."""
 
     driver: Literal["mt-sics"] = "mt-sics"
-    port: Annotated[str, Field(min_length=1)]  # /dev/ttyUSB1, COM4 or socket://host:port
+    # /dev/ttyUSB1, COM4 or socket://host:port
+    port: Annotated[str, Field(min_length=1), AfterValidator(printable_line)]
     baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400] = 9600
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
-    timeout_s: Positive = 1.0
+    timeout_s: Timeout = 1.0
 
 
 class O2Device(_Model):
@@ -112,20 +149,39 @@ class RampBand(_Model):
     """Largest allowed ramp rate while the furnace is at or below ``up_to_c``."""
 
     up_to_c: float
-    max_rate_c_per_min: Positive
+    max_rate_c_per_min: Annotated[float, Field(gt=0, le=MAX_RATE_C_PER_MIN)]
 
 
 class Envelope(_Model):
     """What the furnace, its tube and the lab's rules allow."""
 
-    max_temperature_c: Positive
+    max_temperature_c: Annotated[float, Field(gt=0, le=MAX_TEMPERATURE_C)]
     ramp_limits: Annotated[tuple[RampBand, ...], Field(min_length=1)]
-    max_cooling_rate_c_per_min: Positive
-    tube_volume_l: Positive
+    max_cooling_rate_c_per_min: Annotated[float, Field(gt=0, le=MAX_RATE_C_PER_MIN)]
+    tube_volume_l: Annotated[float, Field(ge=MIN_TUBE_VOLUME_L, le=MAX_TUBE_VOLUME_L)]
     air_max_c: Positive  # oxidising gas is forbidden above this furnace temperature
     open_tube_max_c: Positive  # the tube may be opened (operator step) below this
-    ambient_c: float = 25.0
-    max_holdback_default_min: Positive = 30.0
+    ambient_c: Annotated[float, Field(ge=MIN_AMBIENT_C, le=MAX_AMBIENT_C)] = 25.0
+    max_holdback_default_min: Annotated[float, Field(gt=0, le=MAX_HOLDBACK_MIN)] = 30.0
+
+    @model_validator(mode="after")
+    def _limits_consistent(self) -> Envelope:
+        # ambient < open tube <= air <= maximum: opening the tube lets air in, so it may
+        # happen only where air is allowed, and the furnace must be able to cool to it.
+        air, top = self.air_max_c, self.max_temperature_c
+        if air > top:
+            raise FieldRuleError("air_max_c", f"{air:g} °C is above max_temperature_c "
+                                              f"({top:g} °C)")
+        open_c = self.open_tube_max_c
+        if open_c > air:
+            raise FieldRuleError("open_tube_max_c", f"{open_c:g} °C is above air_max_c "
+                                                    f"({air:g} °C): opening the tube lets "
+                                                    "air in")
+        if open_c <= self.ambient_c:
+            raise FieldRuleError("open_tube_max_c", f"{open_c:g} °C is not above ambient_c "
+                                                    f"({self.ambient_c:g} °C): the tube "
+                                                    "could never be opened")
+        return self
 
     @model_validator(mode="after")
     def _bands_ascending(self) -> Envelope:
@@ -182,6 +238,20 @@ class Station(_Model):
             raise ValueError("two MFCs meter the same gas")
         if not any(not m.oxidising for m in self.mfc):
             raise ValueError("a station needs at least one inert gas")
+        return self
+
+    @model_validator(mode="after")
+    def _purge_takes_time(self) -> Station:
+        # The controller follows a purge once per scan: a tube volume exchanged faster than
+        # that (a tiny tube behind a huge MFC) is a purge that takes no time to it.
+        fastest_sccm = max(m.full_scale_sccm for m in self.mfc)
+        volume_l = self.envelope.tube_volume_l
+        volume_s = volume_l / (fastest_sccm / 1000.0) * 60.0
+        if volume_s < self.scan_period_s:
+            raise FieldRuleError("envelope.tube_volume_l",
+                                 f"{volume_l:g} L is exchanged in {volume_s:.2g} s at "
+                                 f"{fastest_sccm:g} sccm, faster than one scan "
+                                 f"({self.scan_period_s:g} s); is the unit litres?")
         return self
 
     @property

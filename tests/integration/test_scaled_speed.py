@@ -13,8 +13,9 @@ from __future__ import annotations
 import pytest
 
 from controller.clock import ClockSlowdown, ScaledClock, VirtualClock
+from controller.handle import RecipeRunner
 from controller.plan import load_recipe
-from controller.runner import RecipeRunner, RunState
+from controller.runstate import Phase
 from controller.session import run_batch
 from controller.snapshot import Snapshot
 from controller.station import load_station
@@ -72,7 +73,7 @@ async def test_a_batch_faster_than_the_machine_slows_down_and_completes(tmp_path
     result = await run_batch(plan=plan, station=station, recipe_text=frozen,
                              station_text=station_text, clock=clock, batches_dir=tmp_path,
                              operator="pytest", observer=observer, built=built)
-    assert result.state is RunState.COMPLETED, result.summary["end_reason"]
+    assert result.state is Phase.COMPLETED, result.summary["end_reason"]
     # the instrument follows the ramp within a few scans' worth of setpoint
     assert lag_c
     assert max(lag_c) < 2.0, max(lag_c)

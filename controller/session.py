@@ -21,7 +21,7 @@ from typing import Any
 
 from controller.audit import AuditLog, RecordError
 from controller.batch import create_batch_dir, write_frozen, write_summary
-from controller.clock import Clock, utc_now
+from controller.clock import Clock, ScaledClock, utc_now
 from controller.control import CommandQueue, ControlServer
 from controller.handle import RecipeRunner
 from controller.lock import StaleTakeover, StationLock, lock_for_station
@@ -290,6 +290,12 @@ async def _loop_and_finish(*, batch_dir: Path, station: Station, built: Built,
                     commands=commands, mass0_g=mass0_g, align_to_pv=on_start is not None,
                     on_tube_opened=world.open_tube_for_wash if world is not None else None)
     commands.state = lambda: str(loop.runner.phase)
+    if isinstance(clock, ScaledClock):  # a scaled clock that slows itself says so here
+        clock.on_slowdown = lambda ev: recorder.audit(f"clock_{ev.kind}", ev.t_s - t0_s, {
+            "requested_speed": ev.requested_speed, "speed": ev.speed,
+            "not_simulated_s": ev.skipped_s,
+            "action": "process time waited for the scan loop, so the setpoints never ran "
+                      "ahead of what the instrument could follow"})
     server = ControlServer(batch_dir, commands.submit, state=commands.state,
                            reply_timeout_s=max(5.0, 3 * station.scan_period_s))
     try:

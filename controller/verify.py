@@ -119,8 +119,8 @@ def verify_batch(batch_dir: Path, *, anchor_log: Path | None = None) -> VerifyRe
     if scan.bad_index is not None:
         return VerifyResult(Verdict.TAMPERED, count, scan.bad_index,
                             f"{AUDIT_FILE}: {scan.reason}", tuple(warnings))
-    records: list[dict[str, Any]] = [json.loads(line)
-                                     for line in data[:scan.end_offset].splitlines()]
+    records: list[dict[str, Any]] = [json.loads(line)  # each already checked by the scan
+                                     for line in data[:scan.end_offset].split(b"\n")[:-1]]
     try:
         notes, verdict = _check(batch_dir, records, scan.torn_tail, warnings)
         if anchor_log is not None:
@@ -132,7 +132,7 @@ def verify_batch(batch_dir: Path, *, anchor_log: Path | None = None) -> VerifyRe
     if verdict is Verdict.INTACT:
         head = f"intact: {count} records, final hash {scan.final_hash}"
     else:
-        head = (f"intact so far, interrupted: {count} records, the last {last['event']!r} "
+        head = (f"intact so far, interrupted: {count} records, the last {last['event'][:40]!r} "
                 f"at t = {last['t_s']:g} s (no {END_EVENT!r} record, no {SUMMARY_FILE})")
     return VerifyResult(verdict, count, None, "; ".join([head, *notes]), tuple(warnings))
 

@@ -16,8 +16,9 @@ only: on POSIX ``O_APPEND``, whose positioning and write are one atomic step for
 regular file (and local file systems copy a write this small under the inode lock, so
 lines never interleave); on Windows a handle with ``FILE_APPEND_DATA`` but not
 ``FILE_WRITE_DATA``, which makes NTFS do the same (the C runtime's own ``O_APPEND`` seeks
-then writes, two steps, and may overwrite another process's line). No lock file is
-needed. Not safe on a network share (NFS emulates append); the folder must be local.
+then writes, two steps, and may overwrite another process's line: CPython gh-86772), and
+written through to the disk. No lock file is needed. Not safe on a network share (NFS
+emulates append): the folder must be local.
 """
 
 from __future__ import annotations
@@ -137,9 +138,12 @@ if sys.platform == "win32":
     _SHARE_ALL: Final = 0x1 | 0x2 | 0x4  # read, write, delete: never block a reader
     _OPEN_ALWAYS: Final = 4
     _FILE_ATTRIBUTE_NORMAL: Final = 0x80
+    _FILE_FLAG_WRITE_THROUGH: Final = 0x80000000
 
     def _append_line(path: Path, line: bytes) -> None:
-        """One append-only write (``FILE_APPEND_DATA`` without ``FILE_WRITE_DATA``)."""
+        """One append-only write (``FILE_APPEND_DATA`` without ``FILE_WRITE_DATA``), written
+        through to the disk: ``FlushFileBuffers`` would need write access, which an
+        append-only ACL on the log does not give."""
         kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
         create = kernel32.CreateFileW
         create.argtypes = [wintypes.LPCWSTR, wintypes.DWORD, wintypes.DWORD, wintypes.LPVOID,
@@ -151,7 +155,7 @@ if sys.platform == "win32":
         write.restype = wintypes.BOOL
         kernel32.CloseHandle.argtypes = [wintypes.HANDLE]
         handle = create(str(path), _FILE_APPEND_DATA | _SYNCHRONIZE, _SHARE_ALL, None,
-                        _OPEN_ALWAYS, _FILE_ATTRIBUTE_NORMAL, None)
+                        _OPEN_ALWAYS, _FILE_ATTRIBUTE_NORMAL | _FILE_FLAG_WRITE_THROUGH, None)
         if handle is None or handle == wintypes.HANDLE(-1).value:
             raise ctypes.WinError(ctypes.get_last_error())
         try:
@@ -162,12 +166,6 @@ if sys.platform == "win32":
                 raise _short_write(path, written.value, len(line))
         finally:
             kernel32.CloseHandle(handle)
-        # FlushFileBuffers wants a handle with write access; any handle flushes the file.
-        fd = os.open(path, os.O_WRONLY | os.O_BINARY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 else:
 

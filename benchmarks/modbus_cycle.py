@@ -51,8 +51,8 @@ class _NullRecorder:
     def trace(self, row: object) -> None:
         pass
 
-    def sync_trace(self) -> None:
-        pass
+    def sync_trace(self) -> dict[str, object]:
+        return {}
 
 
 def _free_port() -> int:

@@ -37,6 +37,7 @@ __all__ = [
     "AuditLog",
     "ChainScan",
     "RecordError",
+    "canonical_json",
     "format_utc",
     "fsync_dir",
     "replace_non_finite",
@@ -98,6 +99,13 @@ def _canonical_json(obj: Any) -> str:
     except ValueError:  # a non-finite float somewhere; rare, so only then walk the value
         return json.dumps(replace_non_finite(obj), sort_keys=True, separators=(",", ":"),
                           ensure_ascii=False, allow_nan=False)
+
+
+def canonical_json(obj: Any) -> str:
+    """The canonical JSON form this module hashes: sorted keys, no spaces, UTF-8 text,
+    NaN and infinities as the strings "NaN", "Infinity", "-Infinity". Raises
+    ``TypeError`` for a value JSON cannot hold."""
+    return _canonical_json(obj)
 
 
 def _layout(body: dict[str, Any], digest: str) -> tuple[dict[str, Any], bytes]:

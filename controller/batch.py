@@ -1,7 +1,9 @@
-"""A batch on disk (DESIGN.md §3): its folder, frozen recipe and station, summary, verifier.
+"""A batch on disk (DESIGN.md §3): its folder, frozen recipe and station, and summary.json
+(written, read back, and its digest for the ``batch_ended`` record).
 
 Not here: the audit chain format (``controller/audit.py``), the trace (``controller/trace.py``),
-or deciding what the summary says (the runner does).
+checking a folder (``controller/verify.py``; ``verify_batch`` is re-exported here), or
+deciding what the summary says (the runner does).
 """
 
 from __future__ import annotations
@@ -13,31 +15,34 @@ import os
 import re
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from controller.audit import (
-    FIRST_EVENT,
     GENESIS_HASH,
     RecordError,
+    canonical_json,
     fsync_dir,
     replace_non_finite,
-    scan_chain,
 )
 from drivers.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from controller.verify import VerifyResult
 
 __all__ = [
     "AUDIT_FILE",
     "RECIPE_FILE",
     "STATION_FILE",
+    "SUMMARY_AUDIT_KEYS",
     "SUMMARY_FILE",
     "TRACE_FILE",
-    "VerifyResult",
     "batch_id",
     "check_batches_dir",
     "create_batch_dir",
+    "read_summary",
+    "summary_digest",
     "verify_batch",
     "write_frozen",
     "write_summary",
@@ -50,6 +55,9 @@ TRACE_FILE: Final = "trace.csv"
 RECIPE_FILE: Final = "recipe.toml"
 STATION_FILE: Final = "station.toml"
 SUMMARY_FILE: Final = "summary.json"
+#: The summary's keys that point at the audit chain; ``summary_digest`` leaves them out,
+#: since they are only known once the ``batch_ended`` record carrying the digest is written.
+SUMMARY_AUDIT_KEYS: Final = ("audit_final_hash", "audit_records")
 # Windows forbids <>:"/\|?* and control characters in names; whitespace is awkward in shells.
 _UNSAFE: Final = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f\s]')
 _MAX_SAMPLE_CHARS: Final = 80  # keeps batch paths well inside Windows' 260-character limit
@@ -131,6 +139,28 @@ def write_frozen(batch_dir: Path, name: str, text: str) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _summary_text(data: Mapping[str, Any]) -> str:
+    """The summary as ``write_summary`` writes it (before the final newline)."""
+    try:
+        return json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        return json.dumps(replace_non_finite(data), indent=2, ensure_ascii=False)
+
+
+def summary_digest(summary: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of the summary's content, ``audit_final_hash``/``audit_records`` left out.
+
+    The content is taken as ``write_summary`` stores it (NaN as "NaN", tuples as lists,
+    keys as strings) in the audit's canonical JSON, so the digest of the dict the session
+    holds equals the digest of the file read back. The session records it as
+    ``summary_sha256`` in ``batch_ended``; ``furnace verify`` recomputes it. Raises
+    ``TypeError`` if a value is not JSON.
+    """
+    body = {k: v for k, v in summary.items() if k not in SUMMARY_AUDIT_KEYS}
+    stored = json.loads(_summary_text(body))
+    return hashlib.sha256(canonical_json(stored).encode("utf-8")).hexdigest()
+
+
 def write_summary(batch_dir: Path, data: Mapping[str, Any]) -> Path:
     """Atomically write ``summary.json``: tmp file in the same folder, fsync, ``os.replace``.
 
@@ -145,10 +175,7 @@ def write_summary(batch_dir: Path, data: Mapping[str, Any]) -> Path:
         raise ValueError(f"summary needs audit_final_hash (a sha256 hex), got {digest!r}")
     if type(records) is not int or records < 1:
         raise ValueError(f"summary needs audit_records (a positive int), got {records!r}")
-    try:
-        text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False)
-    except ValueError:
-        text = json.dumps(replace_non_finite(data), indent=2, ensure_ascii=False)
+    text = _summary_text(data)
     path = batch_dir / SUMMARY_FILE
     tmp = batch_dir / (SUMMARY_FILE + ".tmp")
     with open(tmp, "wb") as f:
@@ -160,87 +187,42 @@ def write_summary(batch_dir: Path, data: Mapping[str, Any]) -> Path:
     return path
 
 
-@dataclass(frozen=True, slots=True)
-class VerifyResult:
-    """The verdict on one batch folder.
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"non-standard JSON constant {name}")
 
-    ``records`` counts the audit records that are intact and chained from the start;
-    ``first_bad`` is the index (= seq = line - 1) of the first bad or missing record, or
-    None when the chain is fine and the fault lies elsewhere (summary, frozen files).
-    ``reason`` is one line; ``warnings`` list oddities that are not tampering.
+
+def read_summary(path: Path) -> dict[str, Any]:
+    """Read ``summary.json`` as ``write_summary`` wrote it; raise ``RecordError`` otherwise.
+
+    Checks that the file is a UTF-8 JSON object with an integer ``audit_records`` and a
+    string ``audit_final_hash``, and that its bytes are exactly what ``write_summary``
+    writes for that content (so a duplicated key or a hand edit that parses the same is
+    caught). The error's message is one line naming the file.
     """
-
-    ok: bool
-    records: int
-    first_bad: int | None
-    reason: str
-    warnings: tuple[str, ...] = ()
-
-
-def verify_batch(batch_dir: Path) -> VerifyResult:
-    """Check a batch folder: the audit chain, the summary against it, the frozen files.
-
-    Checks, in order: every audit line is a JSON object in the writer's exact form, seq
-    runs 0, 1, 2..., each ``prev`` is the previous ``hash``, each ``hash`` recomputes, and
-    no torn last line; recipe.toml and station.toml match the hashes in record 0;
-    summary.json exists and its ``audit_records`` and ``audit_final_hash`` match the
-    chain (so a dropped tail is caught). Reads files only; never raises for a bad batch.
-    """
-    audit_path = batch_dir / AUDIT_FILE
+    name = path.name
     try:
-        scan = scan_chain(audit_path.read_bytes())
-    except OSError as exc:
-        return VerifyResult(False, 0, None, f"{AUDIT_FILE}: cannot read ({exc.strerror or exc})")
-    count, warnings = scan.count, scan.warnings
-
-    def bad(first_bad: int | None, reason: str) -> VerifyResult:
-        return VerifyResult(False, count, first_bad, reason, warnings)
-
-    if scan.bad_index is not None:
-        return bad(scan.bad_index, f"{AUDIT_FILE}: {scan.reason}")
-    if scan.torn_tail:
-        return bad(count, f"{AUDIT_FILE}: record {count} (line {count + 1}): torn last line, "
-                          f"{len(scan.torn_tail)} bytes without a newline (interrupted write)")
-    if scan.first_record is None:
-        return bad(0, f"{AUDIT_FILE}: empty, no {FIRST_EVENT!r} record")
-    for name, key in ((RECIPE_FILE, "recipe_sha256"), (STATION_FILE, "station_sha256")):
-        try:
-            actual = hashlib.sha256((batch_dir / name).read_bytes()).hexdigest()
-        except OSError as exc:
-            return bad(None, f"{name}: cannot read ({exc.strerror or exc})")
-        if actual != scan.first_record[key]:
-            return bad(None, f"{name}: sha256 {actual[:12]}... differs from {key} "
-                             f"{scan.first_record[key][:12]}... in record 0 (changed since start)")
-    try:
-        summary = _read_summary(batch_dir / SUMMARY_FILE)
-    except RecordError as exc:
-        return bad(None, str(exc))
-    if summary["audit_records"] != count:
-        first_missing = min(count, summary["audit_records"])
-        return bad(first_missing, f"{SUMMARY_FILE}: audit_records is {summary['audit_records']} "
-                                  f"but the chain has {count} (records dropped or added)")
-    if summary["audit_final_hash"] != scan.final_hash:
-        return bad(count - 1, f"{SUMMARY_FILE}: audit_final_hash does not match the hash of "
-                              f"record {count - 1} (chain rebuilt or summary edited)")
-    return VerifyResult(True, count, None,
-                        f"intact: {count} records, final hash {scan.final_hash}", warnings)
-
-
-def _read_summary(path: Path) -> dict[str, Any]:
-    """Load the summary's audit fields. Raises ``RecordError`` with a one-line reason."""
-    try:
-        summary = json.loads(path.read_bytes().decode("utf-8"))
+        data = path.read_bytes()
     except FileNotFoundError:
-        raise RecordError(f"{path.name}: missing (batch still running, interrupted, "
-                          f"or the file was deleted)") from None
+        raise RecordError(f"{name}: missing") from None
     except OSError as exc:
-        raise RecordError(f"{path.name}: cannot read ({exc.strerror or exc})") from exc
+        raise RecordError(f"{name}: cannot read ({exc.strerror or exc})") from exc
+    try:
+        summary = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
     except (ValueError, RecursionError):
-        raise RecordError(f"{path.name}: not valid UTF-8 JSON") from None
+        raise RecordError(f"{name}: not valid UTF-8 JSON") from None
     if not isinstance(summary, dict):
-        raise RecordError(f"{path.name}: not a JSON object")
+        raise RecordError(f"{name}: not a JSON object")
     if type(summary.get("audit_records")) is not int:
-        raise RecordError(f"{path.name}: audit_records missing or not an integer")
+        raise RecordError(f"{name}: audit_records missing or not an integer")
     if not isinstance(summary.get("audit_final_hash"), str):
-        raise RecordError(f"{path.name}: audit_final_hash missing or not a string")
+        raise RecordError(f"{name}: audit_final_hash missing or not a string")
+    if (_summary_text(summary) + "\n").encode("utf-8") != data:
+        raise RecordError(f"{name}: not in the form the writer produces (edited by hand?)")
     return summary
+
+
+def verify_batch(batch_dir: Path, *, anchor_log: Path | None = None) -> VerifyResult:
+    """``controller.verify.verify_batch``, kept here for the callers that import it from here."""
+    from controller.verify import verify_batch as verify  # verify imports this module
+
+    return verify(batch_dir, anchor_log=anchor_log)

@@ -43,6 +43,7 @@ from controller.station import Station, load_station
 from controller.station_factory import serve_simulator
 from controller.steps import Plan
 from controller.validation import unsafe_char
+from controller.verify import Verdict
 from drivers.errors import ConfigurationError
 
 __all__ = ["main"]
@@ -151,8 +152,12 @@ def _parser() -> argparse.ArgumentParser:
     recipe_args(validate)
     plan = sub.add_parser("plan", help="show a recipe's plan: durations, peak, gas use")
     recipe_args(plan)
-    verify = sub.add_parser("verify", help="check a batch's audit chain and summary")
+    verify = sub.add_parser("verify", help="check a batch folder: audit chain, frozen files, "
+                                           "trace and summary (exit 0 intact, 1 tampered)")
     verify.add_argument("batch_dir")
+    verify.add_argument("--anchor", default=None, metavar="LOG",
+                        help="also check the batch against this anchor log (the station's "
+                             "log in the machine-wide state folder)")
     report = sub.add_parser("report", help="events, summary and report.png of a batch")
     report.add_argument("batch_dir")
     report.add_argument("--json", action="store_true", help="print the numbers as JSON")
@@ -349,15 +354,28 @@ def cmd_resume(args: argparse.Namespace, out: Console) -> int:
 
 
 def cmd_verify(args: argparse.Namespace, out: Console) -> int:
+    """Exit 0 intact or intact so far (interrupted), 1 tampered or damaged, 2 not a batch
+    or an unreadable ``--anchor`` log. One verdict line, then any warnings."""
     path = Path(args.batch_dir)
-    if not path.is_dir():
-        raise ConfigurationError("not a batch folder", source=str(path))
-    result = verify_batch(path)
-    if result.ok:
-        out.print(f"{path}: intact ({result.records} audit records)")
-        return EXIT_OK
-    out.print(f"{path}: TAMPERED or damaged: {result.reason}")
-    return EXIT_FAILED
+    anchor = Path(args.anchor) if args.anchor is not None else None
+    if anchor is not None and not anchor.is_file():
+        raise ConfigurationError("no such anchor log", source=str(anchor), field="--anchor")
+    try:
+        result = verify_batch(path, anchor_log=anchor)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the anchor log ({exc.strerror or exc})",
+                                 source=str(anchor), field="--anchor") from None
+    if result.verdict is Verdict.NOT_A_BATCH:
+        raise ConfigurationError(f"not a batch folder: {result.reason}", source=str(path))
+
+    def say(text: str) -> None:
+        out.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    say(f"{path}: {result.reason}" if result.ok
+        else f"{path}: TAMPERED or damaged: {result.reason}")
+    for warning in result.warnings:
+        say(f"{path}: warning: {warning}")
+    return EXIT_OK if result.ok else EXIT_FAILED
 
 
 def cmd_report(args: argparse.Namespace, out: Console) -> int:

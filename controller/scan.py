@@ -82,8 +82,9 @@ class Recorder(Protocol):
         """Append one trace row (columns as ``trace_columns``)."""
         ...
 
-    def sync_trace(self) -> None:
-        """Make the trace rows so far durable (called before a checkpoint)."""
+    def sync_trace(self) -> dict[str, object]:
+        """Make the trace rows so far durable (called before a checkpoint); return the
+        trace's digest fields for the checkpoint record ({} if the trace stopped)."""
         ...
 
 
@@ -279,10 +280,10 @@ class ScanLoop:
     def checkpoint(self, t_s: float) -> None:
         """Record the whole run state in the audit chain (fsync'd): resume starts here.
         The trace is made durable first, so a crash loses at most the rows since."""
-        self.recorder.sync_trace()
+        trace_fields = self.recorder.sync_trace()
         self.recorder.audit("checkpoint", t_s, {
             "schema_version": SCHEMA_VERSION, "state": to_record(self.runner.run),
-            "mass0_g": self._mass0_g})
+            "mass0_g": self._mass0_g, **trace_fields})
         self._checkpoint_t_s = t_s
         self._checkpoint_key = self._position()
 

@@ -19,8 +19,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from controller.anchor import append_anchor, default_anchor_path
 from controller.audit import AuditLog, RecordError
-from controller.batch import create_batch_dir, write_frozen, write_summary
+from controller.batch import create_batch_dir, summary_digest, write_frozen, write_summary
 from controller.clock import Clock, ScaledClock, utc_now
 from controller.control import CommandQueue, ControlServer
 from controller.handle import RecipeRunner
@@ -90,13 +91,16 @@ class BatchRecorder:
                 "what": "trace stopped", "reason": self.trace_stopped, "disk_full": full,
                 "rows_written": self._rows})
 
-    def sync_trace(self) -> None:
-        """Make every trace row so far durable (at a checkpoint): a crash then loses at
-        most the rows since the last checkpoint. A failure stops the trace, as above."""
+    def sync_trace(self) -> dict[str, object]:
+        """Make every trace row so far durable (at a checkpoint) and return the trace's
+        digest fields for the audit (``trace_sha256``, ``trace_bytes``, ``trace_rows``):
+        a crash then loses at most the rows since the last checkpoint, and ``furnace
+        verify`` checks the rows up to it. A failure stops the trace, as above ({})."""
         if self.trace_stopped:
-            return
+            return {}
         try:
             self.trace_writer.flush()
+            return dict(self.trace_writer.digest().as_fields())
         except (OSError, RecordError) as exc:
             full = isinstance(exc, OSError) and is_disk_full(exc)
             self.trace_stopped = "disk full" if full else str(exc)
@@ -104,6 +108,7 @@ class BatchRecorder:
             self.audit("records_degraded", self._last_t_s or 0.0, {
                 "what": "trace stopped", "reason": self.trace_stopped, "disk_full": full,
                 "rows_written": self._rows})
+            return {}
 
     def observe(self, snap: Snapshot) -> None:
         """Remember the latest process time (for records made outside a cycle)."""
@@ -310,18 +315,36 @@ async def _loop_and_finish(*, batch_dir: Path, station: Station, built: Built,
             recorder.audit("supervisor_error", clock.now() - t0_s,
                            {"error": type(exc).__name__, "detail": str(exc)})
         raise
+    trace_fields = recorder.sync_trace()
     _close_trace(trace)
     actual_s = clock.now() - t0_s
     summary = _summary(batch_dir, runner.plan, summarize(runner.plan, station), runner,
                        actual_s, loop.cycles)
-    recorder.audit("batch_ended", actual_s, {"outcome": summary["outcome"],
-                                             "end_reason": runner.run.end_reason})
+    # Every field of the summary is bound to the chain by its digest, and the whole
+    # trace by its hash (furnace verify checks both).
+    recorder.audit("batch_ended", actual_s, {
+        "outcome": summary["outcome"], "end_reason": runner.run.end_reason,
+        "summary_sha256": summary_digest(summary), **trace_fields})
     summary["audit_final_hash"] = audit.final_hash
     summary["audit_records"] = audit.count
     audit.close()
     write_summary(batch_dir, summary)
+    _anchor(batch_dir, station, audit, clock)
     logger.info("batch %s %s", batch_dir.name, summary["outcome"])
     return BatchResult(batch_dir, state, summary)
+
+
+def _anchor(batch_dir: Path, station: Station, audit: AuditLog, clock: Clock) -> None:
+    """Append the batch's final hash to the station's anchor log outside the folder, so
+    that a folder rewritten later is caught (``furnace verify --anchor``). The batch is
+    complete either way: a log that cannot be written is a warning, not a failure."""
+    log_path = default_anchor_path(station.name)
+    try:
+        append_anchor(log_path, batch_id=batch_dir.name, final_hash=audit.final_hash,
+                      records=audit.count, wall_utc=clock.wall(), station=station.name)
+    except (OSError, ValueError) as exc:
+        logger.warning("the batch's final hash could not be anchored in %s (%s); keep "
+                       "summary.json's audit_final_hash somewhere safe", log_path, exc)
 
 
 async def resume_batch(batch_dir: Path, *, make_clock: Callable[[float], Clock],

@@ -1,7 +1,9 @@
 """The batch trace: one plain CSV row per scan cycle, buffered, fsync'd when the caller says.
 
-Not here: which columns a station has or what goes in them (the scan cycle decides), and
-tamper evidence (that is the audit log's job; the trace is the experiment's data).
+Not here: which columns a station has or what goes in them (the scan cycle decides), or
+checking a trace against the audit (``controller/verify.py``). The writer keeps a running
+SHA-256 of the exact bytes it has written, so the session can record it in the audit
+(``TraceDigest.as_fields``) and ``furnace verify`` can tell an edited row from an intact one.
 
 Format, for Excel and Origin: UTF-8 without BOM, ``,`` separators, ``\\n`` line ends, one
 line per row (CR/LF inside text become spaces), a header of the column names exactly as
@@ -14,10 +16,12 @@ from __future__ import annotations
 import contextlib
 import csv
 import enum
+import hashlib
 import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -25,7 +29,7 @@ from typing import BinaryIO, Final, Self
 
 from controller.audit import RecordError, format_utc, fsync_dir
 
-__all__ = ["COLUMN_DECIMALS", "DEFAULT_DECIMALS", "TraceWriter"]
+__all__ = ["COLUMN_DECIMALS", "DEFAULT_DECIMALS", "TRACE_FIELDS", "TraceDigest", "TraceWriter"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +38,23 @@ DEFAULT_DECIMALS: Final = 3
 # an analytical balance reads to 0.01 mg, DTG is small in %/min.
 COLUMN_DECIMALS: Final[Mapping[str, int]] = {"mass_g": 5, "mass_pct": 4, "dtg_pct_per_min": 4}
 _NEEDS_CARE: Final = re.compile(r'[",\r\n]')
+#: The audit fields that carry a ``TraceDigest`` (in ``checkpoint`` and ``batch_ended``).
+TRACE_FIELDS: Final = ("trace_sha256", "trace_bytes", "trace_rows")
+
+
+@dataclass(frozen=True, slots=True)
+class TraceDigest:
+    """What the trace file holds so far: the SHA-256 (hex) of its first ``byte_count`` bytes,
+    header included, and the number of complete data rows in them."""
+
+    sha256_hex: str
+    byte_count: int
+    row_count: int
+
+    def as_fields(self) -> dict[str, str | int]:
+        """The audit fields: ``{"trace_sha256": ..., "trace_bytes": ..., "trace_rows": ...}``."""
+        return dict(zip(TRACE_FIELDS, (self.sha256_hex, self.byte_count, self.row_count),
+                        strict=True))
 
 
 def _text_cell(text: str) -> str:
@@ -66,6 +87,25 @@ def _cell(value: object, spec: str) -> str:
     return text if _NEEDS_CARE.search(text) is None else _text_cell(text)
 
 
+def _write_all(file: BinaryIO, data: bytes) -> tuple[int, OSError | None]:
+    """Write ``data`` to an unbuffered file: (bytes written, the error that stopped it).
+
+    A raw write may take only part of the bytes (a full disk takes what fits), so this
+    loops, and says how far it got when it fails instead of raising.
+    """
+    view = memoryview(data)
+    written = 0
+    try:
+        while written < len(data):
+            n = file.write(view[written:])
+            if not n:
+                raise OSError(f"short write to {getattr(file, 'name', 'the trace')}")
+            written += n
+    except OSError as exc:
+        return written, exc
+    return written, None
+
+
 class TraceWriter:
     """Writes ``trace.csv``. Creating one creates the file (never overwriting) and its header.
 
@@ -74,6 +114,11 @@ class TraceWriter:
     invokes every N seconds of process time, and on ``close()``. Blocking: ``flush`` and
     ``close`` write and fsync on the calling thread. A failed write raises ``OSError``
     and closes the writer; later calls raise ``RecordError``.
+
+    Integrity: ``sha256_hex`` and ``byte_count`` cover exactly the bytes handed to the OS
+    (header included, buffered rows not), and ``digest()`` flushes first so that what it
+    returns is on disk. A write that fails part-way is cut back to the last complete row,
+    so the file and the digest agree even after a full disk.
     """
 
     _file: BinaryIO | None
@@ -94,15 +139,18 @@ class TraceWriter:
         """
         self._setup(path, columns, decimals, max_pending_rows)
         header = ",".join(_text_cell(c) for c in self._columns) + "\n"
-        file = open(path, "xb")  # noqa: SIM115 - held open until close()
+        data = header.encode("utf-8")
+        file = open(path, "xb", buffering=0)  # noqa: SIM115 - held open until close()
         try:
-            file.write(header.encode("utf-8"))
-            file.flush()
+            _, error = _write_all(file, data)
+            if error is not None:
+                raise error
             os.fsync(file.fileno())
             fsync_dir(path.parent)
         except BaseException:
             file.close()
             raise
+        self._account(data)
         self._file = file
 
     @classmethod
@@ -116,8 +164,10 @@ class TraceWriter:
     ) -> TraceWriter:
         """Reopen a trace to append to it (resume). The header must equal ``columns``.
 
-        A torn last row (no newline, from a crash) is cut away and kept in ``torn_tail``.
-        Raises ``RecordError`` if the header differs or is missing, ``OSError`` on I/O.
+        A torn last row (no newline, from a crash) is cut away and kept in ``torn_tail``;
+        the running hash then covers the header and every complete row, so the next
+        ``digest()`` extends the one recorded before the crash. Raises ``RecordError`` if the
+        header differs or is missing, ``OSError`` on I/O.
         """
         self = cls.__new__(cls)
         self._setup(path, columns, decimals, max_pending_rows)
@@ -137,7 +187,8 @@ class TraceWriter:
             with open(path, "r+b") as f:
                 f.truncate(end)
                 os.fsync(f.fileno())
-        self._file = open(path, "ab")  # noqa: SIM115 - held open until close()
+        self._account(data[:end])
+        self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - held open until close()
         return self
 
     def _setup(self, path: Path, columns: Sequence[str], decimals: Mapping[str, int] | None,
@@ -159,6 +210,9 @@ class TraceWriter:
         self._pending: list[str] = []
         self._max_pending = max_pending_rows
         self._rows = 0
+        self._sha256 = hashlib.sha256()
+        self._bytes = 0
+        self._lines = 0  # newlines written, the header's included
         self._file = None
         self._failure: OSError | None = None
         #: Bytes of a torn last row that ``open_existing`` cut away (b"" if none).
@@ -178,6 +232,29 @@ class TraceWriter:
     def row_count(self) -> int:
         """Rows written since the file was created, including rows not yet flushed."""
         return self._rows
+
+    @property
+    def byte_count(self) -> int:
+        """Bytes written to the file so far, header included (buffered rows are not)."""
+        return self._bytes
+
+    @property
+    def sha256_hex(self) -> str:
+        """SHA-256 (hex) of the ``byte_count`` bytes written so far. No I/O."""
+        return self._sha256.hexdigest()
+
+    def digest(self) -> TraceDigest:
+        """Flush and fsync buffered rows, then describe the file: hash, bytes, rows.
+
+        Record ``digest().as_fields()`` in the audit (every ``checkpoint`` and the final
+        ``batch_ended``): since the rows are on disk before the audit record is written,
+        the record never claims bytes a crash could lose. On a closed writer (also one
+        closed by a failed write) it does no I/O and describes what the file holds.
+        Raises ``OSError`` if the flush fails (the writer is then closed).
+        """
+        if self._file is not None:
+            self._write_pending(sync=True)
+        return TraceDigest(self.sha256_hex, self._bytes, self._lines - 1)
 
     def write_row(self, values: Sequence[object]) -> None:
         """Format and buffer one row, one value per column, in header order.
@@ -228,21 +305,43 @@ class TraceWriter:
         file = self._file
         if file is None:
             return
-        try:
-            if self._pending:
-                file.write(("\n".join(self._pending) + "\n").encode("utf-8"))
-                self._pending.clear()
-            file.flush()
-            if sync:
+        data = ("\n".join(self._pending) + "\n").encode("utf-8") if self._pending else b""
+        self._pending.clear()
+        written, error = _write_all(file, data)
+        if error is not None:
+            self._fail(file, error, data[:written])
+            raise error
+        self._account(data)
+        if sync:
+            try:
                 os.fsync(file.fileno())
-        except OSError as exc:
-            self._failure = exc
-            self._file = None
-            logger.error("trace write failed; the trace is closed",
-                         extra={"path": str(self._path), "error": repr(exc)})
-            with contextlib.suppress(OSError):  # its unwritten rows are lost; we raise below
-                file.close()
-            raise
+            except OSError as exc:
+                self._fail(file, exc, b"")
+                raise
+
+    def _account(self, data: bytes) -> None:
+        """Extend the running hash by bytes now in the file."""
+        self._sha256.update(data)
+        self._bytes += len(data)
+        self._lines += data.count(b"\n")
+
+    def _fail(self, file: BinaryIO, exc: OSError, written: bytes) -> None:
+        """Close after a failed write. Part of a row may have reached the file (a full disk
+        takes what fits): cut it, so the file ends on a row and matches the hash."""
+        self._failure = exc
+        self._file = None
+        logger.error("trace write failed; the trace is closed",
+                     extra={"path": str(self._path), "error": repr(exc)})
+        complete = written[: written.rfind(b"\n") + 1]
+        self._account(complete)
+        if len(written) > len(complete):
+            try:
+                os.ftruncate(file.fileno(), self._bytes)
+            except OSError as cut_exc:  # the file keeps a torn row that the digest lacks
+                logger.error("cannot cut the partial row off the trace",
+                             extra={"path": str(self._path), "error": repr(cut_exc)})
+        with contextlib.suppress(OSError):  # its unwritten rows are lost; the caller raises
+            file.close()
 
     def _closed_error(self) -> RecordError:
         why = "closed" if self._failure is None else f"closed after {self._failure!r}"

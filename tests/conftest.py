@@ -14,6 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Station locks of the test run (and of the furnace processes it starts) stay private.
 os.environ["FURNACE_LOCK_DIR"] = tempfile.mkdtemp(prefix="furnace-locks-")
+# Likewise the anchor logs that batches append their final hash to.
+os.environ["FURNACE_ANCHOR_DIR"] = tempfile.mkdtemp(prefix="furnace-anchors-")
 PROFILES = ROOT / "profiles"
 
 

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from controller.batch import write_summary
 from controller.cli import main
 from tests.conftest import PROFILES
+from tests.records import audit_records, make_hashed_batch, rewrite_chain
 
 BASE = """\
 schema_version = 1
@@ -176,3 +178,93 @@ def test_entry_point_runs_as_a_process() -> None:
                            str(PROFILES / "hsp30-600-1400.toml")],
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+# --- furnace verify: verdicts and exit codes (issue 9, item 8) ------------------------------
+
+
+def _verify(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()  # what building the batch logged
+    code = main(["verify", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_verify_intact_batch_against_its_anchor_is_exit_0(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "anchors" / "sim.anchors.jsonl"
+    batch = make_hashed_batch(tmp_path / "b", anchor_log=log)
+    code, out, _ = _verify(capsys, str(batch), "--anchor", str(log))
+    assert code == 0
+    assert out.startswith(f"{batch}: intact: 4 records, final hash ")
+    assert "warning" not in out
+
+
+def test_verify_interrupted_batch_is_exit_0_and_says_so(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    batch = make_hashed_batch(tmp_path, ended=False)
+    code, out, _ = _verify(capsys, str(batch))
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith(f"{batch}: intact so far, interrupted: 3 records")
+    assert lines[1] == (f"{batch}: warning: trace.csv: 2 rows after the last checkpoint "
+                        "(record 2) not yet covered by the audit")
+
+
+@pytest.mark.parametrize("tamper", ["summary", "trace_row", "trace_file", "tail"])
+def test_verify_tampered_batch_is_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         tamper: str) -> None:
+    batch = make_hashed_batch(tmp_path)
+    summary_path, trace = batch / "summary.json", batch / "trace.csv"
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    if tamper == "summary":
+        write_summary(batch, {**summary, "outcome": "completed", "peak_c": 1500.0})
+    elif tamper == "trace_row":
+        trace.write_bytes(trace.read_bytes().replace(b"605.000", b"615.000", 1))
+    elif tamper == "trace_file":
+        trace.unlink()
+    else:  # drop batch_ended and make the summary point at the record before it
+        lines = (batch / "audit.jsonl").read_bytes().splitlines(keepends=True)[:-1]
+        (batch / "audit.jsonl").write_bytes(b"".join(lines))
+        write_summary(batch, {**summary, "audit_records": len(lines),
+                              "audit_final_hash": json.loads(lines[-1])["hash"]})
+    code, out, _ = _verify(capsys, str(batch))
+    assert code == 1
+    assert out.startswith(f"{batch}: TAMPERED or damaged: ")
+
+
+def test_verify_rewritten_chain_is_exit_1_against_the_anchor_log(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "anchors" / "sim.anchors.jsonl"
+    batch = make_hashed_batch(tmp_path / "b", anchor_log=log)
+    records = audit_records(batch)
+    records[2]["run_state"]["elapsed_s"] = 99.0
+    rewrite_chain(batch, records)
+    assert _verify(capsys, str(batch))[0] == 0  # consistent in itself
+    code, out, _ = _verify(capsys, str(batch), "--anchor", str(log))
+    assert code == 1
+    assert "rewritten chain does not match the anchor log" in out
+
+
+@pytest.mark.parametrize("make", ["absent", "empty", "foreign"])
+def test_verify_a_folder_that_is_not_a_batch_is_exit_2_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], make: str) -> None:
+    folder = tmp_path / "x"
+    if make != "absent":
+        folder.mkdir()
+    if make == "foreign":
+        (folder / "audit.jsonl").write_text('{"event": "login", "user": "ana"}\n')
+    code, out, err = _verify(capsys, str(folder))
+    assert code == 2
+    assert out == ""
+    assert err.startswith(f"furnace: {folder}: not a batch folder: ")
+    assert "TAMPERED" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_verify_with_a_missing_anchor_log_is_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    batch = make_hashed_batch(tmp_path)
+    code, _, err = _verify(capsys, str(batch), "--anchor", str(tmp_path / "nope.jsonl"))
+    assert code == 2
+    assert err.strip() == f"furnace: {tmp_path / 'nope.jsonl'}: --anchor: no such anchor log"

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from controller.audit import GENESIS_HASH, AuditLog, RecordError, scan_chain
 from controller.batch import AUDIT_FILE, verify_batch, write_frozen, write_summary
+from controller.verify import Verdict
 
 WALL0 = datetime(2026, 11, 24, 21, 18, 40, 123456, tzinfo=UTC)
 RECIPE_SHA = "a" * 64
@@ -245,17 +246,20 @@ def test_open_existing_after_a_torn_write_continues_and_verifies(tmp_path: Path,
     torn = lost_line[:cut]  # the crash left part of the line, never its newline
     path = batch / AUDIT_FILE
     path.write_bytes(good + torn)
-    assert not verify_batch(batch).ok
+    crashed = verify_batch(batch)  # an interrupted batch: the torn line was never acknowledged
+    assert crashed.verdict is Verdict.INTERRUPTED, crashed.reason
+    assert any("torn last line" in w for w in crashed.warnings)
 
     with AuditLog.open_existing(path) as log:
         assert log.torn_tail == torn
         assert log.count == 3
         assert path.read_bytes() == good  # the torn bytes are gone before anything is appended
         log.append("torn_tail_recovered", t_s=10.0, wall=WALL0, bytes=len(torn))
+        log.append("batch_ended", t_s=11.0, wall=WALL0, outcome="completed")
         write_summary(batch, {"audit_final_hash": log.final_hash, "audit_records": log.count})
     result = verify_batch(batch)
     assert result.ok, result.reason
-    assert result.records == 4
+    assert result.records == 5
 
 
 def test_every_torn_length_is_recovered(tmp_path: Path) -> None:

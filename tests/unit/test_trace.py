@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import enum
+import hashlib
 import io
 import math
 import os
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -222,3 +224,89 @@ def test_excel_style_reader_sees_numbers(tmp_path: Path) -> None:
     assert csv.Sniffer().has_header(sample)
     table = list(csv.DictReader(io.StringIO(sample)))
     assert [float(r["elapsed_s"]) for r in table] == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+# --- the running hash (what the audit records at checkpoints and at the end) ------------------
+
+
+def file_digest(path: Path) -> tuple[str, int, int]:
+    data = path.read_bytes()
+    return hashlib.sha256(data).hexdigest(), len(data), data.count(b"\n") - 1
+
+
+def test_running_hash_covers_exactly_the_bytes_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "trace.csv"
+    with TraceWriter(path, COLUMNS) as trace:
+        header = (",".join(COLUMNS) + "\n").encode()
+        assert (trace.sha256_hex, trace.byte_count) == (hashlib.sha256(header).hexdigest(),
+                                                         len(header))
+        trace.write_row(row(elapsed_s=1.0))
+        assert trace.byte_count == len(header)  # a buffered row is not in the file yet
+        first = trace.digest()  # flushes, then describes the file
+        assert (first.sha256_hex, first.byte_count, first.row_count) == file_digest(path)
+        for i in range(5):
+            trace.write_row(row(elapsed_s=2.0 + i, stage="préchauffage, Ar"))
+        second = trace.digest()
+        assert (second.sha256_hex, second.byte_count, second.row_count) == file_digest(path)
+        assert second.row_count == trace.row_count == 6
+    assert trace.digest() == second  # closed: no I/O, the same description
+    assert second.as_fields() == {"trace_sha256": second.sha256_hex,
+                                  "trace_bytes": second.byte_count, "trace_rows": 6}
+
+
+def test_running_hash_survives_resume_after_a_torn_row(tmp_path: Path) -> None:
+    path = tmp_path / "trace.csv"
+    with TraceWriter(path, COLUMNS) as trace:
+        trace.write_row(row(elapsed_s=1.0))
+        checkpoint = trace.digest()
+        trace.write_row(row(elapsed_s=2.0))
+    path.write_bytes(path.read_bytes() + b"3.000,2026-11-24T21:")  # crash mid-row
+    with TraceWriter.open_existing(path, COLUMNS) as trace:
+        resumed = trace.digest()
+        assert (resumed.sha256_hex, resumed.byte_count, resumed.row_count) == file_digest(path)
+        trace.write_row(row(elapsed_s=3.0))
+        final = trace.digest()
+    data = path.read_bytes()
+    assert final.byte_count == len(data)
+    assert final.sha256_hex == hashlib.sha256(data).hexdigest()
+    # what was recorded before the crash still describes the start of the file
+    assert hashlib.sha256(data[:checkpoint.byte_count]).hexdigest() == checkpoint.sha256_hex
+
+
+class _DiskFullFile:
+    """A raw file that takes ``room`` more bytes, then fails as a full disk does."""
+
+    def __init__(self, real: Any, room: int) -> None:
+        self.real, self.room, self.name = real, room, real.name
+
+    def write(self, data: Any) -> int:
+        if self.room == 0:
+            raise OSError(28, "No space left on device")
+        n = self.real.write(bytes(data[:self.room]))
+        self.room -= n
+        return int(n)
+
+    def fileno(self) -> int:
+        return int(self.real.fileno())
+
+    def close(self) -> None:
+        self.real.close()
+
+
+@pytest.mark.parametrize("room", [0, 10, 150, 1000])
+def test_a_write_cut_short_by_a_full_disk_leaves_file_and_hash_agreeing(
+        tmp_path: Path, room: int) -> None:
+    path = tmp_path / "trace.csv"
+    trace = TraceWriter(path, COLUMNS)
+    trace.write_row(row(elapsed_s=0.0))
+    trace.flush()
+    trace._file = _DiskFullFile(trace._file, room)
+    for i in range(10):
+        trace.write_row(row(elapsed_s=1.0 + i))
+    with pytest.raises(OSError, match="No space"):
+        trace.flush()
+    digest = trace.digest()  # closed by the failure: describes what the file holds
+    assert (digest.sha256_hex, digest.byte_count, digest.row_count) == file_digest(path)
+    assert path.read_bytes().endswith(b"\n")  # the partial row was cut
+    with pytest.raises(RecordError, match="closed after"):
+        trace.write_row(row())

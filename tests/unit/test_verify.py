@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import stat
@@ -13,18 +14,23 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from controller.anchor import append_anchor
 from controller.audit import AuditLog
 from controller.batch import (
     AUDIT_FILE,
     RECIPE_FILE,
     STATION_FILE,
     SUMMARY_FILE,
+    TRACE_FILE,
     batch_id,
     create_batch_dir,
+    summary_digest,
     verify_batch,
     write_frozen,
     write_summary,
 )
+from controller.verify import Verdict
+from tests.records import SUMMARY, audit_records, make_hashed_batch, rewrite_chain
 
 WALL0 = datetime(2026, 11, 24, 21, 18, 40, tzinfo=UTC)
 RECIPE = 'name = "POP70-600-1600"\r\n[[stage]]\nto_c = 600.0\n'
@@ -32,20 +38,32 @@ STATION = 'name = "sim"\n'
 
 
 def make_batch(root: Path, n_events: int = 4, *, summary: bool = True) -> Path:
-    """A finished batch: frozen files, 1 + n_events audit records, a summary."""
+    """A finished batch as recorded before trace and summary hashing: frozen files,
+    1 + n_events audit records (the last ``batch_ended`` if there is a summary), a summary.
+    """
     batch = create_batch_dir(root, "POP70-600-1600", WALL0)
     recipe_sha = write_frozen(batch, RECIPE_FILE, RECIPE)
     station_sha = write_frozen(batch, STATION_FILE, STATION)
     with AuditLog.create(batch / AUDIT_FILE, "0.1.0", recipe_sha, station_sha, t_s=0.0,
                          wall=WALL0, operator="ana") as log:
-        for i in range(n_events):
+        for i in range(n_events - 1 if summary else n_events):
             log.append("setpoint_written", t_s=1.5 * (i + 1), wall=WALL0 + timedelta(seconds=i),
                        who="runner", old=600.0 + i, new=601.25 + i, why="ramp",
                        detail={"stage": "préchauffage", "step": i})
         if summary:
+            log.append("batch_ended", t_s=1.5 * n_events, wall=WALL0 + timedelta(seconds=9),
+                       outcome="completed")
             write_summary(batch, {"outcome": "completed", "audit_final_hash": log.final_hash,
                                   "audit_records": log.count})
     return batch
+
+
+#: What a batch recorded before trace and summary hashing verifies with.
+OLD_BATCH_WARNINGS = (
+    f"{SUMMARY_FILE}: only audit_records and audit_final_hash are bound to the chain "
+    "(recorded before summary hashing)",
+    f"{TRACE_FILE}: missing; not checked (recorded before trace hashing)",
+)
 
 
 def audit_lines(batch: Path) -> list[bytes]:
@@ -69,7 +87,8 @@ def test_round_trip_verifies(batch: Path) -> None:
     assert result.ok, result.reason
     assert result.records == 5
     assert result.first_bad is None
-    assert result.warnings == ()
+    assert result.verdict is Verdict.INTACT
+    assert result.warnings == OLD_BATCH_WARNINGS
     assert result.reason.startswith("intact: 5 records")
 
 
@@ -243,10 +262,12 @@ def test_wall_clock_going_back_is_a_warning_not_a_failure(tmp_path: Path) -> Non
     batch = make_batch(tmp_path, 0, summary=False)
     with AuditLog.open_existing(batch / AUDIT_FILE) as log:
         log.append("clock_step", t_s=1.0, wall=WALL0 - timedelta(hours=1))
+        log.append("batch_ended", t_s=2.0, wall=WALL0 - timedelta(hours=1))
         write_summary(batch, {"audit_final_hash": log.final_hash, "audit_records": log.count})
     result = verify_batch(batch)
     assert result.ok, result.reason
-    assert result.warnings == ("record 1: wall clock went back 3600.000 s",)
+    assert result.warnings == ("record 1: wall clock went back 3600.000 s",
+                               *OLD_BATCH_WARNINGS)
 
 
 # --- the other files -----------------------------------------------------------------------
@@ -263,7 +284,7 @@ def test_changed_frozen_file_is_detected(batch: Path, name: str) -> None:
     assert "in record 0 (changed since start)" in result.reason
 
 
-@pytest.mark.parametrize("name", [RECIPE_FILE, STATION_FILE, AUDIT_FILE, SUMMARY_FILE])
+@pytest.mark.parametrize("name", [RECIPE_FILE, STATION_FILE, SUMMARY_FILE])
 def test_missing_file_fails(batch: Path, name: str) -> None:
     (batch / name).unlink()
     result = verify_batch(batch)
@@ -271,12 +292,12 @@ def test_missing_file_fails(batch: Path, name: str) -> None:
     assert result.reason.startswith(name)
 
 
-def test_missing_summary_says_so(batch: Path) -> None:
+def test_missing_summary_of_an_ended_batch_says_so(batch: Path) -> None:
     (batch / SUMMARY_FILE).unlink()
     result = verify_batch(batch)
     assert (result.ok, result.records, result.first_bad) == (False, 5, None)
-    assert result.reason == (f"{SUMMARY_FILE}: missing (batch still running, interrupted, "
-                             "or the file was deleted)")
+    assert result.reason == (f"{SUMMARY_FILE}: missing, but the chain ended (record 4 is "
+                             "'batch_ended'): deleted, or the run died while writing it")
 
 
 @pytest.mark.parametrize("text", ["", "[1]", '{"audit_records": 5}', "{bad json"])
@@ -371,3 +392,215 @@ def test_write_frozen_keeps_bytes_and_refuses_overwrite(tmp_path: Path) -> None:
 def test_write_frozen_refuses_paths(tmp_path: Path, name: str) -> None:
     with pytest.raises(ValueError, match="plain file name"):
         write_frozen(tmp_path, name, "x")
+
+
+# --- the whole folder: trace, summary and anchor bound to the chain (issue 9, item 8) -------
+
+
+@pytest.fixture
+def anchor_log(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "anchors" / "sim.anchors.jsonl"
+
+
+@pytest.fixture
+def hashed(tmp_path: Path, anchor_log: Path) -> Path:
+    """12 trace rows, checkpoints after rows 5 and 10, batch_ended, summary, anchor line."""
+    return make_hashed_batch(tmp_path / "batches", anchor_log=anchor_log)
+
+
+def trace_lines(batch: Path) -> list[bytes]:
+    return (batch / TRACE_FILE).read_bytes().splitlines(keepends=True)
+
+
+def write_trace(batch: Path, lines: list[bytes]) -> None:
+    (batch / TRACE_FILE).write_bytes(b"".join(lines))
+
+
+def test_a_hashed_batch_verifies_with_no_warning(hashed: Path, anchor_log: Path) -> None:
+    result = verify_batch(hashed, anchor_log=anchor_log)
+    assert result.verdict is Verdict.INTACT, result.reason
+    assert result.warnings == ()
+    assert result.records == 4  # batch_created, 2 checkpoints, batch_ended
+    assert "trace.csv: 12 rows match" in result.reason
+    assert "matches the anchor log" in result.reason
+
+
+@pytest.mark.parametrize(("row", "span"), [(2, "the header or rows 1-5"), (7, "rows 6-10"),
+                                           (12, "rows 11-12")])
+def test_an_edited_trace_row_is_tampering(hashed: Path, row: int, span: str) -> None:
+    lines = trace_lines(hashed)
+    before = lines[row]
+    lines[row] = before.replace(b",200.000", b",210.000")  # same length: only the hash sees it
+    assert lines[row] != before
+    write_trace(hashed, lines)
+    result = verify_batch(hashed)
+    assert result.verdict is Verdict.TAMPERED
+    assert result.reason.startswith(f"{TRACE_FILE}: {span} changed")
+
+
+@pytest.mark.parametrize("row", [1, 6, 12])
+def test_a_deleted_trace_row_is_tampering(hashed: Path, row: int) -> None:
+    lines = trace_lines(hashed)
+    del lines[row]
+    write_trace(hashed, lines)
+    result = verify_batch(hashed)
+    assert result.verdict is Verdict.TAMPERED
+    assert result.reason.startswith(TRACE_FILE)
+
+
+def test_a_row_added_after_the_end_is_tampering(hashed: Path) -> None:
+    lines = trace_lines(hashed)
+    write_trace(hashed, [*lines, lines[-1]])
+    result = verify_batch(hashed)
+    assert result.verdict is Verdict.TAMPERED
+    assert "1 rows) after the end that record 3 ('batch_ended') covers" in result.reason
+
+
+def test_a_deleted_trace_is_tampering(hashed: Path) -> None:
+    (hashed / TRACE_FILE).unlink()
+    result = verify_batch(hashed)
+    assert result.verdict is Verdict.TAMPERED
+    assert result.reason == f"{TRACE_FILE}: missing, but record 3 records its hash (deleted)"
+
+
+@pytest.mark.parametrize(("key", "value"), [("outcome", "aborted"), ("peak_c", 1500.0),
+                                            ("gas_used_l", {"Ar": 15.0, "air": 30.0}),
+                                            ("new_field", 1)])
+def test_a_changed_summary_field_is_tampering(hashed: Path, key: str, value: object) -> None:
+    summary = json.loads((hashed / SUMMARY_FILE).read_text(encoding="utf-8"))
+    write_summary(hashed, {**summary, key: value})  # written as the writer writes it
+    result = verify_batch(hashed)
+    assert result.verdict is Verdict.TAMPERED
+    assert result.reason == (f"{SUMMARY_FILE}: its content does not match summary_sha256 in "
+                             "record 3 ('batch_ended'): a field was changed")
+
+
+def test_a_summary_edited_by_hand_is_caught_by_its_form(hashed: Path) -> None:
+    """A duplicated key parses to the same content for json.loads but not for every reader."""
+    path = hashed / SUMMARY_FILE
+    path.write_bytes(path.read_bytes().replace(b"{\n", b'{\n  "outcome": "aborted",\n', 1))
+    result = verify_batch(hashed)
+    assert result.verdict is Verdict.TAMPERED
+    assert result.reason == f"{SUMMARY_FILE}: not in the form the writer produces (edited by hand?)"
+
+
+@pytest.mark.parametrize("dropped", [1, 2])
+def test_dropped_tail_records_with_the_count_fixed_are_tampering(hashed: Path,
+                                                                 dropped: int) -> None:
+    lines = audit_lines(hashed)[:-dropped]
+    write_audit(hashed, b"".join(lines))
+    summary = json.loads((hashed / SUMMARY_FILE).read_text(encoding="utf-8"))
+    write_summary(hashed, {**summary, "audit_records": len(lines),
+                           "audit_final_hash": json.loads(lines[-1])["hash"]})
+    result = verify_batch(hashed)
+    assert result.verdict is Verdict.TAMPERED
+    assert (result.first_bad, result.records) == (len(lines), len(lines))
+    assert "not 'batch_ended', yet summary.json points at it" in result.reason
+
+
+def test_a_rewritten_chain_passes_alone_but_not_against_the_anchor_log(
+        hashed: Path, anchor_log: Path) -> None:
+    records = audit_records(hashed)
+    records[1]["run_state"]["step"] = 7  # one event changed, everything re-hashed
+    rewrite_chain(hashed, records)
+    alone = verify_batch(hashed)
+    assert alone.verdict is Verdict.INTACT, alone.reason  # consistent: nothing else can tell
+    result = verify_batch(hashed, anchor_log=anchor_log)
+    assert result.verdict is Verdict.TAMPERED
+    assert result.reason.startswith("rewritten chain does not match the anchor log: ")
+    assert "has 4 records ending in" in result.reason
+
+
+def test_a_batch_missing_from_the_anchor_log_is_tampering(tmp_path: Path, hashed: Path,
+                                                          anchor_log: Path) -> None:
+    other = tmp_path / "other.anchors.jsonl"
+    other.write_bytes(anchor_log.read_bytes().replace(hashed.name.encode(), b"another"))
+    result = verify_batch(hashed, anchor_log=other)
+    assert result.verdict is Verdict.TAMPERED
+    assert result.reason == (f"rewritten chain does not match the anchor log: batch "
+                             f"{hashed.name} is not in the anchor log {other}")
+
+
+def test_an_ended_batch_cut_back_to_look_interrupted_is_caught_by_the_anchor_log(
+        hashed: Path, anchor_log: Path) -> None:
+    write_audit(hashed, b"".join(audit_lines(hashed)[:-1]))
+    (hashed / SUMMARY_FILE).unlink()
+    assert verify_batch(hashed).verdict is Verdict.INTERRUPTED  # all that the folder says
+    result = verify_batch(hashed, anchor_log=anchor_log)
+    assert result.verdict is Verdict.TAMPERED
+    assert "it anchors 4 records" in result.reason
+
+
+def test_an_interrupted_batch_is_intact_so_far(tmp_path: Path, anchor_log: Path) -> None:
+    append_anchor(anchor_log, batch_id="20261123T080000Z_PN-600-1600", final_hash="cd" * 32,
+                  records=812, wall_utc=WALL0, station="sim")  # the station's last batch
+    batch = make_hashed_batch(tmp_path, ended=False)
+    with open(batch / AUDIT_FILE, "ab") as f:
+        f.write(b'{"seq":3,"t_s":25.0,"wall')  # killed during an append
+    with open(batch / TRACE_FILE, "ab") as f:
+        f.write(b"26.000,2026-11-24T21:1")  # and during a trace write
+    result = verify_batch(batch, anchor_log=anchor_log)
+    assert result.verdict is Verdict.INTERRUPTED
+    assert result.ok
+    assert result.reason.startswith("intact so far, interrupted: 3 records, the last "
+                                    "'checkpoint' at t = 20 s")
+    assert result.warnings == (
+        f"{AUDIT_FILE}: a torn last line of 25 bytes (an append cut short by the crash; "
+        "resume removes it)",
+        f"{TRACE_FILE}: 2 rows after the last checkpoint (record 2) not yet covered by the "
+        "audit, and a torn last row of 22 bytes",
+        f"batch {batch.name} is not in the anchor log {anchor_log} yet (a batch is anchored "
+        "when it ends)",
+    )
+
+
+def test_an_interrupted_batch_with_an_edited_covered_row_is_tampering(tmp_path: Path) -> None:
+    batch = make_hashed_batch(tmp_path, ended=False)
+    lines = trace_lines(batch)
+    del lines[3]
+    write_trace(batch, lines)
+    result = verify_batch(batch)
+    assert result.verdict is Verdict.TAMPERED
+    assert result.reason.startswith(f"{TRACE_FILE}: the header or rows 1-5 changed")
+
+
+def test_batch_ended_must_carry_the_trace_hash_when_checkpoints_do(hashed: Path) -> None:
+    records = audit_records(hashed)
+    for key in ("trace_sha256", "trace_bytes", "trace_rows"):
+        del records[-1][key]
+    rewrite_chain(hashed, records)
+    result = verify_batch(hashed)
+    assert result.verdict is Verdict.TAMPERED
+    assert result.reason == (f"{AUDIT_FILE}: the 'batch_ended' record does not carry the trace "
+                             "hash (the last record that does is 2)")
+
+
+def test_summary_digest_is_the_same_for_the_dict_and_the_file(hashed: Path) -> None:
+    """NaN, tuples and enums are stored as strings and lists: the digest follows the file."""
+
+    class Outcome(enum.StrEnum):
+        COMPLETED = "completed"
+
+    live = {**SUMMARY, "outcome": Outcome.COMPLETED, "operators": ("ana",),
+            "audit_final_hash": "ab" * 32, "audit_records": 9}
+    stored = json.loads((hashed / SUMMARY_FILE).read_text(encoding="utf-8"))
+    assert summary_digest(live) == summary_digest(stored) == audit_records(hashed)[-1][
+        "summary_sha256"]
+
+
+@pytest.mark.parametrize(("name", "content", "reason"), [
+    ("absent", None, "not a folder"),
+    ("file.txt", b"x", "not a folder"),
+    ("", None, f"no {AUDIT_FILE}"),
+    (AUDIT_FILE, b"", f"{AUDIT_FILE} holds no complete record (a batch that never started?)"),
+    (AUDIT_FILE, b'{"seq":0,"event":"hello"}\n',
+     f"the first record of {AUDIT_FILE} is 'hello', not 'batch_created'"),
+    (AUDIT_FILE, b"timestamp,value\n1,2\n", f"the first line of {AUDIT_FILE} is not an audit "
+                                            "record"),
+])
+def test_a_folder_that_is_not_a_batch_says_so(tmp_path: Path, name: str, content: bytes | None,
+                                              reason: str) -> None:
+    if content is not None:
+        (tmp_path / name).write_bytes(content)
+    result = verify_batch(tmp_path if name == AUDIT_FILE else tmp_path / name)
+    assert (result.verdict, result.ok, result.reason) == (Verdict.NOT_A_BATCH, False, reason)

@@ -44,7 +44,8 @@ __all__ = ["END_EVENT", "Verdict", "VerifyResult", "verify_batch"]
 #: The record that ends a batch: the last one in the chain of a batch with a summary.
 END_EVENT: Final = "batch_ended"
 _HEX64: Final = re.compile(r"[0-9a-f]{64}")
-_SHA, _BYTES, _ROWS = TRACE_FIELDS
+# How the session records that the trace stopped (a full disk) while the audit went on.
+_STOPPED_EVENT, _STOPPED_WHAT = "records_degraded", "trace stopped"
 
 
 class Verdict(StrEnum):
@@ -241,9 +242,21 @@ def _trace_fields(index: int, record: dict[str, Any]) -> tuple[str, int, int]:
     return digest, size, rows
 
 
+def _trace_stop(records: Sequence[dict[str, Any]], after: int) -> int | None:
+    """Index of the record saying the trace stopped (disk full), after record ``after``."""
+    return next((i for i in range(after + 1, len(records))
+                 if records[i]["event"] == _STOPPED_EVENT
+                 and records[i].get("what") == _STOPPED_WHAT), None)
+
+
 def _check_trace(batch_dir: Path, records: Sequence[dict[str, Any]], ended: bool,
                  warnings: list[str]) -> list[str]:
-    """trace.csv against every record carrying a trace hash, oldest first."""
+    """trace.csv against every record carrying a trace hash, oldest first.
+
+    Rows after the last hash are not covered: a warning while the batch runs, or when the
+    chain records that the trace stopped (a full disk) after that hash; tampering once
+    ``batch_ended`` has covered the whole file.
+    """
     marks = [(i, _trace_fields(i, r)) for i, r in enumerate(records)
              if any(k in r for k in TRACE_FIELDS)]
     path = batch_dir / TRACE_FILE
@@ -252,9 +265,12 @@ def _check_trace(batch_dir: Path, records: Sequence[dict[str, Any]], ended: bool
         warnings.append(f"{TRACE_FILE}: {missing}not checked (recorded before trace hashing)")
         return []
     last_index = marks[-1][0]
-    if ended and last_index != len(records) - 1:
-        raise _TamperedError(f"{AUDIT_FILE}: the {END_EVENT!r} record does not carry the trace "
-                             f"hash (the last record that does is {last_index})", len(records) - 1)
+    stopped = _trace_stop(records, last_index)
+    covers_all = ended and stopped is None
+    if covers_all and last_index != len(records) - 1:
+        raise _TamperedError(f"{AUDIT_FILE}: the {END_EVENT!r} record does not carry the "
+                             f"trace hash (the last record that does is {last_index})",
+                             len(records) - 1)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -265,34 +281,35 @@ def _check_trace(batch_dir: Path, records: Sequence[dict[str, Any]], ended: bool
     sha, pos, lines, covered_rows = hashlib.sha256(), 0, 0, 0
     for index, (digest, size, rows) in marks:
         if size < pos:
-            raise _TamperedError(f"{AUDIT_FILE}: record {index}: trace_bytes {size} is less than "
-                                 f"the {pos} recorded before it", index)
+            raise _TamperedError(f"{AUDIT_FILE}: record {index}: trace_bytes {size} is less "
+                                 f"than the {pos} recorded before it", index)
         if size > len(data):
-            raise _TamperedError(f"{TRACE_FILE}: {len(data)} bytes, but record {index} records "
-                                 f"its first {size} (rows deleted or the file cut)")
+            raise _TamperedError(f"{TRACE_FILE}: {len(data)} bytes, but record {index} "
+                                 f"records its first {size} (rows deleted or the file cut)")
         sha.update(data[pos:size])
         lines += data.count(b"\n", pos, size)  # data row n is line n + 1, after the header
         if sha.hexdigest() != digest:
             where = "the header or rows" if pos == 0 else "rows"
             raise _TamperedError(f"{TRACE_FILE}: {where} {covered_rows + 1}-{rows} changed "
-                                      f"(bytes {pos}-{size} no longer match trace_sha256 in "
-                                      f"record {index})")
+                                 f"(bytes {pos}-{size} no longer match trace_sha256 in "
+                                 f"record {index})")
         if lines - 1 != rows:
-            raise _TamperedError(f"{AUDIT_FILE}: record {index}: trace_rows is {rows} but the "
-                                 f"{size} bytes it covers hold {lines - 1} rows", index)
+            raise _TamperedError(f"{AUDIT_FILE}: record {index}: trace_rows is {rows} but "
+                                 f"the {size} bytes it covers hold {lines - 1} rows", index)
         pos, covered_rows = size, rows
     tail = data[pos:]
     tail_rows = tail.count(b"\n")
-    if tail and ended:
-        raise _TamperedError(f"{TRACE_FILE}: {len(tail)} bytes ({tail_rows} rows) after the end "
-                             f"that record {last_index} ({END_EVENT!r}) covers: added after the "
-                             "batch ended")
+    if tail and covers_all:
+        raise _TamperedError(f"{TRACE_FILE}: {len(tail)} bytes ({tail_rows} rows) after the "
+                             f"end that record {last_index} ({END_EVENT!r}) covers: added "
+                             "after the batch ended")
     if tail:
         torn = len(tail) - (tail.rfind(b"\n") + 1)
+        since = "" if stopped is None else f" (the trace stopped at record {stopped})"
         warnings.append(f"{TRACE_FILE}: {tail_rows} rows after the last checkpoint (record "
                         f"{last_index}) not yet covered by the audit"
-                        + (f", and a torn last row of {torn} bytes" if torn else ""))
-    return [f"{TRACE_FILE}: {lines - 1} rows {'match' if ended else 'covered'}"]
+                        + (f", and a torn last row of {torn} bytes" if torn else "") + since)
+    return [f"{TRACE_FILE}: {lines - 1} rows {'match' if covers_all else 'covered'}"]
 
 
 def _check_anchor(anchor_log: Path, batch_dir: Path, records: list[dict[str, Any]],

@@ -30,7 +30,7 @@ from controller.batch import (
     write_summary,
 )
 from controller.verify import Verdict
-from tests.records import SUMMARY, audit_records, make_hashed_batch, rewrite_chain
+from tests.records import SUMMARY, audit_records, make_hashed_batch, rewrite_chain, wall
 
 WALL0 = datetime(2026, 11, 24, 21, 18, 40, tzinfo=UTC)
 RECIPE = 'name = "POP70-600-1600"\r\n[[stage]]\nto_c = 600.0\n'
@@ -604,3 +604,29 @@ def test_a_folder_that_is_not_a_batch_says_so(tmp_path: Path, name: str, content
         (tmp_path / name).write_bytes(content)
     result = verify_batch(tmp_path if name == AUDIT_FILE else tmp_path / name)
     assert (result.verdict, result.ok, result.reason) == (Verdict.NOT_A_BATCH, False, reason)
+
+
+def _end_after_the_trace_stopped(batch: Path) -> None:
+    """Finish an unended hashed batch as the session does when the disk filled: the trace
+    stopped (recorded), the audit went on, batch_ended carries no trace hash."""
+    with AuditLog.open_existing(batch / AUDIT_FILE) as log:
+        log.append("records_degraded", t_s=25.0, wall=wall(25.0), what="trace stopped",
+                   reason="disk full", disk_full=True, rows_written=12)
+        log.append("batch_ended", t_s=30.0, wall=wall(30.0), outcome="completed",
+                   summary_sha256=summary_digest(SUMMARY))
+        write_summary(batch, {**SUMMARY, "audit_final_hash": log.final_hash,
+                              "audit_records": log.count})
+
+
+def test_a_trace_stopped_by_a_full_disk_is_checked_up_to_its_last_hash(tmp_path: Path) -> None:
+    batch = make_hashed_batch(tmp_path, ended=False)
+    _end_after_the_trace_stopped(batch)
+    result = verify_batch(batch)
+    assert result.verdict is Verdict.INTACT, result.reason
+    assert "trace.csv: 10 rows covered" in result.reason
+    assert result.warnings == (f"{TRACE_FILE}: 2 rows after the last checkpoint (record 2) not "
+                               "yet covered by the audit (the trace stopped at record 3)",)
+    lines = trace_lines(batch)
+    lines[4] = lines[4].replace(b",200.000", b",210.000")
+    write_trace(batch, lines)
+    assert verify_batch(batch).reason.startswith(f"{TRACE_FILE}: the header or rows 1-5 changed")

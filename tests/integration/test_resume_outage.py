@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -15,7 +17,6 @@ import pytest
 
 from controller.audit import AuditLog
 from controller.batch import verify_batch
-from controller.cli import main
 from controller.clock import VirtualClock
 from controller.handle import RecipeRunner
 from controller.plan import load_recipe
@@ -123,8 +124,7 @@ async def test_outage_in_the_600_dwell(tmp_path: Path, outage_s: float, aligned:
     assert cold_s <= 120.0, cold_s
 
 
-def test_resume_refuses_a_checkpoint_of_another_schema_version(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_refuses_a_checkpoint_of_another_schema_version(tmp_path: Path) -> None:
     """A checkpoint written by another schema version: exit 2, one line, nothing run."""
     station, text = load_station(None)
     recipe = tmp_path / "outage.toml"
@@ -148,9 +148,10 @@ def test_resume_refuses_a_checkpoint_of_another_schema_version(
                      schema_version=0, state={**last["state"], "schema_version": 0},
                      mass0_g=None)
     before = (batch / "audit.jsonl").read_bytes()
-    assert main(["resume", str(batch)]) == 2
-    err = capsys.readouterr()
-    lines = [x for x in (err.out + err.err).splitlines() if x.strip()]
+    resumed = subprocess.run([sys.executable, "-m", "controller.cli", "resume", str(batch)],
+                             capture_output=True, text=True, check=False)
+    assert resumed.returncode == 2
+    lines = [x for x in (resumed.stdout + resumed.stderr).splitlines() if x.strip()]
     assert len(lines) == 1
     assert "schema_version" in lines[0]
     assert "audit.jsonl" in lines[0]

@@ -1,13 +1,17 @@
 """The operator's terminal: a rich live view of the running batch, or a progress bar at
 ``--speed max``, and the closing summary table. Reads snapshots; never touches a device.
+A terminal that goes away (a closed pipe, the hung-up terminal of a closed SSH session)
+silences the console; it never ends the process.
 
 Not here: decisions. The view is fed by the scan cycle's observer hook.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,7 +25,42 @@ from controller.handle import RecipeRunner
 from controller.plan import PlanSummary
 from controller.snapshot import Snapshot
 
-__all__ = ["LiveView", "setup_logging", "summary_table"]
+__all__ = ["LiveView", "TerminalConsole", "hang_up", "setup_logging", "summary_table"]
+
+
+class TerminalConsole(Console):
+    """A rich ``Console`` whose reader may go away without ending the process. Rich's own
+    reaction to a broken pipe is ``SystemExit``, which would end a running batch without
+    its summary from inside the logging call that hit the pipe; this console goes quiet
+    instead, and the batch ends by its own rules (its records are on disk, not on the
+    screen)."""
+
+    def on_broken_pipe(self) -> None:
+        """Called by rich on ``BrokenPipeError``: go quiet, do not exit."""
+        self.detach()
+
+    def detach(self) -> None:
+        """Write nothing from now on, and point the stream's file descriptor at the null
+        device so that nothing still buffered fails when the interpreter exits (which
+        would turn the exit code into 120)."""
+        self.quiet = True
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, self.file.fileno())
+            finally:
+                os.close(devnull)
+
+
+def hang_up(*consoles: Console) -> None:
+    """The terminal has hung up (SIGHUP): silence ``consoles`` and every console that
+    logging writes to (writes to a hung-up terminal fail with EIO)."""
+    handlers = [h.console for h in logging.getLogger().handlers if isinstance(h, RichHandler)]
+    for console in (*consoles, *handlers):
+        if isinstance(console, TerminalConsole):
+            console.detach()
+        else:
+            console.quiet = True
 
 
 def setup_logging(console: Console, level: int = logging.INFO) -> None:

@@ -27,6 +27,8 @@ from controller.snapshot import Snapshot
 
 __all__ = ["LiveView", "TerminalConsole", "hang_up", "setup_logging", "summary_table"]
 
+logger = logging.getLogger(__name__)
+
 
 class TerminalConsole(Console):
     """A rich ``Console`` whose reader may go away without ending the process. Rich's own
@@ -88,7 +90,8 @@ class LiveView:
     """Observer for ``ScanLoop``: a full table in real time, a progress bar at max speed.
 
     ``refresh_every`` limits redraws to one per that many scan cycles (a dry run makes
-    tens of thousands of cycles a second).
+    tens of thousands of cycles a second). Never raises for a terminal that went away
+    (EIO after a hangup): the console goes quiet and the scan loop goes on.
     """
 
     def __init__(self, console: Console, summary: PlanSummary, *, compact: bool,
@@ -117,7 +120,14 @@ class LiveView:
 
     def __exit__(self, *exc: object) -> None:
         if self._started:
-            self._live.__exit__(None, None, None)
+            try:
+                self._live.__exit__(None, None, None)
+            except OSError as error:
+                self._gone(error)
+
+    def _gone(self, error: OSError) -> None:
+        logger.warning("the terminal is gone (%s); the batch goes on without it", error)
+        hang_up(self.console)
 
     def remaining_s(self, runner: RecipeRunner, t_s: float) -> float:
         """Planned time left: the rest of the current stage plus every later stage."""
@@ -131,6 +141,14 @@ class LiveView:
         return left + sum(s.duration_s for s in self.summary.stages[i + 1:])
 
     def __call__(self, snap: Snapshot, runner: RecipeRunner) -> None:
+        if self.console.quiet:
+            return
+        try:
+            self._draw(snap, runner)
+        except OSError as error:  # the scan loop must never end for want of a screen
+            self._gone(error)
+
+    def _draw(self, snap: Snapshot, runner: RecipeRunner) -> None:
         if not self._started:
             self._live.__enter__()
             self._started = True

@@ -9,16 +9,18 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import os
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
 
-from controller.console import TerminalConsole, hang_up
+from controller.console import LiveView, TerminalConsole, hang_up
 from controller.control import (
     CONTROL_FILE,
     STARTING,
@@ -37,9 +39,12 @@ from controller.keys import (
     TerminationPolicy,
     install_termination_handlers,
 )
+from controller.plan import summarize
+from controller.snapshot import Snapshot
 from controller.station import Station
 from controller.steps import Dwell, End, Plan, Stage
 from drivers.errors import ConfigurationError
+from drivers.roles import ControllerReading
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -252,7 +257,9 @@ class BrokenPipe(io.StringIO):
         raise BrokenPipeError(32, "Broken pipe")
 
 
-def test_a_console_whose_reader_went_away_goes_quiet_instead_of_exiting() -> None:
+def test_a_console_whose_reader_went_away_goes_quiet_instead_of_exiting(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # as below
     console = TerminalConsole(file=BrokenPipe())
     console.print("the batch goes on")  # rich's own Console raises SystemExit here
     assert console.quiet
@@ -262,3 +269,27 @@ def test_a_console_whose_reader_went_away_goes_quiet_instead_of_exiting() -> Non
     other.print("nobody reads this")
     assert other.quiet
     assert other.file.getvalue() == ""  # type: ignore[attr-defined]
+
+
+class HungUp(io.StringIO):
+    """A terminal after its SSH session closed: every write fails with EIO."""
+
+    def write(self, text: str) -> int:
+        raise OSError(5, "Input/output error")
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_live_view_never_ends_the_scan_loop_for_want_of_a_terminal(
+        station: Station, monkeypatch: pytest.MonkeyPatch) -> None:
+    # hang_up also silences logging's consoles: none of this test process's, please
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    r = runner(station)
+    reading = ControllerReading(25.0, 25.0, 0.0, False, False, False, False, False)
+    snap = Snapshot(2.0, reading, MappingProxyType({}), None)
+    console = TerminalConsole(file=HungUp(), force_terminal=True)
+    with LiveView(console, summarize(r.plan, station), compact=True) as view:
+        view(snap, r)  # rich raises OSError from its first write
+        assert console.quiet
+        view(snap, r)

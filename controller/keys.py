@@ -188,6 +188,8 @@ def install_termination_handlers(loop: asyncio.AbstractEventLoop,
         if signum is None:
             continue  # not on this platform
         previous = module.getsignal(signum)
+        if previous is None:  # set outside Python: put back the default, not None
+            previous = module.SIG_DFL
         if previous == module.SIG_IGN:
             logger.info("%s is ignored by whoever started the process (nohup?); it will "
                         "not halt the run", name)

@@ -14,7 +14,6 @@ import contextlib
 import io
 import json
 import os
-import pty
 import signal
 import subprocess
 import sys
@@ -178,6 +177,8 @@ def test_sighup_with_the_terminal_gone_still_halts_cleanly(tmp_path: Path) -> No
     """A closed SSH session: the terminal hangs up (writes fail with EIO), then SIGHUP. The
     batch still ends the safe way and the exit code is 1, not 120 (a failed flush at exit)
     nor death by signal."""
+    import pty  # POSIX only (the module is skipped on Windows, but still imported)
+
     master, slave = pty.openpty()
     try:
         proc = _start(tmp_path, stdout=slave, stderr=slave)

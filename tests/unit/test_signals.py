@@ -209,11 +209,12 @@ def test_a_signal_the_process_inherited_as_ignored_stays_ignored() -> None:
     """``nohup`` ignores SIGHUP on purpose: a hangup must then not halt the run."""
     module, loop = WindowsSignal(), ProactorLike()
     module.handlers[module.SIGTERM] = module.SIG_IGN
+    module.handlers[module.SIGBREAK] = None  # a handler set outside Python
     uninstall = install_termination_handlers(loop, lambda name: None, module=module)  # type: ignore[arg-type]
     assert module.handlers[module.SIGTERM] is module.SIG_IGN
     assert callable(module.handlers[module.SIGBREAK])
     uninstall()
-    assert module.handlers[module.SIGBREAK] is module.SIG_DFL
+    assert module.handlers[module.SIGBREAK] is module.SIG_DFL  # not None: that would raise
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals to this very process")

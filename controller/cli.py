@@ -32,9 +32,16 @@ from controller.clock import (
     check_speed,
     utc_now,
 )
-from controller.console import LiveView, setup_logging, summary_table
-from controller.control import TRIGGERS, CommandQueue, send_command
-from controller.keys import InterruptPolicy, KeyCommands, KeyReader, install_interrupt_handler
+from controller.console import LiveView, TerminalConsole, hang_up, setup_logging, summary_table
+from controller.control import STARTING, TRIGGERS, CommandQueue, send_command
+from controller.keys import (
+    InterruptPolicy,
+    KeyCommands,
+    KeyReader,
+    TerminationPolicy,
+    install_interrupt_handler,
+    install_termination_handlers,
+)
 from controller.plan import load_recipe, summarize
 from controller.recipe import ResolvedRecipe, parse_overrides
 from controller.runstate import Phase
@@ -202,11 +209,15 @@ async def _with_console(view: LiveView, operator: str,
                         ) -> BatchResult:
     """Run a batch with the console's controls: keys (see ``HELP_LINE``) and Ctrl-C (once:
     hold at the next safe point; twice: hold now; more: abort with a controlled cool-down;
-    five times: leave the furnace to its own fallback). Outputs are never left undefined:
-    the scan loop's ``finally`` makes them safe whatever ends the run."""
+    five times: leave the furnace to its own fallback). SIGTERM, SIGHUP and SIGBREAK halt:
+    the batch ends faulted at the next scan cycle, the heat left to the instrument's own
+    fallback, summary written; a signal or Ctrl-C after that changes nothing. Outputs are
+    never left undefined: the scan loop's ``finally`` makes them safe whatever ends the run.
+    The previous signal handlers are back when this returns."""
     commands = CommandQueue()
     keys = KeyCommands(operator)
     policy = InterruptPolicy(operator)
+    terminate = TerminationPolicy()
     human = WallClock()  # a double press is measured in real time, even at --speed max
     main_task = asyncio.current_task()
 
@@ -219,6 +230,9 @@ async def _with_console(view: LiveView, operator: str,
     def on_interrupt() -> None:
         if main_task is None:
             return
+        if terminate.halting:  # the same end is on its way; cancelling would lose the summary
+            logger.warning("Ctrl-C ignored: halting on %s", terminate.halting)
+            return
         if not view.started:  # still connecting: nothing written yet
             main_task.cancel()
             return
@@ -227,13 +241,35 @@ async def _with_console(view: LiveView, operator: str,
         if policy.halt_requested:
             main_task.cancel()
 
-    uninstall = install_interrupt_handler(asyncio.get_running_loop(), on_interrupt)
+    def on_signal(name: str) -> None:
+        if main_task is None:
+            return
+        if name == "SIGHUP":  # by convention the terminal has gone: stop writing to it
+            hang_up(view.console)
+        cmd = terminate.on_signal(name)
+        if cmd is None:
+            logger.warning("%s ignored: already halting on %s", name, terminate.halting)
+            return
+        if commands.state() == STARTING:  # no scan loop yet: nothing to halt
+            logger.warning("%s before the batch began: stopping", name)
+            main_task.cancel()
+            return
+        result = commands.post(cmd)
+        logger.warning("%s: halting at the next scan cycle to the instrument's fallback, "
+                       "inert gas on (%s)", name, result.message)
+        if not result.ok:  # cannot happen for a valid halt; the supervisor is the backstop
+            main_task.cancel()
+
+    loop = asyncio.get_running_loop()
+    uninstall = install_interrupt_handler(loop, on_interrupt)
+    uninstall_signals = install_termination_handlers(loop, on_signal)
     try:
         with KeyReader(on_key):
             return await start(commands)
     except asyncio.CancelledError:
         raise KeyboardInterrupt from None
     finally:
+        uninstall_signals()
         uninstall()
 
 
@@ -443,8 +479,8 @@ COMMANDS = {"run": cmd_run, "validate": cmd_validate, "plan": cmd_plan,
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point. Returns the exit code (also used as the process's)."""
     args = _parser().parse_args(argv)
-    out = Console()
-    err = Console(stderr=True, emoji=False)
+    out = TerminalConsole()
+    err = TerminalConsole(stderr=True, emoji=False)
     setup_logging(err)
     try:
         return COMMANDS[args.command](args, out)

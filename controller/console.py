@@ -1,13 +1,17 @@
 """The operator's terminal: a rich live view of the running batch, or a progress bar at
 ``--speed max``, and the closing summary table. Reads snapshots; never touches a device.
+A terminal that goes away (a closed pipe, the hung-up terminal of a closed SSH session)
+silences the console; it never ends the process.
 
 Not here: decisions. The view is fed by the scan cycle's observer hook.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,7 +25,44 @@ from controller.handle import RecipeRunner
 from controller.plan import PlanSummary
 from controller.snapshot import Snapshot
 
-__all__ = ["LiveView", "setup_logging", "summary_table"]
+__all__ = ["LiveView", "TerminalConsole", "hang_up", "setup_logging", "summary_table"]
+
+logger = logging.getLogger(__name__)
+
+
+class TerminalConsole(Console):
+    """A rich ``Console`` whose reader may go away without ending the process. Rich's own
+    reaction to a broken pipe is ``SystemExit``, which would end a running batch without
+    its summary from inside the logging call that hit the pipe; this console goes quiet
+    instead, and the batch ends by its own rules (its records are on disk, not on the
+    screen)."""
+
+    def on_broken_pipe(self) -> None:
+        """Called by rich on ``BrokenPipeError``: go quiet, do not exit."""
+        self.detach()
+
+    def detach(self) -> None:
+        """Write nothing from now on, and point the stream's file descriptor at the null
+        device so that nothing still buffered fails when the interpreter exits (which
+        would turn the exit code into 120)."""
+        self.quiet = True
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, self.file.fileno())
+            finally:
+                os.close(devnull)
+
+
+def hang_up(*consoles: Console) -> None:
+    """The terminal has hung up (SIGHUP): silence ``consoles`` and every console that
+    logging writes to (writes to a hung-up terminal fail with EIO)."""
+    handlers = [h.console for h in logging.getLogger().handlers if isinstance(h, RichHandler)]
+    for console in (*consoles, *handlers):
+        if isinstance(console, TerminalConsole):
+            console.detach()
+        else:
+            console.quiet = True
 
 
 def setup_logging(console: Console, level: int = logging.INFO) -> None:
@@ -49,7 +90,8 @@ class LiveView:
     """Observer for ``ScanLoop``: a full table in real time, a progress bar at max speed.
 
     ``refresh_every`` limits redraws to one per that many scan cycles (a dry run makes
-    tens of thousands of cycles a second).
+    tens of thousands of cycles a second). Never raises for a terminal that went away
+    (EIO after a hangup): the console goes quiet and the scan loop goes on.
     """
 
     def __init__(self, console: Console, summary: PlanSummary, *, compact: bool,
@@ -78,7 +120,14 @@ class LiveView:
 
     def __exit__(self, *exc: object) -> None:
         if self._started:
-            self._live.__exit__(None, None, None)
+            try:
+                self._live.__exit__(None, None, None)
+            except OSError as error:
+                self._gone(error)
+
+    def _gone(self, error: OSError) -> None:
+        logger.warning("the terminal is gone (%s); the batch goes on without it", error)
+        hang_up(self.console)
 
     def remaining_s(self, runner: RecipeRunner, t_s: float) -> float:
         """Planned time left: the rest of the current stage plus every later stage."""
@@ -92,6 +141,14 @@ class LiveView:
         return left + sum(s.duration_s for s in self.summary.stages[i + 1:])
 
     def __call__(self, snap: Snapshot, runner: RecipeRunner) -> None:
+        if self.console.quiet:
+            return
+        try:
+            self._draw(snap, runner)
+        except OSError as error:  # the scan loop must never end for want of a screen
+            self._gone(error)
+
+    def _draw(self, snap: Snapshot, runner: RecipeRunner) -> None:
         if not self._started:
             self._live.__enter__()
             self._started = True

@@ -12,7 +12,9 @@ Wire protocol (one request per TCP connection to 127.0.0.1, UTF-8, one JSON line
 
 ``status`` is ``queued`` (accepted; the scan cycle has not decided yet), ``applied``,
 ``superseded`` or ``refused``; ``ok`` is false only for ``refused``. ``reason`` may be
-omitted for hold and confirm. A request line is at most ``MAX_REQUEST_BYTES``, one flat
+omitted for hold and confirm. ``halt`` is refused on the wire: only the controller itself
+posts it, on SIGTERM, SIGHUP or SIGBREAK (an operator ends a batch with stop or abort, which
+keep the PC supervising the cool-down). A request line is at most ``MAX_REQUEST_BYTES``, one flat
 JSON object (nothing nested: a 2000-deep array is refused before parsing), and must arrive
 within ``request_timeout_s`` (2 s) of connecting; the server answers one request per
 connection and then closes it. Idle or slow connections are dropped at that deadline, and
@@ -47,7 +49,9 @@ __all__ = [
     "MAX_REQUEST_BYTES",
     "MAX_WAITING",
     "NEEDS_REASON",
+    "PROCESS_TRIGGERS",
     "REQUEST_TIMEOUT_S",
+    "STARTING",
     "TRIGGERS",
     "Command",
     "CommandQueue",
@@ -63,16 +67,24 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Trigger = Literal["hold", "resume", "stop", "abort", "confirm"]
-Source = Literal["ctl", "keys", "ctrl-c"]
+Trigger = Literal["hold", "resume", "stop", "abort", "confirm", "halt"]
+Source = Literal["ctl", "keys", "ctrl-c", "signal"]
+# What an operator may send (``furnace ctl``, keys, Ctrl-C).
 TRIGGERS: Final = ("hold", "resume", "stop", "abort", "confirm")
-SOURCES: Final = ("ctl", "keys", "ctrl-c")
+# What only the controller itself posts: ``halt`` (source ``signal``) when the process is
+# told to end (SIGTERM, SIGHUP, SIGBREAK): the batch ends faulted, the heat left to the
+# instrument's own fallback, through the same queue, validation and audit as the rest.
+PROCESS_TRIGGERS: Final = ("halt",)
+SOURCES: Final = ("ctl", "keys", "ctrl-c", "signal")
 # Anything that changes the recipe's course needs a reason (faults.md O3). A hold only
 # pauses it and a confirmation answers the recipe's own question; both may omit one.
-NEEDS_REASON: Final = frozenset({"resume", "stop", "abort"})
+NEEDS_REASON: Final = frozenset({"resume", "stop", "abort", "halt"})
 # The state each trigger leads to: sending it again there is a duplicate, not an error (O7).
 _ALREADY: Final[dict[str, str]] = {"hold": Phase.HELD, "resume": Phase.RUNNING,
-                                   "stop": Phase.STOPPING, "abort": Phase.ABORTING}
+                                   "stop": Phase.STOPPING, "abort": Phase.ABORTING,
+                                   "halt": Phase.FAULTED}
+# What a queue reports as the run's state before a scan loop has attached to it.
+STARTING: Final = "starting"
 
 CONTROL_FILE: Final = "control.json"
 LOOPBACK: Final = "127.0.0.1"
@@ -106,11 +118,16 @@ class Command:
 
     def validate(self) -> Command:
         """Return self, or raise ``ConfigurationError`` with a one-line reason."""
-        if self.trigger not in TRIGGERS:
+        if self.trigger not in TRIGGERS and self.trigger not in PROCESS_TRIGGERS:
             raise ConfigurationError(f"unknown command {self.trigger!r}; expected one of "
                                      f"{', '.join(TRIGGERS)}", field="command")
         if self.source not in SOURCES:
             raise ConfigurationError(f"unknown source {self.source!r}", field="source")
+        if (self.trigger == "halt") != (self.source == "signal"):
+            raise ConfigurationError(
+                "halt is posted only by the controller itself (on SIGTERM, SIGHUP or "
+                "SIGBREAK); end a batch with stop or abort" if self.trigger == "halt"
+                else "a signal only halts", field="command")
         if not (0 < len(self.id) <= _MAX_ID and self.id.isascii()
                 and self.id.replace("-", "").isalnum()):
             raise ConfigurationError("must be 1-64 letters, digits or '-'", field="id")
@@ -143,7 +160,7 @@ class Status(StrEnum):
 
     QUEUED = "queued"
     APPLIED = "applied"
-    SUPERSEDED = "superseded"  # a deferred hold overtaken by a hold now, stop or abort
+    SUPERSEDED = "superseded"  # a deferred hold overtaken by a hold now, stop, abort or halt
     REFUSED = "refused"
 
 
@@ -177,6 +194,8 @@ class Commandable(Protocol):
 
     def confirm(self, operator: str) -> None: ...
 
+    def halt(self, *, reason: str, operator: str = "") -> None: ...
+
 
 def apply_command(runner: Commandable, cmd: Command) -> CommandResult:
     """Fire ``cmd`` on ``runner`` (call from the scan cycle only). Never raises for an
@@ -189,6 +208,8 @@ def apply_command(runner: Commandable, cmd: Command) -> CommandResult:
     try:
         if cmd.trigger == "confirm":
             runner.confirm(cmd.operator)
+        elif cmd.trigger == "halt":
+            runner.halt(reason=cmd.reason, operator=cmd.operator)
         else:
             reason = cmd.reason or f"{cmd.trigger} requested ({cmd.source})"
             runner.command(cmd.trigger, reason=reason, operator=cmd.operator)
@@ -209,14 +230,16 @@ class _Entry:
 class CommandQueue:
     """Commands waiting for the scan cycle, which drains them at the start of each cycle.
 
-    Producers (control server, key reader, Ctrl-C handler) run on the scan loop's event
-    loop thread (threads hand over with ``call_soon_threadsafe``), so no lock is needed.
-    Posting never blocks. The same ``id`` is accepted once; a repeat gets the first
-    command's latest result. ``state`` tells the current runner state for replies; it may
-    be replaced once the runner exists (``queue.state = lambda: str(runner.phase)``).
+    Producers (control server, key reader, Ctrl-C and signal handlers) run on the scan
+    loop's event loop thread (threads hand over with ``call_soon_threadsafe``), so no lock
+    is needed. Posting never blocks. The same ``id`` is accepted once; a repeat gets the
+    first command's latest result. ``state`` tells the current runner state for replies
+    (``STARTING`` until replaced); it is replaced once the runner exists
+    (``queue.state = lambda: str(runner.phase)``). A halt is never refused for a full
+    queue.
     """
 
-    def __init__(self, state: Callable[[], str] = lambda: "starting", *,
+    def __init__(self, state: Callable[[], str] = lambda: STARTING, *,
                  max_pending: int = 32, remember: int = 1024) -> None:
         self.state = state
         self.max_pending = max_pending
@@ -241,7 +264,7 @@ class CommandQueue:
             cmd.validate()
         except ConfigurationError as exc:
             return CommandResult(cmd.id, Status.REFUSED, self._state(), str(exc))
-        if len(self._pending) >= self.max_pending:
+        if len(self._pending) >= self.max_pending and cmd.trigger != "halt":
             return CommandResult(cmd.id, Status.REFUSED, self._state(),
                                  f"{len(self._pending)} commands already waiting")
         result = CommandResult(cmd.id, Status.QUEUED, self._state(), "queued")
@@ -268,9 +291,9 @@ class CommandQueue:
     def take(self, *, at_checkpoint: bool) -> list[Command]:
         """Remove and return the commands due this cycle, oldest first. A deferred hold
         stays queued until ``at_checkpoint`` (or the run is no longer running); a hold
-        now, stop or abort supersedes it."""
+        now, stop, abort or halt supersedes it."""
         running = self._state() == Phase.RUNNING
-        if any(not c.deferred and c.trigger in ("hold", "stop", "abort")
+        if any(not c.deferred and c.trigger in ("hold", "stop", "abort", "halt")
                for c in self._pending):
             for c in [c for c in self._pending if c.deferred]:
                 self._pending.remove(c)

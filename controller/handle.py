@@ -126,6 +126,11 @@ class RecipeRunner:
         self._take(self.rules.fire(self.run, trigger, self.now_t_s, reason=reason,
                                    operator=operator))
 
+    def halt(self, *, reason: str, operator: str = "") -> None:
+        """End the batch now as faulted, the heat left to the instrument's own fallback
+        (``Runner.halt``). Raises ``RunStateError`` once the batch has ended."""
+        self._take(self.rules.halt(self.run, self.now_t_s, reason=reason, operator=operator))
+
     def confirm(self, operator: str) -> None:
         """Confirm the waiting operator step. Raises ``RunStateError`` if there is none."""
         self._take(self.rules.confirm(self.run, self.now_t_s, operator))

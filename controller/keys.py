@@ -1,6 +1,7 @@
-"""Operator input at the console: single keys under the live view, and Ctrl-C.
+"""Operator input at the console: single keys under the live view, Ctrl-C, and the signals
+that tell the process to end (SIGTERM, SIGHUP, SIGBREAK).
 
-Turns keys and interrupts into ``Command``s; never touches a device or the runner. Key
+Turns keys, interrupts and signals into ``Command``s; never touches a device or the runner. Key
 reading runs in a background thread that hands each key to the event loop with
 ``call_soon_threadsafe``; Ctrl-C is a loop callback, so no ``KeyboardInterrupt`` is ever
 raised inside the scan loop (outputs are never left undefined).
@@ -19,18 +20,28 @@ halt: ``halt_requested`` turns True and the caller cancels the scan task, whose 
 hands the furnace to its local fallback with inert gas on (the way out during a long
 cool-down). A press after the window starts the count again, so a stray Ctrl-C long after
 a hold cannot abort.
+
+SIGTERM (``systemctl stop``, an OS shutdown, ``kill``), SIGHUP (the terminal or SSH session
+closed) and SIGBREAK (Windows: Ctrl-Break, or a process manager's CTRL_BREAK_EVENT)
+(``TerminationPolicy``): the first posts ``halt`` from operator ``system``: at the start of
+the next scan cycle the batch ends faulted, the heat left to the instrument's own fallback
+(its local setpoint at its rate limit), inert gas on, the summary written. Later ones are
+logged and ignored, so nothing cuts the safe shutdown short. A signal the process inherited
+as ignored (``nohup`` ignores SIGHUP) stays ignored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
 import sys
 import threading
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any, Final, TextIO
 
 from controller.control import Command, Trigger
@@ -42,8 +53,9 @@ else:
     import termios
     import tty
 
-__all__ = ["BINDINGS", "HALT_PRESSES", "HELP_LINE", "InterruptPolicy", "KeyCommands",
-           "KeyReader", "install_interrupt_handler"]
+__all__ = ["BINDINGS", "HALT_PRESSES", "HELP_LINE", "SYSTEM_OPERATOR", "TERMINATION_SIGNALS",
+           "InterruptPolicy", "KeyCommands", "KeyReader", "TerminationPolicy",
+           "install_interrupt_handler", "install_termination_handlers"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +70,14 @@ HELP_LINE: Final = ("keys: h hold · r resume · s stop · a abort · c confirm 
                     "3× within 10 s abort (cool under inert gas), 5× quit to the "
                     "instrument's fallback")
 HALT_PRESSES: Final = 5
+# The signals that end the process, by name; each platform has some of them (POSIX: SIGTERM,
+# SIGHUP; Windows: SIGTERM, SIGBREAK), and what each means to whoever reads the audit.
+TERMINATION_SIGNALS: Final[dict[str, str]] = {
+    "SIGTERM": "the process was told to end (systemctl stop, OS shutdown, kill)",
+    "SIGHUP": "the terminal or SSH session running it closed",
+    "SIGBREAK": "Ctrl-Break, or the console or a process manager ended it",
+}
+SYSTEM_OPERATOR: Final = "system"  # who the audit names for what the process did itself
 
 
 class KeyCommands:
@@ -128,6 +148,85 @@ class InterruptPolicy:
         return Command(trigger="abort", operator=self.operator, source="ctrl-c",
                        reason=f"Ctrl-C {self.presses} times within {self.window_s:g} s: "
                               "abort with controlled cool-down")
+
+
+class TerminationPolicy:
+    """What a termination signal means: the first halts, later ones change nothing. Pure.
+
+    ``halting`` names the signal that started the halt ("" before any)."""
+
+    def __init__(self) -> None:
+        self.halting = ""
+
+    def on_signal(self, name: str) -> Command | None:
+        """The ``halt`` command for the first signal ``name`` (e.g. "SIGTERM"); None for
+        any signal after it (the halt is already on its way)."""
+        if self.halting:
+            return None
+        self.halting = name
+        why = TERMINATION_SIGNALS.get(name, "the process was told to end")
+        return Command(trigger="halt", operator=SYSTEM_OPERATOR, source="signal",
+                       reason=f"{name}: {why}; halted to the instrument's fallback")
+
+
+def install_termination_handlers(loop: asyncio.AbstractEventLoop,
+                                 on_signal: Callable[[str], None], *,
+                                 module: ModuleType = signal) -> Callable[[], None]:
+    """Route SIGTERM, SIGHUP and SIGBREAK (those ``module`` has) to ``on_signal(name)``,
+    called on ``loop`` as a plain callback, instead of ending the process. Returns the
+    function that uninstalls them and restores the previous handlers. Call from the main
+    thread. A signal whose previous disposition is ``SIG_IGN`` (``nohup``) is left ignored.
+
+    POSIX: ``loop.add_signal_handler``. Windows (no ``add_signal_handler``): a
+    ``module.signal`` handler that only schedules the callback with
+    ``call_soon_threadsafe``. ``module`` is the ``signal`` module (a test passes a stand-in
+    to exercise the Windows branch anywhere).
+    """
+    restore: list[Callable[[], None]] = []
+    for name in TERMINATION_SIGNALS:
+        signum = getattr(module, name, None)
+        if signum is None:
+            continue  # not on this platform
+        previous = module.getsignal(signum)
+        if previous is None:  # set outside Python: put back the default, not None
+            previous = module.SIG_DFL
+        if previous == module.SIG_IGN:
+            logger.info("%s is ignored by whoever started the process (nohup?); it will "
+                        "not halt the run", name)
+            continue
+        try:
+            loop.add_signal_handler(signum, on_signal, name)
+        except NotImplementedError:  # Windows event loops
+            module.signal(signum, _threadsafe_handler(loop, on_signal, name))
+            restore.append(functools.partial(module.signal, signum, previous))
+            continue
+        restore.append(functools.partial(_remove_loop_handler, loop, module, signum, previous))
+
+    def uninstall() -> None:
+        for undo in reversed(restore):
+            undo()
+        restore.clear()
+
+    return uninstall
+
+
+def _remove_loop_handler(loop: asyncio.AbstractEventLoop, module: ModuleType, signum: int,
+                         previous: Any) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop is already closed
+        loop.remove_signal_handler(signum)
+    module.signal(signum, previous)
+
+
+def _threadsafe_handler(loop: asyncio.AbstractEventLoop, on_signal: Callable[[str], None],
+                        name: str) -> Callable[[int, object], None]:
+    """A ``signal.signal`` handler that hands ``name`` to ``loop``; it does nothing else,
+    since it runs between two bytecodes of whatever the main thread was doing."""
+
+    def handler(signum: int, frame: object) -> None:
+        with contextlib.suppress(RuntimeError):  # loop closed: the run has ended already
+            loop.call_soon_threadsafe(on_signal, name)
+
+    return handler
 
 
 def install_interrupt_handler(loop: asyncio.AbstractEventLoop,

@@ -215,6 +215,24 @@ class Runner:
                 how="confirmed by operator")
         return c.finish()
 
+    def halt(self, state: RunState, t_s: float, *, reason: str, operator: str = ""
+             ) -> tuple[RunState, CycleOutput]:
+        """The controller itself is going away (SIGTERM, SIGHUP, SIGBREAK): end the batch as
+        faulted with the heat left to the instrument's own fallback (its local setpoint at
+        its rate limit) and inert gas on. Not heater off: a forced 0 % output would wait for
+        a PC that is not coming back. ``reason`` (naming the signal) becomes the end reason,
+        after any earlier one (a halt during an abort's cool-down). Raises
+        ``RunStateError`` once the batch has ended."""
+        if state.phase in FINAL:
+            raise RunStateError(f"cannot halt while {state.phase}")
+        c = _Cycle(self, state, t_s)
+        c.heater_off = False
+        c.end_reason = f"{c.end_reason}; then {reason}" if c.end_reason else reason
+        c.audit("halt", action="halt: instrument fallback, inert gas on", reason=reason,
+                operator=operator)
+        c.fire("fault", reason=reason, operator=operator)
+        return c.finish()
+
     @staticmethod
     def outage(state: RunState) -> RunState:
         """The controller was away (a stalled scan loop): the next cycle's dt is 0, so the

@@ -35,6 +35,7 @@ from controller.steps import (
     Stage,
     Step,
 )
+from drivers.errors import RunStateError
 from drivers.roles import ControllerReading, FlowReading
 
 
@@ -169,6 +170,36 @@ def test_halt_turns_the_heater_off_unless_the_verdict_leaves_it_to_the_instrumen
     assert state.phase is Phase.FAULTED
     assert out.heater_off is (not fallback)
     assert state.heater_off is (not fallback)
+
+
+def test_a_halt_leaves_the_heat_to_the_instrument_and_names_its_reason(
+        station: Station) -> None:
+    """SIGTERM/SIGHUP/SIGBREAK: faulted, the heater not forced off (the PC is going away and
+    a forced 0 % would need it back), inert gas on, the reason as the end reason."""
+    runner, state = running(station, STEPS[0])
+    state, _ = runner.step(state, snap(0.0, 25.0), [])
+    state, out = runner.halt(state, 2.0, reason="SIGTERM: told to end", operator="system")
+    assert state.phase is Phase.FAULTED
+    assert not out.heater_off
+    assert not state.heater_off
+    assert state.end_reason == "SIGTERM: told to end"
+    assert state.flows_sccm["air"] == 0
+    assert state.flows_sccm["Ar"] > 0
+    assert [e.event for e in out.events] == ["halt", "gas_change", "state_change"]
+    assert out.events[0].fields["action"] == "halt: instrument fallback, inert gas on"
+    assert out.events[-1].fields == {"old": "running", "new": "faulted", "trigger": "fault",
+                                    "reason": "SIGTERM: told to end", "operator": "system"}
+    with pytest.raises(RunStateError, match="cannot halt while faulted"):
+        runner.halt(state, 4.0, reason="SIGHUP", operator="system")
+
+
+def test_a_halt_during_an_abort_keeps_the_abort_reason_first(station: Station) -> None:
+    runner, state = running(station, STEPS[1])
+    state, _ = runner.step(state, snap(0.0, 500.0), [_verdict(Severity.ABORT)])
+    assert state.phase is Phase.ABORTING
+    state, _ = runner.halt(state, 2.0, reason="SIGHUP: session closed", operator="system")
+    assert state.phase is Phase.FAULTED
+    assert state.end_reason == "test_lock: test; then SIGHUP: session closed"
 
 
 def test_checkpoint_round_trips_through_json(station: Station) -> None:

@@ -455,6 +455,8 @@ class ScanLoop:
             next_t = self.clock.now()
             while not self.runner.is_final:
                 self._drain_commands()
+                if self.runner.is_final:  # a command ended the batch (a halt on a signal)
+                    break
                 # After a front-panel change we hold and do not fight the operator; once
                 # running again, or aborting with nobody there, our configuration returns
                 # so that the controlled cool-down really controls the furnace.

@@ -62,6 +62,7 @@ class Verdict:
     instrument_fallback: bool = False  # a halt that leaves the heat to the instrument's own
     # fallback (it cannot be reached to switch the heater off)
     reconfigure_on_resume: bool = False  # the instrument was changed: re-apply on resume
+    resumable: bool = False  # a halt that leaves the batch to ``furnace resume``, unended
 
 
 Check = Callable[[Snapshot, Context, Station], Iterator[Verdict]]
@@ -130,7 +131,8 @@ def comms_loss(snap: Snapshot, ctx: Context, station: Station) -> Iterator[Verdi
     if failures >= halt_cycles:
         yield Verdict("comms_loss", Severity.HALT, failures, halt_cycles,
                       f"no valid reply from the furnace controller for "
-                      f"{failures * station.scan_period_s:.0f} s", instrument_fallback=True)
+                      f"{failures * station.scan_period_s:.0f} s", instrument_fallback=True,
+                      resumable=True)
     elif failures >= COMMS_LOSS_CYCLES:
         yield Verdict("comms_stale", Severity.HOLD, failures, COMMS_LOSS_CYCLES,
                       "furnace controller not answering: readings stale, holding",

@@ -245,9 +245,12 @@ def decide(rec: Recovered, snap: Snapshot, outage_s: float) -> Decision:
     if outage_s > MAX_UNATTENDED_OUTAGE_S:
         return from_here(Policy.HOLD, f"away {outage_s / 3600:.1f} h: longer than "
                          f"{MAX_UNATTENDED_OUTAGE_S / 3600:.0f} h, a person decides", "hold")
-    if state.phase is Phase.HELD:
+    if state.phase is Phase.HELD and state.hold_auto_resume_s is None:
         return from_here(Policy.HOLD, f"the batch was held ({state.hold_cause or 'operator'})"
                          " when it stopped: it stays held", "hold")
+    if state.phase is Phase.HELD:  # held by a condition that lifts itself (stale comms):
+        # the interlocks judge it afresh after preflight
+        ready = replace(ready, hold_cause="", hold_auto_resume_s=None)
     if isinstance(step, Cool | End):
         # Cooling: the setpoint runs ahead of the furnace, and the outage only cools it
         # more. Hotter than the furnace was is what would be implausible.

@@ -282,6 +282,7 @@ class _Cycle:
         self.needs_reconfigure = state.needs_reconfigure
         self.failed_gases = set(state.failed_gases)
         self.end_reason = state.end_reason
+        self.interrupted = state.interrupted
         self._start = (state.phase, state.step_index, len(state.inserted))
 
     def finish(self) -> tuple[RunState, CycleOutput]:
@@ -293,7 +294,7 @@ class _Cycle:
             self.holdback_total_s, frozen_map(self.gas_used_l), self.hold_cause,
             self.hold_auto_resume_s, self.held_since_t_s, self.hold_clear_since_t_s,
             self.notes, self.ramp_paused, self.heater_off, self.needs_reconfigure,
-            frozenset(self.failed_gases), self.end_reason)
+            frozenset(self.failed_gases), self.end_reason, self.interrupted)
         boundary = (self.phase, self.step_index, len(self.inserted)) != self._start
         out = CycleOutput(Runner.commands(state), tuple(self.events), self.heater_off_now,
                           self.tube_opened, boundary)
@@ -377,6 +378,7 @@ class _Cycle:
                 # fallback (the controller is out of reach: its remote-setpoint timeout
                 # takes it to the local setpoint at the rate limit).
                 self.heater_off = self.heater_off_now = not v.instrument_fallback
+                self.interrupted = v.resumable
                 self.audit("interlock_trip", action="halt: heater off, inert gas on"
                            if self.heater_off else "halt: instrument fallback, inert gas on",
                            **fields)

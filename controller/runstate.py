@@ -128,6 +128,7 @@ class RunState:
     needs_reconfigure: bool = False  # the instrument was changed under us: re-apply
     failed_gases: frozenset[str] = frozenset()  # inert gases whose flow was lost
     end_reason: str = ""
+    interrupted: bool = False  # halted on a condition resume can pick up (lost comms)
 
 
 def initial_state(plan: Plan, *, ambient_c: float, gases: tuple[str, ...],
@@ -190,7 +191,8 @@ _OPTIONAL_FLOAT_FIELDS: Final = frozenset({"last_t_s", "hold_auto_resume_s",
 _MAP_FIELDS: Final = frozenset({"flows_sccm", "stage_started_t_s", "stage_ended_t_s",
                                 "gas_used_l"})
 _SET_FIELDS: Final = frozenset({"purged", "notes", "failed_gases"})
-_BOOL_FIELDS: Final = frozenset({"ramp_paused", "heater_off", "needs_reconfigure"})
+_BOOL_FIELDS: Final = frozenset({"ramp_paused", "heater_off", "needs_reconfigure",
+                                 "interrupted"})
 _STR_FIELDS: Final = frozenset({"hold_cause", "end_reason"})
 
 

@@ -322,6 +322,8 @@ async def _loop_and_finish(*, batch_dir: Path, station: Station, built: Built,
     actual_s = clock.now() - t0_s
     summary = _summary(batch_dir, runner.plan, summarize(runner.plan, station), runner,
                        actual_s, loop.cycles)
+    if runner.run.interrupted:
+        return _interrupted(batch_dir, recorder, runner, summary, state, actual_s)
     # Every field of the summary is bound to the chain by its digest, and the whole
     # trace by its hash (furnace verify checks both).
     recorder.audit("batch_ended", actual_s, {
@@ -333,6 +335,20 @@ async def _loop_and_finish(*, batch_dir: Path, station: Station, built: Built,
     write_summary(batch_dir, summary)
     _anchor(batch_dir, station, audit, clock)
     logger.info("batch %s %s", batch_dir.name, summary["outcome"])
+    return BatchResult(batch_dir, state, summary)
+
+
+def _interrupted(batch_dir: Path, recorder: BatchRecorder, runner: RecipeRunner,
+                 summary: dict[str, Any], state: Phase, t_s: float) -> BatchResult:
+    """The run halted on a condition resume can pick up (the furnace controller out of
+    reach): the batch is not ended. No ``batch_ended``, no summary.json, no anchor; the
+    last checkpoint is where ``furnace resume`` goes on once the link is back."""
+    how = f"furnace resume {batch_dir} once the link is back"
+    recorder.audit("batch_interrupted", t_s, {"reason": runner.run.end_reason,
+                                              "resume": how})
+    recorder.audit_log.close()
+    logger.warning("batch %s interrupted (%s): %s", batch_dir.name, runner.run.end_reason, how)
+    summary.update(outcome="interrupted", end_reason=f"{runner.run.end_reason}; {how}")
     return BatchResult(batch_dir, state, summary)
 
 

@@ -160,3 +160,54 @@ def test_resume_refuses_a_checkpoint_of_another_schema_version(tmp_path: Path) -
 
 def clock_wall(record: dict[str, object]) -> datetime:
     return datetime.fromisoformat(str(record["wall_utc"]).replace("Z", "+00:00"))
+
+
+async def test_lost_communication_leaves_the_batch_resumable(tmp_path: Path) -> None:
+    """The RS-485 line to the furnace controller is lost for 3 min in the dwell: the run
+    halts to the instrument's own fallback but the batch is not ended (no summary, no
+    batch_ended; verify says "interrupted"), and once the link is back ``resume`` follows
+    the normal policy to the end (issue 9 item 6)."""
+    station, text = load_station(None)
+    recipe = tmp_path / "outage.toml"
+    recipe.write_text(RECIPE, encoding="utf-8")
+    _, plan, frozen = load_recipe(recipe, {}, station)
+    clock = VirtualClock()
+    built = build_devices(station, clock, material=plan.material)
+    world = built.world
+    assert world is not None
+    dwell_index = next(i for i, s in enumerate(plan.steps) if isinstance(s, Dwell))
+    lost_at: list[float] = []
+
+    def observer(snap: Snapshot, runner: RecipeRunner) -> None:
+        if not lost_at and runner.step_index == dwell_index and \
+                runner.run.progress.counted_s > 600.0:
+            world.set_responding(station.furnace.unit, False)
+            lost_at.append(snap.t_s)
+
+    result = await run_batch(plan=plan, station=station, recipe_text=frozen,
+                             station_text=text, clock=clock, batches_dir=tmp_path / "b",
+                             operator="pytest", observer=observer, built=built)
+    batch = result.batch_dir
+    assert result.summary["outcome"] == "interrupted"
+    assert "furnace resume" in result.summary["end_reason"]
+    assert not (batch / "summary.json").exists()
+    records = [json.loads(x) for x in (batch / "audit.jsonl").read_text().splitlines()]
+    assert records[-1]["event"] == "batch_interrupted"
+    assert not [r for r in records if r["event"] == "batch_ended"]
+    assert verify_batch(batch).ok  # intact so far, interrupted
+
+    await clock.sleep_until(lost_at[0] + 180.0)  # the line comes back after 3 min
+    world.advance_to(clock.now())
+    world.set_responding(station.furnace.unit, True)
+    resumed = await resume_batch(batch, make_clock=lambda _start_s: clock,
+                                 built=build_devices(station, clock, world=world),
+                                 now_utc=clock.wall)
+    assert resumed.state is Phase.COMPLETED, resumed.summary["end_reason"]
+    assert verify_batch(batch).ok
+    records = [json.loads(x) for x in (batch / "audit.jsonl").read_text().splitlines()]
+    policy = next(r for r in records if r["event"] == "batch_resumed")["policy"]
+    assert policy in ("continue", "ramp back")
+    done = [r for r in records if r["event"] == "step_completed" and r["index"] == dwell_index
+            and not r.get("inserted")]
+    assert len(done) == 1
+    assert done[0]["counted_s"] == pytest.approx(3600.0, abs=2.0)

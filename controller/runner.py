@@ -283,6 +283,7 @@ class _Cycle:
         self.failed_gases = set(state.failed_gases)
         self.end_reason = state.end_reason
         self.interrupted = state.interrupted
+        self.supervise = state.supervise
         self._start = (state.phase, state.step_index, len(state.inserted))
 
     def finish(self) -> tuple[RunState, CycleOutput]:
@@ -294,7 +295,7 @@ class _Cycle:
             self.holdback_total_s, frozen_map(self.gas_used_l), self.hold_cause,
             self.hold_auto_resume_s, self.held_since_t_s, self.hold_clear_since_t_s,
             self.notes, self.ramp_paused, self.heater_off, self.needs_reconfigure,
-            frozenset(self.failed_gases), self.end_reason, self.interrupted)
+            frozenset(self.failed_gases), self.end_reason, self.interrupted, self.supervise)
         boundary = (self.phase, self.step_index, len(self.inserted)) != self._start
         out = CycleOutput(Runner.commands(state), tuple(self.events), self.heater_off_now,
                           self.tube_opened, boundary)
@@ -379,6 +380,7 @@ class _Cycle:
                 # takes it to the local setpoint at the rate limit).
                 self.heater_off = self.heater_off_now = not v.instrument_fallback
                 self.interrupted = v.resumable
+                self.supervise = not v.resumable  # the PC stays: nothing takes it away
                 self.audit("interlock_trip", action="halt: heater off, inert gas on"
                            if self.heater_off else "halt: instrument fallback, inert gas on",
                            **fields)

@@ -129,6 +129,7 @@ class RunState:
     failed_gases: frozenset[str] = frozenset()  # inert gases whose flow was lost
     end_reason: str = ""
     interrupted: bool = False  # halted on a condition resume can pick up (lost comms)
+    supervise: bool = False  # halted by an interlock: stay with the furnace until it is cool
 
 
 def initial_state(plan: Plan, *, ambient_c: float, gases: tuple[str, ...],
@@ -192,7 +193,7 @@ _MAP_FIELDS: Final = frozenset({"flows_sccm", "stage_started_t_s", "stage_ended_
                                 "gas_used_l"})
 _SET_FIELDS: Final = frozenset({"purged", "notes", "failed_gases"})
 _BOOL_FIELDS: Final = frozenset({"ramp_paused", "heater_off", "needs_reconfigure",
-                                 "interrupted"})
+                                 "interrupted", "supervise"})
 _STR_FIELDS: Final = frozenset({"hold_cause", "end_reason"})
 
 

@@ -20,7 +20,7 @@ from controller.clock import Clock
 from controller.control import CommandQueue
 from controller.dtg import SlidingSlope
 from controller.handle import RecipeRunner
-from controller.interlocks import COMMS_LOSS_CYCLES, evaluate
+from controller.interlocks import COMMS_LOSS_CYCLES, FLOW_LOST_S, PV_FROZEN_S, evaluate
 from controller.monitors import HealthMonitor
 from controller.runner import SAFE_INERT_FLOW_SCCM, CycleOutput, fallback_rate_c_per_min
 from controller.runstate import SCHEMA_VERSION, Phase, to_record
@@ -51,6 +51,12 @@ ALIGN_MARGIN_C = 2.0
 # The loop this many periods late is an outage (recorded), not a run of missed cycles.
 OVERRUN_PERIODS = 5
 ALIGN_MAX_PERIODS = 10  # then the rate limit goes back regardless (and the audit says so)
+# The cooling model for supervision when no temperature can be read: Newton cooling with
+# this time constant. Deliberately slow (a large, well-insulated furnace; the built-in
+# twin's is about 1 h at 1300 °C), so the predicted furnace is never cooler than the real
+# one and supervision ends late rather than early.
+SUPERVISE_COOLING_TAU_S = 4 * 3600.0
+SUPERVISE_MAX_S = 24 * 3600.0  # a furnace that will not cool: the record ends here
 DTG_WINDOW_S = 300.0  # DTG slope window: smooths balance noise, lags by half of it
 DELTA_T_RATE_WINDOW_S = 120.0  # the exotherm guard's rate of rise of ΔT
 
@@ -371,6 +377,87 @@ class ScanLoop:
                 "message": result.message})
         self._flush_events(t_s)
 
+    @staticmethod
+    def _trusted(snap: Snapshot) -> bool:
+        """The control thermocouple's reading can be believed (no break, not frozen)."""
+        reading = snap.furnace
+        return (reading is not None and not reading.is_sensor_break
+                and not reading.is_over_range and snap.health.pv_unchanged_s < PV_FROZEN_S)
+
+    def _cool_enough(self, snap: Snapshot, last: tuple[float, float] | None
+                     ) -> tuple[float, str] | None:
+        """The furnace's temperature for ending supervision, and where it comes from: the
+        control thermocouple if it can be trusted, else the sample thermocouple, else the
+        cooling model from the last trusted reading ``last`` (t_s, °C)."""
+        if self._trusted(snap):
+            return snap.furnace_c, "control thermocouple"
+        if snap.sample_c is not None:
+            return snap.sample_c, "sample thermocouple"
+        if last is None:
+            return None
+        ambient_c = self.station.envelope.ambient_c
+        t0_s, t0_c = last
+        predicted_c = ambient_c + (t0_c - ambient_c) * math.exp(
+            -(snap.t_s - t0_s) / SUPERVISE_COOLING_TAU_S)
+        return predicted_c, "cooling model (no temperature can be read)"
+
+    async def _supervise(self, next_t: float) -> None:
+        """After a halt, stay until the furnace is below the open-tube limit: keep the
+        trace, keep inert gas flowing (switch to another inert gas if its flow is lost),
+        then end with the outcome the batch had. The heater stays as the halt left it."""
+        env = self.station.envelope
+        last: tuple[float, float] | None = None
+        switched: set[str] = set()
+        t0_s = self.clock.now() - self._t0_s
+        self.recorder.audit("supervision_started", t0_s, {
+            "until_c": env.open_tube_max_c,
+            "why": "halted: the furnace is watched, the record kept and inert gas kept on "
+                   "until it can be opened"})
+        while True:
+            snap = await self.read()
+            if self._trusted(snap):
+                last = (snap.t_s, snap.furnace_c)
+            await self._keep_inert_gas(snap, switched)
+            self._trace(snap, self.runner.commands())
+            self.cycles += 1
+            if self.observer is not None:
+                self.observer(snap, self.runner)
+            known = self._cool_enough(snap, last)
+            if known is not None and known[0] <= env.open_tube_max_c:
+                self.recorder.audit("supervision_ended", snap.t_s, {
+                    "temperature_c": known[0], "source": known[1],
+                    "limit_c": env.open_tube_max_c})
+                return
+            if snap.t_s - t0_s > SUPERVISE_MAX_S:  # it does not cool (a heater stuck on)
+                self.recorder.audit("supervision_ended", snap.t_s, {
+                    "temperature_c": known[0] if known else None,
+                    "source": known[1] if known else "none", "limit_c": env.open_tube_max_c,
+                    "reason": f"still not cool after {SUPERVISE_MAX_S / 3600:.0f} h: the "
+                              "hardware over-temperature cut-out and a person must act"})
+                return
+            next_t += self.station.scan_period_s
+            await self.clock.sleep_until(next_t)
+            next_t = max(next_t, self.clock.now() - self.station.scan_period_s)
+
+    async def _keep_inert_gas(self, snap: Snapshot, switched: set[str]) -> None:
+        """The gas-supply interlock while supervising: an inert flow short for
+        ``FLOW_LOST_S`` (an empty bottle) switches to another inert gas, once."""
+        for gas, short_s in snap.health.flow_short_s.items():
+            if short_s < FLOW_LOST_S or gas in switched or self._oxidising(gas):
+                continue
+            switched.add(gas)
+            other = next((m for m in self.devices.mfcs if m.gas not in switched
+                          and not self._oxidising(m.gas)), None)
+            if other is None:
+                continue
+            config = self.station.gas(other.gas)
+            flow = min(SAFE_INERT_FLOW_SCCM, config.full_scale_sccm) if config else 0.0
+            done: dict[str, str] = {}
+            await self._set_safe_flow(other, flow, done)
+            self.recorder.audit("inert_gas_switched", snap.t_s, {
+                "lost": gas, "to": other.gas, "result": done.get(other.gas, ""),
+                "short_s": short_s})
+
     def _overrun(self, deadline: float, last_t_s: float) -> float:
         """After the wait for ``deadline``: if the loop is more than ``OVERRUN_PERIODS``
         behind (the PC froze, was suspended or starved), record the gap as an outage and
@@ -480,6 +567,9 @@ class ScanLoop:
                 next_t += self.station.scan_period_s
                 await self.clock.sleep_until(next_t)
                 next_t = self._overrun(next_t, snap.t_s)
+            if self.runner.run.supervise:
+                await asyncio.shield(self._safe_state())  # at once: then watch it cool
+                await self._supervise(next_t)
         finally:
             await asyncio.shield(self._safe_state())
         return self.runner.phase

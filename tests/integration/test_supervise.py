@@ -1,0 +1,59 @@
+"""Rung 3: after a halt the controller stays with the furnace until it can be opened
+(issue 9 item 14): a sensor break at 400 °C halts the batch with the heater off, the
+controller goes on recording, judges the temperature from the sample thermocouple, switches
+to nitrogen when the argon bottle runs empty during the cool-down, and ends once the
+furnace is below the open-tube limit, with the outcome it had."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from controller.clock import VirtualClock
+from controller.handle import RecipeRunner
+from controller.plan import load_recipe
+from controller.runstate import Phase
+from controller.session import run_batch
+from controller.snapshot import Snapshot
+from controller.station import load_station
+from controller.station_factory import build_devices
+from tests.integration.test_stall import RECIPE
+
+
+async def test_after_a_halt_the_cool_down_is_supervised_to_a_safe_end(tmp_path: Path) -> None:
+    station, text = load_station(None)
+    recipe = tmp_path / "halt.toml"
+    recipe.write_text(RECIPE, encoding="utf-8")
+    _, plan, frozen = load_recipe(recipe, {}, station)
+    clock = VirtualClock()
+    built = build_devices(station, clock, material=plan.material)
+    world = built.world
+    assert world is not None
+    halted: list[float] = []
+
+    def observer(snap: Snapshot, runner: RecipeRunner) -> None:
+        if not halted and snap.furnace_c > 390.0:
+            world.furnace.inject_sensor_break(True)
+            halted.append(snap.t_s)
+        elif halted and snap.t_s > halted[0] + 600.0 and not world.mfcs["Ar"].no_flow:
+            world.mfcs["Ar"].no_flow = True  # the argon bottle runs empty meanwhile
+
+    result = await run_batch(plan=plan, station=station, recipe_text=frozen,
+                             station_text=text, clock=clock, batches_dir=tmp_path / "b",
+                             operator="pytest", observer=observer, built=built)
+    assert result.state is Phase.FAULTED
+    assert result.summary["outcome"] == "faulted"
+    records = [json.loads(x) for x in (result.batch_dir / "audit.jsonl").read_text()
+               .splitlines()]
+    events = [r["event"] for r in records]
+    assert events.index("supervision_started") < events.index("supervision_ended") < \
+        events.index("batch_ended")
+    ended = next(r for r in records if r["event"] == "supervision_ended")
+    assert ended["source"] == "sample thermocouple"  # the control thermocouple is broken
+    assert ended["temperature_c"] <= station.envelope.open_tube_max_c
+    assert ended["t_s"] - halted[0] > 3600.0  # it really waited for the furnace to cool
+    switched = next(r for r in records if r["event"] == "inert_gas_switched")
+    assert (switched["lost"], switched["to"]) == ("Ar", "N2")
+    truth = world.truth()
+    assert truth.flows_sccm["N2"] > 150.0  # nitrogen flows into the cooling tube
+    assert truth.furnace_c < 150.0

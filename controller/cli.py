@@ -295,7 +295,14 @@ def cmd_validate(args: argparse.Namespace, out: Console) -> int:
     station, _, _, plan, _ = _load(args)
     out.print(f"{args.recipe}: valid for station {station.name} "
               f"({plan.sample_name}, {len(plan.steps)} steps)")
+    _print_notes(out, args.recipe, plan.notes)
     return EXIT_OK
+
+
+def _print_notes(out: Console, recipe: str, notes: tuple[str, ...]) -> None:
+    """One line per change the compiler made to the recipe (a capped ramp)."""
+    for note in notes:
+        out.print(f"{recipe}: note: {note}", markup=False, highlight=False, soft_wrap=True)
 
 
 def cmd_plan(args: argparse.Namespace, out: Console) -> int:
@@ -320,6 +327,7 @@ def cmd_plan(args: argparse.Namespace, out: Console) -> int:
     out.print(steps)
     out.print("cooling below ~400 °C is slower than programmed (natural cooling): "
               "planned times are lower bounds")
+    _print_notes(out, args.recipe, summary.notes)
     return EXIT_OK
 
 

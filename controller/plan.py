@@ -30,6 +30,7 @@ from controller.recipe import (
     resolve,
     sample_name,
 )
+from controller.runner import fallback_rate_c_per_min
 from controller.station import Station
 from controller.steps import (
     Cool,
@@ -95,6 +96,8 @@ class _Compiler:
         self.source = source
         self.walk = _Walk(setpoint_c=self.env.ambient_c)
         self.recipe = resolved.recipe
+        self.fallback_rate = fallback_rate_c_per_min(station)
+        self.notes: list[str] = []
 
     def fail(self, where: str, rule: str) -> RecipeError:
         return RecipeError(f"{rule} (station {self.station.name})", source=self.source,
@@ -146,6 +149,25 @@ class _Compiler:
                                    f"({_n(self.env.ambient_c)} °C), which the furnace "
                                    "cannot reach")
 
+    def cap(self, where: str, what: str, rate: float, heating: bool) -> float:
+        """``rate`` (°C/min), or the instrument's fallback rate if that is lower, with a note.
+
+        The instrument has one rate limit, up and down, and it is what the furnace falls
+        back at when the PC dies, so it stays at the fallback rate in every step (decision
+        0005): a faster ramp would leave the instrument behind the plan.
+        """
+        fallback = self.fallback_rate
+        if not rate > fallback * (1 + _RATE_TOLERANCE):
+            return rate
+        limit = _n(self.env.max_cooling_rate_c_per_min)
+        why = (f"the instrument falls back at its single rate limit, which must keep the "
+               f"furnace within the station's {limit} °C/min cooling limit" if heating else
+               f"the instrument's single rate limit is its fallback rate, which must keep "
+               f"the furnace within the station's {limit} °C/min cooling limit")
+        self.notes.append(f"{where}: {what} capped from {_n(rate)} to {_n(fallback)} "
+                          f"°C/min: {why}")
+        return fallback
+
     # --- one method per step kind; each returns the compiled step -------------------
 
     def ramp(self, where: str, stage: StageSpec, spec: RampSpec) -> Ramp:
@@ -162,7 +184,7 @@ class _Compiler:
             if rate == 0:
                 raise self.fail(rate_field, f"a ramp by time to {_n(to_c)} °C, the setpoint "
                                             "already in force, is a dwell; use kind = 'dwell'")
-        label = f"ramp to {_n(to_c)} °C at {_n(rate)} °C/min"
+        requested = rate
         if to_c > from_c:
             limit = self.env.max_rate_between(from_c, to_c)
             if rate > limit * (1 + _RATE_TOLERANCE):
@@ -179,6 +201,12 @@ class _Compiler:
                                        "has completed; add a purge step before heating")
         elif to_c < from_c:
             self.check_cooling(rate_field, from_c, to_c, rate)
+        rate = self.cap(rate_field, f"ramp to {_n(to_c)} °C", rate, heating=to_c > from_c)
+        label = f"ramp to {_n(to_c)} °C at {_n(rate)} °C/min"
+        if rate != requested:
+            label += f" (capped from {_n(requested)})"
+            self.check_duration(rate_field, abs(to_c - from_c) / rate * 60.0,
+                                f"ramping {_n(from_c)} -> {_n(to_c)} °C at {_n(rate)} °C/min")
         walk.setpoint_c = to_c
         return Ramp(stage=stage.name, label=label, to_c=to_c, rate_c_per_min=rate)
 
@@ -194,14 +222,16 @@ class _Compiler:
         if spec.to_c >= from_c:
             raise self.fail(f"{where}.to_c", f"cool to {_n(spec.to_c)} °C is not below the "
                                              f"setpoint in force ({_n(from_c)} °C); use a ramp")
-        self.check_cooling(f"{where}.rate_c_per_min", from_c, spec.to_c, spec.rate_c_per_min)
-        self.check_duration(f"{where}.rate_c_per_min",
-                            (from_c - spec.to_c) / spec.rate_c_per_min * 60.0,
-                            f"cooling {_n(from_c)} -> {_n(spec.to_c)} °C at "
-                            f"{_n(spec.rate_c_per_min)} °C/min")
+        rate_field, requested = f"{where}.rate_c_per_min", spec.rate_c_per_min
+        self.check_cooling(rate_field, from_c, spec.to_c, requested)
+        rate = self.cap(rate_field, f"cool to {_n(spec.to_c)} °C", requested, heating=False)
+        self.check_duration(rate_field, (from_c - spec.to_c) / rate * 60.0,
+                            f"cooling {_n(from_c)} -> {_n(spec.to_c)} °C at {_n(rate)} °C/min")
+        label = f"cool to {_n(spec.to_c)} °C at {_n(rate)} °C/min"
+        if rate != requested:
+            label += f" (capped from {_n(requested)})"
         self.walk.setpoint_c = spec.to_c
-        return Cool(stage=stage.name, to_c=spec.to_c, rate_c_per_min=spec.rate_c_per_min,
-                    label=f"cool to {_n(spec.to_c)} °C at {_n(spec.rate_c_per_min)} °C/min")
+        return Cool(stage=stage.name, to_c=spec.to_c, rate_c_per_min=rate, label=label)
 
     def dwell(self, where: str, stage: StageSpec, spec: DwellSpec) -> Dwell:
         at_c = self.walk.setpoint_c
@@ -352,13 +382,14 @@ def compile_plan(resolved: ResolvedRecipe, station: Station, source: str) -> Pla
             without an O2 analyser; a step (or its holdback or O2 timeout) longer than
             ``MAX_STEP_S``, or a plan longer than ``MAX_PLAN_S``.
     """
-    stages, steps = _Compiler(resolved, station, source).compile()
+    compiler = _Compiler(resolved, station, source)
+    stages, steps = compiler.compile()
     m = resolved.recipe.sample_material
     material = (Material(precursor=m.precursor, acid_wt=m.acid_wt, mass_g=m.mass_g)
                 if m is not None else None)
     plan = Plan(recipe_name=resolved.recipe.name, sample_name=sample_name(resolved),
                 stages=stages, steps=steps, parameters=MappingProxyType(dict(resolved.values)),
-                material=material)
+                material=material, notes=tuple(compiler.notes))
     total_s = summarize(plan, station).duration_s
     if not total_s <= MAX_PLAN_S:
         raise RecipeError(f"the plan takes {_span(total_s)}, longer than the "
@@ -389,6 +420,7 @@ class PlanSummary:
     peak_c: float
     gas_l: MappingProxyType[str, float]  # every station gas, standard litres
     steps: int
+    notes: tuple[str, ...] = ()  # what the compiler changed (``Plan.notes``), one line each
 
 
 def summarize(plan: Plan, station: Station) -> PlanSummary:
@@ -434,7 +466,8 @@ def summarize(plan: Plan, station: Station) -> PlanSummary:
     return PlanSummary(recipe_name=plan.recipe_name, sample_name=plan.sample_name,
                        stages=stages, step_durations_s=tuple(durations),
                        duration_s=sum(durations), peak_c=peak_c,
-                       gas_l=MappingProxyType(gas_l), steps=len(plan.steps))
+                       gas_l=MappingProxyType(gas_l), steps=len(plan.steps),
+                       notes=plan.notes)
 
 
 def load_recipe(path: str | Path, overrides: dict[str, str] | None, station: Station

@@ -174,6 +174,9 @@ class Plan:
     parameters: MappingProxyType[str, float] = field(
         default_factory=lambda: MappingProxyType({}))
     material: Material | None = None
+    notes: tuple[str, ...] = ()
+    """What the compiler changed from the recipe, one line each (a ramp capped to the
+    instrument's fallback rate), for ``furnace plan``/``validate`` and the batch record."""
 
     def stage(self, name: str) -> Stage:
         """The stage called ``name``. Raises ``KeyError`` if there is none."""

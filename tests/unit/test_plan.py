@@ -10,6 +10,7 @@ import tomli_w
 
 from controller.plan import compile_plan, load_recipe, summarize
 from controller.recipe import frozen_toml, resolve
+from controller.runner import fallback_rate_c_per_min
 from controller.station import Station, load_station
 from controller.steps import Cool, Dwell, End, OperatorStep, Plan, Purge, Ramp, SetGas
 from drivers.errors import ConfigurationError, RecipeError
@@ -106,8 +107,19 @@ def test_summary_of_headline(station: Station) -> None:
     assert summary.peak_c == 1600.0
     assert summary.steps == len(plan.steps) == len(summary.step_durations_s)
     preheat = next(s for s in summary.stages if s.name == "preheat")
-    # ramp 220 -> 600 at 5 °C/min (76 min) + 120 min dwell at 600 °C
-    assert preheat.duration_s == pytest.approx((76 + 120) * 60)
+    # ramp 220 -> 600 °C asked at 5 °C/min, capped to the instrument's fallback rate,
+    # + 120 min dwell at 600 °C
+    fallback = fallback_rate_c_per_min(station)
+    assert fallback < 5.0
+    assert preheat.duration_s == pytest.approx(((600 - 220) / fallback + 120) * 60)
+    # every 5 °C/min ramp and cool of the recipe is capped, and said so
+    assert summary.notes == plan.notes
+    assert len(plan.notes) == 4
+    assert [n.split(":")[0] for n in plan.notes] == [
+        "stages[preheat].steps[1].rate_c_per_min",
+        "stages[cool for wash].steps[1].rate_c_per_min",
+        "stages[carbonisation].steps[1].rate_c_per_min",
+        "stages[cool-down].steps[1].rate_c_per_min"]
     dwell_600 = [d for d, s in zip(summary.step_durations_s, plan.steps, strict=True)
                  if isinstance(s, Dwell) and s.at_c == 600.0]
     assert dwell_600 == [pytest.approx(120 * 60)]
@@ -138,10 +150,24 @@ def test_dwell_before_any_ramp_is_at_ambient(station: Station) -> None:
 
 
 def test_ramp_by_time_compiles_to_a_rate(station: Station) -> None:
-    plan = compile_stages(station, *inert_heat(ramp(625, rate=None, duration_min=120)))
+    plan = compile_stages(station, *inert_heat(ramp(625, rate=None, duration_min=200)))
     step = plan.steps[2]
     assert isinstance(step, Ramp)
-    assert step.rate_c_per_min == pytest.approx(5.0)  # 600 °C in 120 min
+    assert step.rate_c_per_min == pytest.approx(3.0)  # 600 °C in 200 min
+    assert plan.notes == ()
+
+
+def test_ramp_by_time_faster_than_the_fallback_is_capped_and_takes_longer(
+        station: Station) -> None:
+    plan = compile_stages(station, *inert_heat(ramp(625, rate=None, duration_min=120)))
+    step = plan.steps[2]
+    fallback = fallback_rate_c_per_min(station)
+    assert isinstance(step, Ramp)
+    assert step.rate_c_per_min == fallback  # not the 5 °C/min that 600 K in 120 min is
+    assert summarize(plan, station).step_durations_s[2] == pytest.approx(600 / fallback * 60)
+    (note,) = plan.notes
+    assert note.startswith("stages[heat].steps[1].duration_min: ramp to 625 °C capped "
+                           f"from 5 to {fallback:g} °C/min: ")
 
 
 def test_explicit_holdback_and_o2_purge(station: Station) -> None:
@@ -205,9 +231,49 @@ def test_heating_ramp_above_limit_low_band(station: Station) -> None:
                    "faster than the"))
 
 
-def test_ramp_within_the_low_band_may_use_its_own_limit(station: Station) -> None:
+def test_ramp_within_the_low_band_passes_the_envelope_then_is_capped(
+        station: Station) -> None:
+    """10 °C/min is within the envelope below 1000 °C, so it is not refused; but the
+    instrument's single rate limit is its fallback rate, so the ramp is capped to that,
+    with one note naming the field, the numbers and the station's cooling limit."""
     plan = compile_stages(station, *inert_heat(ramp(1000, rate=10)))
-    assert plan.steps[2].rate_c_per_min == 10  # type: ignore[union-attr]
+    step = plan.steps[2]
+    fallback = fallback_rate_c_per_min(station)
+    assert isinstance(step, Ramp)
+    assert step.rate_c_per_min == fallback
+    assert step.label == f"ramp to 1000 °C at {fallback:g} °C/min (capped from 10)"
+    assert plan.notes == (
+        f"stages[heat].steps[1].rate_c_per_min: ramp to 1000 °C capped from 10 to "
+        f"{fallback:g} °C/min: the instrument falls back at its single rate limit, which "
+        "must keep the furnace within the station's 5 °C/min cooling limit",)
+
+
+def test_cooling_steps_faster_than_the_fallback_are_capped(station: Station) -> None:
+    plan = compile_stages(station, *inert_heat(
+        ramp(600, rate=2), ramp(500, rate=5),
+        {"kind": "cool", "to_c": 100, "rate_c_per_min": 5}))
+    fallback = fallback_rate_c_per_min(station)
+    heat, down, cool = plan.steps[2:5]
+    assert isinstance(heat, Ramp)
+    assert isinstance(down, Ramp)
+    assert isinstance(cool, Cool)
+    assert heat.rate_c_per_min == 2  # slower than the fallback rate: as asked, no note
+    assert down.rate_c_per_min == cool.rate_c_per_min == fallback
+    assert cool.label == f"cool to 100 °C at {fallback:g} °C/min (capped from 5)"
+    assert [n.split(": ")[:2] for n in plan.notes] == [
+        ["stages[heat].steps[2].rate_c_per_min", f"ramp to 500 °C capped from 5 to "
+                                                 f"{fallback:g} °C/min"],
+        ["stages[heat].steps[3].rate_c_per_min", f"cool to 100 °C capped from 5 to "
+                                                 f"{fallback:g} °C/min"]]
+    assert all("\n" not in n for n in plan.notes)
+
+
+def test_a_ramp_at_the_fallback_rate_is_not_capped(station: Station) -> None:
+    fallback = fallback_rate_c_per_min(station)
+    plan = compile_stages(station, *inert_heat(ramp(600, rate=fallback)))
+    assert plan.steps[2].rate_c_per_min == fallback  # type: ignore[union-attr]
+    assert plan.notes == ()
+    assert summarize(plan, station).notes == ()
 
 
 def test_ramp_by_time_above_station_limit(station: Station) -> None:

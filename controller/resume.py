@@ -24,6 +24,7 @@ from controller.audit import scan_chain
 from controller.batch import AUDIT_FILE, RECIPE_FILE, STATION_FILE, TRACE_FILE
 from controller.interlocks import O2_LIMIT_PPM
 from controller.plan import load_recipe
+from controller.runner import fallback_rate_c_per_min
 from controller.runstate import (
     FINAL,
     CheckpointError,
@@ -273,7 +274,9 @@ def decide(rec: Recovered, snap: Snapshot, outage_s: float) -> Decision:
         return from_here(Policy.HOLD, f"furnace at {now_c:.0f} °C, {deviation_c:.0f} K above "
                          "where the batch left it: implausible", "hold")
     target_c = expected_c if isinstance(step, Dwell | Ramp) else now_c
-    rate = env.max_rate_between(now_c, target_c)
+    # No faster than the instrument's rate limit, which stays at its fallback rate
+    # (decision 0005): the plan's own ramps are already capped to it.
+    rate = min(env.max_rate_between(now_c, target_c), fallback_rate_c_per_min(rec.station))
     if isinstance(step, Ramp):
         rate = min(rate, step.rate_c_per_min)
     back = Ramp(stage=step.stage, label=f"ramp back to {target_c:g} °C after the outage",

@@ -628,11 +628,10 @@ class _Cycle:
         else:
             self.progress = StepProgress(started_t_s=self.t_s)
             event = "step_started"
-        # The instrument's own rate limit is what it falls back at if the PC goes silent, so
-        # it stays below the cooling limit except while a faster heating ramp needs more.
-        cooling = fallback_rate_c_per_min(self.station)
-        self.rate_limit_c_per_min = (max(cooling, step.rate_c_per_min)
-                                     if isinstance(step, Ramp) else cooling)
+        # The instrument's own rate limit is what it falls back at if the PC goes silent, and
+        # the 3216 has one, symmetric: it stays at the fallback rate in every step, and the
+        # plan compiler caps every ramp to it (decision 0005).
+        self.rate_limit_c_per_min = fallback_rate_c_per_min(self.station)
         self.stage_started.setdefault(step.stage, self.t_s)
         fields: dict[str, Any] = {"index": self.step_index, "stage": step.stage,
                                   "kind": step.kind, "label": step.label,

@@ -10,6 +10,7 @@ import pytest
 
 from controller.handle import RecipeRunner
 from controller.interlocks import Severity, Verdict
+from controller.runner import fallback_rate_c_per_min
 from controller.runstate import TRANSITIONS, Phase
 from controller.snapshot import Snapshot
 from controller.station import Station
@@ -202,14 +203,20 @@ def test_unattended_hold_aborts_after_the_limit(station: Station) -> None:
     assert runner.phase is Phase.ABORTING
 
 
-def test_fast_ramp_raises_instrument_rate_limit_then_restores(station: Station) -> None:
+def test_instrument_rate_limit_is_the_fallback_rate_in_every_step(station: Station) -> None:
+    """The instrument falls back at its rate limit when the PC dies, and the 3216 has one
+    limit for both directions: even a ramp faster than the fallback rate (which the plan
+    compiler would have capped) leaves it there (decision 0005, issue 9 item 2)."""
     runner = make(station, Ramp(stage="s", label="r", to_c=30.0, rate_c_per_min=10.0),
                   Dwell(stage="s", label="d", at_c=30, duration_s=60, band_c=5,
-                        max_holdback_s=600), End(stage="s", label="e"))
-    assert runner.commands().rate_limit_c_per_min == 10.0
-    runner.step(snap(0.0, 25.0), [])
-    runner.step(snap(60.0, 25.0), [])
-    assert runner.step_index == 1
-    # back below the cooling limit: the rate the instrument falls back at on its own
-    assert runner.commands().rate_limit_c_per_min == pytest.approx(
-        0.9 * station.envelope.max_cooling_rate_c_per_min)
+                        max_holdback_s=600),
+                  Cool(stage="s", label="c", to_c=25.0, rate_c_per_min=5.0),
+                  End(stage="s", label="e"))
+    fallback = fallback_rate_c_per_min(station)
+    assert fallback < station.envelope.max_cooling_rate_c_per_min
+    seen = set()
+    for t in range(0, 600, 10):
+        runner.step(snap(float(t), 30.0 if t < 300 else 25.0), [])
+        seen.add(runner.step_index)
+        assert runner.commands().rate_limit_c_per_min == fallback
+    assert seen >= {0, 1, 2}

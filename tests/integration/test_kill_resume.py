@@ -25,6 +25,7 @@ from controller.batch import verify_batch
 from controller.clock import VirtualClock
 from controller.handle import RecipeRunner
 from controller.plan import load_recipe
+from controller.runner import fallback_rate_c_per_min
 from controller.runstate import Phase
 from controller.session import run_batch
 from controller.snapshot import Snapshot
@@ -281,5 +282,6 @@ async def test_furnace_left_at_1600_cools_at_the_rate_limit_under_argon(tmp_path
     limit = station.envelope.max_cooling_rate_c_per_min
     rates = [(samples[i][1] - samples[i + 10][1]) / 10.0 for i in range(len(samples) - 10)]
     assert max(rates) <= limit, max(rates)  # every 10-minute window
-    assert samples[-1][1] < 1600.0 - 5 * 60 * limit * 0.9  # it really cooled
+    # it really cooled, at the instrument's rate limit for the first five hours at least
+    assert samples[-1][1] < 1600.0 - 5 * 60 * fallback_rate_c_per_min(station)
     assert min(flow for _, _, flow in samples) > 150.0  # argon kept flowing

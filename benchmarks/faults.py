@@ -1,6 +1,10 @@
 """The fault campaign's figures (reference/faults.md §3.1-3.3): every simulator fault kind of
 ``tests/integration/campaign.py`` run in process on the simulator (virtual clock), then a
-small kill -9 campaign against ``furnace sim serve`` as ``test_kill_resume`` does it.
+small kill -9 campaign against ``furnace sim serve`` as ``test_kill_resume`` does it, then
+the fallback kill campaign (issue 9 item 2): the PC killed at random points of the headline
+batch, at least once inside every heating ramp, each furnace left alone to its instrument
+for 2 h, and the fastest cooling of the true furnace over any 2-minute window after a kill
+against the station's limit (``tests/integration/fallback_kills.py``).
 
 Prints one row per fault (kind, interlock, detection and safe-state latency in scan cycles,
 end state, survived), the totals, acknowledged audit records lost after kill -9 and the
@@ -9,6 +13,7 @@ symptom in the simulator's ground truth; safe state from detection to the first 
 write that made the outputs safe (read back), or the instrument's own fallback.
 
 Run: python benchmarks/faults.py [--kills N] [--seed S] [--json results.json] [--only NAME]
+         [--fallback-kills N] [--fallback-seed S] [--fallback-only]
 """
 
 from __future__ import annotations
@@ -32,14 +37,21 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the campaign lives with the tests
 
 from controller.batch import verify_batch  # noqa: E402
+from controller.plan import load_recipe, summarize  # noqa: E402
+from controller.runner import fallback_rate_c_per_min  # noqa: E402
+from controller.station import load_station  # noqa: E402
 from tests.integration.campaign import CASES, PERIOD_S, Outcome, judge, run_case  # noqa: E402
-from tests.integration.test_kill_resume import (  # noqa: E402
-    SHORT,
-    SPEED,
-    _free_port,
-    _furnace,
-    _kill,
+from tests.integration.fallback_kills import (  # noqa: E402
+    ALONE_S,
+    SAMPLE_S,
+    WINDOW_S,
+    KillPoint,
+    heating_ramps,
+    max_cooling_c_per_min,
+    run_kills,
 )
+from tests.integration.helpers import free_port  # noqa: E402
+from tests.integration.test_kill_resume import SHORT, SPEED, _furnace, _kill  # noqa: E402
 
 
 def _cycles(x: float | None) -> str:
@@ -111,7 +123,7 @@ def print_totals(outcomes: list[Outcome]) -> None:
 # ---- kill -9 ------------------------------------------------------------------------------
 
 def _serve(tmp: Path) -> tuple[subprocess.Popen[bytes], Path, Path]:
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(_furnace("sim", "serve", "--port", str(port), "--speed",
                                        str(SPEED)),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -214,6 +226,79 @@ def kill_campaign(kills: int, seed: int) -> dict[str, Any]:
     return result
 
 
+# ---- the PC killed, the furnace left to its instrument -----------------------------------
+
+HEADLINE = ROOT / "profiles" / "pop70-600-1600.toml"
+
+
+def fallback_campaign(kills: int, seed: int) -> dict[str, Any]:
+    """Kill the PC at ``kills`` points of the headline batch (one at a random point of every
+    heating ramp, the rest at random process times of the planned batch) and measure the
+    true furnace's fastest 2-minute cooling after each. One dry run serves them all."""
+    station, _ = load_station(None)
+    plan = load_recipe(HEADLINE, {}, station)[1]
+    total_s = summarize(plan, station).duration_s
+    rng = random.Random(seed)
+    ramps = heating_ramps(plan, station.envelope.ambient_c)
+    points = [KillPoint(step=i, fraction=rng.uniform(0.02, 0.98)) for i in ramps]
+    points += [KillPoint(t_s=rng.uniform(0.0, total_s))
+               for _ in range(max(kills - len(points), 0))]
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        campaign = asyncio.run(run_kills(HEADLINE, points, Path(tmp)))
+    rows = []
+    for k in sorted(campaign.kills, key=lambda k: k.t_s):
+        rate, at_s = k.max_cooling()
+        rows.append({"t_s": k.t_s, "step": k.step, "label": k.label, "heating": k.heating,
+                     "furnace_c": k.furnace_c, "max_cooling_c_per_min": rate,
+                     "worst_window_from_kill_s": at_s - k.t_s})
+    worst = max(rows, key=lambda r: r["max_cooling_c_per_min"])
+    heating = [r for r in rows if r["heating"]]
+    return {"recipe": plan.sample_name, "station": station.name, "seed": seed,
+            "kills": rows, "missed": len(campaign.missed), "forced_in_ramps": len(ramps),
+            "heating_ramps_hit": sorted({r["step"] for r in heating}),
+            "heating_ramps": ramps,
+            "limit_c_per_min": campaign.limit_c_per_min,
+            "fallback_c_per_min": fallback_rate_c_per_min(station),
+            "worst": worst,
+            "worst_in_heating_ramp_c_per_min": max(
+                (r["max_cooling_c_per_min"] for r in heating), default=None),
+            "batch_max_cooling_c_per_min": max_cooling_c_per_min(campaign.batch)[0],
+            "wall_s": time.perf_counter() - started}
+
+
+def print_fallback(r: dict[str, Any]) -> None:
+    print(f"\nfallback kill campaign: {r['recipe']} on {r['station']}, PC killed at "
+          f"{len(r['kills'])} points ({r['forced_in_ramps']} at random points of the heating "
+          f"ramps, the rest at random process times; seed {r['seed']}), each furnace then "
+          f"left alone {ALONE_S / 3600:g} h; truth every {SAMPLE_S:g} s; "
+          f"{r['wall_s']:.1f} s wall")
+    head = (f"{'t (h)':>7} {'step':>4} {'what':<50} {'heating':<7} {'furnace °C':>10} "
+            f"{'max 2-min cooling °C/min':>25}")
+    print(head)
+    print("-" * len(head))
+    for k in r["kills"]:
+        print(f"{k['t_s'] / 3600:>7.2f} {k['step']:>4} {k['label'][:50]:<50} "
+              f"{'yes' if k['heating'] else '':<7} {k['furnace_c']:>10.1f} "
+              f"{k['max_cooling_c_per_min']:>25.2f}")
+    if r["missed"]:
+        print(f"  {r['missed']} kill points fell after the batch ended")
+    w, limit = r["worst"], r["limit_c_per_min"]
+    verdict = "within the limit" if w["max_cooling_c_per_min"] <= limit else "EXCEEDS THE LIMIT"
+    print(f"station limit {limit:g} °C/min; instrument rate limit (its fallback) "
+          f"{r['fallback_c_per_min']:g} °C/min in every step")
+    print(f"fastest true cooling over any {WINDOW_S / 60:g}-min window after a kill: "
+          f"{w['max_cooling_c_per_min']:.2f} °C/min ({verdict}; kill at {w['t_s'] / 3600:.2f} "
+          f"h, {w['label']}, {w['furnace_c']:.0f} °C, window from "
+          f"{w['worst_window_from_kill_s']:+.0f} s)")
+    hit = len(r["heating_ramps_hit"])
+    print(f"inside the heating ramps ({hit} of {len(r['heating_ramps'])} hit, "
+          f"{sum(k['heating'] for k in r['kills'])} kills): fastest "
+          f"{r['worst_in_heating_ramp_c_per_min']:.2f} °C/min")
+    print(f"the batch itself, PC alive: fastest {WINDOW_S / 60:g}-min cooling "
+          f"{r['batch_max_cooling_c_per_min']:.2f} °C/min")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -222,16 +307,24 @@ def main() -> None:
     parser.add_argument("--kill-seed", type=int, default=20261124, help="kill timing seed")
     parser.add_argument("--json", type=Path, default=None, help="write the result records")
     parser.add_argument("--only", action="append", default=[], help="run only this case")
+    parser.add_argument("--fallback-kills", type=int, default=30,
+                        help="PC kills of the headline batch, furnace left alone (0: none)")
+    parser.add_argument("--fallback-seed", type=int, default=20261201,
+                        help="fallback kill points seed")
+    parser.add_argument("--fallback-only", action="store_true",
+                        help="run only the fallback kill campaign")
     args = parser.parse_args()
-    started = time.perf_counter()
-    outcomes = asyncio.run(fault_campaign(args.seed, set(args.only)))
-    campaign_s = time.perf_counter() - started
-    print(f"fault campaign: {len(outcomes)} cases, seed {args.seed}, "
-          f"{campaign_s:.1f} s wall, scan period {PERIOD_S:g} s\n")
-    print_table(outcomes)
-    print_totals(outcomes)
+    outcomes: list[Outcome] = []
+    if not args.fallback_only:
+        started = time.perf_counter()
+        outcomes = asyncio.run(fault_campaign(args.seed, set(args.only)))
+        campaign_s = time.perf_counter() - started
+        print(f"fault campaign: {len(outcomes)} cases, seed {args.seed}, "
+              f"{campaign_s:.1f} s wall, scan period {PERIOD_S:g} s\n")
+        print_table(outcomes)
+        print_totals(outcomes)
     kills: dict[str, Any] | None = None
-    if args.kills > 0:
+    if args.kills > 0 and not args.fallback_only:
         started = time.perf_counter()
         try:
             kills = kill_campaign(args.kills, args.kill_seed)
@@ -254,9 +347,14 @@ def main() -> None:
                   f"regained: within {kills['first_row_after_outage_s']:.1f} s")
             for err in kills["errors"]:
                 print(f"  resume error: {err}")
+    fallback: dict[str, Any] | None = None
+    if args.fallback_kills > 0:
+        fallback = fallback_campaign(args.fallback_kills, args.fallback_seed)
+        print_fallback(fallback)
     if args.json is not None:
         args.json.write_text(json.dumps({"cases": [o.record() for o in outcomes],
-                                         "kill": kills}, indent=2, default=str),
+                                         "kill": kills, "fallback": fallback}, indent=2,
+                                        default=str),
                              encoding="utf-8")
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from controller.anchor import append_anchor, default_anchor_path
 from controller.audit import AuditLog, RecordError
 from controller.batch import create_batch_dir, summary_digest, write_frozen, write_summary
-from controller.clock import Clock, ScaledClock, utc_now
+from controller.clock import Clock, ClockSlowdown, ScaledClock, utc_now
 from controller.control import CommandQueue, ControlServer
 from controller.handle import RecipeRunner
 from controller.lock import StaleTakeover, StationLock, lock_for_station
@@ -249,7 +249,8 @@ async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_t
                                 operator=operator, sample=plan.sample_name,
                                 recipe=plan.recipe_name, station=station.name,
                                 parameters=dict(plan.parameters), host=platform.node(),
-                                simulated=station.is_simulated)
+                                simulated=station.is_simulated,
+                                plan_notes=list(planned.notes))
         stack.callback(audit.close)
         trace = TraceWriter(batch_dir / "trace.csv", trace_columns(station))
         stack.callback(_close_trace, trace)
@@ -298,11 +299,18 @@ async def _loop_and_finish(*, batch_dir: Path, station: Station, built: Built,
                     on_tube_opened=world.open_tube_for_wash if world is not None else None)
     commands.state = lambda: str(loop.runner.phase)
     if isinstance(clock, ScaledClock):  # a scaled clock that slows itself says so here
-        clock.on_slowdown = lambda ev: recorder.audit(f"clock_{ev.kind}", ev.t_s - t0_s, {
-            "requested_speed": ev.requested_speed, "speed": ev.speed,
-            "not_simulated_s": ev.skipped_s,
-            "action": "process time waited for the scan loop, so the setpoints never ran "
-                      "ahead of what the instrument could follow"})
+        told = clock.on_slowdown
+
+        def on_slowdown(ev: ClockSlowdown) -> None:
+            recorder.audit(f"clock_{ev.kind}", ev.t_s - t0_s, {
+                "requested_speed": ev.requested_speed, "speed": ev.speed,
+                "not_simulated_s": ev.skipped_s,
+                "action": "process time waited for the scan loop, so the setpoints never "
+                          "ran ahead of what the instrument could follow"})
+            if told is not None:
+                told(ev)
+
+        clock.on_slowdown = on_slowdown
     server = ControlServer(batch_dir, commands.submit, state=commands.state,
                            reply_timeout_s=max(5.0, 3 * station.scan_period_s))
     try:

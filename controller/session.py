@@ -84,12 +84,15 @@ class BatchRecorder:
             if self._rows % _TRACE_FLUSH_ROWS == 0:
                 self.trace_writer.flush()
         except (OSError, RecordError) as exc:
-            full = isinstance(exc, OSError) and is_disk_full(exc)
-            self.trace_stopped = "disk full" if full else str(exc)
-            logger.error("trace stopped: %s; the audit goes on", self.trace_stopped)
-            self.audit("records_degraded", self._last_t_s or 0.0, {
-                "what": "trace stopped", "reason": self.trace_stopped, "disk_full": full,
-                "rows_written": self._rows})
+            self._stop_trace(exc)
+
+    def _stop_trace(self, exc: OSError | RecordError) -> None:
+        full = isinstance(exc, OSError) and is_disk_full(exc)
+        self.trace_stopped = "disk full" if full else str(exc)
+        logger.error("trace stopped: %s; the audit goes on", self.trace_stopped)
+        self.audit("records_degraded", self._last_t_s or 0.0, {
+            "what": "trace stopped", "reason": self.trace_stopped, "disk_full": full,
+            "rows_written": self._rows})
 
     def sync_trace(self) -> dict[str, object]:
         """Make every trace row so far durable (at a checkpoint) and return the trace's
@@ -104,12 +107,7 @@ class BatchRecorder:
             self.trace_writer.flush()
             return dict(self.trace_writer.digest().as_fields())
         except (OSError, RecordError) as exc:
-            full = isinstance(exc, OSError) and is_disk_full(exc)
-            self.trace_stopped = "disk full" if full else str(exc)
-            logger.error("trace stopped: %s; the audit goes on", self.trace_stopped)
-            self.audit("records_degraded", self._last_t_s or 0.0, {
-                "what": "trace stopped", "reason": self.trace_stopped, "disk_full": full,
-                "rows_written": self._rows})
+            self._stop_trace(exc)
             return {}
 
     def observe(self, snap: Snapshot) -> None:

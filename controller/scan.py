@@ -366,16 +366,19 @@ class ScanLoop:
         self.recorder.audit("instrument_reconfigured", t_s, {
             "reason": "resumed after the instrument was changed outside the controller"})
 
-    def _drain_commands(self) -> None:
-        """Apply due operator commands; a refused one is audited, never raised."""
+    def _drain_commands(self) -> list[str]:
+        """Apply due operator commands; a refused one is audited, never raised. Returns
+        the triggers drained."""
         t_s = self.clock.now() - self._t0_s
         at_checkpoint = self.runner.step_index != self._drained_step or self._in_band
         self._drained_step = self.runner.step_index
-        for cmd, result in self.commands.apply_due(self.runner, at_checkpoint=at_checkpoint):
+        drained = self.commands.apply_due(self.runner, at_checkpoint=at_checkpoint)
+        for cmd, result in drained:
             self.recorder.audit("operator_command", t_s, {
                 **cmd.audit_fields(), "status": str(result.status), "state": result.state,
                 "message": result.message})
         self._flush_events(t_s)
+        return [cmd.trigger for cmd, _ in drained]
 
     @staticmethod
     def _trusted(snap: Snapshot) -> bool:
@@ -414,6 +417,11 @@ class ScanLoop:
             "why": "halted: the furnace is watched, the record kept and inert gas kept on "
                    "until it can be opened"})
         while True:
+            if "halt" in self._drain_commands():  # the process is going away (a signal)
+                self.recorder.audit("supervision_ended", self.clock.now() - self._t0_s, {
+                    "reason": "halted: the controller is going away; the furnace is left "
+                              "as the halt left it"})
+                return
             snap = await self.read()
             if self._trusted(snap):
                 last = (snap.t_s, snap.furnace_c)

@@ -10,7 +10,9 @@ import json
 from pathlib import Path
 
 from controller.clock import VirtualClock
+from controller.control import CommandQueue
 from controller.handle import RecipeRunner
+from controller.keys import TerminationPolicy
 from controller.plan import load_recipe
 from controller.runstate import Phase
 from controller.session import run_batch
@@ -57,3 +59,39 @@ async def test_after_a_halt_the_cool_down_is_supervised_to_a_safe_end(tmp_path: 
     truth = world.truth()
     assert truth.flows_sccm["N2"] > 150.0  # nitrogen flows into the cooling tube
     assert truth.furnace_c < 150.0
+
+
+async def test_a_signal_during_supervision_ends_it(tmp_path: Path) -> None:
+    """SIGTERM while the controller watches a halted furnace cool (``systemctl stop``):
+    the halt command is drained and the process ends at once, with the summary."""
+    station, text = load_station(None)
+    recipe = tmp_path / "halt.toml"
+    recipe.write_text(RECIPE, encoding="utf-8")
+    _, plan, frozen = load_recipe(recipe, {}, station)
+    clock = VirtualClock()
+    built = build_devices(station, clock, material=plan.material)
+    world = built.world
+    assert world is not None
+    queue = CommandQueue()
+    halted: list[float] = []
+
+    def observer(snap: Snapshot, runner: RecipeRunner) -> None:
+        if not halted and snap.furnace_c > 390.0:
+            world.furnace.inject_sensor_break(True)
+            halted.append(snap.t_s)
+        elif halted and runner.is_final and snap.t_s > halted[0] + 600.0 and not len(queue):
+            command = TerminationPolicy().on_signal("SIGTERM")
+            assert command is not None
+            queue.post(command)
+
+    result = await run_batch(plan=plan, station=station, recipe_text=frozen,
+                             station_text=text, clock=clock, batches_dir=tmp_path / "b",
+                             operator="pytest", observer=observer, built=built,
+                             commands=queue)
+    records = [json.loads(x) for x in (result.batch_dir / "audit.jsonl").read_text()
+               .splitlines()]
+    ended = next(r for r in records if r["event"] == "supervision_ended")
+    assert "going away" in ended["reason"]
+    assert ended["t_s"] - halted[0] < 700.0  # it did not wait for the furnace to cool
+    assert result.summary["outcome"] == "faulted"
+    assert (result.batch_dir / "summary.json").exists()

@@ -186,7 +186,7 @@ def recover(batch_dir: Path) -> Recovered:
         raise ConfigurationError(f"this batch already ended ({state.phase}); nothing to "
                                  "resume", source=str(batch_dir))
     last_t_s, last_wall = float(last["t_s"]), _parse_utc(str(last["wall_utc"]))
-    setpoint_c = state.setpoint_c if state is not None else rec_ambient(station)
+    setpoint_c = state.setpoint_c if state is not None else station.envelope.ambient_c
     furnace_c, trace_t_s = math.nan, None
     row = _trace_tail(batch_dir / TRACE_FILE)
     if row is not None:
@@ -198,11 +198,6 @@ def recover(batch_dir: Path) -> Recovered:
     return Recovered(batch_dir, plan, station, recipe_text, station_text, state,
                      checkpoint_t_s, mass0_g, last_t_s, last_wall, setpoint_c, furnace_c,
                      operator, trace_t_s)
-
-
-def rec_ambient(station: Station) -> float:
-    """Where a batch that never started left the setpoint: ambient."""
-    return station.envelope.ambient_c
 
 
 def decide(rec: Recovered, snap: Snapshot, outage_s: float) -> Decision:

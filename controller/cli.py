@@ -30,7 +30,6 @@ from controller.clock import (
     VirtualClock,
     WallClock,
     check_speed,
-    utc_now,
 )
 from controller.console import LiveView, TerminalConsole, hang_up, setup_logging, summary_table
 from controller.control import STARTING, TRIGGERS, CommandQueue, send_command
@@ -331,20 +330,22 @@ def cmd_plan(args: argparse.Namespace, out: Console) -> int:
     return EXIT_OK
 
 
-def _clock(station: Station, speed: float | None) -> Clock:
-    """The clock for a run: virtual (``--speed max``, in-process simulator only), scaled
-    (a simulator, faster than real time; it slows itself rather than let the physics lag
-    the scan loop) or real."""
+def _clock(station: Station, speed: float | None, start_s: float = 0.0) -> Clock:
+    """The clock for a run or a resume (process time from ``start_s``): virtual
+    (``--speed max``, in-process simulator only), scaled (a simulator, faster than real
+    time; it slows itself rather than let the physics lag the scan loop) or real. An
+    in-process simulator runs at real speed while the batch is held (a person is awaited);
+    one served over a bus keeps its own pace, and so does the clock."""
     if station.is_simulated and station.bus.kind == "sim":
-        return VirtualClock.starting_now() if speed is None else ScaledClock(
-            speed, period_s=station.scan_period_s)
+        return VirtualClock.for_dry_run(start_s) if speed is None else ScaledClock(
+            speed, start_s, period_s=station.scan_period_s, pace_holds=True)
     if station.is_simulated:  # a simulator over a real bus: it runs at its own pace
-        return (ScaledClock(speed, period_s=station.scan_period_s) if speed is not None
-                else WallClock())
+        return (ScaledClock(speed, start_s, period_s=station.scan_period_s)
+                if speed is not None else WallClock(start_s))
     if speed not in (None, 1.0):
         raise ConfigurationError("a real station never runs faster than real time",
                                  field="--speed")
-    return WallClock()
+    return WallClock(start_s)
 
 
 def cmd_run(args: argparse.Namespace, out: Console) -> int:
@@ -380,11 +381,7 @@ def cmd_resume(args: argparse.Namespace, out: Console) -> int:
     _clock(station, speed)  # the same speed rules as a run
 
     def make_clock(start_s: float) -> Clock:
-        if station.bus.kind == "sim" and speed is None:
-            return VirtualClock(start_s=start_s, wall_start=utc_now())
-        if station.is_simulated and speed is not None:
-            return ScaledClock(speed, start_s=start_s, period_s=station.scan_period_s)
-        return WallClock(start_s=start_s)
+        return _clock(station, speed, start_s)
 
     rate = speed if speed is not None and station.is_simulated else 1.0
     with LiveView(out, summarize(load_recipe(batch_dir / "recipe.toml", {}, station)[1],

@@ -49,13 +49,25 @@ class Clock(Protocol):
         """The UTC wall time matching ``now()``, for records only."""
         ...
 
+    def real_s(self) -> float:
+        """Real seconds since this clock started, at any speed: the time a person waits.
+        Hold timeouts run on it (a virtual clock without a real time source: ``now()``)."""
+        ...
+
+    def pace_for_hold(self, held: bool) -> None:
+        """The batch entered (``held``) or left a hold. A dry run's clock then runs at real
+        speed, so that a person is awaited in real time and the simulation does not race
+        through hours of held furnace meanwhile; other clocks ignore it."""
+        ...
+
 
 class WallClock:
     """Real time: the monotonic clock and ``asyncio.sleep``. Process time starts at
     ``start_s`` (a resumed batch carries on from where it stopped, plus the outage)."""
 
     def __init__(self, start_s: float = 0.0) -> None:
-        self._t0_mono = time.monotonic() - start_s
+        self._started_real = time.monotonic()
+        self._t0_mono = self._started_real - start_s
         self._t0_wall = datetime.now(UTC) - timedelta(seconds=start_s)
 
     def now(self) -> float:
@@ -70,6 +82,12 @@ class WallClock:
 
     def wall(self) -> datetime:
         return self._t0_wall + timedelta(seconds=self.now())
+
+    def real_s(self) -> float:
+        return time.monotonic() - self._started_real
+
+    def pace_for_hold(self, held: bool) -> None:
+        """Real time already."""
 
 
 # --speed for a simulator: from real time up to what a scan loop of 0.1 s can still be
@@ -135,14 +153,22 @@ class ScaledClock:
     seconds not simulated. ``on_slowdown`` is called from inside ``sleep_until``: keep it
     short, no I/O beyond an audit append.
 
+    With ``pace_holds`` (a simulator in this process) process time runs at real speed
+    while the batch is held (``pace_for_hold``): the hold waits for a person in real time
+    and the simulation does not race through hours of held furnace. A simulator served
+    over a bus keeps its own speed, so there the clock keeps its speed too.
+
     Raises ``ValueError`` for a speed outside ``MIN_SPEED`` to ``MAX_SPEED``.
     """
 
     def __init__(self, speed: float, start_s: float = 0.0, *, period_s: float | None = None,
                  real_time: Callable[[], float] = time.monotonic,
                  sleep_real: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 on_slowdown: Callable[[ClockSlowdown], None] | None = None) -> None:
+                 on_slowdown: Callable[[ClockSlowdown], None] | None = None,
+                 pace_holds: bool = False) -> None:
         self.speed = check_speed(speed)
+        self._rate = self.speed  # process seconds per real second now (1 while paced)
+        self._pace_holds = pace_holds
         self.slowed_to_speed: float | None = None
         """None while the loop keeps up; else the effective speed measured while behind."""
         self.skipped_s = 0.0
@@ -151,6 +177,7 @@ class ScaledClock:
         self._real = real_time
         self._sleep_real = sleep_real
         self._base_real = real_time()
+        self._started_real = self._base_real
         self._base_s = start_s
         # Before the first deadline only a known period bounds the first cycle.
         self._cap_s = math.inf if period_s is None else start_s + (1 + LATE_FRACTION) * period_s
@@ -164,7 +191,7 @@ class ScaledClock:
 
     def now(self) -> float:
         real = self._real()
-        t = self._base_s + (real - self._base_real) * self.speed
+        t = self._base_s + (real - self._base_real) * self._rate
         if t > self._cap_s:  # the loop is behind: process time waits for it
             self._pending_skip_s += t - self._cap_s
             self._base_s, self._base_real = self._cap_s, real
@@ -175,18 +202,29 @@ class ScaledClock:
         """Real UTC time (records are labelled with the real time, not the scaled one)."""
         return datetime.now(UTC)
 
+    def real_s(self) -> float:
+        return self._real() - self._started_real
+
+    def pace_for_hold(self, held: bool) -> None:
+        """With ``pace_holds``: real speed while held, ``speed`` again after."""
+        if not self._pace_holds:
+            return
+        now = self.now()
+        self._base_s, self._base_real = now, self._real()
+        self._rate = 1.0 if held else self.speed
+
     async def sleep_until(self, t: float) -> None:
         """Return once ``now() >= t``; ``t`` is the scan loop's next deadline (see the
         class docstring). Cancellable."""
         now = self.now()
         self._note_deadline(t, now)
-        await self._sleep_real(max(t - now, 0.0) / self.speed)
+        await self._sleep_real(max(t - now, 0.0) / self._rate)
 
     async def sleep(self, seconds: float) -> None:
         """Return after ``seconds`` of process time (not a scan deadline). Cancellable."""
         now = self.now()
         self._cap_s = max(self._cap_s, now + seconds)
-        await self._sleep_real(max(seconds, 0.0) / self.speed)
+        await self._sleep_real(max(seconds, 0.0) / self._rate)
 
     def _note_deadline(self, t: float, now: float) -> None:
         """Account for the loop asking for deadline ``t`` at ``now``: was it behind since
@@ -218,7 +256,7 @@ class ScaledClock:
                 stall, self._stall = self._stall, None
                 logger.warning("the scan loop was away for %.0f s of process time (%.2f s "
                                "real); that time was not simulated", stall.skipped_s,
-                               stall.skipped_s / self.speed)
+                               stall.skipped_s / self._rate)
                 self._emit(stall)
             self._late = 0
         self._mark = (now, real)
@@ -259,22 +297,50 @@ class VirtualClock:
     Deterministic as long as one task does the timed waiting (the scan cycle); other tasks
     only read ``now``. ``sleep_until`` still yields to the loop once, so cancellation and
     other ready tasks are served between cycles.
+
+    Without ``real_time`` (tests) virtual time stands in for real time: ``real_s`` is the
+    virtual time elapsed and ``pace_for_hold`` changes nothing. With it (a dry run, see
+    ``for_dry_run``) ``real_s`` is real, and while the batch is held ``sleep_until`` waits
+    for real (``sleep_real``): a hold waits for a person at real speed.
     """
 
     def __init__(self, start_s: float = 0.0,
-                 wall_start: datetime = datetime(2026, 1, 1, tzinfo=UTC)) -> None:
+                 wall_start: datetime = datetime(2026, 1, 1, tzinfo=UTC), *,
+                 real_time: Callable[[], float] | None = None,
+                 sleep_real: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self._now = start_s
+        self._start_s = start_s
         self._wall_start = wall_start - timedelta(seconds=start_s)
+        self._real = real_time
+        self._started_real = real_time() if real_time is not None else 0.0
+        self._sleep_real = sleep_real
+        self._paced = False
 
     @classmethod
     def starting_now(cls) -> VirtualClock:
-        """A virtual clock whose wall time starts at the real UTC time (for dry runs)."""
+        """A virtual clock whose wall time starts at the real UTC time."""
         return cls(wall_start=datetime.now(UTC))
+
+    @classmethod
+    def for_dry_run(cls, start_s: float = 0.0) -> VirtualClock:
+        """``--speed max``: wall time from the real UTC time, hold timeouts in real time,
+        real speed while held."""
+        return cls(start_s, wall_start=datetime.now(UTC), real_time=time.monotonic)
 
     def now(self) -> float:
         return self._now
 
+    def real_s(self) -> float:
+        if self._real is None:
+            return self._now - self._start_s
+        return self._real() - self._started_real
+
+    def pace_for_hold(self, held: bool) -> None:
+        self._paced = held and self._real is not None
+
     async def sleep_until(self, t: float) -> None:
+        if self._paced and t > self._now:
+            await self._sleep_real(t - self._now)
         if t > self._now:
             self._now = t
         await asyncio.sleep(0)

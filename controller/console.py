@@ -23,9 +23,11 @@ from rich.table import Table
 
 from controller.handle import RecipeRunner
 from controller.plan import PlanSummary
+from controller.runstate import Phase
 from controller.snapshot import Snapshot
 
-__all__ = ["LiveView", "TerminalConsole", "hang_up", "setup_logging", "summary_table"]
+__all__ = ["LiveView", "TerminalConsole", "hang_up", "hold_countdown", "setup_logging",
+           "summary_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +86,15 @@ def _hms(seconds: float) -> str:
     seconds = max(seconds, 0.0)
     h, rem = divmod(int(seconds), 3600)
     return f"{h:d}:{rem // 60:02d}:{rem % 60:02d}"
+
+
+def hold_countdown(snap: Snapshot, runner: RecipeRunner) -> str:
+    """"operator: abort in 0:59:12 unless resumed" while held (real time), else ""."""
+    left_s = runner.hold_left_s(snap)
+    if left_s is None:
+        return ""
+    cause = runner.run.hold_cause or "hold"
+    return f"{cause}: {runner.station.hold.on_timeout} in {_hms(left_s)} unless resumed"
 
 
 class LiveView:
@@ -153,12 +164,17 @@ class LiveView:
             self._live.__enter__()
             self._started = True
         self._count += 1
-        if self._count % self.refresh_every and not runner.is_final:
+        # Held, the clock runs at real speed (a dry run's too): draw every cycle.
+        if (self._count % self.refresh_every and not runner.is_final
+                and runner.phase is not Phase.HELD):
             return
         remaining = self.remaining_s(runner, snap.t_s)
         done = max(self.summary.duration_s - remaining, 0.0)
         info = (f"{runner.stage_name} · {runner.phase} · {_fmt(snap.furnace_c, '.0f', ' °C')}"
                 f" · ETA {_hms(remaining)}")
+        hold = hold_countdown(snap, runner)
+        if hold:
+            info += f" · {hold}"
         self._progress.update(self._task, completed=done, info=info)
         if not self.compact:
             self._live.update(Group(self._table(snap, runner, remaining), self._progress))
@@ -184,6 +200,9 @@ class LiveView:
                                         f"{runner.flows_sccm[gas]:.0f} sccm"))
         if snap.o2_ppm is not None:
             rows.append(("O2", _fmt(snap.o2_ppm, ".1f", " ppm")))
+        hold = hold_countdown(snap, runner)
+        if hold:
+            rows.append(("hold", hold))
         rows += [("process time", _hms(snap.t_s)), ("ETA", _hms(remaining_s))]
         for k, v in rows:
             table.add_row(k, v)

@@ -25,7 +25,7 @@ class RecipeRunner:
     callbacks it runs (commands, console) share one event loop."""
 
     def __init__(self, plan: Plan, station: Station, *, auto_confirm: bool,
-                 max_hold_s: float = 3600.0, state: RunState | None = None) -> None:
+                 max_hold_s: float | None = None, state: RunState | None = None) -> None:
         self.rules = Runner(plan, station, auto_confirm=auto_confirm, max_hold_s=max_hold_s)
         self.run = state if state is not None else self.rules.initial()
         self.outbox: list[AuditEvent] = []  # events of commands fired between cycles
@@ -82,6 +82,16 @@ class RecipeRunner:
     def context(self) -> Context:
         """What the interlocks need from the runner."""
         return self.rules.context(self.run)
+
+    def hold_left_s(self, snap: Snapshot) -> float | None:
+        """Real seconds left before a hold nobody lifts ends the batch (the station's
+        ``[hold]`` policy); None unless held."""
+        if self.run.phase is not Phase.HELD:
+            return None
+        real_s = snap.t_s if snap.real_s is None else snap.real_s
+        started_s = self.run.hold_started_real_s
+        waited_s = 0.0 if started_s is None else real_s - started_s
+        return max(self.rules.max_hold_s - waited_s, 0.0)
 
     def commands(self) -> Commands:
         """The desired state of the outputs, as data."""

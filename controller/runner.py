@@ -104,15 +104,18 @@ class _Transit:
 
 class Runner:
     """Runs a compiled ``Plan`` on a ``Station``. Holds configuration only: the run itself
-    is the ``RunState`` passed in and returned. ``max_hold_s`` aborts a hold nobody lifts.
+    is the ``RunState`` passed in and returned. A hold nobody lifts for ``max_hold_s`` of
+    real time (default: the station's ``[hold] timeout_min``) ends the batch as the
+    station's ``[hold] on_timeout`` says.
     """
 
     def __init__(self, plan: Plan, station: Station, *, auto_confirm: bool,
-                 max_hold_s: float = 3600.0) -> None:
+                 max_hold_s: float | None = None) -> None:
         self.plan = plan
         self.station = station
         self.auto_confirm = auto_confirm  # simulated stations confirm operator steps
-        self.max_hold_s = max_hold_s
+        self.max_hold_s = (station.hold.timeout_min * 60.0 if max_hold_s is None
+                           else max_hold_s)
         self.oxidising = frozenset(m.gas for m in station.mfc if m.oxidising)
         self._transit = _Transit()
         self._machine = Machine(model=self._transit, states=Phase, transitions=TRANSITIONS,
@@ -187,7 +190,7 @@ class Runner:
         "stop" or "abort"). With ``ramp_back`` the policy has inserted a ramp
         (``state.inserted[0]``), which starts now; the plan's step waits in
         ``state.suspended``."""
-        c = _Cycle(self, replace(state, setpoint_c=setpoint_c), t_s)
+        c = _Cycle(self, replace(state, setpoint_c=setpoint_c, hold_started_real_s=None), t_s)
         c.fire("preflight_ok", reason=f"resumed after an outage: {reason}")
         if c.finished_plan():
             c.fire("finish", reason="recipe completed")
@@ -279,6 +282,7 @@ class _Cycle:
         self.hold_cause = state.hold_cause
         self.hold_auto_resume_s = state.hold_auto_resume_s
         self.held_since_t_s = state.held_since_t_s
+        self.hold_started_real_s = state.hold_started_real_s
         self.hold_clear_since_t_s = state.hold_clear_since_t_s
         self.notes = state.notes
         self.ramp_paused = state.ramp_paused
@@ -297,7 +301,8 @@ class _Cycle:
             frozen_map(self.flows_sccm), self.rate_limit_c_per_min, frozenset(self.purged),
             self.last_t_s, frozen_map(self.stage_started), frozen_map(self.stage_ended),
             self.holdback_total_s, frozen_map(self.gas_used_l), self.hold_cause,
-            self.hold_auto_resume_s, self.held_since_t_s, self.hold_clear_since_t_s,
+            self.hold_auto_resume_s, self.held_since_t_s, self.hold_started_real_s,
+            self.hold_clear_since_t_s,
             self.notes, self.ramp_paused, self.heater_off, self.needs_reconfigure,
             frozenset(self.failed_gases), self.end_reason, self.interrupted, self.supervise)
         boundary = (self.phase, self.step_index, len(self.inserted)) != self._start
@@ -327,7 +332,7 @@ class _Cycle:
         reason = event.kwargs.get("reason", "")
         operator = event.kwargs.get("operator", "")
         if new is P.HELD:
-            self.held_since_t_s = self.t_s
+            self.held_since_t_s, self.hold_started_real_s = self.t_s, None
         if new in FINAL or new in (P.STOPPING, P.ABORTING):
             self.end_reason = self.end_reason or reason
         if new in (P.STOPPING, P.ABORTING, P.FAULTED):
@@ -354,11 +359,21 @@ class _Cycle:
         self.act_on(verdicts, snap)
         if self.phase is P.RUNNING:
             self.run_step(snap, dt_s)
-        elif self.phase is P.HELD and snap.t_s - self.held_since_t_s > self.r.max_hold_s:
-            self.fire("abort", reason=f"held for more than {self.r.max_hold_s / 60:.0f} min "
-                      "with nobody resuming")
+        elif self.phase is P.HELD:
+            self.time_out_hold(snap)
         if self.phase in (P.STOPPING, P.ABORTING):
             self.cool_down(snap, dt_s)
+
+    def time_out_hold(self, snap: Snapshot) -> None:
+        """A hold nobody lifts ends after ``max_hold_s`` of real time, counted from its
+        first held cycle, at any clock speed: the time a person has to come."""
+        real_s = snap.t_s if snap.real_s is None else snap.real_s
+        if self.hold_started_real_s is None:
+            self.hold_started_real_s = real_s
+        elif real_s - self.hold_started_real_s > self.r.max_hold_s:
+            self.fire(self.station.hold.on_timeout,
+                      reason=f"held for more than {self.r.max_hold_s / 60:.0f} min of real "
+                      "time with nobody resuming")
 
     def integrate_gas(self, snap: Snapshot, dt_s: float) -> None:
         """Gas used, standard litres, from the measured flows."""

@@ -121,6 +121,9 @@ class RunState:
     hold_cause: str = ""  # the interlock (or "resume", "operator") that held the run
     hold_auto_resume_s: float | None = None  # the cause lifts itself after this clear
     held_since_t_s: float = 0.0
+    # The clock's real_s at the first cycle of this hold: the hold timeout runs on real
+    # time. Meaningless in another process: a resume starts it again.
+    hold_started_real_s: float | None = None
     hold_clear_since_t_s: float | None = None
     notes: frozenset[str] = frozenset()  # NOTE verdicts active (their edges are audited)
     ramp_paused: bool = False  # the exotherm guard holds the ramp back
@@ -188,7 +191,7 @@ def to_record(state: RunState) -> dict[str, Any]:
 _FLOAT_FIELDS: Final = frozenset({"setpoint_c", "rate_limit_c_per_min", "holdback_total_s",
                                   "held_since_t_s"})
 _OPTIONAL_FLOAT_FIELDS: Final = frozenset({"last_t_s", "hold_auto_resume_s",
-                                           "hold_clear_since_t_s"})
+                                           "hold_clear_since_t_s", "hold_started_real_s"})
 _MAP_FIELDS: Final = frozenset({"flows_sccm", "stage_started_t_s", "stage_ended_t_s",
                                 "gas_used_l"})
 _SET_FIELDS: Final = frozenset({"purged", "notes", "failed_gases"})

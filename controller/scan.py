@@ -148,6 +148,7 @@ class ScanLoop:
         self._failures: dict[str, int] = {"furnace": 0}
         self._failures.update({m.name: 0 for m in devices.mfcs})
         self._written: dict[str, float] = {}
+        self._paced = False  # the clock was told the batch is held
         # Process time = clock time − t0 (0 for a new batch; a resumed batch's clock
         # already carries on from where it stopped).
         self._t0_s = clock.now() if t0_s is None else t0_s
@@ -225,7 +226,15 @@ class ScanLoop:
                                                            sample_c - furnace.temperature_c))
         return Snapshot(t_s, furnace, MappingProxyType(flows), o2,
                         MappingProxyType(dict(self._failures)), sample_c, delta_rate,
-                        mass_g, mass_pct, dtg, health)
+                        mass_g, mass_pct, dtg, health, self.clock.real_s())
+
+    def _pace(self) -> None:
+        """Tell the clock when a hold starts or ends (a dry run's clock runs at real speed
+        while a person is awaited)."""
+        held = self.runner.phase is Phase.HELD
+        if held != self._paced:
+            self._paced = held
+            self.clock.pace_for_hold(held)
 
     # ------------------------------------------------------------------ writing
     async def _write(self, cmds: Commands, snap: Snapshot) -> None:
@@ -572,6 +581,7 @@ class ScanLoop:
                 self.cycles += 1
                 if self.observer is not None:
                     self.observer(snap, self.runner)
+                self._pace()
                 next_t += self.station.scan_period_s
                 await self.clock.sleep_until(next_t)
                 next_t = self._overrun(next_t, snap.t_s)

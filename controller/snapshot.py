@@ -36,6 +36,8 @@ class Snapshot:
     mass_pct: float | None = None  # relative to the first reading of the batch
     dtg_pct_per_min: float | None = None  # d(mass_pct)/dt, smoothed live
     health: Health = field(default_factory=Health)  # the monitors' view of this cycle
+    real_s: float | None = None  # the clock's real seconds (timeouts a person waits on);
+    # None: the same as t_s
 
     @property
     def delta_t_c(self) -> float | None:

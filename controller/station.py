@@ -20,6 +20,7 @@ __all__ = [
     "BusConfig",
     "Envelope",
     "FurnaceDevice",
+    "HoldPolicy",
     "MfcDevice",
     "O2Device",
     "RampBand",
@@ -52,6 +53,7 @@ _OXIDISING_NAMES = frozenset({"air", "o2", "oxygen", "synair", "syntheticair", "
                               "cda", "n2o"})
 MAX_TIMEOUT_S = 10.0  # a Modbus or SICS reply takes milliseconds; 10 s means no reply
 MAX_HOLDBACK_MIN = 7 * 24 * 60.0  # a week: as long as one recipe step may last
+MAX_HOLD_MIN = 3 * 24 * 60.0  # a long weekend: past it nobody is coming
 
 
 class _Model(BaseModel):
@@ -210,6 +212,15 @@ class Envelope(_Model):
         return min(rates, default=self.ramp_limits[-1].max_rate_c_per_min)
 
 
+class HoldPolicy(_Model):
+    """What a hold nobody lifts comes to. The timeout runs on real (wall) time whatever the
+    clock's speed: it is the time a person has to come to the furnace."""
+
+    timeout_min: Annotated[float, Field(gt=0, le=MAX_HOLD_MIN)] = 60.0
+    on_timeout: Literal["abort", "stop"] = "abort"  # abort: cool at once; stop: the same,
+    # recorded as stopped (the lab's choice of outcome)
+
+
 class Station(_Model):
     """A furnace station: its line, instruments and envelope."""
 
@@ -226,6 +237,7 @@ class Station(_Model):
     sample_tc: SampleTcDevice | None = None
     balance: BalanceDevice | None = None
     envelope: Envelope
+    hold: HoldPolicy = HoldPolicy()
 
     @model_validator(mode="after")
     def _unique_units_and_gases(self) -> Station:

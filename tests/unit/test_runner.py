@@ -197,9 +197,10 @@ def test_unattended_hold_aborts_after_the_limit(station: Station) -> None:
                                  max_holdback_s=6000), End(stage="s", label="e"))
     runner.step(snap(0.0, 300.0), [])
     runner.command("hold", reason="operator")
-    runner.step(snap(500.0, 300.0), [])
-    assert runner.phase is Phase.HELD
-    runner.step(snap(700.0, 300.0), [])
+    runner.step(snap(500.0, 300.0), [])  # the first held cycle starts the count
+    runner.step(snap(1100.0, 300.0), [])
+    assert runner.phase is Phase.HELD  # 600 s: not more than the limit yet
+    runner.step(snap(1101.0, 300.0), [])
     assert runner.phase is Phase.ABORTING
 
 

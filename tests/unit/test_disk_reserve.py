@@ -14,8 +14,11 @@ import pytest
 from controller import audit as audit_module
 from controller.audit import AuditLog, RecordError, scan_chain
 from controller.batch import AUDIT_FILE
+from controller.storage import DiskReserve
+from drivers.errors import ConfigurationError
 
 WALL0 = datetime(2026, 11, 24, 21, 18, 40, tzinfo=UTC)
+RESERVE_BYTES = 3 * 1024 * 1024 + 17  # more than one write chunk, not a whole number of them
 
 
 def _new_log(path: Path) -> AuditLog:
@@ -87,3 +90,56 @@ def test_a_full_disk_on_fsync_cuts_the_unsynced_record(
         assert path.read_bytes() == before
         log.append("two", t_s=2.0, wall=WALL0)
     assert scan_chain(path.read_bytes()).count == 2
+
+
+# --- the reserve --------------------------------------------------------------------------
+
+
+def _allocated_bytes(path: Path) -> int | None:
+    blocks = getattr(os.stat(path), "st_blocks", None)  # POSIX only
+    return None if blocks is None else blocks * 512
+
+
+@pytest.mark.parametrize("fallocate", [True, False], ids=["posix_fallocate", "written"])
+def test_the_reserve_is_real_space_and_is_given_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fallocate: bool) -> None:
+    if not fallocate:  # as on Windows and macOS
+        monkeypatch.delattr(os, "posix_fallocate", raising=False)
+    elif not hasattr(os, "posix_fallocate"):
+        pytest.skip("no posix_fallocate on this OS")
+    reserve = DiskReserve(tmp_path / ".audit-reserve", RESERVE_BYTES)
+    reserve.ensure()
+    assert reserve.path.stat().st_size == RESERVE_BYTES
+    allocated = _allocated_bytes(reserve.path)
+    assert allocated is None or allocated >= RESERVE_BYTES  # not sparse
+    assert reserve.release() == RESERVE_BYTES
+    assert not reserve.path.exists()
+    assert reserve.release() == 0  # already given back
+
+
+def test_a_short_reserve_left_by_a_crash_is_topped_up(tmp_path: Path) -> None:
+    path = tmp_path / ".audit-reserve"
+    path.write_bytes(b"\x01" * 1000)
+    DiskReserve(path, RESERVE_BYTES).ensure()
+    assert path.stat().st_size == RESERVE_BYTES
+
+
+def test_a_reserve_that_does_not_fit_is_refused_and_left_nowhere(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_write = os.write
+    written = {"bytes": 0}
+
+    def filling(fd: int, data: bytes) -> int:
+        if written["bytes"] >= 1024 * 1024:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        n = real_write(fd, data)
+        written["bytes"] += n
+        return n
+
+    monkeypatch.delattr(os, "posix_fallocate", raising=False)
+    monkeypatch.setattr(os, "write", filling)
+    reserve = DiskReserve(tmp_path / ".audit-reserve", RESERVE_BYTES)
+    with pytest.raises(ConfigurationError, match=r"cannot reserve 3\.1 MB for the audit "
+                                                 r"\(disk full\)"):
+        reserve.ensure()
+    assert not reserve.path.exists()

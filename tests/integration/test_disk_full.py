@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -18,7 +19,7 @@ from controller import trace as trace_module
 from controller.audit import AuditLog, RecordError, scan_chain
 from controller.batch import AUDIT_FILE, RESERVE_FILE, SUMMARY_FILE, verify_batch
 from controller.clock import VirtualClock
-from controller.control import CONTROL_FILE
+from controller.control import CONTROL_FILE, Command, CommandResult, ControlServer, Status
 from controller.handle import RecipeRunner
 from controller.plan import load_recipe
 from controller.runstate import Phase
@@ -237,6 +238,22 @@ async def test_a_disk_full_stop_leaves_no_control_file(
     assert world is not None
     assert world.furnace.bank.get("L-R") == 0  # handed to the instrument's own fallback
     assert verify_batch(batch_dir).ok  # intact so far: the chain ends at its last record
+
+
+async def test_a_control_file_that_cannot_be_written_is_not_left_behind(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(fd: int, data: bytes) -> int:
+        raise _enospc()
+
+    def post(command: Command) -> CommandResult:
+        return CommandResult(command.id, Status.QUEUED, "running", "")
+
+    server = ControlServer(tmp_path, post)
+    monkeypatch.setattr(os, "write", full)  # control.json is written with os.write
+    with pytest.raises(OSError, match="No space"):
+        await server.start()
+    monkeypatch.undo()
+    assert not (tmp_path / CONTROL_FILE).exists()
 
 
 class _CrashError(Exception):

@@ -96,8 +96,9 @@ class FullDisk:
     someone else takes them at once), and a write that does not fit writes what fits
     and fails with ENOSPC."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, full_after_trace_bytes: int | None
-                 = None, full_at_audit_line: int | None = None, leave_bytes: int = 0,
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *,
+                 full_after_trace_bytes: int | None = None,
+                 full_at_audit_line: int | None = None, leave_bytes: int = 0,
                  give_back: bool = True) -> None:
         self.free_bytes: int | None = None  # None: not full yet
         self.full_after_trace_bytes = full_after_trace_bytes
@@ -129,8 +130,8 @@ class FullDisk:
                 raise _enospc()
 
         def summary_write(batch_dir: Path, data: Mapping[str, Any]) -> Path:
-            text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-            if self._take("summary", text.encode()) < len(text):
+            text = json.dumps(data, indent=2, ensure_ascii=False).encode() + b"\n"
+            if self._take("summary", text) < len(text):
                 raise _enospc()
             return write_summary(batch_dir, data)
 

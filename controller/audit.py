@@ -29,6 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Final, Self
 
+from controller.storage import is_disk_full
 from drivers.errors import FurnaceError
 
 __all__ = [
@@ -125,6 +126,17 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"non-standard JSON constant {name}")
 
 
+def _write_line(file: BinaryIO, line: bytes) -> None:
+    """Write all of ``line`` to an unbuffered file: a raw write may take only part of it
+    (a full disk takes what fits), so loop. Raises ``OSError`` part-way through."""
+    view = memoryview(line)
+    while view:
+        written = file.write(view)
+        if not written:
+            raise OSError(f"short write to {getattr(file, 'name', 'the audit log')}")
+        view = view[written:]
+
+
 @dataclass(frozen=True, slots=True)
 class ChainScan:
     """What ``scan_chain`` found. Records are indexed from 0 (index = seq = line - 1)."""
@@ -216,8 +228,11 @@ class AuditLog:
     Blocking: every ``append`` does one write and one ``os.fsync`` on the calling thread
     (about a millisecond on a local SSD, more on a slow disk), so the record is durable
     before the action it records goes further. Not thread-safe; one writer per batch.
-    After a failed write or fsync the log refuses further appends (``RecordError``): a
-    record that may be lost must not be built upon silently.
+    A failed append is cut back, so the file always ends with the last complete record
+    (no torn line for the next record to be glued to). After a full disk (ENOSPC, on the
+    write or the fsync) the log stays usable: the caller may free space and append
+    again. After any other failure, or a cut that fails, it refuses further appends
+    (``RecordError``): a record that may be lost must not be built upon silently (P6).
     """
 
     def __init__(self, path: Path, file: BinaryIO, scan: ChainScan) -> None:
@@ -227,6 +242,7 @@ class AuditLog:
         self._count = scan.count
         self._final_hash = scan.final_hash
         self._first_record = scan.first_record
+        self._size_bytes = scan.end_offset  # the file ends with the last complete record
         self._failure: OSError | None = None
         #: Bytes of an interrupted last append that ``open_existing`` cut away (b"" if none).
         #: The caller should audit it, e.g. ``append("torn_tail_recovered", bytes=n, ...)``.
@@ -311,8 +327,9 @@ class AuditLog:
         any JSON-serialisable values (who, what, why, old, new...); finite floats
         round-trip exactly, NaN and infinities are stored as the strings "NaN",
         "Infinity", "-Infinity". Raises ``ValueError``/``TypeError`` for bad arguments
-        (nothing is written), ``OSError`` if the write or fsync fails (the log is then
-        unusable) and ``RecordError`` if it already failed or is closed.
+        (nothing is written), ``OSError`` if the write or fsync fails (the partial record
+        is cut off; after anything but a full disk the log is then unusable) and
+        ``RecordError`` if it already failed or is closed.
         """
         if self._file is None or self._failure is not None:
             why = "closed" if self._failure is None else f"unusable after {self._failure!r}"
@@ -340,18 +357,33 @@ class AuditLog:
 
     def _write_durably(self, file: BinaryIO, line: bytes) -> None:
         try:
-            view = memoryview(line)
-            while view:  # a raw (unbuffered) write may be partial
-                written = file.write(view)
-                if not written:
-                    raise OSError(f"short write to {self._path}")
-                view = view[written:]
+            _write_line(file, line)
             os.fsync(file.fileno())
         except OSError as exc:
-            self._failure = exc
-            logger.error("audit write failed; the log refuses further records",
-                         extra={"path": str(self._path), "error": repr(exc)})
+            self._cut_back(file, exc)
             raise
+        self._size_bytes += len(line)
+
+    def _cut_back(self, file: BinaryIO, exc: OSError) -> None:
+        """After a failed append, cut the file back to the last complete record and decide
+        whether the log may go on (only after a full disk, and only if the cut held)."""
+        extra = {"path": str(self._path), "error": repr(exc), "size_bytes": self._size_bytes}
+        try:
+            file.truncate(self._size_bytes)
+            file.seek(self._size_bytes)  # "xb" (a new log) writes at the position, not the end
+            os.fsync(file.fileno())
+        except OSError as cut_exc:
+            self._failure = exc
+            logger.error("audit write failed and the partial record could not be cut off; "
+                         "the log refuses further records", extra={**extra,
+                                                                    "cut_error": repr(cut_exc)})
+            return
+        if is_disk_full(exc):  # nothing else is lost: every earlier record was fsync'd
+            logger.error("audit write failed: disk full; the log ends at its last record",
+                         extra=extra)
+            return
+        self._failure = exc
+        logger.error("audit write failed; the log refuses further records", extra=extra)
 
     def close(self) -> None:
         """Close the file. Every record is already durable; idempotent."""

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AUDIT_FILE",
     "RECIPE_FILE",
+    "RESERVE_FILE",
     "STATION_FILE",
     "SUMMARY_AUDIT_KEYS",
     "SUMMARY_FILE",
@@ -55,6 +56,9 @@ TRACE_FILE: Final = "trace.csv"
 RECIPE_FILE: Final = "recipe.toml"
 STATION_FILE: Final = "station.toml"
 SUMMARY_FILE: Final = "summary.json"
+#: Disk space held for the audit while the batch runs (``storage.DiskReserve``); deleted
+#: when the disk fills and at batch end. Not a record: ``furnace verify`` ignores it.
+RESERVE_FILE: Final = ".audit-reserve"
 #: The summary's keys that point at the audit chain; ``summary_digest`` leaves them out,
 #: since they are only known once the ``batch_ended`` record carrying the digest is written.
 SUMMARY_AUDIT_KEYS: Final = ("audit_final_hash", "audit_records")

@@ -464,12 +464,16 @@ class ControlServer:
                         source=str(self.batch_dir)) from None
                 self.path.unlink(missing_ok=True)
         try:
-            if sys.platform != "win32":
-                os.fchmod(fd, 0o600)
-            os.write(fd, body)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            try:
+                if sys.platform != "win32":
+                    os.fchmod(fd, 0o600)
+                os.write(fd, body)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except BaseException:  # a full disk: an empty control.json would outlive the run
+            self.path.unlink(missing_ok=True)
+            raise
 
     def _stale_pid(self) -> int | None:
         """The pid in an existing control.json if that process lives, else None."""

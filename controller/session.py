@@ -21,7 +21,13 @@ from typing import Any
 
 from controller.anchor import append_anchor, default_anchor_path
 from controller.audit import AuditLog, RecordError
-from controller.batch import create_batch_dir, summary_digest, write_frozen, write_summary
+from controller.batch import (
+    RESERVE_FILE,
+    create_batch_dir,
+    summary_digest,
+    write_frozen,
+    write_summary,
+)
 from controller.clock import Clock, ClockSlowdown, ScaledClock, utc_now
 from controller.control import CommandQueue, ControlServer
 from controller.handle import RecipeRunner
@@ -34,7 +40,7 @@ from controller.snapshot import Snapshot
 from controller.station import Station
 from controller.station_factory import Built, FaultInjector, build_devices
 from controller.steps import Plan
-from controller.storage import check_free_space, is_disk_full, required_free_bytes
+from controller.storage import DiskReserve, check_free_space, is_disk_full, required_free_bytes
 from controller.trace import TraceWriter
 from drivers.errors import ConfigurationError
 
@@ -54,24 +60,55 @@ def software_version() -> str:
 
 
 class BatchRecorder:
-    """Routes the scan loop's records: audit (fsync'd) and trace (buffered)."""
+    """Routes the scan loop's records: audit (fsync'd) and trace (buffered). When the disk
+    fills, the space held for the audit (``reserve``) is given back and the trace stops,
+    so the audit goes on to the end (docs/decisions/0010)."""
 
-    def __init__(self, audit: AuditLog, trace: TraceWriter, clock: Clock) -> None:
+    def __init__(self, audit: AuditLog, trace: TraceWriter, clock: Clock,
+                 reserve: DiskReserve | None = None) -> None:
         self.audit_log = audit
         self.trace_writer = trace
         self.clock = clock
+        self.reserve = reserve
         self._last_t_s: float | None = None
         self._rows = 0
         self.trace_stopped = ""  # why the trace stopped (disk full), "" while it runs
 
     def audit(self, event: str, t_s: float, fields: dict[str, Any]) -> None:
-        """Append to the audit log, durable on return. Raises ``RecordError`` if it cannot
-        be written: the run must then go safe, since nothing it does could be recorded."""
+        """Append to the audit log, durable on return. On a full disk the reserve is given
+        back, the append tried once more and the trace stopped. Raises ``RecordError`` if
+        the record cannot be written: the run must then go safe, since nothing it does
+        could be recorded."""
+        if self._append(event, t_s, fields):
+            return
+        freed_bytes = self.reserve.release() if self.reserve is not None else 0
+        if not (freed_bytes and self._append(event, t_s, fields)):  # once more, into it
+            raise RecordError("the audit log cannot be written (disk full)")
+        self._reserve_released(t_s, "an audit.jsonl append", freed_bytes)
+        if not self.trace_stopped:  # the trace would soon take that space from the audit
+            self._stop_trace("disk full", disk_full=True)
+
+    def _append(self, event: str, t_s: float, fields: dict[str, Any]) -> bool:
+        """One append: True if it landed, False if the disk was full (the log is left
+        ending at its last record). Raises ``RecordError`` on any other failure."""
         try:
             self.audit_log.append(event, t_s=t_s, wall=self.clock.wall(), **fields)
-        except (OSError, RecordError) as exc:
-            kind = "disk full" if isinstance(exc, OSError) and is_disk_full(exc) else str(exc)
-            raise RecordError(f"the audit log cannot be written ({kind})") from exc
+        except OSError as exc:
+            if is_disk_full(exc):
+                return False
+            raise RecordError(f"the audit log cannot be written ({exc})") from exc
+        except RecordError as exc:
+            raise RecordError(f"the audit log cannot be written ({exc})") from exc
+        return True
+
+    def _reserve_released(self, t_s: float, cause: str, freed_bytes: int) -> None:
+        logger.error("disk full (%s): %d bytes held for the audit given back", cause,
+                     freed_bytes)
+        self.audit("disk_reserve_released", t_s, {
+            "cause": f"disk full on {cause}", "freed_bytes": freed_bytes,
+            "action": "the space held for the audit was given back, so that the audit, the "
+                      "safe-state record and the summary can still be written; the trace "
+                      "stops"})
 
     def trace(self, row: Sequence[object]) -> None:
         """Append a trace row. The trace is the non-essential record: if the disk fills,
@@ -84,14 +121,21 @@ class BatchRecorder:
             if self._rows % _TRACE_FLUSH_ROWS == 0:
                 self.trace_writer.flush()
         except (OSError, RecordError) as exc:
-            self._stop_trace(exc)
+            self._trace_failed(exc)
 
-    def _stop_trace(self, exc: OSError | RecordError) -> None:
+    def _trace_failed(self, exc: OSError | RecordError) -> None:
         full = isinstance(exc, OSError) and is_disk_full(exc)
-        self.trace_stopped = "disk full" if full else str(exc)
-        logger.error("trace stopped: %s; the audit goes on", self.trace_stopped)
+        freed_bytes = self.reserve.release() if full and self.reserve is not None else 0
+        if freed_bytes:  # given back before the records below need the space
+            self._reserve_released(self._last_t_s or 0.0, "a trace.csv write", freed_bytes)
+        self._stop_trace("disk full" if full else str(exc), disk_full=full)
+
+    def _stop_trace(self, reason: str, *, disk_full: bool) -> None:
+        self.trace_stopped = reason
+        self.trace_writer.abandon()  # rows not yet written would take the audit's space
+        logger.error("trace stopped: %s; the audit goes on", reason)
         self.audit("records_degraded", self._last_t_s or 0.0, {
-            "what": "trace stopped", "reason": self.trace_stopped, "disk_full": full,
+            "what": "trace stopped", "reason": reason, "disk_full": disk_full,
             "rows_written": self._rows})
 
     def sync_trace(self) -> dict[str, object]:
@@ -107,7 +151,7 @@ class BatchRecorder:
             self.trace_writer.flush()
             return dict(self.trace_writer.digest().as_fields())
         except (OSError, RecordError) as exc:
-            self._stop_trace(exc)
+            self._trace_failed(exc)
             return {}
 
     def observe(self, snap: Snapshot) -> None:
@@ -193,6 +237,16 @@ async def _open_station(stack: AsyncExitStack, station: Station, clock: Clock,
     return _Open(lock, built, took_over)
 
 
+def _hold_reserve(stack: AsyncExitStack, batch_dir: Path) -> DiskReserve:
+    """Hold the audit's disk reserve in ``batch_dir`` until ``stack`` closes, which is after
+    summary.json is written (a crash's leftover is topped up, for a resume). Raises
+    ``ConfigurationError`` if the disk cannot hold it."""
+    reserve = DiskReserve(batch_dir / RESERVE_FILE)
+    reserve.ensure()
+    stack.callback(reserve.release)
+    return reserve
+
+
 def _close_trace(trace: TraceWriter) -> None:
     with contextlib.suppress(OSError, RecordError):
         trace.close()
@@ -238,6 +292,7 @@ async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_t
         batch_dir = create_batch_dir(batches_dir, plan.sample_name, clock.wall())
         if opened.lock is not None:
             opened.lock.update(batch_dir=batch_dir)
+        reserve = _hold_reserve(stack, batch_dir)
         recipe_sha256 = write_frozen(batch_dir, "recipe.toml", recipe_text)
         station_sha256 = write_frozen(batch_dir, "station.toml", station_text)
         t0_s = clock.now()
@@ -256,7 +311,7 @@ async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_t
         return await _loop_and_finish(batch_dir=batch_dir, station=station,
                                       built=opened.built, audit=audit, trace=trace,
                                       runner=_runner(plan, station), clock=clock, t0_s=t0_s,
-                                      observer=observer, commands=commands)
+                                      observer=observer, commands=commands, reserve=reserve)
 
 
 def _record_start(audit: AuditLog, clock: Clock, t_s: float, took_over: StaleTakeover | None,
@@ -276,13 +331,14 @@ async def _loop_and_finish(*, batch_dir: Path, station: Station, built: Built,
                            on_start: Callable[[Snapshot], None] | None = None,
                            prepare: Callable[[ScanLoop, BatchRecorder], Awaitable[None]]
                            | None = None, commands: CommandQueue | None = None,
-                           mass0_g: float | None = None) -> BatchResult:
+                           mass0_g: float | None = None,
+                           reserve: DiskReserve | None = None) -> BatchResult:
     """Run the scan loop to the batch's end, then record the end and write the summary.
 
     Operator commands reach the loop through ``commands``, from the loopback control
     server (``furnace ctl``) and from the console. The caller's exit stack closes the
     records and the devices and releases the lock, whatever happens here."""
-    recorder = BatchRecorder(audit, trace, clock)
+    recorder = BatchRecorder(audit, trace, clock, reserve)
     commands = commands if commands is not None else CommandQueue()
 
     def observe(snap: Snapshot, r: RecipeRunner) -> None:
@@ -395,6 +451,7 @@ async def resume_batch(batch_dir: Path, *, make_clock: Callable[[float], Clock],
         opened = await _open_station(stack, station, clock, built, station_source, plan)
         if opened.lock is not None:
             opened.lock.update(batch_dir=batch_dir)
+        reserve = _hold_reserve(stack, batch_dir)
         try:
             audit = AuditLog.open_existing(batch_dir / "audit.jsonl")
             stack.callback(audit.close)
@@ -443,4 +500,4 @@ async def resume_batch(batch_dir: Path, *, make_clock: Callable[[float], Clock],
                                       built=opened.built, audit=audit, trace=trace,
                                       runner=runner, clock=clock, t0_s=0.0, observer=observer,
                                       on_start=start, prepare=prepare, commands=commands,
-                                      mass0_g=rec.mass0_g)
+                                      mass0_g=rec.mass0_g, reserve=reserve)

@@ -1,14 +1,17 @@
 """Disk space for a batch: the size estimate, the free-space check before a run starts,
-and telling a full disk from other I/O errors during it (reference/faults.md §2.6 P5).
+the space held back for the audit (``DiskReserve``), and telling a full disk from other
+I/O errors during it (reference/faults.md §2.6 P5).
 
-Not here: what the run does about a full disk (stop the trace, keep the audit, alarm);
-that is the session's decision.
+Not here: what the run does about a full disk (give back the reserve, stop the trace,
+keep the audit, alarm); that is the session's decision (docs/decisions/0010).
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -18,6 +21,7 @@ __all__ = [
     "AUDIT_RESERVE_BYTES",
     "BYTES_PER_CELL",
     "BYTES_PER_ROW",
+    "DiskReserve",
     "check_free_space",
     "expected_batch_bytes",
     "expected_trace_bytes",
@@ -37,6 +41,9 @@ BYTES_PER_ROW = 64
 # than a run with faults produces, and leaves room for the report.
 AUDIT_RESERVE_BYTES = 16 * 1024 * 1024
 _MB = 1_000_000
+_CHUNK_BYTES = 1024 * 1024  # the reserve is written a MiB at a time where it must be written
+
+logger = logging.getLogger(__name__)
 
 # Windows error codes (winerror) for "the disk is full".
 _ERROR_HANDLE_DISK_FULL = 39
@@ -119,3 +126,80 @@ def is_disk_full(exc: OSError) -> bool:
     if exc.errno in _DISK_FULL_ERRNOS:
         return True
     return getattr(exc, "winerror", None) in (_ERROR_DISK_FULL, _ERROR_HANDLE_DISK_FULL)
+
+
+class DiskReserve:
+    """Space held on the batch's disk for the audit: a file of ``size_bytes`` real bytes,
+    deleted when the disk fills so that the audit's last records, the safe-state record
+    and summary.json still fit (docs/decisions/0010).
+
+    Blocking: ``ensure`` allocates on the calling thread, at once with
+    ``os.posix_fallocate`` (Linux), else by writing ``size_bytes`` and an fsync (Windows,
+    macOS; well under a second for 16 MiB on a local disk). Not thread-safe.
+    """
+
+    def __init__(self, path: Path, size_bytes: int = AUDIT_RESERVE_BYTES) -> None:
+        if size_bytes < 1:
+            raise ValueError(f"size_bytes must be >= 1, got {size_bytes!r}")
+        self.path = path
+        self.size_bytes = size_bytes
+
+    def ensure(self) -> None:
+        """Create the reserve, or top up one a crash left short (a resume).
+
+        The bytes are allocated, never sparse: ``posix_fallocate`` where the OS has it and
+        the file system supports it, else a written pattern that no file system can
+        compress away, then fsync. Raises ``ConfigurationError`` naming the file if the
+        space cannot be had (a partial reserve is removed first).
+        """
+        try:
+            with open(self.path, "ab") as f:
+                have = f.seek(0, os.SEEK_END)
+                if have < self.size_bytes:
+                    _allocate(f.fileno(), have, self.size_bytes - have)
+                    os.fsync(f.fileno())
+        except OSError as exc:
+            self.path.unlink(missing_ok=True)
+            why = "disk full" if is_disk_full(exc) else (exc.strerror or str(exc))
+            raise ConfigurationError(f"cannot reserve {self.size_bytes / _MB:.1f} MB for the "
+                                     f"audit ({why})", source=str(self.path)) from None
+
+    def release(self) -> int:
+        """Delete the reserve and return the bytes given back (0 if none was held).
+
+        Never raises: a reserve that cannot be deleted is logged and gives back 0.
+        """
+        try:
+            size_bytes = self.path.stat().st_size
+            self.path.unlink()
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            logger.error("cannot delete the disk reserve",
+                         extra={"path": str(self.path), "error": repr(exc)})
+            return 0
+        logger.info("disk reserve given back",
+                    extra={"path": str(self.path), "freed_bytes": size_bytes})
+        return size_bytes
+
+
+def _allocate(fd: int, offset_bytes: int, length_bytes: int) -> None:
+    """Allocate ``length_bytes`` at ``offset_bytes`` (the end of the file) for real."""
+    fallocate = getattr(os, "posix_fallocate", None)  # absent on Windows and macOS
+    if fallocate is not None:
+        try:
+            fallocate(fd, offset_bytes, length_bytes)
+            return
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise
+            # Not supported by this file system (EINVAL, EOPNOTSUPP): write instead.
+    # Random bytes, not zeros: a compressing file system (NTFS compression, ZFS, btrfs)
+    # stores a run of zeros in next to no space, and the reserve would hold nothing.
+    chunk = os.urandom(min(_CHUNK_BYTES, length_bytes))
+    left = length_bytes
+    while left > 0:  # the file is open for appending: each write lands at its end
+        written = os.write(fd, chunk[:left])
+        if written <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        left -= written

@@ -301,6 +301,16 @@ class TraceWriter:
                 self._file.close()
                 self._file = None
 
+    def abandon(self) -> None:
+        """Close without writing the buffered rows (they are lost): the disk is full and
+        what space is left belongs to the audit. The file keeps the rows written so far,
+        all complete, and ``digest()`` still describes them. Idempotent; never raises."""
+        file, self._file = self._file, None
+        self._pending.clear()
+        if file is not None:
+            with contextlib.suppress(OSError):
+                file.close()
+
     def _write_pending(self, *, sync: bool) -> None:
         file = self._file
         if file is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from controller.dtg import SlidingSlope
@@ -91,11 +91,7 @@ class HealthMonitor:
             allowed_c = MAX_PV_STEP_C_PER_S * max(t_s - last_t, 1.0) + 1.0
             if abs(pv - last) > allowed_c and self._spike_run < _SPIKE_MAX_RUN:
                 self._spike_run += 1
-                held = ControllerReading(last, reading.working_setpoint_c, reading.output_pct,
-                                         reading.is_manual, reading.is_sensor_break,
-                                         reading.is_over_range, reading.is_remote_failed,
-                                         reading.is_ramping, reading.is_remote_selected)
-                return held, True
+                return replace(reading, temperature_c=last), True
         self._spike_run = 0
         self._last_pv = pv
         return reading, False

@@ -9,12 +9,13 @@ import math
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from controller.monitors import Health
+from controller.monitors import ForeignChange, Health
 from drivers.roles import ControllerReading, FlowReading
 
 __all__ = ["Commands", "Snapshot"]
 
 _EMPTY: MappingProxyType[str, int] = MappingProxyType({})
+_NO_CHANGES: MappingProxyType[str, ForeignChange] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,10 @@ class Snapshot:
     mass_pct: float | None = None  # relative to the first reading of the batch
     dtg_pct_per_min: float | None = None  # d(mass_pct)/dt, smoothed live
     health: Health = field(default_factory=Health)  # the monitors' view of this cycle
+    # per device, the last time another program changed a setting we had written (kept
+    # until our configuration is re-applied on resume)
+    foreign_changes: MappingProxyType[str, ForeignChange] = field(
+        default_factory=lambda: _NO_CHANGES)
 
     @property
     def delta_t_c(self) -> float | None:

@@ -17,8 +17,8 @@ from controller.snapshot import Snapshot
 from controller.station import Station
 from controller.steps import ExothermGuard
 
-__all__ = ["CHECKS", "COMMS_LOSS_CYCLES", "Context", "Severity", "Verdict", "evaluate",
-           "worst"]
+__all__ = ["CHECKS", "COMMS_LOSS_CYCLES", "FOREIGN_CHANGES_HOLD", "Context", "Severity",
+           "Verdict", "evaluate", "worst"]
 
 
 class Severity(IntEnum):
@@ -87,6 +87,11 @@ TC_DISAGREE_C = 30.0  # sample and control thermocouples apart by this much in i
 O2_LIMIT_PPM = 1000.0  # in a purged inert tube (G7); the purge floor is a few ppm
 _AIR_FLOW_FRACTION = 0.01  # oxidising flow above this fraction of full scale is "flowing"
 _HEATING_MARGIN_C = 5.0
+# An instrument setting we wrote, changed by someone else this many times: hold. Once is
+# rewritten with an alarm (a power cycle, a hand at the front panel); twice is another
+# program that will go on writing, and two masters fighting over one setpoint would only
+# make the trace meaningless.
+FOREIGN_CHANGES_HOLD = 2
 # Holds for a lost flow, oxygen in the tube or stale readings lift themselves after the
 # condition has been clear this long; every other hold waits for a person.
 AUTO_RESUME_SETTLE_S = 60.0
@@ -239,6 +244,23 @@ def instrument_state(snap: Snapshot, ctx: Context, station: Station) -> Iterator
                       "or instrument power cycle", reconfigure_on_resume=True)
 
 
+def foreign_writer(snap: Snapshot, ctx: Context, station: Station) -> Iterator[Verdict]:
+    """Another program keeps changing a setting we wrote: hold and leave the instrument as
+    it was found until a person has found the other writer; resuming re-applies ours."""
+    if not ctx.active:
+        return
+    for change in snap.foreign_changes.values():
+        if change.count < FOREIGN_CHANGES_HOLD:
+            continue
+        times = "twice" if change.count == 2 else f"{change.count} times"
+        yield Verdict("foreign_writer", Severity.HOLD, change.found, change.ours,
+                      f"{change.device} {change.what} changed by another program {times} "
+                      f"({change.ours:g} -> {change.found:g} {change.unit}): another "
+                      "controller or program writes to this instrument; find it before "
+                      "resuming", reconfigure_on_resume=True)
+        return
+
+
 def exotherm_guard(snap: Snapshot, ctx: Context, station: Station) -> Iterator[Verdict]:
     """A runaway exotherm while air flows: ΔT past the cut limit holds the run and cuts
     the heat; ΔT (or its rise) past the stop limits pauses the ramp."""
@@ -267,7 +289,7 @@ _GUARD_HYSTERESIS_FRACTION = 0.8
 CHECKS: tuple[Check, ...] = (over_temperature, air_above_limit, heating_unpurged,
                              comms_loss, sensor_fault, pv_plausibility, heater_faults,
                              flow_lost, atmosphere, thermocouples_disagree, instrument_state,
-                             exotherm_guard)
+                             foreign_writer, exotherm_guard)
 
 
 def evaluate(snap: Snapshot, ctx: Context, station: Station) -> list[Verdict]:

@@ -1,22 +1,24 @@
 """Stateful plausibility monitors run by the scan cycle, one small tracker per symptom,
-summarised each cycle in a frozen ``Health`` that rides on the snapshot.
+summarised each cycle in a frozen ``Health`` (and ``ForeignChange`` records) that ride on
+the snapshot.
 
 Not here: decisions. The interlocks judge ``Health`` as pure functions; this module only
 remembers what one snapshot cannot show (how long a value has been frozen, a spike, how
-long a flow has been short, how much the furnace rose at full or zero output).
+long a flow has been short, how much the furnace rose at full or zero output, how often
+another program changed an instrument setting we had written).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from controller.dtg import SlidingSlope
 from drivers.roles import ControllerReading, FlowReading
 
-__all__ = ["Health", "HealthMonitor", "MAX_PV_STEP_C_PER_S"]
+__all__ = ["ForeignChange", "ForeignWrites", "Health", "HealthMonitor", "MAX_PV_STEP_C_PER_S"]
 
 # The furnace cannot change faster than its full-power heating rate (61 °C/min at 220 °C,
 # hardware.md §4.4) or its natural cooling (38 °C/min at 1600 °C): ~1 °C/s is the ceiling.
@@ -91,11 +93,7 @@ class HealthMonitor:
             allowed_c = MAX_PV_STEP_C_PER_S * max(t_s - last_t, 1.0) + 1.0
             if abs(pv - last) > allowed_c and self._spike_run < _SPIKE_MAX_RUN:
                 self._spike_run += 1
-                held = ControllerReading(last, reading.working_setpoint_c, reading.output_pct,
-                                         reading.is_manual, reading.is_sensor_break,
-                                         reading.is_over_range, reading.is_remote_failed,
-                                         reading.is_ramping, reading.is_remote_selected)
-                return held, True
+                return replace(reading, temperature_c=last), True
         self._spike_run = 0
         self._last_pv = pv
         return reading, False
@@ -148,3 +146,65 @@ class HealthMonitor:
             since = self._short_since.setdefault(gas, t_s)
             out[gas] = t_s - since
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignChange:
+    """An instrument setting found to be not what we last wrote and read back: another
+    program on the bus, the front panel or a power cycle changed it."""
+
+    device: str  # the instrument (``mfc_Ar``, ``furnace``)
+    setting: str  # the scan cycle's name for the setting (``flow_Ar``, ``local_setpoint``)
+    what: str  # the setting in words, for records ("setpoint", "local setpoint (TG.SP)")
+    ours: float  # what we last wrote and read back, in ``unit``
+    found: float  # what the instrument reported instead, in ``unit``
+    unit: str
+    count: int  # foreign changes on this device so far (this one included)
+    t_s: float  # process time it was found
+
+
+_NO_CHANGES: MappingProxyType[str, ForeignChange] = MappingProxyType({})
+
+
+class ForeignWrites:
+    """Counts, per device, the foreign changes of settings we wrote and read back.
+
+    A change counts once: while the instrument keeps the foreign value it is the same
+    change. The setting is armed again once we rewrote it (``rewritten``) or the
+    instrument reports our value again; ``reset`` forgets every count (our configuration
+    re-applied, on resume). ``latest`` is the last change per device.
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        self._standing: set[str] = set()  # settings whose foreign value was counted
+        self.latest = _NO_CHANGES
+
+    def observe(self, t_s: float, device: str, setting: str, what: str, *,
+                ours: float | None, found: float, tolerance: float, unit: str
+                ) -> ForeignChange | None:
+        """Compare ``found`` (read from the instrument) with ``ours`` (None: nothing
+        written and confirmed yet; a NaN ``found``: not reported). Returns the change if
+        this is a new one, else None."""
+        if ours is None or math.isnan(found):
+            return None
+        if abs(found - ours) <= tolerance:
+            self._standing.discard(setting)
+            return None
+        if setting in self._standing:
+            return None
+        self._standing.add(setting)
+        count = self._counts[device] = self._counts.get(device, 0) + 1
+        change = ForeignChange(device, setting, what, ours, found, unit, count, t_s)
+        self.latest = MappingProxyType({**self.latest, device: change})
+        return change
+
+    def rewritten(self, setting: str) -> None:
+        """We wrote ``setting`` and read it back: a later foreign value is a new change."""
+        self._standing.discard(setting)
+
+    def reset(self) -> None:
+        """Forget every change and count (our configuration was re-applied)."""
+        self._counts.clear()
+        self._standing.clear()
+        self.latest = _NO_CHANGES

@@ -21,7 +21,7 @@ from controller.control import CommandQueue
 from controller.dtg import SlidingSlope
 from controller.handle import RecipeRunner
 from controller.interlocks import COMMS_LOSS_CYCLES, FLOW_LOST_S, PV_FROZEN_S, evaluate
-from controller.monitors import HealthMonitor
+from controller.monitors import ForeignChange, ForeignWrites, HealthMonitor
 from controller.runner import SAFE_INERT_FLOW_SCCM, CycleOutput, fallback_rate_c_per_min
 from controller.runstate import SCHEMA_VERSION, Phase, to_record
 from controller.snapshot import Commands, Snapshot
@@ -64,6 +64,7 @@ DELTA_T_RATE_WINDOW_S = 120.0  # the exotherm guard's rate of rise of ΔT
 def _finite(value: float) -> float | None:
     return None if math.isnan(value) else value
 _SETPOINT_TOLERANCE_SCCM = 0.05
+_LOCAL_SETPOINT_TOLERANCE_C = 0.05  # as the driver's "differs" test before an EEPROM write
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +162,7 @@ class ScanLoop:
         self.cycles = 0
         self._mass0_g = mass0_g  # the first balance reading of the batch: 100 %
         self._monitor = HealthMonitor(station.envelope.max_temperature_c)
+        self._foreign = ForeignWrites()
         self._dtg = SlidingSlope(DTG_WINDOW_S)
         self._delta_t_rate = SlidingSlope(DELTA_T_RATE_WINDOW_S)
 
@@ -213,6 +215,8 @@ class ScanLoop:
             except DeviceError as exc:
                 self._failed(self.devices.balance.name, exc)
         t_s = self.clock.now() - self._t0_s
+        if not self.runner.is_final:  # (the safe state's writes are not ours to check)
+            self._find_foreign(t_s, furnace, flows)
         furnace, health = self._monitor.update(t_s, furnace, flows, self.runner.flows_sccm)
         mass_pct = dtg = delta_rate = None
         if mass_g is not None:
@@ -226,7 +230,8 @@ class ScanLoop:
                                                            sample_c - furnace.temperature_c))
         return Snapshot(t_s, furnace, MappingProxyType(flows), o2,
                         MappingProxyType(dict(self._failures)), sample_c, delta_rate,
-                        mass_g, mass_pct, dtg, health, self.clock.real_s())
+                        mass_g, mass_pct, dtg, health, self.clock.real_s(),
+                        self._foreign.latest)
 
     def _pace(self) -> None:
         """Tell the clock when a hold starts or ends (a dry run's clock runs at real speed
@@ -236,15 +241,43 @@ class ScanLoop:
             self._paced = held
             self.clock.pace_for_hold(held)
 
+    def _find_foreign(self, t_s: float, furnace: ControllerReading | None,
+                      flows: dict[str, FlowReading | None]) -> None:
+        """Compare the settings we wrote and read back with what the instruments report:
+        the furnace's local (fallback) setpoint and each MFC's setpoint. Free: both come
+        in the block reads already made."""
+        if furnace is not None:
+            self._foreign.observe(t_s, self.devices.furnace.name, "local_setpoint",
+                                  "local setpoint (TG.SP)",
+                                  ours=self._written.get("local_setpoint"),
+                                  found=furnace.target_setpoint_c,
+                                  tolerance=_LOCAL_SETPOINT_TOLERANCE_C, unit="°C")
+        for mfc in self.devices.mfcs:
+            reading = flows.get(mfc.gas)
+            ours = self._written.get(f"flow_{mfc.gas}")
+            if reading is None or ours is None:
+                continue
+            self._foreign.observe(t_s, mfc.name, f"flow_{mfc.gas}", "setpoint", ours=ours,
+                                  found=reading.setpoint_sccm,
+                                  tolerance=max(_SETPOINT_TOLERANCE_SCCM, 1e-3 * ours),
+                                  unit="sccm")
+
     # ------------------------------------------------------------------ writing
     async def _write(self, cmds: Commands, snap: Snapshot) -> None:
-        """Setpoint every cycle (the remote-setpoint heartbeat); the rest on change."""
+        """Setpoint every cycle (the remote-setpoint heartbeat); the rest on change, and
+        a setting another program changed (``_foreign_found``)."""
         t_s = snap.t_s
         furnace = self.devices.furnace
         # Stale readings (faults.md C1): no new setpoints. Even if writes still get through
         # (slow or garbled replies), the instrument's remote setpoint then times out and it
         # goes to its own local fallback, which needs no PC.
         if snap.failures.get("furnace", 0) < COMMS_LOSS_CYCLES:
+            rewrite = self._foreign_found(snap, furnace.name)
+            retry = "local_setpoint" not in self._written  # the last rewrite failed
+            if rewrite or (retry and not self.runner.run.needs_reconfigure):
+                env = self.station.envelope
+                await self._guarded(furnace.name, "local_setpoint", env.ambient_c, t_s,
+                                    self._configure_fallback())
             await self._guarded("furnace", "setpoint_c", cmds.setpoint_c, t_s,
                                 furnace.write_setpoint_c(cmds.setpoint_c), audit_change=False)
             if self._written.get("rate_limit") != cmds.rate_limit_c_per_min:
@@ -254,18 +287,28 @@ class ScanLoop:
         for mfc in self.devices.mfcs:
             flow = cmds.flows_sccm[mfc.gas]
             key = f"flow_{mfc.gas}"
-            reading = snap.flows.get(mfc.gas)
-            # Rewrite on change, and when the instrument's own setpoint is not ours (front
-            # panel, another program, a power cycle): the setpoint read back is the truth.
-            drifted = reading is not None and abs(reading.setpoint_sccm - flow) > max(
-                _SETPOINT_TOLERANCE_SCCM, 1e-3 * flow)
-            if drifted and self._written.get(key) == flow:
-                self.recorder.audit("alarm", t_s, {
-                    "alarm": "setpoint_changed_externally", "device": mfc.name,
-                    "measured": reading.setpoint_sccm, "limit": flow,  # type: ignore[union-attr]
-                    "action": "rewritten"})
-            if self._written.get(key) != flow or drifted:
+            rewrite = self._foreign_found(snap, mfc.name)
+            if self._written.get(key) != flow or rewrite:
                 await self._guarded(mfc.name, key, flow, t_s, mfc.set_flow_sccm(flow))
+
+    def _foreign_found(self, snap: Snapshot, device: str) -> bool:
+        """Whether to rewrite a setting of ``device`` that another program changed (found
+        in this cycle's read): the first change of a device is rewritten with an alarm.
+        After a second the ``foreign_writer`` interlock has held the run, and a hold for an
+        instrument changed outside the controller leaves it as found until a person
+        resumes (the resume re-applies our configuration): two masters fighting over one
+        setpoint would hide which one is in charge. Outside such a hold (a cool-down)
+        ours is rewritten, silently after the first alarm."""
+        change: ForeignChange | None = snap.foreign_changes.get(device)
+        if change is None or change.t_s != snap.t_s:
+            return False
+        rewrite = not self.runner.run.needs_reconfigure
+        if change.count == 1:
+            self.recorder.audit("alarm", snap.t_s, {
+                "alarm": "setpoint_changed_externally", "device": device,
+                "what": change.setting, "measured": change.found, "limit": change.ours,
+                "action": "rewritten" if rewrite else "left as found: held"})
+        return rewrite
 
     async def _guarded(self, device: str, key: str, value: float, t_s: float, write: Any,
                        *, audit_change: bool = True) -> None:
@@ -286,6 +329,7 @@ class ScanLoop:
                                                           "old": self._written.get(key),
                                                           "new": value})
         self._written[key] = value
+        self._foreign.rewritten(key)
 
     # ---------------------------------------------------------------- recording
     def _flush_events(self, t_s: float) -> None:
@@ -350,13 +394,21 @@ class ScanLoop:
         self.recorder.trace(row)
 
     # --------------------------------------------------------------------- cycle
-    async def _preflight(self, t_s: float) -> None:
+    async def _configure_fallback(self) -> None:
+        """Give the furnace our fallback configuration (local setpoint, rate limit, high
+        alarm, auto, remote selected), each read back by the driver."""
         env = self.station.envelope
         rate = fallback_rate_c_per_min(self.station)
         await self.devices.furnace.configure_fallback(
             local_setpoint_c=env.ambient_c, rate_limit_c_per_min=rate,
             alarm_high_c=env.max_temperature_c)
         self._written["rate_limit"] = rate
+
+    async def _preflight(self, t_s: float) -> None:
+        env = self.station.envelope
+        rate = fallback_rate_c_per_min(self.station)
+        await self._configure_fallback()
+        self._written["local_setpoint"] = env.ambient_c
         self.recorder.audit("preflight", t_s, {
             "local_setpoint_c": env.ambient_c,
             "rate_limit_c_per_min": rate,
@@ -372,6 +424,10 @@ class ScanLoop:
             self._failed("furnace", exc)
             return
         self.runner.reconfigured()
+        # Resuming re-applies our setpoints too, and the foreign-writer count starts again.
+        self._foreign.reset()
+        for mfc in self.devices.mfcs:
+            self._written.pop(f"flow_{mfc.gas}", None)
         self.recorder.audit("instrument_reconfigured", t_s, {
             "reason": "resumed after the instrument was changed outside the controller"})
 

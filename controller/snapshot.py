@@ -9,12 +9,13 @@ import math
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from controller.monitors import Health
+from controller.monitors import ForeignChange, Health
 from drivers.roles import ControllerReading, FlowReading
 
 __all__ = ["Commands", "Snapshot"]
 
 _EMPTY: MappingProxyType[str, int] = MappingProxyType({})
+_NO_CHANGES: MappingProxyType[str, ForeignChange] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,10 @@ class Snapshot:
     health: Health = field(default_factory=Health)  # the monitors' view of this cycle
     real_s: float | None = None  # the clock's real seconds (timeouts a person waits on);
     # None: the same as t_s
+    # per device, the last time another program changed a setting we had written (kept
+    # until our configuration is re-applied on resume)
+    foreign_changes: MappingProxyType[str, ForeignChange] = field(
+        default_factory=lambda: _NO_CHANGES)
 
     @property
     def delta_t_c(self) -> float | None:

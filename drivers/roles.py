@@ -5,6 +5,7 @@ Not here: any particular instrument (see ``drivers.eurotherm``, ``drivers.alicat
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -32,6 +33,9 @@ class ControllerReading:
     is_remote_failed: bool
     is_ramping: bool
     is_remote_selected: bool = True  # False after a power cycle or a front-panel change
+    # The local (target) setpoint the instrument falls back to without the PC; NaN if the
+    # instrument does not report it (an indicator).
+    target_setpoint_c: float = math.nan
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,8 +55,8 @@ class Eurotherm3216:
         return self._regs[f"{name}.F"]
 
     async def read(self) -> ControllerReading:
-        """Poll PV, working setpoint, output, the status word and (unless an indicator)
-        the setpoint source: three transactions."""
+        """Poll PV, the local target setpoint TG.SP, working setpoint, output, the status
+        word and (unless an indicator) the setpoint source: three transactions."""
         words = await self._bus.read_registers(self._unit, self._block_start,
                                                self._block_count)
         values = [decode(self._f(n), words[i:i + 2])
@@ -77,6 +77,7 @@ class Eurotherm3216:
             is_remote_failed=Status.REMOTE_SP_FAIL in status,
             is_ramping=Status.RAMP_RUNNING in status,
             is_remote_selected=remote,
+            target_setpoint_c=values[1],
         )
 
     async def _write_checked(self, reg: Register, value: float) -> None:

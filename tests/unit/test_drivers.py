@@ -34,6 +34,7 @@ async def test_read_decodes_block_and_status(bus: FakeRegisterBus) -> None:
     reading = await Eurotherm3216(bus, UNIT).read()
     assert reading.temperature_c == pytest.approx(221.5)
     assert reading.working_setpoint_c == pytest.approx(220.0)
+    assert reading.target_setpoint_c == pytest.approx(25.0)  # TG.SP, from the same block
     assert reading.output_pct == pytest.approx(4.2)
     assert reading.is_ramping
     assert not reading.is_sensor_break

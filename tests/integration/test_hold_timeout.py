@@ -161,13 +161,16 @@ async def test_a_hold_nobody_lifts_ends_as_the_station_says_after_real_time(
 
 
 def test_the_hold_policy_is_checked_with_one_line_errors() -> None:
-    station_text = (Path(__file__).parents[2] / "controller" / "builtin" / "sim.toml"
-                    ).read_text(encoding="utf-8")
+    text = (Path(__file__).parents[2] / "controller" / "builtin" / "sim.toml"
+            ).read_text(encoding="utf-8")
+    assert "timeout_min = 60.0" in text
     with pytest.raises(ConfigurationError, match=r"hold\.timeout_min"):
-        load_station_text(station_text + "\n[hold]\ntimeout_min = 0\n", "s.toml")
+        load_station_text(text.replace("timeout_min = 60.0", "timeout_min = 0"), "s.toml")
     with pytest.raises(ConfigurationError, match=r"hold\.on_timeout"):
-        load_station_text(station_text + '\n[hold]\non_timeout = "ignore"\n', "s.toml")
-    station = load_station_text(station_text + "\n[hold]\ntimeout_min = 240\n", "s.toml")
+        load_station_text(text.replace('on_timeout = "abort"', 'on_timeout = "ignore"'),
+                          "s.toml")
+    station = load_station_text(text.replace("timeout_min = 60.0", "timeout_min = 240"),
+                                "s.toml")
     assert station.hold.timeout_min == 240.0
 
 

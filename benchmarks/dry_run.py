@@ -16,10 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from controller.clock import VirtualClock
-from controller.plan import load_recipe
+from controller.recipe.plan import load_recipe
+from controller.recipe.station import load_station
+from controller.run.clock import VirtualClock
 from controller.session import run_batch
-from controller.station import load_station
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADLINE = ROOT / "profiles" / "pop70-600-1600.toml"

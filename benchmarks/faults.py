@@ -36,10 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the campaign lives with the tests
 
-from controller.batch import verify_batch  # noqa: E402
-from controller.plan import load_recipe, summarize  # noqa: E402
-from controller.runner import fallback_rate_c_per_min  # noqa: E402
-from controller.station import load_station  # noqa: E402
+from controller.recipe.plan import load_recipe, summarize  # noqa: E402
+from controller.recipe.station import fallback_rate_c_per_min, load_station  # noqa: E402
+from controller.records.verify import verify_batch  # noqa: E402
 from tests.integration.campaign import CASES, PERIOD_S, Outcome, judge, run_case  # noqa: E402
 from tests.integration.fallback_kills import (  # noqa: E402
     ALONE_S,

@@ -30,12 +30,12 @@ from typing import Any
 
 from pymodbus.client import AsyncModbusTcpClient
 
-from controller.clock import WallClock
-from controller.handle import RecipeRunner
-from controller.scan import ScanLoop
-from controller.station import load_station_text
+from controller.recipe.station import load_station_text
+from controller.recipe.steps import End, Plan, Stage
+from controller.run.clock import WallClock
+from controller.run.handle import RecipeRunner
+from controller.run.scan import ScanLoop
 from controller.station_factory import build_devices, sim_spec
-from controller.steps import End, Plan, Stage
 from drivers.eurotherm.registers import build_map
 from simulator import SimWorld
 from simulator.modbus_server import SimModbusServer

@@ -20,9 +20,31 @@ from typing import NoReturn
 from rich.console import Console
 from rich.table import Table
 
-from controller.audit import RecordError
-from controller.batch import check_batches_dir, verify_batch
-from controller.clock import (
+from controller.operator.console import (
+    LiveView,
+    TerminalConsole,
+    hang_up,
+    setup_logging,
+    summary_table,
+)
+from controller.operator.control import send_command
+from controller.operator.keys import (
+    InterruptPolicy,
+    KeyCommands,
+    KeyReader,
+    TerminationPolicy,
+    install_interrupt_handler,
+    install_termination_handlers,
+)
+from controller.recipe.plan import load_recipe, summarize
+from controller.recipe.schema import ResolvedRecipe, parse_overrides
+from controller.recipe.station import Station, load_station
+from controller.recipe.steps import Plan
+from controller.recipe.validation import unsafe_char
+from controller.records.audit import RecordError
+from controller.records.batch import check_batches_dir
+from controller.records.verify import Verdict, verify_batch
+from controller.run.clock import (
     MAX_SPEED,
     MIN_SPEED,
     Clock,
@@ -31,25 +53,10 @@ from controller.clock import (
     WallClock,
     check_speed,
 )
-from controller.console import LiveView, TerminalConsole, hang_up, setup_logging, summary_table
-from controller.control import STARTING, TRIGGERS, CommandQueue, send_command
-from controller.keys import (
-    InterruptPolicy,
-    KeyCommands,
-    KeyReader,
-    TerminationPolicy,
-    install_interrupt_handler,
-    install_termination_handlers,
-)
-from controller.plan import load_recipe, summarize
-from controller.recipe import ResolvedRecipe, parse_overrides
-from controller.runstate import Phase
+from controller.run.commands import STARTING, TRIGGERS, CommandQueue
+from controller.run.runstate import Phase
 from controller.session import BatchResult, resume_batch, run_batch
-from controller.station import Station, load_station
 from controller.station_factory import serve_simulator
-from controller.steps import Plan
-from controller.validation import unsafe_char
-from controller.verify import Verdict
 from drivers.errors import ConfigurationError
 
 __all__ = ["main"]
@@ -421,7 +428,7 @@ def cmd_verify(args: argparse.Namespace, out: Console) -> int:
 
 def cmd_report(args: argparse.Namespace, out: Console) -> int:
     # matplotlib is heavy: imported only when a report is asked for
-    from controller.report import (
+    from controller.analysis.report import (
         REPORT_FILE,
         analyse,
         format_events,

@@ -19,29 +19,35 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from controller.anchor import append_anchor, default_anchor_path
-from controller.audit import AuditLog, RecordError
-from controller.batch import (
+from controller.operator.control import ControlServer
+from controller.operator.lock import StaleTakeover, StationLock, lock_for_station
+from controller.recipe.plan import PlanSummary, summarize
+from controller.recipe.station import Station
+from controller.recipe.steps import Plan
+from controller.records.anchor import append_anchor, default_anchor_path
+from controller.records.audit import AuditLog, RecordError
+from controller.records.batch import (
     RESERVE_FILE,
     create_batch_dir,
     summary_digest,
     write_frozen,
     write_summary,
 )
-from controller.clock import Clock, ClockSlowdown, ScaledClock, utc_now
-from controller.control import CommandQueue, ControlServer
-from controller.handle import RecipeRunner
-from controller.lock import StaleTakeover, StationLock, lock_for_station
-from controller.plan import PlanSummary, summarize
-from controller.resume import Decision, decide, recover
-from controller.runstate import Phase
-from controller.scan import ScanLoop, trace_columns
-from controller.snapshot import Snapshot
-from controller.station import Station
+from controller.records.storage import (
+    DiskReserve,
+    check_free_space,
+    is_disk_full,
+    required_free_bytes,
+)
+from controller.records.trace import TraceWriter
+from controller.run.clock import Clock, ClockSlowdown, ScaledClock, utc_now
+from controller.run.commands import CommandQueue
+from controller.run.handle import RecipeRunner
+from controller.run.resume import Decision, decide, recover
+from controller.run.runstate import Phase
+from controller.run.scan import ScanLoop, trace_columns
+from controller.run.snapshot import Snapshot
 from controller.station_factory import Built, FaultInjector, build_devices
-from controller.steps import Plan
-from controller.storage import DiskReserve, check_free_space, is_disk_full, required_free_bytes
-from controller.trace import TraceWriter
 from drivers.errors import ConfigurationError
 
 __all__ = ["BatchRecorder", "BatchResult", "resume_batch", "run_batch", "software_version"]

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from controller.clock import Clock
-from controller.scan import Devices
-from controller.station import Station
-from controller.steps import Material
+from controller.recipe.station import Station
+from controller.recipe.steps import Material
+from controller.run.clock import Clock
+from controller.run.scan import Devices
 from drivers.alicat import AlicatMFC
 from drivers.balance import SicsBalance
 from drivers.bus import RegisterBus

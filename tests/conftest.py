@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.station import Station, load_station
+from controller.recipe.station import Station, load_station
 
 ROOT = Path(__file__).resolve().parent.parent
 

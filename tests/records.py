@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from controller.anchor import append_anchor
-from controller.audit import AuditLog
-from controller.batch import (
+from controller.records.anchor import append_anchor
+from controller.records.audit import AuditLog
+from controller.records.batch import (
     AUDIT_FILE,
     RECIPE_FILE,
     STATION_FILE,
@@ -25,7 +25,7 @@ from controller.batch import (
     write_frozen,
     write_summary,
 )
-from controller.trace import TraceWriter
+from controller.records.trace import TraceWriter
 
 WALL0 = datetime(2026, 11, 24, 21, 18, 40, tzinfo=UTC)
 RECIPE = 'name = "POP70-600-1600"\r\n[[stage]]\nto_c = 600.0\n'

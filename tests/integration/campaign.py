@@ -34,10 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from controller.batch import verify_batch
-from controller.clock import VirtualClock
-from controller.handle import RecipeRunner
-from controller.interlocks import (
+from controller.recipe.plan import load_recipe
+from controller.recipe.station import Station, load_station
+from controller.records.verify import verify_batch
+from controller.run.clock import VirtualClock
+from controller.run.handle import RecipeRunner
+from controller.run.interlocks import (
     COMMS_LOSS_CYCLES,
     FLOW_LOST_S,
     HEATER_OPEN_S,
@@ -46,11 +48,9 @@ from controller.interlocks import (
     PV_FROZEN_S,
     TC_DISAGREE_C,
 )
-from controller.plan import load_recipe
-from controller.runstate import Phase
+from controller.run.runstate import Phase
+from controller.run.snapshot import Snapshot
 from controller.session import BatchResult, run_batch
-from controller.snapshot import Snapshot
-from controller.station import Station, load_station
 from controller.station_factory import build_devices
 from drivers.alicat import registers as alicat
 from drivers.eurotherm.registers import Status, build_map

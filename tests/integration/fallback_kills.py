@@ -25,15 +25,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controller.clock import VirtualClock
-from controller.handle import RecipeRunner
-from controller.plan import load_recipe, summarize
-from controller.runstate import Phase
+from controller.recipe.plan import load_recipe, summarize
+from controller.recipe.station import Station, load_station
+from controller.recipe.steps import Cool, Plan, Ramp
+from controller.run.clock import VirtualClock
+from controller.run.handle import RecipeRunner
+from controller.run.runstate import Phase
+from controller.run.snapshot import Snapshot
 from controller.session import run_batch
-from controller.snapshot import Snapshot
-from controller.station import Station, load_station
 from controller.station_factory import build_devices
-from controller.steps import Cool, Plan, Ramp
 from simulator.world import SimWorld
 
 WINDOW_S = 120.0  # the acceptance's window: no cooling faster than the limit over any 2 min

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller.clock import VirtualClock
-from controller.plan import load_recipe
+from controller.recipe.plan import load_recipe
+from controller.recipe.station import load_station
+from controller.recipe.steps import Plan
+from controller.run.clock import VirtualClock
 from controller.session import BatchResult, run_batch
-from controller.station import load_station
-from controller.steps import Plan
 
 
 @dataclass

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.batch import write_summary
 from controller.cli import main
+from controller.records.batch import write_summary
 from tests.conftest import PROFILES
 from tests.records import audit_records, make_hashed_batch, rewrite_chain
 

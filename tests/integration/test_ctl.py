@@ -18,18 +18,19 @@ from typing import Any
 
 import pytest
 
-from controller.clock import VirtualClock, WallClock
-from controller.control import Command, CommandQueue, ControlServer, send_command
-from controller.handle import RecipeRunner
-from controller.keys import (
+from controller.operator.control import ControlServer, send_command
+from controller.operator.keys import (
     InterruptPolicy,
     KeyCommands,
     KeyReader,
     install_interrupt_handler,
 )
-from controller.runstate import Phase
-from controller.station import Station
-from controller.steps import Dwell, End, Plan, Stage
+from controller.recipe.station import Station
+from controller.recipe.steps import Dwell, End, Plan, Stage
+from controller.run.clock import VirtualClock, WallClock
+from controller.run.commands import Command, CommandQueue
+from controller.run.handle import RecipeRunner
+from controller.run.runstate import Phase
 
 pytestmark = pytest.mark.timeout(30)
 

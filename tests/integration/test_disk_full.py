@@ -13,22 +13,24 @@ from typing import Any, BinaryIO
 
 import pytest
 
-from controller import audit as audit_module
 from controller import session as session_module
-from controller import trace as trace_module
-from controller.audit import AuditLog, RecordError, scan_chain
-from controller.batch import AUDIT_FILE, RESERVE_FILE, SUMMARY_FILE, verify_batch
-from controller.clock import VirtualClock
-from controller.control import CONTROL_FILE, Command, CommandResult, ControlServer, Status
-from controller.handle import RecipeRunner
-from controller.plan import load_recipe
-from controller.runstate import Phase
+from controller.operator.control import CONTROL_FILE, ControlServer
+from controller.recipe.plan import load_recipe
+from controller.recipe.station import load_station
+from controller.records import audit as audit_module
+from controller.records import trace as trace_module
+from controller.records.audit import AuditLog, RecordError, scan_chain
+from controller.records.batch import AUDIT_FILE, RESERVE_FILE, SUMMARY_FILE
+from controller.records.storage import AUDIT_RESERVE_BYTES, DiskReserve
+from controller.records.trace import TraceWriter
+from controller.records.verify import verify_batch
+from controller.run.clock import VirtualClock
+from controller.run.commands import Command, CommandResult, Status
+from controller.run.handle import RecipeRunner
+from controller.run.runstate import Phase
+from controller.run.snapshot import Snapshot
 from controller.session import BatchResult, resume_batch, run_batch
-from controller.snapshot import Snapshot
-from controller.station import load_station
 from controller.station_factory import Built, build_devices
-from controller.storage import AUDIT_RESERVE_BYTES, DiskReserve
-from controller.trace import TraceWriter
 from tests.conftest import PROFILES
 
 SMOKE = PROFILES / "smoke-600.toml"

@@ -13,11 +13,10 @@ import asyncio
 
 import pytest
 
-from controller.plan import load_recipe
-from controller.runner import fallback_rate_c_per_min
-from controller.runstate import Phase
-from controller.station import load_station
-from controller.steps import Dwell, Ramp
+from controller.recipe.plan import load_recipe
+from controller.recipe.station import fallback_rate_c_per_min, load_station
+from controller.recipe.steps import Dwell, Ramp
+from controller.run.runstate import Phase
 from tests.conftest import PROFILES
 from tests.integration.fallback_kills import (
     WINDOW_S,

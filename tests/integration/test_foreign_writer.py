@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from controller.batch import verify_batch
-from controller.clock import VirtualClock
-from controller.handle import RecipeRunner
-from controller.interlocks import FLOW_LOST_S
-from controller.plan import load_recipe
-from controller.runstate import Phase
+from controller.recipe.plan import load_recipe
+from controller.recipe.station import load_station
+from controller.recipe.steps import Dwell
+from controller.records.verify import verify_batch
+from controller.run.clock import VirtualClock
+from controller.run.handle import RecipeRunner
+from controller.run.interlocks import FLOW_LOST_S
+from controller.run.runstate import Phase
+from controller.run.snapshot import Snapshot
 from controller.session import run_batch
-from controller.snapshot import Snapshot
-from controller.station import load_station
 from controller.station_factory import build_devices
-from controller.steps import Dwell
 from drivers.alicat import registers as alicat
 from drivers.eurotherm.registers import build_map
 from drivers.registers import Register, encode

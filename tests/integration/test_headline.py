@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from controller.batch import verify_batch
-from controller.runstate import Phase
-from controller.station import Station, load_station
-from controller.steps import Dwell
+from controller.recipe.station import Station, load_station
+from controller.recipe.steps import Dwell
+from controller.records.verify import verify_batch
+from controller.run.runstate import Phase
 from tests.conftest import PROFILES
 from tests.integration.helpers import Batch, dry_run
 
@@ -138,7 +138,7 @@ def test_audit_records_every_setpoint_source_change(batch: Batch) -> None:
 
 def test_frozen_recipe_reproduces_the_plan(batch: Batch, tmp_path: Path,
                                            sim_station: Station) -> None:
-    from controller.plan import load_recipe
+    from controller.recipe.plan import load_recipe
 
     _, plan, _ = load_recipe(batch.result.batch_dir / "recipe.toml", {}, sim_station)
     assert plan == batch.plan

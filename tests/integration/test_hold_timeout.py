@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 
-from controller.clock import ScaledClock, VirtualClock
-from controller.console import hold_countdown
-from controller.control import Command, CommandQueue
-from controller.handle import RecipeRunner
-from controller.plan import load_recipe
-from controller.runstate import Phase
+from controller.operator.console import hold_countdown
+from controller.recipe.plan import load_recipe
+from controller.recipe.station import HoldPolicy, Station, load_station, load_station_text
+from controller.run.clock import ScaledClock, VirtualClock
+from controller.run.commands import Command, CommandQueue
+from controller.run.handle import RecipeRunner
+from controller.run.runstate import Phase
+from controller.run.snapshot import Snapshot
 from controller.session import run_batch
-from controller.snapshot import Snapshot
-from controller.station import HoldPolicy, Station, load_station, load_station_text
 from drivers.errors import ConfigurationError
 from tests.conftest import PROFILES
 

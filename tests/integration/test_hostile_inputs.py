@@ -32,10 +32,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controller.cli import main
-from controller.clock import WallClock
-from controller.plan import load_recipe, summarize
-from controller.recipe import parse_overrides, resolve
-from controller.station import load_station
+from controller.recipe.plan import load_recipe, summarize
+from controller.recipe.schema import parse_overrides, resolve
+from controller.recipe.station import load_station
+from controller.run.clock import WallClock
 from tests.conftest import PROFILES, ROOT
 
 RECIPE_FILE = PROFILES / "pop70-600-1600.toml"
@@ -563,7 +563,7 @@ def test_many_stages_validate_in_linear_time() -> None:
     """40 000 stages, model level, in a child with a 6 s budget: ~17 s today (quadratic),
     well under 2 s with a set-based check or a stage-count limit."""
     code = (
-        "from controller.recipe import Recipe\n"
+        "from controller.recipe.schema import Recipe\n"
         "stages = [{'name': f's{i}', 'atmosphere': 'Ar', 'steps': [{'kind': 'dwell', "
         "'duration_min': 1, 'band_c': 5}]} for i in range(40_000)]\n"
         "stages[-1]['steps'] = [{'kind': 'end'}]\n"

@@ -21,17 +21,16 @@ from pathlib import Path
 
 import pytest
 
-from controller.batch import verify_batch
-from controller.clock import VirtualClock
-from controller.handle import RecipeRunner
-from controller.plan import load_recipe
-from controller.runner import fallback_rate_c_per_min
-from controller.runstate import Phase
+from controller.recipe.plan import load_recipe
+from controller.recipe.station import fallback_rate_c_per_min, load_station
+from controller.recipe.steps import Dwell
+from controller.records.verify import verify_batch
+from controller.run.clock import VirtualClock
+from controller.run.handle import RecipeRunner
+from controller.run.runstate import Phase
+from controller.run.snapshot import Snapshot
 from controller.session import run_batch
-from controller.snapshot import Snapshot
-from controller.station import load_station
 from controller.station_factory import build_devices
-from controller.steps import Dwell
 from tests.conftest import PROFILES, ROOT
 from tests.integration.helpers import free_port
 

@@ -8,15 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from controller.clock import VirtualClock
-from controller.control import Command, CommandQueue, send_command
-from controller.handle import RecipeRunner
-from controller.lock import StationBusyError
-from controller.plan import load_recipe
-from controller.runstate import Phase
+from controller.operator.control import send_command
+from controller.operator.lock import StationBusyError
+from controller.recipe.plan import load_recipe
+from controller.recipe.station import Station, load_station, load_station_text
+from controller.run.clock import VirtualClock
+from controller.run.commands import Command, CommandQueue
+from controller.run.handle import RecipeRunner
+from controller.run.runstate import Phase
+from controller.run.snapshot import Snapshot
 from controller.session import run_batch
-from controller.snapshot import Snapshot
-from controller.station import Station, load_station, load_station_text
 from controller.station_factory import serve_simulator
 from tests.conftest import PROFILES, ROOT
 from tests.integration.helpers import free_port

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from controller.batch import verify_batch
 from controller.cli import main
-from controller.clock import VirtualClock
-from controller.plan import load_recipe
-from controller.runstate import Phase
+from controller.recipe.plan import load_recipe
+from controller.recipe.station import Station, load_station, load_station_text
+from controller.records.verify import verify_batch
+from controller.run.clock import VirtualClock
+from controller.run.runstate import Phase
 from controller.session import run_batch
-from controller.station import Station, load_station, load_station_text
 from controller.station_factory import serve_simulator
 from tests.conftest import PROFILES, ROOT
 from tests.integration.helpers import Batch, dry_run, free_port, read_batch

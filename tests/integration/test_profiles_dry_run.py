@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.batch import verify_batch
-from controller.runstate import Phase
+from controller.records.verify import verify_batch
+from controller.run.runstate import Phase
 from tests.conftest import PROFILES
 from tests.integration.helpers import dry_run
 

@@ -15,17 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from controller.audit import AuditLog
-from controller.batch import verify_batch
-from controller.clock import VirtualClock
-from controller.handle import RecipeRunner
-from controller.plan import load_recipe
-from controller.runstate import Phase
+from controller.recipe.plan import load_recipe
+from controller.recipe.station import load_station
+from controller.recipe.steps import Dwell
+from controller.records.audit import AuditLog
+from controller.records.verify import verify_batch
+from controller.run.clock import VirtualClock
+from controller.run.handle import RecipeRunner
+from controller.run.runstate import Phase
+from controller.run.snapshot import Snapshot
 from controller.session import resume_batch, run_batch
-from controller.snapshot import Snapshot
-from controller.station import load_station
 from controller.station_factory import build_devices
-from controller.steps import Dwell
 
 RECIPE = """
 schema_version = 1

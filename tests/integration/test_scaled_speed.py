@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import pytest
 
-from controller.clock import ClockSlowdown, ScaledClock, VirtualClock
-from controller.handle import RecipeRunner
-from controller.plan import load_recipe
-from controller.runstate import Phase
+from controller.recipe.plan import load_recipe
+from controller.recipe.station import load_station
+from controller.recipe.steps import Ramp
+from controller.run.clock import ClockSlowdown, ScaledClock, VirtualClock
+from controller.run.handle import RecipeRunner
+from controller.run.runstate import Phase
+from controller.run.snapshot import Snapshot
 from controller.session import run_batch
-from controller.snapshot import Snapshot
-from controller.station import load_station
 from controller.station_factory import build_devices
-from controller.steps import Ramp
 from tests.conftest import PROFILES
 
 SPEED = 5000

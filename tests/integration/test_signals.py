@@ -24,16 +24,17 @@ import pytest
 from rich.console import Console
 
 from controller import cli
-from controller.clock import VirtualClock
-from controller.control import CONTROL_FILE, CommandQueue
-from controller.handle import RecipeRunner
-from controller.plan import load_recipe
-from controller.runstate import Phase
+from controller.operator.control import CONTROL_FILE
+from controller.recipe.plan import load_recipe
+from controller.recipe.station import load_station
+from controller.recipe.steps import Ramp
+from controller.run.clock import VirtualClock
+from controller.run.commands import CommandQueue
+from controller.run.handle import RecipeRunner
+from controller.run.runstate import Phase
+from controller.run.snapshot import Snapshot
 from controller.session import BatchResult, run_batch
-from controller.snapshot import Snapshot
-from controller.station import load_station
 from controller.station_factory import build_devices
-from controller.steps import Ramp
 
 pytestmark = [pytest.mark.timeout(120),
               pytest.mark.skipif(sys.platform == "win32",

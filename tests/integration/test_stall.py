@@ -8,13 +8,13 @@ import csv
 import json
 from pathlib import Path
 
-from controller.clock import VirtualClock
-from controller.handle import RecipeRunner
-from controller.plan import load_recipe
-from controller.runstate import Phase
+from controller.recipe.plan import load_recipe
+from controller.recipe.station import load_station
+from controller.run.clock import VirtualClock
+from controller.run.handle import RecipeRunner
+from controller.run.runstate import Phase
+from controller.run.snapshot import Snapshot
 from controller.session import run_batch
-from controller.snapshot import Snapshot
-from controller.station import load_station
 from controller.station_factory import build_devices
 
 RECIPE = """

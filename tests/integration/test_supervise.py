@@ -9,15 +9,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from controller.clock import VirtualClock
-from controller.control import CommandQueue
-from controller.handle import RecipeRunner
-from controller.keys import TerminationPolicy
-from controller.plan import load_recipe
-from controller.runstate import Phase
+from controller.operator.keys import TerminationPolicy
+from controller.recipe.plan import load_recipe
+from controller.recipe.station import load_station
+from controller.run.clock import VirtualClock
+from controller.run.commands import CommandQueue
+from controller.run.handle import RecipeRunner
+from controller.run.runstate import Phase
+from controller.run.snapshot import Snapshot
 from controller.session import run_batch
-from controller.snapshot import Snapshot
-from controller.station import load_station
 from controller.station_factory import build_devices
 from tests.integration.test_stall import RECIPE
 

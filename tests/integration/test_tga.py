@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controller.analysis import heating_rate_c_per_min, moving_mean
-from controller.clock import VirtualClock
-from controller.plan import load_recipe
-from controller.report import analyse, load_batch, write_report_png
-from controller.runstate import Phase
+from controller.analysis.events import heating_rate_c_per_min, moving_mean
+from controller.analysis.report import analyse, load_batch, write_report_png
+from controller.recipe.plan import load_recipe
+from controller.recipe.station import load_station
+from controller.run.clock import VirtualClock
+from controller.run.runstate import Phase
 from controller.session import run_batch
-from controller.station import load_station
 from controller.station_factory import build_devices
 from tests.conftest import PROFILES
 from tests.integration.helpers import Batch, dry_run, read_batch

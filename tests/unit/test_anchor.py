@@ -12,7 +12,7 @@ from pathlib import Path
 import platformdirs
 import pytest
 
-from controller.anchor import (
+from controller.records.anchor import (
     ANCHOR_DIR_ENV,
     MAX_LINE_BYTES,
     Anchor,
@@ -99,7 +99,7 @@ def test_concurrent_appenders_lose_and_tear_no_line(tmp_path: Path) -> None:
         import sys
         from datetime import datetime, UTC
         from pathlib import Path
-        from controller.anchor import append_anchor
+        from controller.records.anchor import append_anchor
         worker = int(sys.argv[1])
         for i in range(100):
             append_anchor(Path({str(log)!r}), batch_id=f"w{{worker}}-{{i:03d}}-" + "x" * 2000,

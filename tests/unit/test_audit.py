@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controller.audit import GENESIS_HASH, AuditLog, RecordError, scan_chain
-from controller.batch import AUDIT_FILE, verify_batch, write_frozen, write_summary
-from controller.verify import Verdict
+from controller.records.audit import GENESIS_HASH, AuditLog, RecordError, scan_chain
+from controller.records.batch import AUDIT_FILE, write_frozen, write_summary
+from controller.records.verify import Verdict, verify_batch
 
 WALL0 = datetime(2026, 11, 24, 21, 18, 40, 123456, tzinfo=UTC)
 RECIPE_SHA = "a" * 64
@@ -172,7 +172,7 @@ def test_file_is_opened_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         opened.append(str(args[0]))
         return builtins.open(*args, **kwargs)
 
-    monkeypatch.setattr("controller.audit.open", counting_open, raising=False)
+    monkeypatch.setattr("controller.records.audit.open", counting_open, raising=False)
     with new_log(tmp_path / AUDIT_FILE) as log:
         for i in range(10):
             log.append("x", t_s=float(i), wall=WALL0)

@@ -12,7 +12,7 @@ import math
 
 import pytest
 
-from controller.clock import (
+from controller.run.clock import (
     LATE_FRACTION,
     MAX_SPEED,
     MIN_SPEED,
@@ -50,7 +50,7 @@ def _clock(machine: FakeMachine, speed: float, events: list[ClockSlowdown],
 
 
 class ScanLoop:
-    """The scan loop's timing as ``controller.scan`` does it: absolute deadlines, read the
+    """The scan loop's timing as ``controller.run.scan`` does it: absolute deadlines, read the
     clock during the cycle (the snapshot time), ``sleep_until(next_t)``."""
 
     def __init__(self, clock: ScaledClock, machine: FakeMachine) -> None:
@@ -94,7 +94,7 @@ async def test_an_overloaded_loop_slows_process_time_instead_of_jumping_ahead(
     real0 = machine.t
     loop = ScanLoop(clock, machine)
     seen: list[float] = []
-    with caplog.at_level(logging.WARNING, logger="controller.clock"):
+    with caplog.at_level(logging.WARNING, logger="controller.run.clock"):
         for _ in range(300):
             await loop.cycle(work_s=0.010)
             seen.append(clock.now())

@@ -16,21 +16,17 @@ from typing import Any
 
 import pytest
 
-from controller.control import (
+from controller.operator.control import (
     CONTROL_FILE,
     MAX_REQUEST_BYTES,
-    Command,
-    CommandQueue,
-    CommandResult,
     ControlServer,
-    Status,
-    apply_command,
     send_command,
 )
-from controller.handle import RecipeRunner
-from controller.keys import HELP_LINE, InterruptPolicy, KeyCommands
-from controller.station import Station
-from controller.steps import Dwell, End, OperatorStep, Plan, Stage
+from controller.operator.keys import HELP_LINE, InterruptPolicy, KeyCommands
+from controller.recipe.station import Station
+from controller.recipe.steps import Dwell, End, OperatorStep, Plan, Stage
+from controller.run.commands import Command, CommandQueue, CommandResult, Status, apply_command
+from controller.run.handle import RecipeRunner
 from drivers.errors import ConfigurationError
 
 pytestmark = pytest.mark.timeout(20)

@@ -11,10 +11,10 @@ from typing import BinaryIO
 
 import pytest
 
-from controller import audit as audit_module
-from controller.audit import AuditLog, RecordError, scan_chain
-from controller.batch import AUDIT_FILE
-from controller.storage import DiskReserve
+from controller.records import audit as audit_module
+from controller.records.audit import AuditLog, RecordError, scan_chain
+from controller.records.batch import AUDIT_FILE
+from controller.records.storage import DiskReserve
 from drivers.errors import ConfigurationError
 
 WALL0 = datetime(2026, 11, 24, 21, 18, 40, tzinfo=UTC)

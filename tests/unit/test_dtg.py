@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from controller.dtg import SlidingSlope
+from controller.run.dtg import SlidingSlope
 
 
 def test_linear_signal_gives_its_slope_exactly() -> None:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import math
 from types import MappingProxyType
 
-from controller.interlocks import FOREIGN_CHANGES_HOLD, Context, Severity, evaluate
-from controller.monitors import ForeignChange, ForeignWrites
-from controller.snapshot import Snapshot
-from controller.station import Station
+from controller.recipe.station import Station
+from controller.run.interlocks import FOREIGN_CHANGES_HOLD, Context, Severity, evaluate
+from controller.run.monitors import ForeignChange, ForeignWrites
+from controller.run.snapshot import Snapshot
 from drivers.roles import ControllerReading, FlowReading
 
 TOL_SCCM = 0.2

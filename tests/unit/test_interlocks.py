@@ -7,7 +7,8 @@ from types import MappingProxyType
 
 import pytest
 
-from controller.interlocks import (
+from controller.recipe.station import Station
+from controller.run.interlocks import (
     COMMS_LOSS_CYCLES,
     COMMS_LOSS_HALT_S,
     FLOW_LOST_S,
@@ -20,9 +21,8 @@ from controller.interlocks import (
     Severity,
     evaluate,
 )
-from controller.monitors import Health
-from controller.snapshot import Snapshot
-from controller.station import Station
+from controller.run.monitors import Health
+from controller.run.snapshot import Snapshot
 from drivers.roles import ControllerReading, FlowReading
 
 CALM = Context(setpoint_c=25.0, inert_unpurged=False)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from controller import lock as lockmod
-from controller.endpoint import endpoint_key
-from controller.lock import (
+from controller.operator import lock as lockmod
+from controller.operator.endpoint import endpoint_key
+from controller.operator.lock import (
     StationBusyError,
     StationLock,
     lock_for_station,
@@ -22,7 +22,7 @@ from controller.lock import (
     machine_lock_dir,
     read_info,
 )
-from controller.station import BusConfig, Station, load_station
+from controller.recipe.station import BusConfig, Station, load_station
 from drivers.errors import ConfigurationError
 from tests.conftest import ROOT
 
@@ -191,7 +191,7 @@ def test_unusable_machine_folder_falls_back_with_one_warning(
     monkeypatch.setattr(lockmod, "machine_lock_dir", lambda: blocker / "locks")
     monkeypatch.setattr(lockmod, "user_lock_dir", lambda: tmp_path / "home" / "locks")
     monkeypatch.setattr(lockmod, "_warned", set())
-    with caplog.at_level(logging.WARNING, logger="controller.lock"):
+    with caplog.at_level(logging.WARNING, logger="controller.operator.lock"):
         first = lockmod.default_lock_dir()
         second = lockmod.default_lock_dir()
     assert first == second == tmp_path / "home" / "locks"
@@ -278,8 +278,8 @@ def test_hostile_info_contents_stay_one_line(tmp_path: Path) -> None:
 _CHILD = """
 import sys
 from pathlib import Path
-from controller.lock import StationBusyError, lock_for_station
-from controller.station import load_station
+from controller.operator.lock import StationBusyError, lock_for_station
+from controller.recipe.station import load_station
 lock = lock_for_station(load_station(sys.argv[2])[0], sys.argv[2], lock_dir=Path(sys.argv[1]))
 if sys.argv[3] == "try":
     try:

@@ -1,4 +1,4 @@
-"""Compiling recipes against a station, and plan summaries (controller.plan)."""
+"""Compiling recipes against a station, and plan summaries (controller.recipe.plan)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ from typing import Any
 import pytest
 import tomli_w
 
-from controller.plan import compile_plan, load_recipe, summarize
-from controller.recipe import frozen_toml, resolve
-from controller.runner import fallback_rate_c_per_min
-from controller.station import Station, load_station
-from controller.steps import Cool, Dwell, End, OperatorStep, Plan, Purge, Ramp, SetGas
+from controller.recipe.plan import compile_plan, load_recipe, summarize
+from controller.recipe.schema import frozen_toml, resolve
+from controller.recipe.station import Station, fallback_rate_c_per_min, load_station
+from controller.recipe.steps import Cool, Dwell, End, OperatorStep, Plan, Purge, Ramp, SetGas
 from drivers.errors import ConfigurationError, RecipeError
 
 SOURCE = "profiles/test.toml"

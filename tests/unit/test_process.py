@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from controller import process as procmod
-from controller.process import process_alive
+from controller.operator import process as procmod
+from controller.operator.process import process_alive
 
 
 def _dead_pid() -> int:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from controller.plan import load_recipe, summarize
-from controller.recipe import resolve
-from controller.station import Station, load_station
-from controller.steps import End
+from controller.recipe.plan import load_recipe, summarize
+from controller.recipe.schema import resolve
+from controller.recipe.station import Station, load_station
+from controller.recipe.steps import End
 
 PROFILES = sorted((Path(__file__).parents[2] / "profiles").glob("*.toml"))
 

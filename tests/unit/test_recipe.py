@@ -1,4 +1,4 @@
-"""Recipe schema, parameters, ``--set`` overrides and the frozen copy (controller.recipe)."""
+"""Recipe schema, parameters, ``--set`` overrides and the frozen copy (controller.recipe.schema)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import tomli_w
 
-from controller.plan import compile_plan
-from controller.recipe import (
+from controller.recipe.plan import compile_plan
+from controller.recipe.schema import (
     RampSpec,
     format_number,
     frozen_toml,
@@ -18,7 +18,7 @@ from controller.recipe import (
     resolve,
     sample_name,
 )
-from controller.station import load_station
+from controller.recipe.station import load_station
 from drivers.errors import ConfigurationError, RecipeError
 
 SOURCE = "profiles/test.toml"

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from controller.analysis import analyse, moving_mean
-from controller.report import (
+from controller.analysis.events import analyse, moving_mean
+from controller.analysis.report import (
     REQUIRED_COLUMNS,
     decimate,
     format_events,

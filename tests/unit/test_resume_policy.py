@@ -13,12 +13,12 @@ from types import MappingProxyType
 
 import pytest
 
-from controller.resume import Policy, Recovered, decide
-from controller.runner import Runner
-from controller.runstate import Phase, RunState, from_record, to_record
-from controller.snapshot import Snapshot
-from controller.station import Station
-from controller.steps import Cool, Dwell, End, Plan, Purge, Ramp, Stage
+from controller.recipe.station import Station
+from controller.recipe.steps import Cool, Dwell, End, Plan, Purge, Ramp, Stage
+from controller.run.resume import Policy, Recovered, decide
+from controller.run.runner import Runner
+from controller.run.runstate import Phase, RunState, from_record, to_record
+from controller.run.snapshot import Snapshot
 from drivers.roles import ControllerReading, FlowReading
 
 DWELL = Dwell(stage="heat", label="dwell 600", at_c=600.0, duration_s=7200.0, band_c=5.0,

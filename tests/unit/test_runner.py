@@ -8,13 +8,12 @@ from types import MappingProxyType
 
 import pytest
 
-from controller.handle import RecipeRunner
-from controller.interlocks import Severity, Verdict
-from controller.runner import fallback_rate_c_per_min
-from controller.runstate import TRANSITIONS, Phase
-from controller.snapshot import Snapshot
-from controller.station import Station
-from controller.steps import Cool, Dwell, End, OperatorStep, Plan, Purge, Ramp, SetGas, Stage
+from controller.recipe.station import Station, fallback_rate_c_per_min
+from controller.recipe.steps import Cool, Dwell, End, OperatorStep, Plan, Purge, Ramp, SetGas, Stage
+from controller.run.handle import RecipeRunner
+from controller.run.interlocks import Severity, Verdict
+from controller.run.runstate import TRANSITIONS, Phase
+from controller.run.snapshot import Snapshot
 from drivers.errors import RunStateError
 from drivers.roles import ControllerReading, FlowReading
 

@@ -10,20 +10,8 @@ from types import MappingProxyType
 
 import pytest
 
-from controller.interlocks import Severity, Verdict
-from controller.runner import Runner
-from controller.runstate import (
-    SCHEMA_VERSION,
-    CheckpointError,
-    Phase,
-    RunState,
-    StepProgress,
-    from_record,
-    to_record,
-)
-from controller.snapshot import Snapshot
-from controller.station import Station
-from controller.steps import (
+from controller.recipe.station import Station
+from controller.recipe.steps import (
     Cool,
     Dwell,
     End,
@@ -35,6 +23,18 @@ from controller.steps import (
     Stage,
     Step,
 )
+from controller.run.interlocks import Severity, Verdict
+from controller.run.runner import Runner
+from controller.run.runstate import (
+    SCHEMA_VERSION,
+    CheckpointError,
+    Phase,
+    RunState,
+    StepProgress,
+    from_record,
+    to_record,
+)
+from controller.run.snapshot import Snapshot
 from drivers.errors import RunStateError
 from drivers.roles import ControllerReading, FlowReading
 

@@ -20,29 +20,27 @@ from typing import Any
 
 import pytest
 
-from controller.console import LiveView, TerminalConsole, hang_up
-from controller.control import (
-    CONTROL_FILE,
-    STARTING,
-    Command,
-    CommandQueue,
-    CommandResult,
-    ControlServer,
-    Status,
-    apply_command,
-    send_command,
-)
-from controller.handle import RecipeRunner
-from controller.keys import (
+from controller.operator.console import LiveView, TerminalConsole, hang_up
+from controller.operator.control import CONTROL_FILE, ControlServer, send_command
+from controller.operator.keys import (
     SYSTEM_OPERATOR,
     InterruptPolicy,
     TerminationPolicy,
     install_termination_handlers,
 )
-from controller.plan import summarize
-from controller.snapshot import Snapshot
-from controller.station import Station
-from controller.steps import Dwell, End, Plan, Stage
+from controller.recipe.plan import summarize
+from controller.recipe.station import Station
+from controller.recipe.steps import Dwell, End, Plan, Stage
+from controller.run.commands import (
+    STARTING,
+    Command,
+    CommandQueue,
+    CommandResult,
+    Status,
+    apply_command,
+)
+from controller.run.handle import RecipeRunner
+from controller.run.snapshot import Snapshot
 from drivers.errors import ConfigurationError
 from drivers.roles import ControllerReading
 

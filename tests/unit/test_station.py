@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from controller.station import (
+from controller.recipe.station import (
     MAX_FULL_SCALE_SCCM,
     MAX_TUBE_VOLUME_L,
     MIN_TUBE_VOLUME_L,
     load_station_text,
 )
-from controller.validation import printable_line, printable_text, unsafe_char
+from controller.recipe.validation import printable_line, printable_text, unsafe_char
 from drivers.errors import ConfigurationError
 from tests.conftest import ROOT
 

@@ -10,8 +10,8 @@ from typing import NamedTuple
 
 import pytest
 
-from controller import storage
-from controller.storage import (
+from controller.records import storage
+from controller.records.storage import (
     AUDIT_RESERVE_BYTES,
     check_free_space,
     expected_batch_bytes,

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controller.audit import RecordError
-from controller.trace import TraceWriter
+from controller.records.audit import RecordError
+from controller.records.trace import TraceWriter
 
 COLUMNS = ["elapsed_s", "wall_utc", "stage", "step", "state", "setpoint_c", "furnace_c",
            "output_pct", "mass_g", "o2_ppm", "flow_Ar_sccm", "flow_Ar_setpoint_sccm"]

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controller.anchor import append_anchor
-from controller.audit import AuditLog
-from controller.batch import (
+from controller.records.anchor import append_anchor
+from controller.records.audit import AuditLog
+from controller.records.batch import (
     AUDIT_FILE,
     RECIPE_FILE,
     STATION_FILE,
@@ -25,11 +25,10 @@ from controller.batch import (
     batch_id,
     create_batch_dir,
     summary_digest,
-    verify_batch,
     write_frozen,
     write_summary,
 )
-from controller.verify import Verdict
+from controller.records.verify import Verdict, verify_batch
 from tests.records import SUMMARY, audit_records, make_hashed_batch, rewrite_chain, wall
 
 WALL0 = datetime(2026, 11, 24, 21, 18, 40, tzinfo=UTC)

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import cast
 
-from controller.recipe import (
+from controller.recipe.schema import (
     CoolSpec,
     DwellSpec,
     EndSpec,
@@ -30,9 +30,8 @@ from controller.recipe import (
     resolve,
     sample_name,
 )
-from controller.runner import fallback_rate_c_per_min
-from controller.station import Station
-from controller.steps import (
+from controller.recipe.station import Station, fallback_rate_c_per_min
+from controller.recipe.steps import (
     Cool,
     Dwell,
     End,
@@ -47,7 +46,7 @@ from controller.steps import (
     Stage,
     Step,
 )
-from controller.validation import read_text
+from controller.recipe.validation import read_text
 from drivers.errors import RecipeError
 
 __all__ = ["PlanSummary", "StageSummary", "compile_plan", "load_recipe", "summarize"]

@@ -1,7 +1,7 @@
 """The batch trace: one plain CSV row per scan cycle, buffered, fsync'd when the caller says.
 
 Not here: which columns a station has or what goes in them (the scan cycle decides), or
-checking a trace against the audit (``controller/verify.py``). The writer keeps a running
+checking a trace against the audit (``controller/records/verify.py``). The writer keeps a running
 SHA-256 of the exact bytes it has written, so the session can record it in the audit
 (``TraceDigest.as_fields``) and ``furnace verify`` can tell an edited row from an intact one.
 
@@ -27,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Final, Self
 
-from controller.audit import RecordError, format_utc, fsync_dir
+from controller.records.audit import RecordError, format_utc, fsync_dir
 
 __all__ = ["COLUMN_DECIMALS", "DEFAULT_DECIMALS", "TRACE_FIELDS", "TraceDigest", "TraceWriter"]
 

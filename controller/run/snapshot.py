@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from controller.monitors import ForeignChange, Health
+from controller.run.monitors import ForeignChange, Health
 from drivers.roles import ControllerReading, FlowReading
 
 __all__ = ["Commands", "Snapshot"]

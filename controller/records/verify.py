@@ -26,9 +26,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
-from controller.anchor import check_anchor, find_anchor
-from controller.audit import FIRST_EVENT, RecordError, scan_chain
-from controller.batch import (
+from controller.records.anchor import check_anchor, find_anchor
+from controller.records.audit import FIRST_EVENT, RecordError, scan_chain
+from controller.records.batch import (
     AUDIT_FILE,
     RECIPE_FILE,
     STATION_FILE,
@@ -37,7 +37,7 @@ from controller.batch import (
     read_summary,
     summary_digest,
 )
-from controller.trace import TRACE_FIELDS
+from controller.records.trace import TRACE_FIELDS
 
 __all__ = ["END_EVENT", "Verdict", "VerifyResult", "verify_batch"]
 

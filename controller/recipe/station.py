@@ -12,12 +12,13 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from controller.validation import FieldRuleError, load_model, printable_line, read_text
+from controller.recipe.validation import FieldRuleError, load_model, printable_line, read_text
 
 __all__ = [
     "BUILTIN_STATION",
     "BalanceDevice",
     "BusConfig",
+    "FALLBACK_RATE_FRACTION",
     "Envelope",
     "FurnaceDevice",
     "HoldPolicy",
@@ -26,6 +27,7 @@ __all__ = [
     "RampBand",
     "SampleTcDevice",
     "Station",
+    "fallback_rate_c_per_min",
     "load_station",
     "load_station_text",
 ]
@@ -280,6 +282,20 @@ class Station(_Model):
     def inert_gases(self) -> tuple[str, ...]:
         """Names of the non-oxidising gases, the first being the default purge gas."""
         return tuple(m.gas for m in self.mfc if not m.oxidising)
+
+
+# The instrument's fallback rate as a fraction of the station's maximum cooling rate. At the
+# handover the furnace core, which led the thermocouple by its lag while heating, must end
+# up behind it, so over the first 2 minutes it cools faster than the instrument's ramp:
+# ~19 % faster from a dwell and ~38 % from a heating ramp at the same rate (simulator,
+# 60 s thermocouple lag). 0.7 keeps the worst 2-minute window at ~98 % of the limit
+# (decision 0005; benchmarks/faults.py --fallback-kills).
+FALLBACK_RATE_FRACTION = 0.7
+
+
+def fallback_rate_c_per_min(station: Station) -> float:
+    """The instrument's own rate limit: what it cools at if the PC goes silent."""
+    return FALLBACK_RATE_FRACTION * station.envelope.max_cooling_rate_c_per_min
 
 
 def load_station_text(text: str, source: str) -> Station:

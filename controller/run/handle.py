@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from controller.interlocks import Context, Verdict
-from controller.runner import AuditEvent, CycleOutput, Runner
-from controller.runstate import FINAL, Phase, RunState
-from controller.snapshot import Commands, Snapshot
-from controller.station import Station
-from controller.steps import Plan, Step
+from controller.recipe.station import Station
+from controller.recipe.steps import Plan, Step
+from controller.run.interlocks import Context, Verdict
+from controller.run.runner import AuditEvent, CycleOutput, Runner
+from controller.run.runstate import FINAL, Phase, RunState
+from controller.run.snapshot import Commands, Snapshot
 
 __all__ = ["RecipeRunner"]
 

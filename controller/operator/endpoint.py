@@ -15,7 +15,7 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 
-from controller.station import BusConfig
+from controller.recipe.station import BusConfig
 
 __all__ = ["LOOPBACK", "Resolver", "endpoint_key"]
 

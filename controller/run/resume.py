@@ -20,12 +20,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
-from controller.audit import scan_chain
-from controller.batch import AUDIT_FILE, RECIPE_FILE, STATION_FILE, TRACE_FILE
-from controller.interlocks import O2_LIMIT_PPM
-from controller.plan import load_recipe
-from controller.runner import fallback_rate_c_per_min
-from controller.runstate import (
+from controller.recipe.plan import load_recipe
+from controller.recipe.station import Station, fallback_rate_c_per_min, load_station
+from controller.recipe.steps import Cool, Dwell, End, OperatorStep, Plan, Purge, Ramp
+from controller.records.audit import scan_chain
+from controller.records.batch import AUDIT_FILE, RECIPE_FILE, STATION_FILE, TRACE_FILE
+from controller.run.interlocks import O2_LIMIT_PPM
+from controller.run.runstate import (
     FINAL,
     CheckpointError,
     Phase,
@@ -34,9 +35,7 @@ from controller.runstate import (
     current_step,
     from_record,
 )
-from controller.snapshot import Snapshot
-from controller.station import Station, load_station
-from controller.steps import Cool, Dwell, End, OperatorStep, Plan, Purge, Ramp
+from controller.run.snapshot import Snapshot
 from drivers.errors import ConfigurationError
 
 __all__ = ["Decision", "Policy", "Recovered", "decide", "recover"]

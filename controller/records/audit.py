@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Final, Self
 
-from controller.storage import is_disk_full
+from controller.records.storage import is_disk_full
 from drivers.errors import FurnaceError
 
 __all__ = [

@@ -1,6 +1,6 @@
 """The batch report: load a batch folder, draw report.png, and the event rows for the console.
 
-Not here: the event extraction (``controller/analysis.py``, pure numpy) or the command
+Not here: the event extraction (``controller/analysis/events.py``, pure numpy) or the command
 line (``furnace report`` in ``controller/cli.py`` calls ``load_batch``, ``analyse``,
 ``write_report_png`` and ``format_events``). Drawing uses matplotlib's Agg canvas directly,
 never pyplot, so it needs no display and leaves no global state behind.
@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 from numpy.typing import NDArray
 
-from controller.analysis import (
+from controller.analysis.events import (
     HEATING_MIN_C_PER_MIN,
     RUN_STATES,
     SMOOTH_S,
@@ -38,7 +38,7 @@ from controller.analysis import (
     sample_window,
     stage_runs,
 )
-from controller.batch import AUDIT_FILE, RECIPE_FILE, SUMMARY_FILE, TRACE_FILE
+from controller.records.batch import AUDIT_FILE, RECIPE_FILE, SUMMARY_FILE, TRACE_FILE
 from drivers.errors import ConfigurationError
 
 __all__ = [

@@ -16,17 +16,17 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from controller.clock import Clock
-from controller.control import CommandQueue
-from controller.dtg import SlidingSlope
-from controller.handle import RecipeRunner
-from controller.interlocks import COMMS_LOSS_CYCLES, FLOW_LOST_S, PV_FROZEN_S, evaluate
-from controller.monitors import ForeignChange, ForeignWrites, HealthMonitor
-from controller.runner import SAFE_INERT_FLOW_SCCM, CycleOutput, fallback_rate_c_per_min
-from controller.runstate import SCHEMA_VERSION, Phase, to_record
-from controller.snapshot import Commands, Snapshot
-from controller.station import Station
-from controller.steps import Dwell
+from controller.recipe.station import Station, fallback_rate_c_per_min
+from controller.recipe.steps import Dwell
+from controller.run.clock import Clock
+from controller.run.commands import CommandQueue
+from controller.run.dtg import SlidingSlope
+from controller.run.handle import RecipeRunner
+from controller.run.interlocks import COMMS_LOSS_CYCLES, FLOW_LOST_S, PV_FROZEN_S, evaluate
+from controller.run.monitors import ForeignChange, ForeignWrites, HealthMonitor
+from controller.run.runner import SAFE_INERT_FLOW_SCCM, CycleOutput
+from controller.run.runstate import SCHEMA_VERSION, Phase, to_record
+from controller.run.snapshot import Commands, Snapshot
 from drivers.errors import DeviceError, ReadbackMismatchError
 from drivers.roles import (
     Balance,

@@ -1,6 +1,6 @@
 """Thermal-analysis events of one batch (mass minimum, exotherm, per-stage numbers): pure numpy.
 
-Not here: reading the batch folder (``controller/report.py`` builds the ``BatchData``),
+Not here: reading the batch folder (``controller/analysis/report.py`` builds the ``BatchData``),
 drawing, or printing. Nothing in this module does I/O.
 
 The exotherm method (onset and peak), in words, for the report and the docs:

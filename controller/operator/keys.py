@@ -44,7 +44,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any, Final, TextIO
 
-from controller.control import Command, Trigger
+from controller.run.commands import Command, Trigger
 
 if sys.platform == "win32":
     import msvcrt

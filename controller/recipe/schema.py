@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 import tomli_w
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from controller.validation import (
+from controller.recipe.validation import (
     first_error,
     parse_toml,
     printable_line,

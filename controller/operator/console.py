@@ -21,10 +21,10 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 
-from controller.handle import RecipeRunner
-from controller.plan import PlanSummary
-from controller.runstate import Phase
-from controller.snapshot import Snapshot
+from controller.recipe.plan import PlanSummary
+from controller.run.handle import RecipeRunner
+from controller.run.runstate import Phase
+from controller.run.snapshot import Snapshot
 
 __all__ = ["LiveView", "TerminalConsole", "hang_up", "hold_countdown", "setup_logging",
            "summary_table"]

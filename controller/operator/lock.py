@@ -46,10 +46,10 @@ from typing import Any
 import filelock
 import platformdirs
 
-from controller.audit import format_utc
-from controller.clock import utc_now
-from controller.endpoint import Resolver, endpoint_key
-from controller.station import Station
+from controller.operator.endpoint import Resolver, endpoint_key
+from controller.recipe.station import Station
+from controller.records.audit import format_utc
+from controller.run.clock import utc_now
 from drivers.errors import ConfigurationError
 
 __all__ = [

@@ -15,7 +15,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Final
 
-from controller.steps import Plan, Ramp, Step
+from controller.recipe.steps import Plan, Ramp, Step
 from drivers.errors import ConfigurationError
 
 __all__ = [

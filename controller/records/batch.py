@@ -1,9 +1,8 @@
 """A batch on disk (DESIGN.md §3): its folder, frozen recipe and station, and summary.json
 (written, read back, and its digest for the ``batch_ended`` record).
 
-Not here: the audit chain format (``controller/audit.py``), the trace (``controller/trace.py``),
-checking a folder (``controller/verify.py``; ``verify_batch`` is re-exported here), or
-deciding what the summary says (the runner does).
+Not here: the audit chain format (``audit.py``), the trace (``trace.py``), checking a
+folder (``verify.py``), or deciding what the summary says (the runner does).
 """
 
 from __future__ import annotations
@@ -17,9 +16,9 @@ import stat
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
-from controller.audit import (
+from controller.records.audit import (
     GENESIS_HASH,
     RecordError,
     canonical_json,
@@ -27,9 +26,6 @@ from controller.audit import (
     replace_non_finite,
 )
 from drivers.errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from controller.verify import VerifyResult
 
 __all__ = [
     "AUDIT_FILE",
@@ -44,7 +40,6 @@ __all__ = [
     "create_batch_dir",
     "read_summary",
     "summary_digest",
-    "verify_batch",
     "write_frozen",
     "write_summary",
 ]
@@ -223,10 +218,3 @@ def read_summary(path: Path) -> dict[str, Any]:
     if (_summary_text(summary) + "\n").encode("utf-8") != data:
         raise RecordError(f"{name}: not in the form the writer produces (edited by hand?)")
     return summary
-
-
-def verify_batch(batch_dir: Path, *, anchor_log: Path | None = None) -> VerifyResult:
-    """``controller.verify.verify_batch``, kept here for the callers that import it from here."""
-    from controller.verify import verify_batch as verify  # verify imports this module
-
-    return verify(batch_dir, anchor_log=anchor_log)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from controller.dtg import SlidingSlope
+from controller.run.dtg import SlidingSlope
 from drivers.roles import ControllerReading, FlowReading
 
 __all__ = ["ForeignChange", "ForeignWrites", "Health", "HealthMonitor", "MAX_PV_STEP_C_PER_S"]

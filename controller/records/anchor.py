@@ -3,7 +3,7 @@
 A batch folder can be rewritten whole, hash chain included, by anyone who can write to it;
 a line per batch in a machine-wide, per-station log (and later the lab's database) is
 what such a rewrite no longer matches. Not here: when to anchor (the session does it as
-the batch ends) or checking the folder itself (``controller/verify.py``).
+the batch ends) or checking the folder itself (``controller/records/verify.py``).
 
 One line per anchored batch, UTF-8 JSON, sorted keys, ``\\n``-terminated::
 
@@ -34,7 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from controller.audit import format_utc, fsync_dir
+from controller.records.audit import format_utc, fsync_dir
 
 __all__ = [
     "ANCHOR_DIR_ENV",

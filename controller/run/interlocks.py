@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 
-from controller.snapshot import Snapshot
-from controller.station import Station
-from controller.steps import ExothermGuard
+from controller.recipe.station import Station
+from controller.recipe.steps import ExothermGuard
+from controller.run.snapshot import Snapshot
 
 __all__ = ["CHECKS", "COMMS_LOSS_CYCLES", "FOREIGN_CHANGES_HOLD", "Context", "Severity",
            "Verdict", "evaluate", "worst"]

@@ -15,8 +15,10 @@ from typing import Any
 
 from transitions import EventData, Machine, MachineError
 
-from controller.interlocks import Context, Severity, Verdict
-from controller.runstate import (
+from controller.recipe.station import Station, fallback_rate_c_per_min
+from controller.recipe.steps import Cool, Dwell, End, OperatorStep, Plan, Purge, Ramp, SetGas, Step
+from controller.run.interlocks import Context, Severity, Verdict
+from controller.run.runstate import (
     FINAL,
     TRANSITIONS,
     Phase,
@@ -26,26 +28,16 @@ from controller.runstate import (
     frozen_map,
     initial_state,
 )
-from controller.snapshot import Commands, Snapshot
-from controller.station import Station
-from controller.steps import Cool, Dwell, End, OperatorStep, Plan, Purge, Ramp, SetGas, Step
+from controller.run.snapshot import Commands, Snapshot
 from drivers.errors import RunStateError
 
-__all__ = ["SAFE_INERT_FLOW_SCCM", "AuditEvent", "CycleOutput", "Runner",
-           "fallback_rate_c_per_min"]
+__all__ = ["SAFE_INERT_FLOW_SCCM", "AuditEvent", "CycleOutput", "Runner"]
 
 logger = logging.getLogger(__name__)
 logging.getLogger("transitions").setLevel(logging.ERROR)  # model_override skip notices
 
 P = Phase
 
-# The instrument's fallback rate as a fraction of the station's maximum cooling rate. At the
-# handover the furnace core, which led the thermocouple by its lag while heating, must end
-# up behind it, so over the first 2 minutes it cools faster than the instrument's ramp:
-# ~19 % faster from a dwell and ~38 % from a heating ramp at the same rate (simulator,
-# 60 s thermocouple lag). 0.7 keeps the worst 2-minute window at ~98 % of the limit
-# (decision 0005; benchmarks/faults.py --fallback-kills).
-FALLBACK_RATE_FRACTION = 0.7
 # A gas step is done once every flow is within this fraction of full scale of its setpoint.
 _FLOW_TOLERANCE_FRACTION = 0.05
 # Purge time counts only while the flow is at least this fraction of its setpoint.
@@ -54,11 +46,6 @@ _PURGE_FLOW_FRACTION = 0.9
 _GAS_SETTLE_TIMEOUT_S = 120.0
 # Default inert flow during a cool-down after abort or stop, if none is flowing.
 SAFE_INERT_FLOW_SCCM = 200.0
-
-
-def fallback_rate_c_per_min(station: Station) -> float:
-    """The instrument's own rate limit: what it cools at if the PC goes silent."""
-    return FALLBACK_RATE_FRACTION * station.envelope.max_cooling_rate_c_per_min
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,6 @@ from controller.recipe.plan import load_recipe, summarize
 from controller.recipe.schema import ResolvedRecipe, parse_overrides
 from controller.recipe.station import Station, load_station
 from controller.recipe.steps import Plan
-from controller.recipe.validation import unsafe_char
 from controller.records.audit import RecordError
 from controller.records.batch import check_batches_dir
 from controller.records.verify import Verdict, verify_batch
@@ -57,6 +56,7 @@ from controller.run.commands import STARTING, TRIGGERS, CommandQueue
 from controller.run.runstate import Phase
 from controller.session import BatchResult, resume_batch, run_batch
 from controller.station_factory import serve_simulator
+from controller.text import unsafe_char
 from drivers.errors import ConfigurationError
 
 __all__ = ["main"]

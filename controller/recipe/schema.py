@@ -22,13 +22,8 @@ from typing import Annotated, Any, Literal
 import tomli_w
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from controller.recipe.validation import (
-    first_error,
-    parse_toml,
-    printable_line,
-    printable_text,
-    unsafe_char,
-)
+from controller.recipe.validation import first_error, parse_toml
+from controller.text import printable_line, printable_text, unsafe_char
 from drivers.errors import ConfigurationError
 
 __all__ = [

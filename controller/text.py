@@ -1,0 +1,59 @@
+"""Text for people, the same everywhere in the controller: the rule for user text that must
+stay on one line, and how durations are written.
+
+Not here: how recipe numbers are written (``recipe.schema.format_number``), the trace's CSV
+cells (``records.trace``), tables and colours (``operator.console``, ``analysis``). The bottom
+layer: it imports nothing from the controller, and every part of it may import this.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+__all__ = [
+    "printable_line",
+    "printable_text",
+    "unsafe_char",
+]
+
+# Text a user writes that ends up in the trace (CSV), the audit, file names, the console and
+# the report: control characters (C0, C1: CR, NEL), line and paragraph separators (U+2028,
+# U+2029) and invisible format characters (bidi overrides, zero-width joiners, BOM) would
+# split a CSV row or a log line, or make what is shown differ from what is stored.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def unsafe_char(text: str, allowed: str = "") -> str | None:
+    """The first character of ``text`` that may not appear in a name or message (see
+    ``_UNSAFE_CATEGORIES``), other than those in ``allowed``; None if there is none."""
+    if text.isprintable():  # the common case, in C: no control or separator at all
+        return None
+    for ch in text:
+        if ch not in allowed and unicodedata.category(ch) in _UNSAFE_CATEGORIES:
+            return ch
+    return None
+
+
+def _describe(ch: str) -> str:
+    name = unicodedata.name(ch, "")
+    return f"U+{ord(ch):04X}" + (f" {name}" if name else "")
+
+
+def printable_line(value: str) -> str:
+    """Pydantic after-validator: one line of printable text. Raises ``ValueError`` naming
+    the first control, line-break or invisible format character."""
+    ch = unsafe_char(value)
+    if ch is not None:
+        raise ValueError(f"must be one line of printable text: no control, line-break or "
+                         f"invisible format character (found {_describe(ch)})")
+    return value
+
+
+def printable_text(value: str) -> str:
+    """Pydantic after-validator: printable text that may span lines (newline and tab
+    allowed). Raises ``ValueError`` naming the first other control or separator."""
+    ch = unsafe_char(value, allowed="\n\t")
+    if ch is not None:
+        raise ValueError(f"must be printable text: newlines and tabs, but no other control, "
+                         f"line-break or invisible format character (found {_describe(ch)})")
+    return value

@@ -8,11 +8,15 @@ layer: it imports nothing from the controller, and every part of it may import t
 
 from __future__ import annotations
 
+import math
 import unicodedata
 
 __all__ = [
+    "hm",
+    "hms",
     "printable_line",
     "printable_text",
+    "span",
     "unsafe_char",
 ]
 
@@ -57,3 +61,44 @@ def printable_text(value: str) -> str:
         raise ValueError(f"must be printable text: newlines and tabs, but no other control, "
                          f"line-break or invisible format character (found {_describe(ch)})")
     return value
+
+
+# --- durations ---------------------------------------------------------------------------
+
+
+def _whole_s(seconds: float) -> int:
+    """Whole seconds, the fraction dropped (a countdown never shows more time than is left);
+    float noise is not a fraction (steps planned to 3 h may add up to 10799.9999999 s)."""
+    return int(round(seconds, 6))
+
+
+def hms(seconds: float | None) -> str:
+    """A duration as ``H:MM:SS``: ``3725.9`` -> ``"1:02:05"``, ``-5`` -> ``"-0:00:05"``, and
+    ``"—"`` for None or a value that is not finite. For the live view and the report."""
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    s = _whole_s(seconds)
+    sign, s = ("-" if s < 0 else ""), abs(s)
+    return f"{sign}{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def hm(seconds: float | None) -> str:
+    """A duration as hours and minutes, the rest dropped: ``5430`` -> ``"1 h 30 min"``; as
+    ``hms`` for negative, None or not finite. For planned durations (``furnace plan``)."""
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    s = _whole_s(seconds)
+    sign, s = ("-" if s < 0 else ""), abs(s)
+    return f"{sign}{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def span(seconds: float) -> str:
+    """A duration for a message, to 3 significant figures in minutes, hours or days:
+    ``5400`` -> ``"1.5 h"``; ``"forever"`` when not finite."""
+    if not math.isfinite(seconds):
+        return "forever"
+    if seconds < 3600:
+        return f"{seconds / 60:.3g} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.3g} h"
+    return f"{seconds / 86400:.3g} days"

@@ -8,7 +8,6 @@ rules forbid (reference/hardware.md §4.2, §4.5, §6.2, §6.4).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -47,6 +46,7 @@ from controller.recipe.steps import (
     Step,
 )
 from controller.recipe.validation import read_text
+from controller.text import span
 from drivers.errors import RecipeError
 
 __all__ = ["PlanSummary", "StageSummary", "compile_plan", "load_recipe", "summarize"]
@@ -65,17 +65,6 @@ def _n(value: float) -> str:
     if value != 0 and abs(value) < 0.01:  # 1e-300 is not 0
         return f"{value:.3g}"
     return format_number(round(value, 2))
-
-
-def _span(seconds: float) -> str:
-    """A duration for a message: minutes, hours or days; "forever" when not finite."""
-    if not math.isfinite(seconds):
-        return "forever"
-    if seconds < 3600:
-        return f"{seconds / 60:.3g} min"
-    if seconds < 3 * 86400:
-        return f"{seconds / 3600:.3g} h"
-    return f"{seconds / 86400:.3g} days"
 
 
 @dataclass(slots=True)
@@ -108,8 +97,8 @@ class _Compiler:
     def check_duration(self, where: str, duration_s: float, what: str) -> None:
         """A step (or its timeout) must end: at most ``MAX_STEP_S``, and finite."""
         if not duration_s <= MAX_STEP_S:  # also NaN and inf
-            raise self.fail(where, f"{what} takes {_span(duration_s)}, longer than the "
-                                   f"{_span(MAX_STEP_S)} one step may last")
+            raise self.fail(where, f"{what} takes {span(duration_s)}, longer than the "
+                                   f"{span(MAX_STEP_S)} one step may last")
 
     def check_gas(self, where: str, gas: str, flow_sccm: float) -> None:
         mfc = self.station.gas(gas)
@@ -391,8 +380,8 @@ def compile_plan(resolved: ResolvedRecipe, station: Station, source: str) -> Pla
                 material=material, notes=tuple(compiler.notes))
     total_s = summarize(plan, station).duration_s
     if not total_s <= MAX_PLAN_S:
-        raise RecipeError(f"the plan takes {_span(total_s)}, longer than the "
-                          f"{_span(MAX_PLAN_S)} a batch may last (station {station.name})",
+        raise RecipeError(f"the plan takes {span(total_s)}, longer than the "
+                          f"{span(MAX_PLAN_S)} a batch may last (station {station.name})",
                           source=source, field="stages")
     return plan
 

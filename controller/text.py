@@ -14,6 +14,7 @@ import unicodedata
 __all__ = [
     "hm",
     "hms",
+    "one_line",
     "printable_line",
     "printable_text",
     "span",
@@ -61,6 +62,17 @@ def printable_text(value: str) -> str:
         raise ValueError(f"must be printable text: newlines and tabs, but no other control, "
                          f"line-break or invisible format character (found {_describe(ch)})")
     return value
+
+
+def one_line(text: str, limit: int = 80) -> str:
+    """``text`` made safe to echo in a one-line message: each run of whitespace (newlines,
+    tabs, separators) becomes one space, any other character that is not printable is
+    escaped as ``repr`` escapes it (``\\x1b``), and at most ``limit`` characters are kept
+    (the last one then "…")."""
+    text = " ".join(text.split())
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 # --- durations ---------------------------------------------------------------------------

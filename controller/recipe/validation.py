@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from controller.text import one_line
 from drivers.errors import ConfigurationError
 
 __all__ = [
@@ -69,7 +70,7 @@ def parse_toml(text: str, source: str) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"not valid TOML: {exc}", source=source) from None
     except (RecursionError, ValueError) as exc:  # absurd nesting, 5000-digit integers
-        raise ConfigurationError(f"not valid TOML: {_short(str(exc))}",
+        raise ConfigurationError(f"not valid TOML: {one_line(str(exc))}",
                                  source=source) from None
     if _depth(data) > MAX_NESTING:
         raise ConfigurationError(f"nested more than {MAX_NESTING} levels deep",
@@ -91,18 +92,12 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _short(text: str, limit: int = 80) -> str:
-    """One line, at most ``limit`` characters: safe to echo a user's value."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
 def _safe_repr(value: Any) -> str:
     try:
         text = repr(value)
     except ValueError:  # an int too long to print
         return "<a value too large to show>"
-    return _short(text)
+    return one_line(text)
 
 
 def _loc_part(part: Any) -> str:
@@ -129,7 +124,7 @@ def first_error(exc: ValidationError, source: str) -> ConfigurationError:
         err["input"], Mapping | list
     ):
         msg = f"{msg} (got {_safe_repr(err['input'])})"
-    return ConfigurationError(_short(msg, 300), source=source, field=loc)
+    return ConfigurationError(one_line(msg, 300), source=source, field=loc)
 
 
 def load_model(model: type[M], text: str, source: str, context: Any = None) -> M:

@@ -1,6 +1,7 @@
 """How durations are written everywhere (controller.text): the live view and the report
-(``hms``), ``furnace plan`` (``hm``) and error messages (``span``). The rule for one line of
-user text is tested with the station (test_station.py)."""
+(``hms``), ``furnace plan`` (``hm``) and error messages (``span``); and user text echoed in
+a one-line message (``one_line``). The rule for one line of user text in a file is tested
+with the station (test_station.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import math
 
 import pytest
 
-from controller.text import hm, hms, span
+from controller.text import hm, hms, one_line, span
 
 
 @pytest.mark.parametrize(("seconds", "shown"), [
@@ -35,3 +36,12 @@ def test_hm(seconds: float | None, shown: str) -> None:
 ])
 def test_span(seconds: float, shown: str) -> None:
     assert span(seconds) == shown
+
+
+@pytest.mark.parametrize(("text", "limit", "shown"), [
+    ("plain", 80, "plain"), ("lab\npc\r\n", 80, "lab pc"), ("a\u2028b\tc", 80, "a b c"),
+    ("esc\x1b[31m", 80, "esc\\x1b[31m"), ("nul\x00", 80, "nul\\x00"),
+    ("\u202eevil", 80, "\\u202eevil"), ("x" * 10, 5, "xxxx…"), ("x" * 5, 5, "xxxxx"),
+])
+def test_one_line(text: str, limit: int, shown: str) -> None:
+    assert one_line(text, limit) == shown

@@ -36,8 +36,8 @@ from controller.operator.keys import (
     install_interrupt_handler,
     install_termination_handlers,
 )
+from controller.recipe.parameters import ResolvedRecipe, parse_overrides
 from controller.recipe.plan import load_recipe, summarize
-from controller.recipe.schema import ResolvedRecipe, parse_overrides
 from controller.recipe.station import Station, load_station
 from controller.recipe.steps import Plan
 from controller.records.audit import RecordError

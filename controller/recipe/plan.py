@@ -13,6 +13,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import cast
 
+from controller.recipe.parameters import (
+    ResolvedRecipe,
+    frozen_toml,
+    path_key,
+    resolve,
+    sample_name,
+)
 from controller.recipe.schema import (
     CoolSpec,
     DwellSpec,
@@ -21,13 +28,8 @@ from controller.recipe.schema import (
     OperatorSpec,
     PurgeSpec,
     RampSpec,
-    ResolvedRecipe,
     StageSpec,
     format_number,
-    frozen_toml,
-    path_key,
-    resolve,
-    sample_name,
 )
 from controller.recipe.station import Station, fallback_rate_c_per_min
 from controller.recipe.steps import (

@@ -1,13 +1,16 @@
-"""Turning user files into validated models, and validation failures into one-line errors.
+"""Turning user files into validated models, and validation failures into one-line errors:
+the one place that words a pydantic error for people, for recipes and stations alike.
 
-Not here: the models themselves (``recipe``, ``station``).
+Not here: the models themselves (``schema``, ``station``), and how a recipe names its
+fields (``schema``, through ``FieldNames``).
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,9 +20,10 @@ from controller.text import one_line
 from drivers.errors import ConfigurationError
 
 __all__ = [
+    "FieldNames",
     "FieldRuleError",
-    "first_error",
     "load_model",
+    "one_line_error",
     "parse_toml",
     "read_text",
 ]
@@ -33,7 +37,7 @@ MAX_NESTING = 32  # tables and arrays inside each other; real files nest 3 deep
 
 class FieldRuleError(ValueError):
     """Raised by a model validator that checks several fields: ``field`` (dotted, relative
-    to the model) is where the user should look, and ``first_error`` names it."""
+    to the model) is where the user should look, and ``one_line_error`` names it."""
 
     def __init__(self, field: str, rule: str) -> None:
         super().__init__(rule)
@@ -105,14 +109,64 @@ def _loc_part(part: Any) -> str:
     return text if re.fullmatch(r"[A-Za-z0-9_.\[\]-]+", text) else _safe_repr(text)
 
 
-def first_error(exc: ValidationError, source: str) -> ConfigurationError:
-    """The first pydantic error as a one-line ``ConfigurationError`` (file, field, rule)."""
-    err = exc.errors()[0]
-    parts = list(err["loc"])
+class FieldNames:
+    """How a file's fields are named in its error messages.
+
+    This default, for station files, joins pydantic's location with dots
+    (``mfc.0.full_scale_sccm``) and gives no hints. A file format with friendlier names
+    (recipes: ``stages[preheat].steps[3].to_c``) overrides ``path``; one that wants a "did
+    you mean" for a misspelt field overrides ``model_at``; one with a discriminated union
+    lists its tags in ``kinds``, and a missing or unknown tag is reported with that list.
+    """
+
+    kinds: tuple[str, ...] = ()
+
+    def path(self, loc: Sequence[str | int]) -> str:
+        """The field as the user reads it, from pydantic's location; "" for the top level."""
+        return ".".join(_loc_part(p) for p in loc)
+
+    def model_at(self, loc: Sequence[str | int]) -> type[BaseModel] | None:
+        """The model that holds the last element of ``loc``; None gives no hint."""
+        return None
+
+
+_DOTTED = FieldNames()
+
+
+def one_line_error(exc: ValidationError, source: str, names: FieldNames | None = None
+                   ) -> ConfigurationError:
+    """A pydantic failure as one line naming the file, the field and the rule.
+
+    The first error is reported, unless an unknown field is a misspelling of a missing one
+    (``to = 220`` for ``to_c``): that one is reported, with "did you mean 'to_c'?".
+    ``names`` says how fields are named (default: dotted, no hints; see ``FieldNames``).
+    """
+    names = names or _DOTTED
+    errors = exc.errors()
+    err = _prefer_misspelling(errors, names)
+    loc: list[str | int] = list(err["loc"])
     cause = err.get("ctx", {}).get("error")
     if isinstance(cause, FieldRuleError):
-        parts += cause.field.split(".")
-    loc = ".".join(_loc_part(p) for p in parts) or "(top level)"
+        loc += cause.field.split(".")
+    rule = _rule(err)
+    if names.kinds and err["type"] in ("union_tag_not_found", "union_tag_invalid"):
+        tag = str(err["ctx"]["discriminator"]).strip("'")
+        kinds = ", ".join(names.kinds)
+        if err["type"] == "union_tag_not_found":
+            rule = f"required field {tag!r} is missing (one of: {kinds})"
+        else:
+            got = err["input"].get(tag) if isinstance(err["input"], dict) else None
+            rule = f"unknown {tag} {got!r} (one of: {kinds})"
+            loc.append(tag)
+    elif err["type"] == "extra_forbidden" and loc:
+        hint = _suggest(str(loc[-1]), names.model_at(loc))
+        if hint:
+            rule = f"{rule}; did you mean {hint!r}?"
+    return ConfigurationError(rule, source=source, field=names.path(loc) or "(top level)")
+
+
+def _rule(err: Any) -> str:
+    """One pydantic error's message, reworded for people, with the value given."""
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown field (not allowed here)"
@@ -124,7 +178,33 @@ def first_error(exc: ValidationError, source: str) -> ConfigurationError:
         err["input"], Mapping | list
     ):
         msg = f"{msg} (got {_safe_repr(err['input'])})"
-    return ConfigurationError(one_line(msg, 300), source=source, field=loc)
+    return one_line(msg, 300)
+
+
+def _prefer_misspelling(errors: list[Any], names: FieldNames) -> Any:
+    """For ``to = 220`` instead of ``to_c``: the unknown ``to`` (it gets a hint), not the
+    missing ``to_c``; otherwise the first error."""
+    missing = {tuple(e["loc"]) for e in errors if e["type"] == "missing"}
+    for e in errors:
+        loc = tuple(e["loc"])
+        if e["type"] == "extra_forbidden" and loc:
+            hint = _suggest(str(loc[-1]), names.model_at(loc))
+            if hint is not None and (*loc[:-1], hint) in missing:
+                return e
+    return errors[0]
+
+
+def _suggest(name: str, model: type[BaseModel] | None) -> str | None:
+    """The field of ``model`` that ``name`` was probably meant to be: one it is the start
+    of (``to`` -> ``to_c``), else a close spelling; None if there is none."""
+    if model is None:
+        return None
+    fields = list(model.model_fields)
+    prefixed = [f for f in fields if f.startswith(name + "_")]
+    if prefixed:
+        return prefixed[0]
+    close = difflib.get_close_matches(name, fields, n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def load_model(model: type[M], text: str, source: str, context: Any = None) -> M:
@@ -133,4 +213,4 @@ def load_model(model: type[M], text: str, source: str, context: Any = None) -> M
     try:
         return model.model_validate(data, context=context)
     except ValidationError as exc:
-        raise first_error(exc, source) from None
+        raise one_line_error(exc, source) from None

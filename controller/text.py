@@ -1,5 +1,6 @@
 """Text for people, the same everywhere in the controller: the rule for user text that must
-stay on one line, and how durations are written.
+stay on one line, how untrusted text is echoed in a one-line message, and how durations are
+written.
 
 Not here: how recipe numbers are written (``recipe.schema.format_number``), the trace's CSV
 cells (``records.trace``), tables and colours (``operator.console``, ``analysis``). The bottom

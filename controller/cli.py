@@ -36,11 +36,10 @@ from controller.operator.keys import (
     install_interrupt_handler,
     install_termination_handlers,
 )
+from controller.recipe.parameters import ResolvedRecipe, parse_overrides
 from controller.recipe.plan import load_recipe, summarize
-from controller.recipe.schema import ResolvedRecipe, parse_overrides
 from controller.recipe.station import Station, load_station
 from controller.recipe.steps import Plan
-from controller.recipe.validation import unsafe_char
 from controller.records.audit import RecordError
 from controller.records.batch import check_batches_dir
 from controller.records.verify import Verdict, verify_batch
@@ -57,6 +56,7 @@ from controller.run.commands import STARTING, TRIGGERS, CommandQueue
 from controller.run.runstate import Phase
 from controller.session import BatchResult, resume_batch, run_batch
 from controller.station_factory import serve_simulator
+from controller.text import hm, unsafe_char
 from drivers.errors import ConfigurationError
 
 __all__ = ["main"]
@@ -293,10 +293,6 @@ def cmd_ctl(args: argparse.Namespace, out: Console) -> int:
     return EXIT_OK if reply.get("ok") else EXIT_FAILED
 
 
-def _hm(seconds: float) -> str:
-    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
-
-
 def cmd_validate(args: argparse.Namespace, out: Console) -> int:
     station, _, _, plan, _ = _load(args)
     out.print(f"{args.recipe}: valid for station {station.name} "
@@ -318,9 +314,9 @@ def cmd_plan(args: argparse.Namespace, out: Console) -> int:
     for col in ("stage", "atmosphere", "steps", "planned"):
         table.add_column(col)
     for s in summary.stages:
-        table.add_row(s.name, s.atmosphere, str(s.steps), _hm(s.duration_s))
+        table.add_row(s.name, s.atmosphere, str(s.steps), hm(s.duration_s))
     table.add_section()
-    table.add_row("total", "", str(summary.steps), _hm(summary.duration_s))
+    table.add_row("total", "", str(summary.steps), hm(summary.duration_s))
     out.print(table)
     out.print(f"peak temperature: {summary.peak_c:g} °C")
     for gas, litres in summary.gas_l.items():
@@ -329,7 +325,7 @@ def cmd_plan(args: argparse.Namespace, out: Console) -> int:
     for col in ("#", "stage", "step", "planned"):
         steps.add_column(col)
     for i, (step, dur) in enumerate(zip(plan.steps, summary.step_durations_s, strict=True)):
-        steps.add_row(str(i), step.stage, step.label, _hm(dur))
+        steps.add_row(str(i), step.stage, step.label, hm(dur))
     out.print(steps)
     out.print("cooling below ~400 °C is slower than programmed (natural cooling): "
               "planned times are lower bounds")

@@ -39,6 +39,7 @@ from controller.analysis.events import (
     stage_runs,
 )
 from controller.records.batch import AUDIT_FILE, RECIPE_FILE, SUMMARY_FILE, TRACE_FILE
+from controller.text import hms
 from drivers.errors import ConfigurationError
 
 __all__ = [
@@ -246,14 +247,6 @@ def decimate(x: NDArray[np.float64], y: NDArray[np.float64],
 
 def _plot(ax: Axes, x: NDArray[np.float64], y: NDArray[np.float64], **style: Any) -> None:
     ax.plot(*decimate(x, y), **style)
-
-
-def _hms(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "—"
-    s = round(seconds)
-    sign, s = ("-" if s < 0 else ""), abs(s)
-    return f"{sign}{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def _stage_colours(data: BatchData) -> dict[str, str]:
@@ -492,7 +485,7 @@ def write_report_png(data: BatchData, report: Report, path: Path) -> Path:
     _draw_dsc(ax_d, data, report, colours, temp, keep, tlabel)
     end = f" ({report.end_reason})" if report.end_reason else ""
     fig.suptitle(f"{report.sample or '?'}  ·  batch {report.batch_id}  ·  {report.outcome}{end}"
-                 f"  ·  {_hms(report.actual_s)} actual, {_hms(report.planned_s)} planned\n"
+                 f"  ·  {hms(report.actual_s)} actual, {hms(report.planned_s)} planned\n"
                  f"{_headline(report)}", fontsize=10.5)
     tmp = path.with_name(path.name + ".tmp")
     fig.savefig(tmp, format="png", dpi=DPI)
@@ -509,12 +502,12 @@ def format_events(report: Report) -> list[tuple[str, str]]:
     """(what, value) rows for a two-column console table; the numbers of ``to_dict``."""
     rows = [("outcome", report.outcome + (f" ({report.end_reason})" if report.end_reason
                                           else "")),
-            ("duration", f"{_hms(report.actual_s)} actual, {_hms(report.planned_s)} planned"),
-            ("holdback", _hms(report.holdback_s))]
+            ("duration", f"{hms(report.actual_s)} actual, {hms(report.planned_s)} planned"),
+            ("holdback", hms(report.holdback_s))]
     mm = report.mass_minimum
     rows.append(("mass minimum", f"none: {report.mass_note}" if mm is None else
                  f"{mm.mass_pct:.2f} % at {_c(mm.sample_c)} sample, {_c(mm.furnace_c)} "
-                 f"furnace ({_hms(mm.elapsed_s)}, {mm.stage})"))
+                 f"furnace ({hms(mm.elapsed_s)}, {mm.stage})"))
     exo = report.exotherm
     if exo is None:
         rows.append(("exotherm", f"none: {report.exotherm_note}"))
@@ -532,10 +525,10 @@ def format_events(report: Report) -> list[tuple[str, str]]:
                 else f", mass {s.mass_change_pct:+.2f} % ({s.mass_start_pct:.2f} → "
                      f"{s.mass_end_pct:.2f} %)")
         rows.append((f"stage: {s.name}",
-                     f"{_hms(s.actual_s)} actual, {_hms(s.planned_s)} planned{mass}"))
+                     f"{hms(s.actual_s)} actual, {hms(s.planned_s)} planned{mass}"))
     for g in report.gases:
         used = "—" if g.used_l is None else f"{g.used_l:.1f} L"
         planned = "—" if g.planned_l is None else f"{g.planned_l:.1f} L"
         rows.append((f"gas: {g.gas}", f"{used} used, {planned} planned"))
-    rows += [(f"{_hms(i.elapsed_s)} {i.event}", i.text) for i in report.incidents]
+    rows += [(f"{hms(i.elapsed_s)} {i.event}", i.text) for i in report.incidents]
     return rows

@@ -25,6 +25,7 @@ from controller.recipe.plan import PlanSummary
 from controller.run.handle import RecipeRunner
 from controller.run.runstate import Phase
 from controller.run.snapshot import Snapshot
+from controller.text import hms
 
 __all__ = ["LiveView", "TerminalConsole", "hang_up", "hold_countdown", "setup_logging",
            "summary_table"]
@@ -82,19 +83,13 @@ def _fmt(value: float | None, spec: str = ".1f", unit: str = "") -> str:
     return f"{value:{spec}}{unit}"
 
 
-def _hms(seconds: float) -> str:
-    seconds = max(seconds, 0.0)
-    h, rem = divmod(int(seconds), 3600)
-    return f"{h:d}:{rem // 60:02d}:{rem % 60:02d}"
-
-
 def hold_countdown(snap: Snapshot, runner: RecipeRunner) -> str:
     """"operator: abort in 0:59:12 unless resumed" while held (real time), else ""."""
     left_s = runner.hold_left_s(snap)
     if left_s is None:
         return ""
     cause = runner.run.hold_cause or "hold"
-    return f"{cause}: {runner.station.hold.on_timeout} in {_hms(left_s)} unless resumed"
+    return f"{cause}: {runner.station.hold.on_timeout} in {hms(left_s)} unless resumed"
 
 
 class LiveView:
@@ -171,7 +166,7 @@ class LiveView:
         remaining = self.remaining_s(runner, snap.t_s)
         done = max(self.summary.duration_s - remaining, 0.0)
         info = (f"{runner.stage_name} · {runner.phase} · {_fmt(snap.furnace_c, '.0f', ' °C')}"
-                f" · ETA {_hms(remaining)}")
+                f" · ETA {hms(remaining)}")
         hold = hold_countdown(snap, runner)
         if hold:
             info += f" · {hold}"
@@ -203,7 +198,7 @@ class LiveView:
         hold = hold_countdown(snap, runner)
         if hold:
             rows.append(("hold", hold))
-        rows += [("process time", _hms(snap.t_s)), ("ETA", _hms(remaining_s))]
+        rows += [("process time", hms(snap.t_s)), ("ETA", hms(remaining_s))]
         for k, v in rows:
             table.add_row(k, v)
         return table
@@ -217,11 +212,11 @@ def summary_table(summary: Mapping[str, Any]) -> Table:
     table.add_column("actual", justify="right")
     for stage, row in summary["stages"].items():
         actual = row.get("actual_s")
-        table.add_row(stage, _hms(row["planned_s"]), _hms(actual) if actual is not None
+        table.add_row(stage, hms(row["planned_s"]), hms(actual) if actual is not None
                       else "—")
     table.add_section()
-    table.add_row("total", _hms(summary["planned_s"]), _hms(summary["actual_s"]))
-    table.add_row("holdback", "", _hms(summary["holdback_s"]))
+    table.add_row("total", hms(summary["planned_s"]), hms(summary["actual_s"]))
+    table.add_row("holdback", "", hms(summary["holdback_s"]))
     for gas, litres in summary["gas_used_l"].items():
         table.add_row(f"{gas} used", f"{summary['gas_planned_l'].get(gas, 0):.1f} L",
                       f"{litres:.1f} L")

@@ -50,6 +50,7 @@ from controller.operator.endpoint import Resolver, endpoint_key
 from controller.recipe.station import Station
 from controller.records.audit import format_utc
 from controller.run.clock import utc_now
+from controller.text import one_line
 from drivers.errors import ConfigurationError
 
 __all__ = [
@@ -458,6 +459,5 @@ def _parse(raw: bytes, path: Path) -> LockInfo:
 
 
 def _line(text: str) -> str:
-    """Text safe for a one-line message: control characters escaped, length capped."""
-    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-    return out if len(out) <= 200 else out[:197] + "..."
+    """Text from a lock's info file, safe for a one-line message (``one_line``)."""
+    return one_line(text, 200)

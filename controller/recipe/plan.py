@@ -1,19 +1,21 @@
-"""Compiling a resolved recipe against a station into a ``Plan``, and summarising plans.
+"""Compiling a resolved recipe against a station into a ``Plan``, and loading a recipe file.
 
-Not here: the recipe schema (``recipe``) or running a plan (``runner``). The compiler walks
-the recipe as the furnace would (setpoint, gases, whether the tube still holds air) and
-rejects, before anything moves, whatever the station's envelope or the process's safety
-rules forbid (reference/hardware.md §4.2, §4.5, §6.2, §6.4).
+The compiler walks the recipe as the furnace would (setpoint, gases, whether the tube still
+holds air) and rejects, before anything moves, whatever the station's envelope or the
+process's safety rules forbid (reference/hardware.md §4.2, §4.5, §6.2, §6.4).
+
+Not here: the models (``schema``), parameters (``parameters``), running a plan
+(``run.runner``), a plan's durations, peak and gas use (``summary``, whose ``summarize`` and
+``PlanSummary`` are re-exported here for their callers).
 """
-
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import cast
 
+from controller.recipe.parameters import ResolvedRecipe, frozen_toml, path_key, resolve, sample_name
 from controller.recipe.schema import (
     CoolSpec,
     DwellSpec,
@@ -22,13 +24,8 @@ from controller.recipe.schema import (
     OperatorSpec,
     PurgeSpec,
     RampSpec,
-    ResolvedRecipe,
     StageSpec,
     format_number,
-    frozen_toml,
-    path_key,
-    resolve,
-    sample_name,
 )
 from controller.recipe.station import Station, fallback_rate_c_per_min
 from controller.recipe.steps import (
@@ -46,7 +43,9 @@ from controller.recipe.steps import (
     Stage,
     Step,
 )
+from controller.recipe.summary import PlanSummary, StageSummary, summarize
 from controller.recipe.validation import read_text
+from controller.text import span
 from drivers.errors import RecipeError
 
 __all__ = ["PlanSummary", "StageSummary", "compile_plan", "load_recipe", "summarize"]
@@ -65,17 +64,6 @@ def _n(value: float) -> str:
     if value != 0 and abs(value) < 0.01:  # 1e-300 is not 0
         return f"{value:.3g}"
     return format_number(round(value, 2))
-
-
-def _span(seconds: float) -> str:
-    """A duration for a message: minutes, hours or days; "forever" when not finite."""
-    if not math.isfinite(seconds):
-        return "forever"
-    if seconds < 3600:
-        return f"{seconds / 60:.3g} min"
-    if seconds < 3 * 86400:
-        return f"{seconds / 3600:.3g} h"
-    return f"{seconds / 86400:.3g} days"
 
 
 @dataclass(slots=True)
@@ -108,8 +96,8 @@ class _Compiler:
     def check_duration(self, where: str, duration_s: float, what: str) -> None:
         """A step (or its timeout) must end: at most ``MAX_STEP_S``, and finite."""
         if not duration_s <= MAX_STEP_S:  # also NaN and inf
-            raise self.fail(where, f"{what} takes {_span(duration_s)}, longer than the "
-                                   f"{_span(MAX_STEP_S)} one step may last")
+            raise self.fail(where, f"{what} takes {span(duration_s)}, longer than the "
+                                   f"{span(MAX_STEP_S)} one step may last")
 
     def check_gas(self, where: str, gas: str, flow_sccm: float) -> None:
         mfc = self.station.gas(gas)
@@ -391,82 +379,10 @@ def compile_plan(resolved: ResolvedRecipe, station: Station, source: str) -> Pla
                 material=material, notes=tuple(compiler.notes))
     total_s = summarize(plan, station).duration_s
     if not total_s <= MAX_PLAN_S:
-        raise RecipeError(f"the plan takes {_span(total_s)}, longer than the "
-                          f"{_span(MAX_PLAN_S)} a batch may last (station {station.name})",
+        raise RecipeError(f"the plan takes {span(total_s)}, longer than the "
+                          f"{span(MAX_PLAN_S)} a batch may last (station {station.name})",
                           source=source, field="stages")
     return plan
-
-
-@dataclass(frozen=True, slots=True)
-class StageSummary:
-    """One stage's share of a plan: planned seconds and number of steps."""
-
-    name: str
-    atmosphere: str
-    duration_s: float
-    steps: int
-
-
-@dataclass(frozen=True, slots=True)
-class PlanSummary:
-    """What a plan will take: durations (s), peak setpoint (°C) and gas use (litres)."""
-
-    recipe_name: str
-    sample_name: str
-    stages: tuple[StageSummary, ...]
-    step_durations_s: tuple[float, ...]  # aligned with plan.steps
-    duration_s: float
-    peak_c: float
-    gas_l: MappingProxyType[str, float]  # every station gas, standard litres
-    steps: int
-    notes: tuple[str, ...] = ()  # what the compiler changed (``Plan.notes``), one line each
-
-
-def summarize(plan: Plan, station: Station) -> PlanSummary:
-    """Planned durations, peak setpoint and gas use of a plan, without hardware.
-
-    Ramps and cools take |Δ| / rate; dwells and purges their duration (holdback and O2 waits
-    can only lengthen them); gas changes, operator steps and ``end`` count zero time. Gas
-    use is flow × time for every step in which the gas flows.
-
-    Cooling below about 400 °C is limited by natural cooling, not by the programmed rate
-    (reference/hardware.md §4.4: natural cooling is slower than 5 °C/min below ~414 °C), so
-    planned cool times, and the total, are lower bounds.
-    """
-    setpoint_c = peak_c = station.envelope.ambient_c
-    flows: dict[str, float] = {}
-    gas_l = {m.gas: 0.0 for m in station.mfc}
-    durations: list[float] = []
-    for step in plan.steps:
-        duration_s = 0.0
-        match step:
-            case Ramp() | Cool():
-                duration_s = abs(step.to_c - setpoint_c) / step.rate_c_per_min * 60.0
-                setpoint_c = step.to_c
-            case Dwell():
-                duration_s = step.duration_s
-            case SetGas():
-                flows = {g: f for g, f in step.flows_sccm if f > 0}
-            case Purge():
-                flows = {step.gas: step.flow_sccm}
-                duration_s = step.duration_s
-            case OperatorStep() | End():
-                pass
-        peak_c = max(peak_c, setpoint_c)
-        for gas, flow_sccm in flows.items():
-            gas_l[gas] = gas_l.get(gas, 0.0) + flow_sccm / 1000.0 * duration_s / 60.0
-        durations.append(duration_s)
-    stages = tuple(
-        StageSummary(name=s.name, atmosphere=s.atmosphere,
-                     duration_s=sum(d for d, st in zip(durations, plan.steps, strict=True)
-                                    if st.stage == s.name),
-                     steps=sum(1 for st in plan.steps if st.stage == s.name))
-        for s in plan.stages)
-    return PlanSummary(recipe_name=plan.recipe_name, sample_name=plan.sample_name,
-                       stages=stages, step_durations_s=tuple(durations),
-                       duration_s=sum(durations), peak_c=peak_c,
-                       gas_l=MappingProxyType(gas_l), steps=len(plan.steps),
-                       notes=plan.notes)
 
 
 def load_recipe(path: str | Path, overrides: dict[str, str] | None, station: Station

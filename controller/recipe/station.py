@@ -12,7 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from controller.recipe.validation import FieldRuleError, load_model, printable_line, read_text
+from controller.recipe.validation import FieldRuleError, load_model, read_text
+from controller.text import printable_line
 
 __all__ = [
     "BUILTIN_STATION",

@@ -1,30 +1,31 @@
-"""Turning user files into validated models, and validation failures into one-line errors.
+"""Turning user files into validated models, and validation failures into one-line errors:
+the one place that words a pydantic error for people, for recipes and stations alike.
 
-Not here: the models themselves (``recipe``, ``station``).
+Not here: the models themselves (``schema``, ``station``), and how a recipe names its
+fields (``schema``, through ``FieldNames``).
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
-import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from controller.text import one_line
 from drivers.errors import ConfigurationError
 
 __all__ = [
+    "FieldNames",
     "FieldRuleError",
-    "first_error",
     "load_model",
+    "one_line_error",
     "parse_toml",
-    "printable_line",
-    "printable_text",
     "read_text",
-    "unsafe_char",
 ]
 
 M = TypeVar("M", bound=BaseModel)
@@ -34,52 +35,9 @@ MAX_FILE_BYTES = 1 << 20  # recipes and stations are a few kB; refuse megabytes
 MAX_NESTING = 32  # tables and arrays inside each other; real files nest 3 deep
 
 
-# Text a user writes that ends up in the trace (CSV), the audit, file names, the console and
-# the report: control characters (C0, C1: CR, NEL), line and paragraph separators (U+2028,
-# U+2029) and invisible format characters (bidi overrides, zero-width joiners, BOM) would
-# split a CSV row or a log line, or make what is shown differ from what is stored.
-_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
-
-
-def unsafe_char(text: str, allowed: str = "") -> str | None:
-    """The first character of ``text`` that may not appear in a name or message (see
-    ``_UNSAFE_CATEGORIES``), other than those in ``allowed``; None if there is none."""
-    if text.isprintable():  # the common case, in C: no control or separator at all
-        return None
-    for ch in text:
-        if ch not in allowed and unicodedata.category(ch) in _UNSAFE_CATEGORIES:
-            return ch
-    return None
-
-
-def _describe(ch: str) -> str:
-    name = unicodedata.name(ch, "")
-    return f"U+{ord(ch):04X}" + (f" {name}" if name else "")
-
-
-def printable_line(value: str) -> str:
-    """Pydantic after-validator: one line of printable text. Raises ``ValueError`` naming
-    the first control, line-break or invisible format character."""
-    ch = unsafe_char(value)
-    if ch is not None:
-        raise ValueError(f"must be one line of printable text: no control, line-break or "
-                         f"invisible format character (found {_describe(ch)})")
-    return value
-
-
-def printable_text(value: str) -> str:
-    """Pydantic after-validator: printable text that may span lines (newline and tab
-    allowed). Raises ``ValueError`` naming the first other control or separator."""
-    ch = unsafe_char(value, allowed="\n\t")
-    if ch is not None:
-        raise ValueError(f"must be printable text: newlines and tabs, but no other control, "
-                         f"line-break or invisible format character (found {_describe(ch)})")
-    return value
-
-
 class FieldRuleError(ValueError):
     """Raised by a model validator that checks several fields: ``field`` (dotted, relative
-    to the model) is where the user should look, and ``first_error`` names it."""
+    to the model) is where the user should look, and ``one_line_error`` names it."""
 
     def __init__(self, field: str, rule: str) -> None:
         super().__init__(rule)
@@ -116,7 +74,7 @@ def parse_toml(text: str, source: str) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"not valid TOML: {exc}", source=source) from None
     except (RecursionError, ValueError) as exc:  # absurd nesting, 5000-digit integers
-        raise ConfigurationError(f"not valid TOML: {_short(str(exc))}",
+        raise ConfigurationError(f"not valid TOML: {one_line(str(exc))}",
                                  source=source) from None
     if _depth(data) > MAX_NESTING:
         raise ConfigurationError(f"nested more than {MAX_NESTING} levels deep",
@@ -138,18 +96,12 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _short(text: str, limit: int = 80) -> str:
-    """One line, at most ``limit`` characters: safe to echo a user's value."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
 def _safe_repr(value: Any) -> str:
     try:
         text = repr(value)
     except ValueError:  # an int too long to print
         return "<a value too large to show>"
-    return _short(text)
+    return one_line(text)
 
 
 def _loc_part(part: Any) -> str:
@@ -157,14 +109,64 @@ def _loc_part(part: Any) -> str:
     return text if re.fullmatch(r"[A-Za-z0-9_.\[\]-]+", text) else _safe_repr(text)
 
 
-def first_error(exc: ValidationError, source: str) -> ConfigurationError:
-    """The first pydantic error as a one-line ``ConfigurationError`` (file, field, rule)."""
-    err = exc.errors()[0]
-    parts = list(err["loc"])
+class FieldNames:
+    """How a file's fields are named in its error messages.
+
+    This default, for station files, joins pydantic's location with dots
+    (``mfc.0.full_scale_sccm``) and gives no hints. A file format with friendlier names
+    (recipes: ``stages[preheat].steps[3].to_c``) overrides ``path``; one that wants a "did
+    you mean" for a misspelt field overrides ``model_at``; one with a discriminated union
+    lists its tags in ``kinds``, and a missing or unknown tag is reported with that list.
+    """
+
+    kinds: tuple[str, ...] = ()
+
+    def path(self, loc: Sequence[str | int]) -> str:
+        """The field as the user reads it, from pydantic's location; "" for the top level."""
+        return ".".join(_loc_part(p) for p in loc)
+
+    def model_at(self, loc: Sequence[str | int]) -> type[BaseModel] | None:
+        """The model that holds the last element of ``loc``; None gives no hint."""
+        return None
+
+
+_DOTTED = FieldNames()
+
+
+def one_line_error(exc: ValidationError, source: str, names: FieldNames | None = None
+                   ) -> ConfigurationError:
+    """A pydantic failure as one line naming the file, the field and the rule.
+
+    The first error is reported, unless an unknown field is a misspelling of a missing one
+    (``to = 220`` for ``to_c``): that one is reported, with "did you mean 'to_c'?".
+    ``names`` says how fields are named (default: dotted, no hints; see ``FieldNames``).
+    """
+    names = names or _DOTTED
+    errors = exc.errors()
+    err = _prefer_misspelling(errors, names)
+    loc: list[str | int] = list(err["loc"])
     cause = err.get("ctx", {}).get("error")
     if isinstance(cause, FieldRuleError):
-        parts += cause.field.split(".")
-    loc = ".".join(_loc_part(p) for p in parts) or "(top level)"
+        loc += cause.field.split(".")
+    rule = _rule(err)
+    if names.kinds and err["type"] in ("union_tag_not_found", "union_tag_invalid"):
+        tag = str(err["ctx"]["discriminator"]).strip("'")
+        kinds = ", ".join(names.kinds)
+        if err["type"] == "union_tag_not_found":
+            rule = f"required field {tag!r} is missing (one of: {kinds})"
+        else:
+            got = err["input"].get(tag) if isinstance(err["input"], dict) else None
+            rule = f"unknown {tag} {got!r} (one of: {kinds})"
+            loc.append(tag)
+    elif err["type"] == "extra_forbidden" and loc:
+        hint = _suggest(str(loc[-1]), names.model_at(loc))
+        if hint:
+            rule = f"{rule}; did you mean {hint!r}?"
+    return ConfigurationError(rule, source=source, field=names.path(loc) or "(top level)")
+
+
+def _rule(err: Any) -> str:
+    """One pydantic error's message, reworded for people, with the value given."""
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown field (not allowed here)"
@@ -176,7 +178,33 @@ def first_error(exc: ValidationError, source: str) -> ConfigurationError:
         err["input"], Mapping | list
     ):
         msg = f"{msg} (got {_safe_repr(err['input'])})"
-    return ConfigurationError(_short(msg, 300), source=source, field=loc)
+    return one_line(msg, 300)
+
+
+def _prefer_misspelling(errors: list[Any], names: FieldNames) -> Any:
+    """For ``to = 220`` instead of ``to_c``: the unknown ``to`` (it gets a hint), not the
+    missing ``to_c``; otherwise the first error."""
+    missing = {tuple(e["loc"]) for e in errors if e["type"] == "missing"}
+    for e in errors:
+        loc = tuple(e["loc"])
+        if e["type"] == "extra_forbidden" and loc:
+            hint = _suggest(str(loc[-1]), names.model_at(loc))
+            if hint is not None and (*loc[:-1], hint) in missing:
+                return e
+    return errors[0]
+
+
+def _suggest(name: str, model: type[BaseModel] | None) -> str | None:
+    """The field of ``model`` that ``name`` was probably meant to be: one it is the start
+    of (``to`` -> ``to_c``), else a close spelling; None if there is none."""
+    if model is None:
+        return None
+    fields = list(model.model_fields)
+    prefixed = [f for f in fields if f.startswith(name + "_")]
+    if prefixed:
+        return prefixed[0]
+    close = difflib.get_close_matches(name, fields, n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def load_model(model: type[M], text: str, source: str, context: Any = None) -> M:
@@ -185,4 +213,4 @@ def load_model(model: type[M], text: str, source: str, context: Any = None) -> M
     try:
         return model.model_validate(data, context=context)
     except ValidationError as exc:
-        raise first_error(exc, source) from None
+        raise one_line_error(exc, source) from None

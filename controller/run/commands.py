@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any, Final, Literal, Protocol
 
 from controller.run.runstate import Phase
+from controller.text import unsafe_char
 from drivers.errors import ConfigurationError, RunStateError
 
 __all__ = [
@@ -33,7 +34,6 @@ __all__ = [
     "Status",
     "Trigger",
     "apply_command",
-    "printable",
 ]
 
 Trigger = Literal["hold", "resume", "stop", "abort", "confirm", "halt"]
@@ -58,10 +58,6 @@ STARTING: Final = "starting"
 _MAX_OPERATOR = 64
 _MAX_REASON = 500
 _MAX_ID = 64
-
-
-def printable(text: str) -> bool:
-    return all(c.isprintable() for c in text)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,13 +93,13 @@ class Command:
         if not operator:
             raise ConfigurationError("every command needs an operator name (--operator NAME)",
                                      field="operator")
-        if len(operator) > _MAX_OPERATOR or not printable(operator):
+        if len(operator) > _MAX_OPERATOR or unsafe_char(operator) is not None:
             raise ConfigurationError(f"at most {_MAX_OPERATOR} printable characters",
                                      field="operator")
         if self.trigger in NEEDS_REASON and not self.reason.strip():
             raise ConfigurationError(f"{self.trigger} changes the recipe's course and needs "
                                      "a reason (--reason TEXT)", field="reason")
-        if len(self.reason) > _MAX_REASON or not printable(self.reason):
+        if len(self.reason) > _MAX_REASON or unsafe_char(self.reason) is not None:
             raise ConfigurationError(f"at most {_MAX_REASON} printable characters on one "
                                      "line", field="reason")
         if self.deferred and self.trigger != "hold":

@@ -32,8 +32,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controller.cli import main
+from controller.recipe.parameters import parse_overrides, resolve
 from controller.recipe.plan import load_recipe, summarize
-from controller.recipe.schema import parse_overrides, resolve
 from controller.recipe.station import load_station
 from controller.run.clock import WallClock
 from tests.conftest import PROFILES, ROOT

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import tomli_w
 
+from controller.recipe.parameters import frozen_toml, resolve
 from controller.recipe.plan import compile_plan, load_recipe, summarize
-from controller.recipe.schema import frozen_toml, resolve
 from controller.recipe.station import Station, fallback_rate_c_per_min, load_station
 from controller.recipe.steps import Cool, Dwell, End, OperatorStep, Plan, Purge, Ramp, SetGas
 from drivers.errors import ConfigurationError, RecipeError

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from controller.recipe.parameters import resolve
 from controller.recipe.plan import load_recipe, summarize
-from controller.recipe.schema import resolve
 from controller.recipe.station import Station, load_station
 from controller.recipe.steps import End
 

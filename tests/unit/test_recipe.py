@@ -1,4 +1,5 @@
-"""Recipe schema, parameters, ``--set`` overrides and the frozen copy (controller.recipe.schema)."""
+"""Recipe schema, parameters, ``--set`` overrides and the frozen copy (controller.recipe.schema,
+controller.recipe.parameters)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,9 @@ from typing import Any
 import pytest
 import tomli_w
 
+from controller.recipe.parameters import frozen_toml, parse_overrides, resolve, sample_name
 from controller.recipe.plan import compile_plan
-from controller.recipe.schema import (
-    RampSpec,
-    format_number,
-    frozen_toml,
-    parse_overrides,
-    resolve,
-    sample_name,
-)
+from controller.recipe.schema import RampSpec, format_number
 from controller.recipe.station import load_station
 from drivers.errors import ConfigurationError, RecipeError
 

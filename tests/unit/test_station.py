@@ -11,7 +11,7 @@ from controller.recipe.station import (
     MIN_TUBE_VOLUME_L,
     load_station_text,
 )
-from controller.recipe.validation import printable_line, printable_text, unsafe_char
+from controller.text import printable_line, printable_text, unsafe_char
 from drivers.errors import ConfigurationError
 from tests.conftest import ROOT
 

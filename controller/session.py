@@ -33,6 +33,7 @@ from controller.records.batch import (
     write_frozen,
     write_summary,
 )
+from controller.records.columns import trace_columns
 from controller.records.storage import (
     DiskReserve,
     check_free_space,
@@ -45,7 +46,7 @@ from controller.run.commands import CommandQueue
 from controller.run.handle import RecipeRunner
 from controller.run.resume import Decision, decide, recover
 from controller.run.runstate import Phase
-from controller.run.scan import ScanLoop, trace_columns
+from controller.run.scan import ScanLoop
 from controller.run.snapshot import Snapshot
 from controller.station_factory import Built, FaultInjector, build_devices
 from drivers.errors import ConfigurationError

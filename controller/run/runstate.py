@@ -3,7 +3,9 @@ phases it moves through, and how it is written into (and read back from) a check
 
 Not here: how the state changes (``runner``) or where checkpoints are stored (the audit
 chain, ``scan``). A checkpoint is the whole value as JSON; resume loads the last one and
-never replays events (docs/decisions/0008-run-state.md).
+never replays events (docs/decisions/0008-run-state.md). The ``Phase`` values are a record
+format (the trace's ``state`` column, the audit), so the enum lives with the trace's columns
+in ``controller/records/columns.py`` and is re-exported here.
 """
 
 from __future__ import annotations
@@ -11,11 +13,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Final
 
 from controller.recipe.steps import Plan, Ramp, Step
+from controller.records.columns import Phase
 from drivers.errors import ConfigurationError
 
 __all__ = [
@@ -35,20 +37,6 @@ __all__ = [
 
 # Bump when a field is added, removed or changes meaning; resume refuses other versions.
 SCHEMA_VERSION: Final = 1
-
-
-class Phase(StrEnum):
-    """Where a batch is; the values appear in the trace's ``state`` column and the audit."""
-
-    IDLE = "idle"
-    PREFLIGHT = "preflight"
-    RUNNING = "running"
-    HELD = "held"
-    STOPPING = "stopping"  # operator stop: normal cool-down, batch not completed
-    ABORTING = "aborting"  # controlled cool-down under inert gas after a trip
-    COMPLETED = "completed"
-    ABORTED = "aborted"
-    FAULTED = "faulted"
 
 
 P = Phase

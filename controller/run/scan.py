@@ -37,7 +37,7 @@ from drivers.roles import (
     TemperatureController,
 )
 
-__all__ = ["Devices", "Recorder", "ScanLoop", "safe_flows", "trace_columns"]
+__all__ = ["Devices", "Recorder", "ScanLoop", "safe_flows"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class Recorder(Protocol):
         ...
 
     def trace(self, row: Sequence[object]) -> None:
-        """Append one trace row (columns as ``trace_columns``)."""
+        """Append one trace row (columns as ``records.columns.trace_columns``)."""
         ...
 
     def sync_trace(self) -> dict[str, object]:
@@ -104,21 +104,6 @@ def safe_flows(station: Station, cmds: Commands) -> dict[str, float]:
         first = next(m for m in station.mfc if not m.oxidising)
         flows[first.gas] = min(SAFE_INERT_FLOW_SCCM, first.full_scale_sccm)
     return flows
-
-
-def trace_columns(station: Station) -> list[str]:
-    """The trace header for ``station``: DESIGN.md §3's required columns, then per gas."""
-    cols = ["elapsed_s", "wall_utc", "stage", "step", "state", "setpoint_c",
-            "working_setpoint_c", "furnace_c", "output_pct", "flags"]
-    if station.sample_tc is not None:
-        cols += ["sample_c", "delta_t_c"]
-    if station.balance is not None:
-        cols += ["mass_g", "mass_pct", "dtg_pct_per_min"]
-    if station.o2 is not None:
-        cols.append("o2_ppm")
-    for mfc in station.mfc:
-        cols += [f"flow_{mfc.gas}_sccm", f"flow_{mfc.gas}_setpoint_sccm"]
-    return cols
 
 
 class ScanLoop:

@@ -41,7 +41,7 @@ from controller.recipe.plan import load_recipe, summarize
 from controller.recipe.station import Station, load_station
 from controller.recipe.steps import Plan
 from controller.records.audit import RecordError
-from controller.records.batch import check_batches_dir
+from controller.records.folder import BatchFolder, check_batches_dir
 from controller.records.verify import Verdict, verify_batch
 from controller.run.clock import (
     MAX_SPEED,
@@ -376,10 +376,9 @@ def _finished(out: Console, result: BatchResult) -> int:
 
 
 def cmd_resume(args: argparse.Namespace, out: Console) -> int:
-    batch_dir = Path(args.batch_dir)
-    if not batch_dir.is_dir():
-        raise ConfigurationError("not a batch folder", source=str(batch_dir))
-    station, _ = load_station(batch_dir / "station.toml")
+    folder = BatchFolder.open(Path(args.batch_dir), needs=())
+    batch_dir = folder.path
+    station, _ = folder.read_station()
     speed = args.speed
     _clock(station, speed)  # the same speed rules as a run
 
@@ -387,12 +386,12 @@ def cmd_resume(args: argparse.Namespace, out: Console) -> int:
         return _clock(station, speed, start_s)
 
     rate = speed if speed is not None and station.is_simulated else 1.0
-    with LiveView(out, summarize(load_recipe(batch_dir / "recipe.toml", {}, station)[1],
+    with LiveView(out, summarize(load_recipe(folder.recipe_toml, {}, station)[1],
                                  station), compact=speed is None,
                   refresh_every=500 if speed is None else 1) as view:
         result = asyncio.run(_with_console(view, "resume", lambda commands: resume_batch(
             batch_dir, make_clock=make_clock, speed=rate,
-            station_source=str(batch_dir / "station.toml"), observer=view,
+            station_source=str(folder.station_toml), observer=view,
             commands=commands)))
     return _finished(out, result)
 

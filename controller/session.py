@@ -26,14 +26,16 @@ from controller.recipe.station import Station
 from controller.recipe.steps import Plan
 from controller.records.anchor import append_anchor, default_anchor_path
 from controller.records.audit import AuditLog, RecordError
-from controller.records.batch import (
-    RESERVE_FILE,
-    create_batch_dir,
-    summary_digest,
-    write_frozen,
-    write_summary,
-)
+from controller.records.batch import summary_digest, write_frozen, write_summary
 from controller.records.columns import trace_columns
+from controller.records.folder import (
+    AUDIT_FILE,
+    RECIPE_FILE,
+    STATION_FILE,
+    SUMMARY_FILE,
+    TRACE_FILE,
+    BatchFolder,
+)
 from controller.records.storage import (
     DiskReserve,
     check_free_space,
@@ -91,7 +93,7 @@ class BatchRecorder:
         freed_bytes = self.reserve.release() if self.reserve is not None else 0
         if not (freed_bytes and self._append(event, t_s, fields)):  # once more, into it
             raise RecordError("the audit log cannot be written (disk full)")
-        self._reserve_released(t_s, "an audit.jsonl append", freed_bytes)
+        self._reserve_released(t_s, f"an {AUDIT_FILE} append", freed_bytes)
         if not self.trace_stopped:  # the trace would soon take that space from the audit
             self._stop_trace("disk full", disk_full=True)
 
@@ -134,7 +136,7 @@ class BatchRecorder:
         full = isinstance(exc, OSError) and is_disk_full(exc)
         freed_bytes = self.reserve.release() if full and self.reserve is not None else 0
         if freed_bytes:  # given back before the records below need the space
-            self._reserve_released(self._last_t_s or 0.0, "a trace.csv write", freed_bytes)
+            self._reserve_released(self._last_t_s or 0.0, f"a {TRACE_FILE} write", freed_bytes)
         self._stop_trace("disk full" if full else str(exc), disk_full=full)
 
     def _stop_trace(self, reason: str, *, disk_full: bool) -> None:
@@ -248,7 +250,7 @@ def _hold_reserve(stack: AsyncExitStack, batch_dir: Path) -> DiskReserve:
     """Hold the audit's disk reserve in ``batch_dir`` until ``stack`` closes, which is after
     summary.json is written (a crash's leftover is topped up, for a resume). Raises
     ``ConfigurationError`` if the disk cannot hold it."""
-    reserve = DiskReserve(batch_dir / RESERVE_FILE)
+    reserve = DiskReserve(BatchFolder(batch_dir).audit_reserve)
     reserve.ensure()
     stack.callback(reserve.release)
     return reserve
@@ -296,14 +298,15 @@ async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_t
     async with AsyncExitStack() as stack:
         opened = await _open_station(stack, station, clock, built, station_source, plan, seed)
         injector = _inject(opened.built, faults)
-        batch_dir = create_batch_dir(batches_dir, plan.sample_name, clock.wall())
+        folder = BatchFolder.create(batches_dir, plan.sample_name, clock.wall())
+        batch_dir = folder.path
         if opened.lock is not None:
             opened.lock.update(batch_dir=batch_dir)
         reserve = _hold_reserve(stack, batch_dir)
-        recipe_sha256 = write_frozen(batch_dir, "recipe.toml", recipe_text)
-        station_sha256 = write_frozen(batch_dir, "station.toml", station_text)
+        recipe_sha256 = write_frozen(batch_dir, RECIPE_FILE, recipe_text)
+        station_sha256 = write_frozen(batch_dir, STATION_FILE, station_text)
         t0_s = clock.now()
-        audit = AuditLog.create(batch_dir / "audit.jsonl", software_version(),
+        audit = AuditLog.create(folder.audit_jsonl, software_version(),
                                 recipe_sha256, station_sha256,
                                 t_s=0.0, wall=clock.wall(), batch_id=batch_dir.name,
                                 operator=operator, sample=plan.sample_name,
@@ -312,7 +315,7 @@ async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_t
                                 simulated=station.is_simulated,
                                 plan_notes=list(planned.notes))
         stack.callback(audit.close)
-        trace = TraceWriter(batch_dir / "trace.csv", trace_columns(station))
+        trace = TraceWriter(folder.trace_csv, trace_columns(station))
         stack.callback(_close_trace, trace)
         _record_start(audit, clock, 0.0, opened.took_over, injector)
         return await _loop_and_finish(batch_dir=batch_dir, station=station,
@@ -431,11 +434,11 @@ def _anchor(batch_dir: Path, station: Station, audit: AuditLog, clock: Clock) ->
                       records=audit.count, wall_utc=clock.wall(), station=station.name)
     except (OSError, ValueError) as exc:
         logger.warning("the batch's final hash could not be anchored in %s (%s); keep "
-                       "summary.json's audit_final_hash somewhere safe", log_path, exc)
+                       "%s's audit_final_hash somewhere safe", log_path, exc, SUMMARY_FILE)
 
 
 async def resume_batch(batch_dir: Path, *, make_clock: Callable[[float], Clock],
-                       speed: float = 1.0, station_source: str = "station.toml",
+                       speed: float = 1.0, station_source: str = STATION_FILE,
                        observer: Callable[[Snapshot, RecipeRunner], None] | None = None,
                        built: Built | None = None,
                        commands: CommandQueue | None = None,
@@ -460,9 +463,10 @@ async def resume_batch(batch_dir: Path, *, make_clock: Callable[[float], Clock],
             opened.lock.update(batch_dir=batch_dir)
         reserve = _hold_reserve(stack, batch_dir)
         try:
-            audit = AuditLog.open_existing(batch_dir / "audit.jsonl")
+            audit = AuditLog.open_existing(BatchFolder(batch_dir).audit_jsonl)
             stack.callback(audit.close)
-            trace = TraceWriter.open_existing(batch_dir / "trace.csv", trace_columns(station))
+            trace = TraceWriter.open_existing(BatchFolder(batch_dir).trace_csv,
+                                              trace_columns(station))
             stack.callback(_close_trace, trace)
         except (OSError, RecordError) as exc:
             raise ConfigurationError(f"cannot continue the records: {exc}",
@@ -476,7 +480,7 @@ async def resume_batch(batch_dir: Path, *, make_clock: Callable[[float], Clock],
             chosen.append(decision)
             if decision.state is not None:
                 runner.run = decision.state
-            for name, torn in (("audit.jsonl", audit.torn_tail), ("trace.csv", trace.torn_tail)):
+            for name, torn in ((AUDIT_FILE, audit.torn_tail), (TRACE_FILE, trace.torn_tail)):
                 if torn:
                     recorder.audit("torn_tail_recovered", resumed_t_s,
                                    {"file": name, "bytes": len(torn)})

@@ -7,24 +7,14 @@ record with the final digest and ``summary_sha256``, the summary and an anchor l
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from controller.records.anchor import append_anchor
 from controller.records.audit import AuditLog
-from controller.records.batch import (
-    AUDIT_FILE,
-    RECIPE_FILE,
-    STATION_FILE,
-    SUMMARY_FILE,
-    TRACE_FILE,
-    create_batch_dir,
-    summary_digest,
-    write_frozen,
-    write_summary,
-)
+from controller.records.batch import summary_digest, write_frozen, write_summary
+from controller.records.folder import RECIPE_FILE, STATION_FILE, BatchFolder
 from controller.records.trace import TraceWriter
 
 WALL0 = datetime(2026, 11, 24, 21, 18, 40, tzinfo=UTC)
@@ -48,13 +38,14 @@ def make_hashed_batch(root: Path, *, rows: int = 12, checkpoint_every: int = 5,
                       summary: dict[str, Any] | None = None) -> Path:
     """A batch as the wired session writes it. ``ended=False``: killed after the last row
     was flushed, so rows after the last checkpoint are in the file but not yet covered."""
-    batch = create_batch_dir(root, "POP70-600-1600", WALL0)
+    folder = BatchFolder.create(root, "POP70-600-1600", WALL0)
+    batch = folder.path
     recipe_sha = write_frozen(batch, RECIPE_FILE, RECIPE)
     station_sha = write_frozen(batch, STATION_FILE, STATION)
-    with AuditLog.create(batch / AUDIT_FILE, "0.1.0", recipe_sha, station_sha, t_s=0.0,
+    with AuditLog.create(folder.audit_jsonl, "0.1.0", recipe_sha, station_sha, t_s=0.0,
                          wall=WALL0, batch_id=batch.name, operator="ana",
                          station="sim") as log:
-        trace = TraceWriter(batch / TRACE_FILE, COLUMNS)
+        trace = TraceWriter(folder.trace_csv, COLUMNS)
         for i in range(rows):
             t_s = 2.0 * (i + 1)
             trace.write_row([t_s, wall(t_s), "préchauffage", "running", 600.0 + i,
@@ -82,13 +73,14 @@ def make_hashed_batch(root: Path, *, rows: int = 12, checkpoint_every: int = 5,
 
 
 def audit_records(batch: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (batch / AUDIT_FILE).read_bytes().splitlines()]
+    return list(BatchFolder(batch).read_audit())
 
 
 def rewrite_chain(batch: Path, records: list[dict[str, Any]]) -> None:
     """What someone with the source and write access does: a fresh, consistent chain from
     ``records`` (hashes recomputed by the real writer), the summary made to point at it."""
-    (batch / AUDIT_FILE).unlink()
+    folder = BatchFolder(batch)
+    folder.audit_jsonl.unlink()
     first, *rest = records
     skip = {"seq", "t_s", "wall_utc", "event", "prev", "hash"}
 
@@ -99,13 +91,13 @@ def rewrite_chain(batch: Path, records: list[dict[str, Any]]) -> None:
         return datetime.fromisoformat(record["wall_utc"].replace("Z", "+00:00"))
 
     head = fields(first)
-    with AuditLog.create(batch / AUDIT_FILE, head.pop("software_version"),
+    with AuditLog.create(folder.audit_jsonl, head.pop("software_version"),
                          head.pop("recipe_sha256"), head.pop("station_sha256"),
                          t_s=first["t_s"], wall=when(first), **head) as log:
         for record in rest:
             log.append(record["event"], t_s=record["t_s"], wall=when(record),
                        **fields(record))
-        if (batch / SUMMARY_FILE).exists():
-            summary = json.loads((batch / SUMMARY_FILE).read_text(encoding="utf-8"))
+        summary = folder.read_summary()
+        if summary is not None:
             write_summary(batch, {**summary, "audit_final_hash": log.final_hash,
                                   "audit_records": log.count})

@@ -38,7 +38,7 @@ from controller.analysis.events import (
     sample_window,
     stage_runs,
 )
-from controller.records.batch import AUDIT_FILE, RECIPE_FILE, SUMMARY_FILE, TRACE_FILE
+from controller.records.folder import AUDIT_FILE, RECIPE_FILE, SUMMARY_FILE, TRACE_FILE
 from controller.text import hms
 from drivers.errors import ConfigurationError
 

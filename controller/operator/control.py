@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Final, cast
 
 from controller.operator.process import process_alive
+from controller.records.folder import CONTROL_FILE, BatchFolder
 from controller.run.commands import (
     Command,
     CommandResult,
@@ -48,7 +49,6 @@ from controller.run.commands import (
 from drivers.errors import ConfigurationError, FurnaceError
 
 __all__ = [
-    "CONTROL_FILE",
     "MAX_REQUEST_BYTES",
     "MAX_WAITING",
     "REQUEST_TIMEOUT_S",
@@ -58,7 +58,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CONTROL_FILE: Final = "control.json"
 LOOPBACK: Final = "127.0.0.1"
 MAX_REQUEST_BYTES: Final = 4096
 REQUEST_TIMEOUT_S: Final = 2.0  # loop time from connecting to a complete request line
@@ -76,7 +75,7 @@ def _read_control(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigurationError("the batch is not running (no control.json)",
+        raise ConfigurationError(f"the batch is not running (no {CONTROL_FILE})",
                                  source=str(path.parent)) from None
     except (OSError, ValueError) as exc:
         raise ConfigurationError(f"unreadable ({exc})", source=str(path)) from None
@@ -112,7 +111,7 @@ class ControlServer:
                  max_waiting: int = MAX_WAITING, reply_timeout_s: float = 5.0,
                  remember: int = 1024) -> None:
         self.batch_dir = batch_dir
-        self.path = batch_dir / CONTROL_FILE
+        self.path = BatchFolder(batch_dir).control_json
         self._post = post
         self._state = state
         self.request_timeout_s = request_timeout_s
@@ -391,9 +390,7 @@ async def send_command(batch_dir: Path, trigger: str, operator: str, reason: str
     """
     cmd = Command(trigger=cast(Trigger, trigger), operator=operator, reason=reason,
                   id=command_id or uuid.uuid4().hex).validate()
-    if not batch_dir.is_dir():
-        raise ConfigurationError("not a batch folder", source=str(batch_dir))
-    path = batch_dir / CONTROL_FILE
+    path = BatchFolder.open(batch_dir, needs=()).control_json
     info = _read_control(path)
     if not process_alive(info["pid"]):
         raise ConfigurationError(f"the batch is not running (stale {CONTROL_FILE}: process "

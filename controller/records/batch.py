@@ -1,20 +1,18 @@
-"""A batch on disk (DESIGN.md §3): its folder, frozen recipe and station, and summary.json
-(written, read back, and its digest for the ``batch_ended`` record).
+"""A batch's frozen recipe and station, and its summary.json (written, read back as the
+writer wrote it, and its digest for the ``batch_ended`` record).
 
-Not here: the audit chain format (``audit.py``), the trace (``trace.py``), checking a
-folder (``verify.py``), or deciding what the summary says (the runner does).
+Not here: the folder and its file names (``folder.py``), the audit chain format
+(``audit.py``), the trace (``trace.py``), checking a folder (``verify.py``), or deciding
+what the summary says (the runner does).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
-import re
 import stat
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -25,96 +23,19 @@ from controller.records.audit import (
     fsync_dir,
     replace_non_finite,
 )
-from drivers.errors import ConfigurationError
+from controller.records.folder import SUMMARY_FILE
 
 __all__ = [
-    "AUDIT_FILE",
-    "RECIPE_FILE",
-    "RESERVE_FILE",
-    "STATION_FILE",
     "SUMMARY_AUDIT_KEYS",
-    "SUMMARY_FILE",
-    "TRACE_FILE",
-    "batch_id",
-    "check_batches_dir",
-    "create_batch_dir",
     "read_summary",
     "summary_digest",
     "write_frozen",
     "write_summary",
 ]
 
-logger = logging.getLogger(__name__)
-
-AUDIT_FILE: Final = "audit.jsonl"
-TRACE_FILE: Final = "trace.csv"
-RECIPE_FILE: Final = "recipe.toml"
-STATION_FILE: Final = "station.toml"
-SUMMARY_FILE: Final = "summary.json"
-#: Disk space held for the audit while the batch runs (``storage.DiskReserve``); deleted
-#: when the disk fills and at batch end. Not a record: ``furnace verify`` ignores it.
-RESERVE_FILE: Final = ".audit-reserve"
 #: The summary's keys that point at the audit chain; ``summary_digest`` leaves them out,
 #: since they are only known once the ``batch_ended`` record carrying the digest is written.
 SUMMARY_AUDIT_KEYS: Final = ("audit_final_hash", "audit_records")
-# Windows forbids <>:"/\|?* and control characters in names; whitespace is awkward in shells.
-_UNSAFE: Final = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f\s]')
-_MAX_SAMPLE_CHARS: Final = 80  # keeps batch paths well inside Windows' 260-character limit
-_MAX_SUFFIX: Final = 999
-
-
-def batch_id(sample_name: str, wall_start: datetime) -> str:
-    """``20261124T211840Z_POP70-600-1600``: UTC start time and the sanitised sample name.
-
-    Unsafe characters become ``_``; trailing dots and spaces (which Windows drops) go; an
-    empty name becomes ``unnamed``. Raises ``ValueError`` on a naive datetime.
-    """
-    if wall_start.utcoffset() is None:
-        raise ValueError(f"wall_start must be timezone-aware (UTC), got {wall_start!r}")
-    sample = _UNSAFE.sub("_", sample_name)[:_MAX_SAMPLE_CHARS].rstrip(". ") or "unnamed"
-    return f"{wall_start.astimezone(UTC):%Y%m%dT%H%M%SZ}_{sample}"
-
-
-def check_batches_dir(batches_dir: Path) -> None:
-    """Refuse, before anything moves, a folder for batches that cannot hold them: a file,
-    a path through a file, or a folder this user may not write. Creates nothing (a missing
-    folder is made by ``create_batch_dir``). Raises ``ConfigurationError`` naming the path
-    and ``--batches``.
-    """
-    def fail(rule: str) -> ConfigurationError:
-        return ConfigurationError(rule, source=str(batches_dir), field="--batches")
-
-    probe = Path(batches_dir)
-    try:
-        while not probe.exists() and probe.parent != probe:
-            probe = probe.parent
-        if not probe.is_dir():
-            raise fail("is a file, not a folder" if probe == Path(batches_dir)
-                       else f"{probe} is a file, not a folder")
-        if not os.access(probe, os.W_OK | os.X_OK):
-            raise fail(f"cannot create batch folders in {probe} (permission denied)")
-    except OSError as exc:
-        raise fail(f"cannot use it for batches ({exc.strerror or exc})") from None
-
-
-def create_batch_dir(batches_dir: Path, sample_name: str, wall_start: datetime) -> Path:
-    """Create and return a new, empty batch folder under ``batches_dir`` (made if missing).
-
-    Never reuses a folder: if the id is taken, ``-2``, ``-3``... is appended. Raises
-    ``FileExistsError`` after 999 tries, ``OSError`` on I/O, ``ValueError`` on a naive time.
-    """
-    base = batch_id(sample_name, wall_start)
-    batches_dir.mkdir(parents=True, exist_ok=True)
-    for n in range(1, _MAX_SUFFIX + 1):
-        path = batches_dir / (base if n == 1 else f"{base}-{n}")
-        try:
-            path.mkdir()  # exclusive: fails if another run took the name first
-        except FileExistsError:
-            continue
-        fsync_dir(batches_dir)
-        logger.info("batch folder created", extra={"batch_dir": str(path)})
-        return path
-    raise FileExistsError(f"{batches_dir}: {base} and {_MAX_SUFFIX - 1} suffixes all exist")
 
 
 def write_frozen(batch_dir: Path, name: str, text: str) -> str:

@@ -28,14 +28,13 @@ from typing import Any, Final
 
 from controller.records.anchor import check_anchor, find_anchor
 from controller.records.audit import FIRST_EVENT, RecordError, scan_chain
-from controller.records.batch import (
+from controller.records.batch import read_summary, summary_digest
+from controller.records.folder import (
     AUDIT_FILE,
     RECIPE_FILE,
     STATION_FILE,
     SUMMARY_FILE,
     TRACE_FILE,
-    read_summary,
-    summary_digest,
 )
 from controller.records.trace import TRACE_FIELDS
 

@@ -10,8 +10,6 @@ the plausibility check (where the furnace was, and when).
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from dataclasses import dataclass, replace
@@ -21,10 +19,16 @@ from pathlib import Path
 from typing import Any, Final
 
 from controller.recipe.plan import load_recipe
-from controller.recipe.station import Station, fallback_rate_c_per_min, load_station
+from controller.recipe.station import Station, fallback_rate_c_per_min
 from controller.recipe.steps import Cool, Dwell, End, OperatorStep, Plan, Purge, Ramp
 from controller.records.audit import scan_chain
-from controller.records.batch import AUDIT_FILE, RECIPE_FILE, STATION_FILE, TRACE_FILE
+from controller.records.folder import (
+    AUDIT_FILE,
+    RECIPE_FILE,
+    STATION_FILE,
+    TRACE_FILE,
+    BatchFolder,
+)
 from controller.run.interlocks import O2_LIMIT_PPM
 from controller.run.runstate import (
     FINAL,
@@ -44,7 +48,6 @@ __all__ = ["Decision", "Policy", "Recovered", "decide", "recover"]
 PLAUSIBLE_BAND_C: Final = 25.0
 # Away longer than this, a person decides: the process may have changed too much.
 MAX_UNATTENDED_OUTAGE_S: Final = 4 * 3600.0
-_TAIL_BYTES: Final = 65536  # the trace's last rows are in its last 64 KiB
 
 
 class Policy(StrEnum):
@@ -94,10 +97,10 @@ def _parse_utc(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def _audit_tail(batch_dir: Path) -> tuple[dict[str, Any], dict[str, Any] | None, bool, str]:
+def _audit_tail(folder: BatchFolder) -> tuple[dict[str, Any], dict[str, Any] | None, bool, str]:
     """The last record, the last checkpoint, whether a step ever started, the operator.
     Raises ``ConfigurationError`` for a broken chain or a batch that already ended."""
-    path = batch_dir / AUDIT_FILE
+    path = folder.audit_jsonl
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -116,32 +119,13 @@ def _audit_tail(batch_dir: Path) -> tuple[dict[str, Any], dict[str, Any] | None,
         event = record["event"]
         if event == "batch_ended":
             raise ConfigurationError("this batch already ended; nothing to resume",
-                                     source=str(batch_dir))
+                                     source=str(folder.path))
         if event == "checkpoint":
             checkpoint = record
         elif event == "step_started":
             started = True
         last = record
     return last, checkpoint, started, str(scan.first_record.get("operator", ""))
-
-
-def _trace_tail(path: Path) -> dict[str, str] | None:
-    """The trace's last complete row (a torn last line is passed over), or None."""
-    with open(path, "rb") as f:
-        header = f.readline()
-        size = f.seek(0, io.SEEK_END)
-        f.seek(max(len(header), size - _TAIL_BYTES))
-        tail = f.read()
-    lines = tail.split(b"\n")
-    complete = lines[:-1]  # the last piece has no newline: torn, or empty
-    if size - len(header) > _TAIL_BYTES:
-        complete = complete[1:]  # the first piece may be cut
-    columns = next(csv.reader([header.decode("utf-8")]), [])
-    for raw in reversed(complete):
-        cells = next(csv.reader([raw.decode("utf-8", errors="replace")]), [])
-        if len(cells) == len(columns):
-            return dict(zip(columns, cells, strict=True))
-    return None
 
 
 def _float(text: str | None) -> float:
@@ -155,28 +139,27 @@ def recover(batch_dir: Path) -> Recovered:
     """Load the batch's last checkpoint. Raises ``ConfigurationError`` (one line) if the
     folder is not an interrupted batch: missing files, a broken chain, a batch that
     already ended, or a checkpoint this software cannot read (``CheckpointError``)."""
-    for name in (RECIPE_FILE, STATION_FILE, AUDIT_FILE, TRACE_FILE):
-        if not (batch_dir / name).is_file():
-            raise ConfigurationError(f"not a batch folder (no {name})", source=str(batch_dir))
-    station, station_text = load_station(batch_dir / STATION_FILE)
-    _, plan, recipe_text = load_recipe(batch_dir / RECIPE_FILE, {}, station)
-    last, checkpoint, started, operator = _audit_tail(batch_dir)
+    folder = BatchFolder.open(batch_dir, needs=(RECIPE_FILE, STATION_FILE, AUDIT_FILE,
+                                                TRACE_FILE))
+    station, station_text = folder.read_station()
+    _, plan, recipe_text = load_recipe(folder.recipe_toml, {}, station)
+    last, checkpoint, started, operator = _audit_tail(folder)
     if checkpoint is None:
         if started:
             raise CheckpointError("no checkpoint in the audit chain although steps ran: "
                                   "written by a version without checkpoints, resume it with "
-                                  "that version", source=str(batch_dir / AUDIT_FILE))
+                                  "that version", source=str(folder.audit_jsonl))
         state: RunState | None = None
         checkpoint_t_s, mass0_g = None, None
     else:
         saved = checkpoint.get("state")
         if not isinstance(saved, dict):
             raise CheckpointError("the last checkpoint holds no run state",
-                                  source=str(batch_dir / AUDIT_FILE), field="state")
+                                  source=str(folder.audit_jsonl), field="state")
         try:
             state = from_record(saved, plan)
         except CheckpointError as exc:
-            raise CheckpointError(exc.reason, source=str(batch_dir / AUDIT_FILE),
+            raise CheckpointError(exc.reason, source=str(folder.audit_jsonl),
                                   field=f"checkpoint.{exc.field}") from None
         checkpoint_t_s = float(checkpoint["t_s"])
         mass0 = checkpoint.get("mass0_g")
@@ -187,7 +170,7 @@ def recover(batch_dir: Path) -> Recovered:
     last_t_s, last_wall = float(last["t_s"]), _parse_utc(str(last["wall_utc"]))
     setpoint_c = state.setpoint_c if state is not None else station.envelope.ambient_c
     furnace_c, trace_t_s = math.nan, None
-    row = _trace_tail(batch_dir / TRACE_FILE)
+    row = folder.last_trace_row()
     if row is not None:
         setpoint_c = _float(row.get("setpoint_c")) if row.get("setpoint_c") else setpoint_c
         furnace_c = _float(row.get("furnace_c"))

@@ -14,13 +14,13 @@ from typing import Any, BinaryIO
 import pytest
 
 from controller import session as session_module
-from controller.operator.control import CONTROL_FILE, ControlServer
+from controller.operator.control import ControlServer
 from controller.recipe.plan import load_recipe
 from controller.recipe.station import load_station
 from controller.records import audit as audit_module
 from controller.records import trace as trace_module
 from controller.records.audit import AuditLog, RecordError, scan_chain
-from controller.records.batch import AUDIT_FILE, RESERVE_FILE, SUMMARY_FILE
+from controller.records.folder import AUDIT_FILE, CONTROL_FILE, RESERVE_FILE, SUMMARY_FILE
 from controller.records.storage import AUDIT_RESERVE_BYTES, DiskReserve
 from controller.records.trace import TraceWriter
 from controller.records.verify import verify_batch

@@ -24,10 +24,10 @@ import pytest
 from rich.console import Console
 
 from controller import cli
-from controller.operator.control import CONTROL_FILE
 from controller.recipe.plan import load_recipe
 from controller.recipe.station import load_station
 from controller.recipe.steps import Ramp
+from controller.records.folder import CONTROL_FILE
 from controller.run.clock import VirtualClock
 from controller.run.commands import CommandQueue
 from controller.run.handle import RecipeRunner

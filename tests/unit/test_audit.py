@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controller.records.audit import GENESIS_HASH, AuditLog, RecordError, scan_chain
-from controller.records.batch import AUDIT_FILE, write_frozen, write_summary
+from controller.records.batch import write_frozen, write_summary
+from controller.records.folder import AUDIT_FILE, RECIPE_FILE, STATION_FILE
 from controller.records.verify import Verdict, verify_batch
 
 WALL0 = datetime(2026, 11, 24, 21, 18, 40, 123456, tzinfo=UTC)
@@ -226,8 +227,8 @@ def _written_batch(tmp_path: Path) -> tuple[Path, bytes, bytes]:
     """A batch whose audit has 3 records, plus the bytes a 4th record would have had."""
     batch = tmp_path / "batch"
     batch.mkdir()
-    recipe_sha = write_frozen(batch, "recipe.toml", "x = 1\n")
-    station_sha = write_frozen(batch, "station.toml", "y = 2\n")
+    recipe_sha = write_frozen(batch, RECIPE_FILE, "x = 1\n")
+    station_sha = write_frozen(batch, STATION_FILE, "y = 2\n")
     path = batch / AUDIT_FILE
     with AuditLog.create(path, "0.1.0", recipe_sha, station_sha, t_s=0.0, wall=WALL0) as log:
         log.append("a", t_s=1.0, wall=WALL0, who="runner")

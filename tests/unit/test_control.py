@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from controller.operator.control import (
-    CONTROL_FILE,
     MAX_REQUEST_BYTES,
     ControlServer,
     send_command,
@@ -25,6 +24,7 @@ from controller.operator.control import (
 from controller.operator.keys import HELP_LINE, InterruptPolicy, KeyCommands
 from controller.recipe.station import Station
 from controller.recipe.steps import Dwell, End, OperatorStep, Plan, Stage
+from controller.records.folder import CONTROL_FILE
 from controller.run.commands import Command, CommandQueue, CommandResult, Status, apply_command
 from controller.run.handle import RecipeRunner
 from drivers.errors import ConfigurationError

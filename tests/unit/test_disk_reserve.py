@@ -13,7 +13,7 @@ import pytest
 
 from controller.records import audit as audit_module
 from controller.records.audit import AuditLog, RecordError, scan_chain
-from controller.records.batch import AUDIT_FILE
+from controller.records.folder import AUDIT_FILE, RESERVE_FILE
 from controller.records.storage import DiskReserve
 from drivers.errors import ConfigurationError
 
@@ -107,7 +107,7 @@ def test_the_reserve_is_real_space_and_is_given_back(
         monkeypatch.delattr(os, "posix_fallocate", raising=False)
     elif not hasattr(os, "posix_fallocate"):
         pytest.skip("no posix_fallocate on this OS")
-    reserve = DiskReserve(tmp_path / ".audit-reserve", RESERVE_BYTES)
+    reserve = DiskReserve(tmp_path / RESERVE_FILE, RESERVE_BYTES)
     reserve.ensure()
     assert reserve.path.stat().st_size == RESERVE_BYTES
     allocated = _allocated_bytes(reserve.path)
@@ -118,7 +118,7 @@ def test_the_reserve_is_real_space_and_is_given_back(
 
 
 def test_a_short_reserve_left_by_a_crash_is_topped_up(tmp_path: Path) -> None:
-    path = tmp_path / ".audit-reserve"
+    path = tmp_path / RESERVE_FILE
     path.write_bytes(b"\x01" * 1000)
     DiskReserve(path, RESERVE_BYTES).ensure()
     assert path.stat().st_size == RESERVE_BYTES
@@ -138,7 +138,7 @@ def test_a_reserve_that_does_not_fit_is_refused_and_left_nowhere(
 
     monkeypatch.delattr(os, "posix_fallocate", raising=False)
     monkeypatch.setattr(os, "write", filling)
-    reserve = DiskReserve(tmp_path / ".audit-reserve", RESERVE_BYTES)
+    reserve = DiskReserve(tmp_path / RESERVE_FILE, RESERVE_BYTES)
     with pytest.raises(ConfigurationError, match=r"cannot reserve 3\.1 MB for the audit "
                                                  r"\(disk full\)"):
         reserve.ensure()

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from controller.operator.console import LiveView, TerminalConsole, hang_up
-from controller.operator.control import CONTROL_FILE, ControlServer, send_command
+from controller.operator.control import ControlServer, send_command
 from controller.operator.keys import (
     SYSTEM_OPERATOR,
     InterruptPolicy,
@@ -31,6 +31,7 @@ from controller.operator.keys import (
 from controller.recipe.plan import summarize
 from controller.recipe.station import Station
 from controller.recipe.steps import Dwell, End, Plan, Stage
+from controller.records.folder import CONTROL_FILE
 from controller.run.commands import (
     STARTING,
     Command,

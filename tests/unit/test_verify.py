@@ -16,17 +16,15 @@ from hypothesis import strategies as st
 
 from controller.records.anchor import append_anchor
 from controller.records.audit import AuditLog
-from controller.records.batch import (
+from controller.records.batch import summary_digest, write_frozen, write_summary
+from controller.records.folder import (
     AUDIT_FILE,
     RECIPE_FILE,
     STATION_FILE,
     SUMMARY_FILE,
     TRACE_FILE,
+    BatchFolder,
     batch_id,
-    create_batch_dir,
-    summary_digest,
-    write_frozen,
-    write_summary,
 )
 from controller.records.verify import Verdict, verify_batch
 from tests.records import SUMMARY, audit_records, make_hashed_batch, rewrite_chain, wall
@@ -40,7 +38,7 @@ def make_batch(root: Path, n_events: int = 4, *, summary: bool = True) -> Path:
     """A finished batch as recorded before trace and summary hashing: frozen files,
     1 + n_events audit records (the last ``batch_ended`` if there is a summary), a summary.
     """
-    batch = create_batch_dir(root, "POP70-600-1600", WALL0)
+    batch = BatchFolder.create(root, "POP70-600-1600", WALL0).path
     recipe_sha = write_frozen(batch, RECIPE_FILE, RECIPE)
     station_sha = write_frozen(batch, STATION_FILE, STATION)
     with AuditLog.create(batch / AUDIT_FILE, "0.1.0", recipe_sha, station_sha, t_s=0.0,
@@ -352,27 +350,27 @@ def test_batch_id_is_utc_start_and_sample() -> None:
     ("HSP30-600-1400", "HSP30-600-1400"),
 ])
 def test_sample_name_is_sanitised_for_windows(tmp_path: Path, sample: str, expected: str) -> None:
-    path = create_batch_dir(tmp_path, sample, WALL0)
+    path = BatchFolder.create(tmp_path, sample, WALL0).path
     assert path.name == f"20261124T211840Z_{expected}"
     assert path.is_dir()
     assert not set('<>:"/\\|?*') & set(path.name)
 
 
 def test_batch_dirs_are_unique(tmp_path: Path) -> None:
-    names = [create_batch_dir(tmp_path / "batches", "S", WALL0).name for _ in range(3)]
+    names = [BatchFolder.create(tmp_path / "batches", "S", WALL0).path.name for _ in range(3)]
     assert names == ["20261124T211840Z_S", "20261124T211840Z_S-2", "20261124T211840Z_S-3"]
 
 
 def test_existing_batch_is_never_touched(batch: Path) -> None:
     before = {p.name: p.read_bytes() for p in batch.iterdir()}
-    again = create_batch_dir(batch.parent, "POP70-600-1600", WALL0)
+    again = BatchFolder.create(batch.parent, "POP70-600-1600", WALL0).path
     assert again != batch
     assert {p.name: p.read_bytes() for p in batch.iterdir()} == before
 
 
 def test_naive_start_time_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        create_batch_dir(tmp_path, "S", WALL0.replace(tzinfo=None))
+        BatchFolder.create(tmp_path, "S", WALL0.replace(tzinfo=None))
     assert list(tmp_path.iterdir()) == []
 
 

@@ -423,23 +423,20 @@ def cmd_verify(args: argparse.Namespace, out: Console) -> int:
 
 def cmd_report(args: argparse.Namespace, out: Console) -> int:
     # matplotlib is heavy: imported only when a report is asked for
-    from controller.analysis.report import (
-        REPORT_FILE,
-        analyse,
-        format_events,
-        load_batch,
-        write_report_png,
-    )
+    from controller.analysis.data import load_batch
+    from controller.analysis.events import analyse
+    from controller.analysis.report import write_report_png
+    from controller.analysis.table import format_events
 
     batch_dir = Path(args.batch_dir)
     data = load_batch(batch_dir)
     result = analyse(data)
+    png_path = BatchFolder(batch_dir).report_png
     try:
-        png = write_report_png(data, result, batch_dir / REPORT_FILE)
+        png = write_report_png(data, result, png_path)
     except OSError as exc:
         raise ConfigurationError(f"cannot write the report ({exc.strerror or exc}); is it "
-                                 "open in a viewer?", source=str(batch_dir / REPORT_FILE)
-                                 ) from None
+                                 "open in a viewer?", source=str(png_path)) from None
     if args.json:
         out.print_json(json.dumps(result.to_dict()))
         return EXIT_OK

@@ -1,25 +1,8 @@
-"""Thermal-analysis events of one batch (mass minimum, exotherm, per-stage numbers): pure numpy.
+"""The report's events and numbers of one batch: mass minimum, per-stage durations and
+mass change, gas used, incidents, the pre-oxidation suggestion (pure numpy, no I/O).
 
-Not here: reading the batch folder (``controller/analysis/report.py`` builds the ``BatchData``),
-drawing, or printing. Nothing in this module does I/O.
-
-The exotherm method (onset and peak), in words, for the report and the docs:
-
-1. ΔT (``delta_t_c``, sample − furnace) and the temperature (``sample_c`` if the trace has
-   it, else ``furnace_c``) are smoothed with a centred 60 s moving mean.
-2. *Heating* rows are those where the smoothed temperature rises by at least
-   0.2 °C/min. In each contiguous heating run the **peak** is the maximum of the smoothed
-   ΔT; a maximum in the run's last or first minute is an edge, not a peak, and is ignored.
-3. The **baseline** is a straight line ΔT(T) fitted to the run's rows from 6 to 3
-   half-widths below the peak (the half-width is read off the leading edge at half
-   height), so the peak's own flank does not pull the baseline up; the baseline noise σ is
-   the standard deviation of the smoothed ΔT about that line there.
-4. The **onset** is where the smoothed ΔT last rises above baseline + max(5 σ, 0.05 °C)
-   before the peak (linear interpolation between rows). The *extrapolated* onset (ISO
-   11357 / ASTM E2070 tangent construction) is also given: the tangent at the steepest
-   point of the leading edge, intersected with the baseline.
-5. An exotherm counts only if the peak stands max(10 σ, 0.2 °C) above its baseline; the
-   run with the largest such excess wins.
+Not here: loading the batch (``data``), the exotherm (``exotherm``), drawing (``report``) or
+the console rows (``table``).
 
 Events use only the rows before the first operator step: that is where the sample leaves
 the furnace (unload, wash, reload), so later rows describe another material.
@@ -28,103 +11,44 @@ the furnace (unload, wash, reload), so later rows describe another material.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
-from numpy.typing import NDArray
+
+from controller.analysis.data import RUN_STATES, BatchData, sample_window
+from controller.analysis.exotherm import Exotherm, find_exotherm
+from controller.analysis.series import (
+    HEATING_MIN_C_PER_MIN,
+    SMOOTH_S,
+    FloatArray,
+    heating_rate_c_per_min,
+    moving_mean,
+    stage_runs,
+    true_runs,
+    window_rows,
+)
+from controller.records.columns import Phase
+from controller.records.folder import SUMMARY_FILE, TRACE_FILE
 
 __all__ = [
-    "BatchData",
-    "Exotherm",
     "GasUse",
     "Incident",
     "MassMinimum",
-    "RUN_STATES",
     "Report",
-    "StagePlan",
     "StageResult",
     "analyse",
-    "heating_rate_c_per_min",
-    "moving_mean",
-    "sample_window",
-    "stage_runs",
-    "true_runs",
 ]
 
-logger = logging.getLogger(__name__)
-
-FloatArray = NDArray[np.float64]
-
-SMOOTH_S: Final = 60.0  # moving-mean window: 2 °C at 2 °C/min, far narrower than any event
-HEATING_MIN_C_PER_MIN: Final = 0.2  # slower than this is a hold, not a ramp
-ONSET_K_NOISE: Final = 5.0  # onset: ΔT above baseline by 5 σ ...
-ONSET_MIN_C: Final = 0.05  # ... and at least 0.05 °C (a thermocouple pair's resolution)
-PEAK_K_NOISE: Final = 10.0  # an exotherm stands 10 σ ...
-PEAK_MIN_C: Final = 0.2  # ... and 0.2 °C above its baseline
 PREOX_ROUND_C: Final = 5.0  # the suggestion is the peak rounded to 5 °C
-FOOT_SPAN_C: Final = 80.0  # the peak's foot (for its half-width) is sought this far below it
-_MIN_BASELINE_ROWS: Final = 10
-# What the trace's stage column holds outside the recipe's steps (Phase values).
-RUN_STATES: Final = frozenset({"idle", "preflight", "running", "held", "stopping", "aborting",
-                               "completed", "aborted", "faulted"})
+MASS_RISE_PCT: Final = 0.2  # a rise this large after a minimum makes it a turning point
 _OXIDISING: Final = frozenset({"air", "o2", "oxygen", "synthetic air"})
 _INCIDENT_EVENTS: Final = frozenset({"interlock_trip", "interlock_cleared", "alarm",
                                      "operator_confirmed", "endpoint_reached"})
-_NOTABLE_STATES: Final = frozenset({"held", "stopping", "aborting", "aborted", "faulted"})
-
-
-@dataclass(frozen=True, slots=True)
-class StagePlan:
-    """One stage of the recipe as planned: its name, atmosphere and step kinds in order."""
-
-    name: str
-    atmosphere: str
-    step_kinds: tuple[str, ...]
-
-
-@dataclass(frozen=True, eq=False)
-class BatchData:
-    """One batch, loaded: trace columns as arrays, audit records, summary, planned stages.
-
-    ``trace`` holds every numeric column as float64 (°C, s, sccm, % as the names say),
-    NaN where a cell was empty; ``text`` holds ``wall_utc``, ``stage`` and ``state`` (and
-    any other non-numeric column) as str arrays. ``summary`` is None for a batch that has
-    not ended (no summary.json).
-    """
-
-    batch_dir: Path
-    batch_id: str
-    sample: str
-    recipe: str
-    columns: tuple[str, ...]
-    trace: Mapping[str, FloatArray]
-    text: Mapping[str, NDArray[np.str_]]
-    audit: tuple[Mapping[str, Any], ...]
-    summary: Mapping[str, Any] | None
-    stages: tuple[StagePlan, ...]
-
-    @property
-    def rows(self) -> int:
-        """Number of trace rows."""
-        return len(self.trace["elapsed_s"])
-
-    def channel(self, name: str) -> FloatArray | None:
-        """A numeric column with at least one reading, else None (absent or all empty)."""
-        values = self.trace.get(name)
-        if values is None or not np.isfinite(values).any():
-            return None
-        return values
-
-    def gases(self) -> tuple[str, ...]:
-        """Gas names with a measured-flow column (``flow_<gas>_sccm``), in header order."""
-        return tuple(c[len("flow_"):-len("_sccm")] for c in self.columns
-                     if c.startswith("flow_") and c.endswith("_sccm")
-                     and not c.endswith("_setpoint_sccm"))
+_NOTABLE_STATES: Final = frozenset(p.value for p in (Phase.HELD, Phase.STOPPING, Phase.ABORTING,
+                                                     Phase.ABORTED, Phase.FAULTED))
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,30 +59,6 @@ class MassMinimum:
     elapsed_s: float
     furnace_c: float
     sample_c: float | None
-    stage: str
-
-
-@dataclass(frozen=True, slots=True)
-class Exotherm:
-    """An exotherm on ΔT against temperature; temperatures in °C on ``temperature_channel``.
-
-    ``peak_excess_c`` is the smoothed ΔT above the baseline at the peak; the baseline is
-    ``baseline_intercept_c + baseline_slope * T`` (°C, °C per °C), fitted over
-    ``baseline_from_c`` to ``baseline_to_c``; ``noise_c`` is its σ.
-    """
-
-    peak_c: float
-    peak_elapsed_s: float
-    peak_delta_t_c: float
-    peak_excess_c: float
-    onset_c: float
-    extrapolated_onset_c: float | None
-    noise_c: float
-    baseline_slope: float
-    baseline_intercept_c: float
-    baseline_from_c: float
-    baseline_to_c: float
-    temperature_channel: str
     stage: str
 
 
@@ -238,65 +138,6 @@ def _lists(value: Any) -> Any:
     return value
 
 
-def moving_mean(y: FloatArray, window: int) -> FloatArray:
-    """Centred moving mean over ``window`` rows (made odd), ignoring NaN; NaN if none."""
-    n = max(1, int(window) | 1)
-    if n == 1 or len(y) == 0:
-        return y.astype(np.float64, copy=True)
-    ok = np.isfinite(y)
-    kernel = np.ones(n)
-    sums = np.convolve(np.where(ok, y, 0.0), kernel, mode="same")
-    counts = np.convolve(ok.astype(np.float64), kernel, mode="same")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out: FloatArray = np.where(counts > 0, sums / np.maximum(counts, 1.0), np.nan)
-    return out
-
-
-def _window_rows(t_s: FloatArray, span_s: float) -> int:
-    """How many rows ``span_s`` seconds cover, from the median scan period."""
-    if len(t_s) < 2:
-        return 1
-    step = float(np.nanmedian(np.diff(t_s)))
-    return max(1, round(span_s / step)) if step > 0 else 1
-
-
-def heating_rate_c_per_min(t_s: FloatArray, temp_c: FloatArray) -> FloatArray:
-    """Smoothed heating rate (°C/min) per row; NaN where the temperature is unknown."""
-    if len(t_s) < 3:
-        return np.full(len(t_s), np.nan)
-    smooth = moving_mean(temp_c, _window_rows(t_s, SMOOTH_S))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rate: FloatArray = np.gradient(smooth, t_s) * 60.0
-    return rate
-
-
-def stage_runs(stage: NDArray[np.str_]) -> list[tuple[str, int, int]]:
-    """Contiguous runs of equal stage names as (name, first row, last row + 1)."""
-    if len(stage) == 0:
-        return []
-    cuts = np.flatnonzero(stage[1:] != stage[:-1]) + 1
-    starts = np.concatenate(([0], cuts))
-    ends = np.concatenate((cuts, [len(stage)]))
-    return [(str(stage[a]), int(a), int(b)) for a, b in zip(starts, ends, strict=True)]
-
-
-def true_runs(mask: NDArray[np.bool_]) -> list[tuple[int, int]]:
-    """Contiguous runs of True as (first row, last row + 1)."""
-    edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
-    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(),
-                    strict=True))
-
-
-def sample_window(data: BatchData) -> int:
-    """Rows before the first operator step (the sample leaves the furnace there)."""
-    t = data.trace["elapsed_s"]
-    starts = [float(r.get("t_s", math.nan)) for r in data.audit
-              if r.get("event") == "step_started" and r.get("kind") == "operator"]
-    if not starts or not math.isfinite(starts[0]):
-        return len(t)
-    return int(np.searchsorted(t, starts[0], side="left"))
-
-
 def _num(value: Any) -> float | None:
     """A finite float from JSON, else None (the summary writes NaN as a string)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -321,9 +162,9 @@ def _opt(values: FloatArray | None, i: int) -> float | None:
 def _mass_minimum(data: BatchData, end: int) -> tuple[MassMinimum | None, str]:
     mass = data.channel("mass_pct")
     if mass is None:
-        return None, "no balance (no mass_pct readings in trace.csv)"
+        return None, f"no balance (no mass_pct readings in {TRACE_FILE})"
     t = data.trace["elapsed_s"][:end]
-    smooth = moving_mean(mass[:end], _window_rows(t, SMOOTH_S))
+    smooth = moving_mean(mass[:end], window_rows(t, SMOOTH_S))
     if not np.isfinite(smooth).any():
         return None, "no mass_pct readings before the sample left the furnace"
     # TGA reads the mass against temperature while heating: the minimum worth naming is
@@ -351,9 +192,6 @@ def _mass_minimum(data: BatchData, end: int) -> tuple[MassMinimum | None, str]:
     return found, how
 
 
-MASS_RISE_PCT = 0.2  # a rise this large after a minimum makes it a turning point
-
-
 def _turning_point(mass: FloatArray) -> int | None:
     """Index of the first running minimum that a rise of ``MASS_RISE_PCT`` follows."""
     low_i, low = -1, np.inf
@@ -365,126 +203,6 @@ def _turning_point(mass: FloatArray) -> int | None:
         elif m - low >= MASS_RISE_PCT:
             return low_i
     return None
-
-
-def _baseline(temp: FloatArray, sdt: FloatArray, a: int, p: int
-              ) -> tuple[float, float, float, float, float, float] | None:
-    """Linear baseline below the peak at row ``p`` of the run starting at ``a``.
-
-    Returns (slope, intercept °C, noise σ °C, from °C, to °C, half-width °C), or None if
-    too few rows lie below the peak's flank.
-    """
-    idx = np.arange(a, p)
-    ok = np.isfinite(temp[idx]) & np.isfinite(sdt[idx])
-    # Half-width: the leading edge at half height above the foot (the lowest ΔT within
-    # FOOT_SPAN_C below the peak); the fit window then sits 3-6 half-widths down, clear of
-    # the flank. It assumes no other thermal event there: the report draws the line.
-    near = idx[ok & (temp[idx] >= temp[p] - FOOT_SPAN_C)]
-    if len(near) == 0:
-        return None
-    under_half = near[sdt[near] <= (np.min(sdt[near]) + sdt[p]) / 2.0]
-    half_width = max(float(temp[p] - temp[under_half[-1]]) if len(under_half) else 0.0, 1.0)
-    lo, hi = float(temp[p] - 6.0 * half_width), float(temp[p] - 3.0 * half_width)
-    base = idx[ok & (temp[idx] >= lo) & (temp[idx] <= hi)]
-    if len(base) < _MIN_BASELINE_ROWS:  # a short run: its earliest rows below the flank
-        base = idx[ok & (temp[idx] <= hi)][:max(_MIN_BASELINE_ROWS, (p - a) // 3)]
-    if len(base) < _MIN_BASELINE_ROWS:
-        return None
-    slope, intercept = (float(c) for c in np.polyfit(temp[base], sdt[base], 1))
-    noise = float(np.std(sdt[base] - (intercept + slope * temp[base])))
-    return (slope, intercept, noise, max(lo, float(temp[base[0]])),
-            min(hi, float(temp[base[-1]])), half_width)
-
-
-def _onsets(temp: FloatArray, excess: FloatArray, threshold: float) -> tuple[float, float]:
-    """(threshold onset, tangent onset) in °C on a leading edge that ends at the peak.
-
-    ``excess`` is ΔT above the baseline over ``temp``, run start to peak. The threshold
-    onset is the last upward crossing of ``threshold`` (NaN counts as under), interpolated;
-    the tangent onset is where the tangent at the steepest point meets the baseline (NaN
-    if the edge is too short or never rises).
-    """
-    under = np.flatnonzero(~(excess > threshold))
-    if len(under) == 0:  # above the threshold from the run's start: the start is the bound
-        o, onset = 0, float(temp[0])
-    else:
-        o = int(under[-1]) + 1  # first row of the final stretch above the threshold
-        e0, e1 = excess[o - 1], excess[o]
-        frac = (threshold - e0) / (e1 - e0) if math.isfinite(e0) and e1 != e0 else 1.0
-        onset = float(temp[o - 1] + frac * (temp[o] - temp[o - 1]))
-    tangent = math.nan
-    if len(excess) - o >= 3:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            grad = np.gradient(excess[o:], temp[o:])
-        if np.isfinite(grad).any():
-            m = int(np.nanargmax(grad))
-            if grad[m] > 0:
-                tangent = float(temp[o + m] - excess[o + m] / grad[m])
-    return onset, tangent
-
-
-def _run_exotherm(data: BatchData, channel: str, temp: FloatArray, sdt: FloatArray,
-                  a: int, b: int, edge: int) -> Exotherm | None:
-    """The exotherm in the heating run ``[a, b)``, or None if there is none.
-
-    ``temp`` and ``sdt`` are the smoothed temperature and ΔT (°C); ``edge`` is how many
-    rows at either end of the run cannot hold a peak.
-    """
-    if not np.isfinite(sdt[a:b]).any():
-        return None
-    p = a + int(np.nanargmax(sdt[a:b]))
-    if p - a < edge or b - 1 - p < edge:
-        return None  # the maximum sits at an end of the run: a step, not a peak
-    fit = _baseline(temp, sdt, a, p)
-    if fit is None:
-        return None
-    slope, intercept, noise, lo, hi, half_width = fit
-    excess = sdt[a:p + 1] - (intercept + slope * temp[a:p + 1])
-    if not excess[-1] >= max(PEAK_K_NOISE * noise, PEAK_MIN_C):
-        return None
-    onset, tangent = _onsets(temp[a:p + 1], excess, max(ONSET_K_NOISE * noise, ONSET_MIN_C))
-    # The peak temperature from a parabola through the top (± half a half-width), which
-    # averages out the noise that decides which single row is the highest.
-    peak_c, peak_dt = float(temp[p]), float(sdt[p])
-    top = np.arange(a, b)
-    top = top[np.isfinite(sdt[top]) & (np.abs(temp[top] - peak_c) <= half_width / 2.0)]
-    if len(top) >= 5:
-        c2, c1, c0 = (float(c) for c in np.polyfit(temp[top] - peak_c, sdt[top], 2))
-        vertex = -c1 / (2.0 * c2) if c2 < 0 else math.inf
-        if abs(vertex) <= half_width / 2.0:
-            peak_c, peak_dt = peak_c + vertex, c0 + c1 * vertex + c2 * vertex**2
-    return Exotherm(
-        peak_c=peak_c, peak_elapsed_s=float(data.trace["elapsed_s"][p]),
-        peak_delta_t_c=peak_dt, peak_excess_c=peak_dt - (intercept + slope * peak_c),
-        onset_c=onset, extrapolated_onset_c=tangent if math.isfinite(tangent) else None,
-        noise_c=noise, baseline_slope=slope, baseline_intercept_c=intercept,
-        baseline_from_c=lo, baseline_to_c=hi, temperature_channel=channel,
-        stage=str(data.text["stage"][p]))
-
-
-def _exotherm(data: BatchData, end: int, channel: str) -> tuple[Exotherm | None, str]:
-    delta = data.channel("delta_t_c")
-    sample = data.channel("sample_c")
-    if delta is None and sample is not None:
-        delta = sample - data.trace["furnace_c"]
-    if delta is None:
-        return None, "no sample thermocouple (no sample_c/delta_t_c readings in trace.csv)"
-    t = data.trace["elapsed_s"][:end]
-    edge = _window_rows(t, SMOOTH_S)
-    temp = moving_mean(data.trace[channel][:end], edge)
-    sdt = moving_mean(delta[:end], edge)
-    rate = heating_rate_c_per_min(t, data.trace[channel][:end])
-    heating = np.isfinite(rate) & (rate >= HEATING_MIN_C_PER_MIN)
-    found = [_run_exotherm(data, channel, temp, sdt, a, b, edge)
-             for a, b in true_runs(heating) if b - a >= 3 * edge]
-    exotherms = [e for e in found if e is not None]
-    if not exotherms:
-        return None, (f"no exotherm: no inner maximum of ΔT during heating stands "
-                      f"{PEAK_K_NOISE:g} σ and {PEAK_MIN_C:g} °C above its baseline")
-    return max(exotherms, key=lambda e: e.peak_excess_c), (
-        f"peak: max of {SMOOTH_S:.0f} s smoothed ΔT while heating; onset: ΔT "
-        f"{ONSET_K_NOISE:g} σ (≥ {ONSET_MIN_C:g} °C) above a linear baseline "
-        "fitted 3-6 half-widths below the peak")
 
 
 def _stages(data: BatchData) -> tuple[StageResult, ...]:
@@ -588,7 +306,7 @@ def analyse(data: BatchData) -> Report:
     channel = "sample_c" if data.channel("sample_c") is not None else "furnace_c"
     end = sample_window(data)
     mass_min, mass_note = _mass_minimum(data, end)
-    exo, exo_note = _exotherm(data, end, channel)
+    exo, exo_note = find_exotherm(data, end, channel)
     screening, suggested, suggestion = _suggest(data, exo)
     summary = data.summary or {}
     ended: Mapping[str, Any] = next(
@@ -597,7 +315,7 @@ def analyse(data: BatchData) -> Report:
     return Report(
         batch_id=data.batch_id, sample=data.sample, recipe=data.recipe,
         outcome=str(summary.get("outcome") or ended.get("outcome")
-                    or "unknown (no summary.json: interrupted or still running)"),
+                    or f"unknown (no {SUMMARY_FILE}: interrupted or still running)"),
         end_reason=str(summary.get("end_reason") or ended.get("end_reason") or ""),
         planned_s=_num(summary.get("planned_s")),
         actual_s=_num(summary.get("actual_s")) or (float(t[-1]) if len(t) else None),

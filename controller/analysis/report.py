@@ -1,20 +1,18 @@
-"""The batch report: load a batch folder, draw report.png, and the event rows for the console.
+"""report.png: the batch drawn on one A4 landscape page (matplotlib's Agg canvas).
 
-Not here: the event extraction (``controller/analysis/events.py``, pure numpy) or the command
-line (``furnace report`` in ``controller/cli.py`` calls ``load_batch``, ``analyse``,
-``write_report_png`` and ``format_events``). Drawing uses matplotlib's Agg canvas directly,
-never pyplot, so it needs no display and leaves no global state behind.
+Panels: temperature and setpoint with shaded stages over process hours, flows (and O2)
+beneath; TGA (mass %, DTG) and DSC-like ΔT against temperature. Drawing uses the Agg
+canvas directly, never pyplot, so it needs no display and leaves no global state behind.
+
+Not here: loading the batch (``data``), the events (``events``, ``exotherm``) or the
+console rows (``table``); ``furnace report`` in ``controller/cli.py`` calls them in turn.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import logging
 import math
 import os
-import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -25,209 +23,34 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 from numpy.typing import NDArray
 
-from controller.analysis.events import (
+from controller.analysis.data import RUN_STATES, BatchData, sample_window
+from controller.analysis.events import Report
+from controller.analysis.series import (
     HEATING_MIN_C_PER_MIN,
-    RUN_STATES,
     SMOOTH_S,
-    BatchData,
-    Report,
-    StagePlan,
-    analyse,
     heating_rate_c_per_min,
     moving_mean,
-    sample_window,
     stage_runs,
 )
-from controller.records.folder import AUDIT_FILE, RECIPE_FILE, SUMMARY_FILE, TRACE_FILE
+from controller.records.columns import Phase, flow_column
+from controller.records.folder import TRACE_FILE
 from controller.text import hms
-from drivers.errors import ConfigurationError
 
-__all__ = [
-    "BatchData",
-    "REPORT_FILE",
-    "REQUIRED_COLUMNS",
-    "Report",
-    "analyse",
-    "decimate",
-    "format_events",
-    "load_batch",
-    "write_report_png",
-]
+__all__ = ["decimate", "write_report_png"]
 
-logger = logging.getLogger(__name__)
-
-REPORT_FILE: Final = "report.png"
-REQUIRED_COLUMNS: Final = ("elapsed_s", "wall_utc", "stage", "step", "state", "setpoint_c",
-                           "working_setpoint_c", "furnace_c", "output_pct")
-TEXT_COLUMNS: Final = frozenset({"wall_utc", "stage", "state"})
 FIGSIZE_IN: Final = (11.69, 8.27)  # A4 landscape
 DPI: Final = 120
 PLOT_BUCKETS: Final = 2000  # min/max decimation: at most ~4000 points per line
 _STAGE_COLOURS: Final = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
                          "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 _GAS_COLOURS: Final = {"Ar": "#1f77b4", "air": "#d62728", "N2": "#2ca02c", "O2": "#ff7f0e"}
-_FAILED_STATES: Final = frozenset({"aborting", "aborted", "faulted"})
+_FAILED_STATES: Final = frozenset(p.value for p in (Phase.ABORTING, Phase.ABORTED,
+                                                    Phase.FAULTED))
 _INCIDENT_STYLE: Final = {"interlock_trip": ("#d62728", "interlock trip"),
                           "alarm": ("#ff7f0e", "alarm"),
                           "operator_confirmed": ("#9467bd", "operator")}
 
 
-# ----------------------------------------------------------------------------- loading
-def _fail(path: Path, message: str) -> ConfigurationError:
-    return ConfigurationError(message, source=str(path))
-
-
-def _read_trace(path: Path) -> tuple[tuple[str, ...], dict[str, NDArray[np.float64]],
-                                       dict[str, NDArray[np.str_]]]:
-    """Parse trace.csv into float columns (NaN for empty cells) and text columns."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise _fail(path, f"cannot read ({exc.strerror or exc})") from exc
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise _fail(path, "not UTF-8 text") from None
-    lines = text.splitlines()
-    if lines and not raw.endswith(b"\n"):  # a row torn by a crash: not data yet
-        logger.warning("ignoring a torn last trace row", extra={"path": str(path)})
-        lines.pop()
-    rows = list(csv.reader(lines))
-    if not rows or not rows[0]:
-        raise _fail(path, "empty, no header line")
-    header = tuple(rows[0])
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
-    if missing:
-        raise _fail(path, f"not a batch trace: missing column(s) {', '.join(missing)}")
-    body = rows[1:]
-    if not body:
-        raise _fail(path, "no data rows")
-    for n, row in enumerate(body, start=2):
-        if len(row) != len(header):
-            raise _fail(path, f"line {n}: {len(row)} cells, the header has {len(header)}")
-    numeric: dict[str, NDArray[np.float64]] = {}
-    texts: dict[str, NDArray[np.str_]] = {}
-    for name, cells in zip(header, zip(*body, strict=True), strict=True):
-        if name in TEXT_COLUMNS:
-            texts[name] = np.array(cells, dtype=np.str_)
-            continue
-        try:
-            numeric[name] = np.array([c or "nan" for c in cells], dtype=np.float64)
-        except ValueError:
-            if name in REQUIRED_COLUMNS:
-                line = next(i for i, c in enumerate(cells, start=2) if not _is_number(c))
-                raise _fail(path, f"line {line}: {name} is {cells[line - 2]!r}, "
-                                  f"not a number") from None
-            texts[name] = np.array(cells, dtype=np.str_)  # someone's extra text column
-    t = numeric["elapsed_s"]
-    bad = np.flatnonzero(~np.isfinite(t) | (np.diff(t, prepend=-np.inf) < 0))
-    if len(bad):
-        raise _fail(path, f"line {bad[0] + 2}: elapsed_s is empty or goes backwards")
-    return header, numeric, texts
-
-
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell or "nan")
-    except ValueError:
-        return False
-    return True
-
-
-def _read_audit(path: Path) -> tuple[dict[str, Any], ...]:
-    """The audit records, in order; a torn last line is skipped (the verifier reports it)."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise _fail(path, f"cannot read ({exc.strerror or exc})") from exc
-    lines = raw.split(b"\n")
-    torn = lines.pop()  # b"" when the file ends with a newline
-    if torn.strip():
-        logger.warning("ignoring a torn last audit record", extra={"path": str(path)})
-    records = []
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except (ValueError, RecursionError):
-            raise _fail(path, f"line {n}: not JSON") from None
-        if not isinstance(record, dict):
-            raise _fail(path, f"line {n}: not a JSON object")
-        records.append(record)
-    return tuple(records)
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    try:
-        value = json.loads(path.read_bytes().decode("utf-8"))
-    except OSError as exc:
-        raise _fail(path, f"cannot read ({exc.strerror or exc})") from exc
-    except (ValueError, RecursionError):
-        raise _fail(path, "not valid UTF-8 JSON") from None
-    if not isinstance(value, dict):
-        raise _fail(path, "not a JSON object")
-    return value
-
-
-def _read_stages(path: Path, audit: Sequence[Mapping[str, Any]]) -> tuple[StagePlan, ...]:
-    """Stages from the frozen recipe; without one, from the audit's step_started records."""
-    if not path.exists():
-        kinds: dict[str, list[str]] = {}
-        for r in audit:
-            if r.get("event") == "step_started":
-                kinds.setdefault(str(r.get("stage")), []).append(str(r.get("kind")))
-        return tuple(StagePlan(name, "", tuple(k)) for name, k in kinds.items())
-    try:
-        recipe = tomllib.loads(path.read_bytes().decode("utf-8"))
-    except OSError as exc:
-        raise _fail(path, f"cannot read ({exc.strerror or exc})") from exc
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise _fail(path, f"not valid TOML ({exc})") from None
-    stages = recipe.get("stages")
-    if not isinstance(stages, list):
-        raise _fail(path, "stages: missing or not an array of tables")
-    plans = []
-    for s in stages:
-        steps = s.get("steps", []) if isinstance(s, dict) else []
-        plans.append(StagePlan(str(s.get("name", "")) if isinstance(s, dict) else "",
-                               str(s.get("atmosphere", "")) if isinstance(s, dict) else "",
-                               tuple(str(x.get("kind", "")) for x in steps
-                                     if isinstance(x, dict))))
-    return tuple(plans)
-
-
-def load_batch(batch_dir: Path) -> BatchData:
-    """Load a batch folder (DESIGN.md §3) for ``analyse`` and ``write_report_png``.
-
-    Needs trace.csv and audit.jsonl; recipe.toml and summary.json are used when present
-    (a batch still running or interrupted has no summary). Reads files only, blocking.
-    Raises ``ConfigurationError`` (one line naming the file) for a folder that is not a
-    batch, or a malformed trace, audit, recipe or summary.
-    """
-    batch_dir = Path(batch_dir)
-    if not batch_dir.is_dir():
-        raise _fail(batch_dir, "not a folder")
-    for name in (TRACE_FILE, AUDIT_FILE):
-        if not (batch_dir / name).is_file():
-            raise _fail(batch_dir, f"not a batch folder: no {name}")
-    columns, numeric, texts = _read_trace(batch_dir / TRACE_FILE)
-    audit = _read_audit(batch_dir / AUDIT_FILE)
-    summary = _read_json(batch_dir / SUMMARY_FILE)
-    created = next((r for r in audit if r.get("event") == "batch_created"), {})
-    info: Mapping[str, Any] = summary or {}
-    return BatchData(
-        batch_dir=batch_dir,
-        batch_id=str(created.get("batch_id") or info.get("batch_id") or batch_dir.name),
-        sample=str(created.get("sample") or info.get("sample") or ""),
-        recipe=str(created.get("recipe") or info.get("recipe") or ""),
-        columns=columns, trace=numeric, text=texts, audit=audit, summary=summary,
-        stages=_read_stages(batch_dir / RECIPE_FILE, audit))
-
-
-# ----------------------------------------------------------------------------- drawing
 def decimate(x: NDArray[np.float64], y: NDArray[np.float64],
              buckets: int = PLOT_BUCKETS) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Keep each bucket's lowest and highest point, so spikes survive; NaN gaps stay gaps."""
@@ -303,7 +126,7 @@ def _draw_process(ax: Axes, axf: Axes, data: BatchData, colours: Mapping[str, st
     ax.grid(alpha=0.3)
     ax.tick_params(labelbottom=False)
     for gas in data.gases():
-        flow = data.channel(f"flow_{gas}_sccm")
+        flow = data.channel(flow_column(gas))
         if flow is not None and np.nanmax(np.abs(flow)) > 0:
             _plot(axf, hours, flow, lw=1.1, label=gas, color=_GAS_COLOURS.get(gas))
     axf.set_ylim(bottom=0.0, top=max([*(_finite_max(np.asarray(line.get_ydata(), float))
@@ -377,7 +200,7 @@ def _draw_tga(ax: Axes, data: BatchData, report: Report, colours: Mapping[str, s
     mass = data.channel("mass_pct")
     title = "TGA: mass % and DTG (heating and holds)"
     if mass is None:
-        _no_channel(ax, title, "no balance\n(no mass_pct readings in trace.csv)")
+        _no_channel(ax, title, f"no balance\n(no mass_pct readings in {TRACE_FILE})")
         return
     ax.set_title(title, fontsize=10, loc="left")
     _by_stage(ax, temp, mass, keep, data, colours, lw=1.4)
@@ -491,44 +314,3 @@ def write_report_png(data: BatchData, report: Report, path: Path) -> Path:
     fig.savefig(tmp, format="png", dpi=DPI)
     os.replace(tmp, path)
     return path
-
-
-# ------------------------------------------------------------------------------ events
-def _c(value: float | None, spec: str = ".1f") -> str:
-    return "—" if value is None else f"{value:{spec}} °C"
-
-
-def format_events(report: Report) -> list[tuple[str, str]]:
-    """(what, value) rows for a two-column console table; the numbers of ``to_dict``."""
-    rows = [("outcome", report.outcome + (f" ({report.end_reason})" if report.end_reason
-                                          else "")),
-            ("duration", f"{hms(report.actual_s)} actual, {hms(report.planned_s)} planned"),
-            ("holdback", hms(report.holdback_s))]
-    mm = report.mass_minimum
-    rows.append(("mass minimum", f"none: {report.mass_note}" if mm is None else
-                 f"{mm.mass_pct:.2f} % at {_c(mm.sample_c)} sample, {_c(mm.furnace_c)} "
-                 f"furnace ({hms(mm.elapsed_s)}, {mm.stage})"))
-    exo = report.exotherm
-    if exo is None:
-        rows.append(("exotherm", f"none: {report.exotherm_note}"))
-    else:
-        where = "sample" if exo.temperature_channel == "sample_c" else "furnace"
-        rows.append(("exotherm peak", f"{_c(exo.peak_c)} {where} (ΔT {exo.peak_excess_c:+.2f} "
-                                      f"°C above baseline, {exo.stage})"))
-        rows.append(("exotherm onset", f"{_c(exo.onset_c)} (5 σ departure; σ "
-                                       f"{exo.noise_c:.3f} °C), extrapolated "
-                                       f"{_c(exo.extrapolated_onset_c)}"))
-    if report.screening or report.suggested_preoxidation_c is not None:
-        rows.append(("pre-oxidation", report.suggestion))
-    for s in report.stages:
-        mass = ("" if s.mass_change_pct is None
-                else f", mass {s.mass_change_pct:+.2f} % ({s.mass_start_pct:.2f} → "
-                     f"{s.mass_end_pct:.2f} %)")
-        rows.append((f"stage: {s.name}",
-                     f"{hms(s.actual_s)} actual, {hms(s.planned_s)} planned{mass}"))
-    for g in report.gases:
-        used = "—" if g.used_l is None else f"{g.used_l:.1f} L"
-        planned = "—" if g.planned_l is None else f"{g.planned_l:.1f} L"
-        rows.append((f"gas: {g.gas}", f"{used} used, {planned} planned"))
-    rows += [(f"{hms(i.elapsed_s)} {i.event}", i.text) for i in report.incidents]
-    return rows

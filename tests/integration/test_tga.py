@@ -10,10 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controller.analysis.events import heating_rate_c_per_min, moving_mean
-from controller.analysis.report import analyse, load_batch, write_report_png
+from controller.analysis.data import load_batch
+from controller.analysis.events import analyse
+from controller.analysis.report import write_report_png
+from controller.analysis.series import heating_rate_c_per_min, moving_mean
 from controller.recipe.plan import load_recipe
 from controller.recipe.station import load_station
+from controller.records.folder import BatchFolder
 from controller.run.clock import VirtualClock
 from controller.run.runstate import Phase
 from controller.session import run_batch
@@ -139,7 +142,7 @@ def test_report_png_for_headline_and_screen(air: Batch, tmp_path: Path) -> None:
     headline = asyncio.run(dry_run(PROFILES / "pop70-600-1600.toml", tmp_path))
     for batch in (headline, air):
         data = load_batch(batch.result.batch_dir)
-        png = write_report_png(data, analyse(data), batch.result.batch_dir / "report.png")
+        png = write_report_png(data, analyse(data), BatchFolder(data.batch_dir).report_png)
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert png.stat().st_size > 50_000
 

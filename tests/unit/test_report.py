@@ -12,14 +12,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from controller.analysis.events import analyse, moving_mean
-from controller.analysis.report import (
-    REQUIRED_COLUMNS,
-    decimate,
-    format_events,
-    load_batch,
-    write_report_png,
-)
+from controller.analysis.data import load_batch
+from controller.analysis.events import analyse
+from controller.analysis.report import decimate, write_report_png
+from controller.analysis.series import moving_mean
+from controller.analysis.table import format_events
+from controller.records.columns import REQUIRED_COLUMNS
+from controller.records.folder import BatchFolder
 from drivers.errors import ConfigurationError
 
 PEAK_C = 221.0
@@ -116,9 +115,10 @@ def make_batch(root: Path, trace: Mapping[str, Any], *, recipe: str = SCREEN_REC
                summary: bool = True, extra_audit: Sequence[Mapping[str, Any]] = ()) -> Path:
     d = root / f"20260101T000000Z_{sample}"
     d.mkdir()
-    (d / "recipe.toml").write_text(recipe, encoding="utf-8")
-    (d / "station.toml").write_text('name = "test"\n', encoding="utf-8")
-    (d / "trace.csv").write_text(_trace_text(trace), encoding="utf-8", newline="\n")
+    folder = BatchFolder(d)
+    folder.recipe_toml.write_text(recipe, encoding="utf-8")
+    folder.station_toml.write_text('name = "test"\n', encoding="utf-8")
+    folder.trace_csv.write_text(_trace_text(trace), encoding="utf-8", newline="\n")
     t = np.asarray(trace["elapsed_s"])
     cool_at = float(t[np.asarray(trace["stage"]) == "cool-down"][0])
     records = [
@@ -132,9 +132,9 @@ def make_batch(root: Path, trace: Mapping[str, Any], *, recipe: str = SCREEN_REC
         {"t_s": float(t[-1]), "event": "batch_ended", "outcome": "completed",
          "end_reason": "recipe completed"},
     ]
-    (d / "audit.jsonl").write_text(_audit(records), encoding="utf-8", newline="\n")
+    folder.audit_jsonl.write_text(_audit(records), encoding="utf-8", newline="\n")
     if summary:
-        (d / "summary.json").write_text(json.dumps({
+        folder.summary_json.write_text(json.dumps({
             "batch_id": d.name, "sample": sample, "recipe": name, "outcome": "completed",
             "end_reason": "recipe completed", "planned_s": 11500.0, "actual_s": float(t[-1]),
             "stages": {"screening ramp": {"planned_s": 8850.0, "actual_s": cool_at},

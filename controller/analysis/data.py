@@ -1,0 +1,172 @@
+"""One batch loaded for analysis: the trace's columns as numpy arrays, the audit records,
+the summary and the planned stages.
+
+The files are read through ``controller.records.folder.BatchFolder`` (the one reader of
+each); this module only turns what it reads into arrays and checks that the numbers are
+numbers. Not here: what the numbers show (``events``) or drawing them (``report``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from controller.analysis.series import FloatArray
+from controller.records.columns import REQUIRED_COLUMNS, TEXT_COLUMNS, Phase, gases_in
+from controller.records.folder import BatchFolder, TraceTable
+from drivers.errors import ConfigurationError
+
+__all__ = ["RUN_STATES", "BatchData", "StagePlan", "load_batch", "sample_window"]
+
+logger = logging.getLogger(__name__)
+
+#: What the trace's stage column holds outside the recipe's steps: the phase's name.
+RUN_STATES: Final = frozenset(p.value for p in Phase)
+
+
+@dataclass(frozen=True, slots=True)
+class StagePlan:
+    """One stage of the recipe as planned: its name, atmosphere and step kinds in order."""
+
+    name: str
+    atmosphere: str
+    step_kinds: tuple[str, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class BatchData:
+    """One batch, loaded: trace columns as arrays, audit records, summary, planned stages.
+
+    ``trace`` holds every numeric column as float64 (°C, s, sccm, % as the names say),
+    NaN where a cell was empty; ``text`` holds ``wall_utc``, ``stage`` and ``state`` (and
+    any other non-numeric column) as str arrays. ``summary`` is None for a batch that has
+    not ended (no summary.json).
+    """
+
+    batch_dir: Path
+    batch_id: str
+    sample: str
+    recipe: str
+    columns: tuple[str, ...]
+    trace: Mapping[str, FloatArray]
+    text: Mapping[str, NDArray[np.str_]]
+    audit: tuple[Mapping[str, Any], ...]
+    summary: Mapping[str, Any] | None
+    stages: tuple[StagePlan, ...]
+
+    @property
+    def rows(self) -> int:
+        """Number of trace rows."""
+        return len(self.trace["elapsed_s"])
+
+    def channel(self, name: str) -> FloatArray | None:
+        """A numeric column with at least one reading, else None (absent or all empty)."""
+        values = self.trace.get(name)
+        if values is None or not np.isfinite(values).any():
+            return None
+        return values
+
+    def gases(self) -> tuple[str, ...]:
+        """Gas names with a measured-flow column (``flow_<gas>_sccm``), in header order."""
+        return gases_in(self.columns)
+
+
+def sample_window(data: BatchData) -> int:
+    """Rows before the first operator step (the sample leaves the furnace there)."""
+    t = data.trace["elapsed_s"]
+    starts = [float(r.get("t_s", math.nan)) for r in data.audit
+              if r.get("event") == "step_started" and r.get("kind") == "operator"]
+    if not starts or not math.isfinite(starts[0]):
+        return len(t)
+    return int(np.searchsorted(t, starts[0], side="left"))
+
+
+# ----------------------------------------------------------------------------- loading
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell or "nan")
+    except ValueError:
+        return False
+    return True
+
+
+def _arrays(table: TraceTable, path: Path) -> tuple[dict[str, FloatArray],
+                                                    dict[str, NDArray[np.str_]]]:
+    """The trace's float columns (NaN for empty cells) and text columns. Raises
+    ``ConfigurationError`` naming ``path`` for a trace without rows, a required column
+    that is not numeric, or time that is empty or goes backwards."""
+    if not table.rows:
+        raise ConfigurationError("no data rows", source=str(path))
+    numeric: dict[str, FloatArray] = {}
+    texts: dict[str, NDArray[np.str_]] = {}
+    for name, cells in zip(table.columns, zip(*table.rows, strict=True), strict=True):
+        if name in TEXT_COLUMNS:
+            texts[name] = np.array(cells, dtype=np.str_)
+            continue
+        try:
+            numeric[name] = np.array([c or "nan" for c in cells], dtype=np.float64)
+        except ValueError:
+            if name in REQUIRED_COLUMNS:
+                line = next(i for i, c in enumerate(cells, start=2) if not _is_number(c))
+                raise ConfigurationError(f"line {line}: {name} is {cells[line - 2]!r}, "
+                                         "not a number", source=str(path)) from None
+            texts[name] = np.array(cells, dtype=np.str_)  # someone's extra text column
+    t = numeric["elapsed_s"]
+    bad = np.flatnonzero(~np.isfinite(t) | (np.diff(t, prepend=-np.inf) < 0))
+    if len(bad):
+        raise ConfigurationError(f"line {bad[0] + 2}: elapsed_s is empty or goes backwards",
+                                 source=str(path))
+    return numeric, texts
+
+
+def _stages(recipe: Mapping[str, Any] | None, path: Path,
+            audit: Sequence[Mapping[str, Any]]) -> tuple[StagePlan, ...]:
+    """Stages from the frozen recipe; without one, from the audit's step_started records."""
+    if recipe is None:
+        kinds: dict[str, list[str]] = {}
+        for r in audit:
+            if r.get("event") == "step_started":
+                kinds.setdefault(str(r.get("stage")), []).append(str(r.get("kind")))
+        return tuple(StagePlan(name, "", tuple(k)) for name, k in kinds.items())
+    stages = recipe.get("stages")
+    if not isinstance(stages, list):
+        raise ConfigurationError("stages: missing or not an array of tables", source=str(path))
+    plans = []
+    for s in stages:
+        steps = s.get("steps", []) if isinstance(s, dict) else []
+        plans.append(StagePlan(str(s.get("name", "")) if isinstance(s, dict) else "",
+                               str(s.get("atmosphere", "")) if isinstance(s, dict) else "",
+                               tuple(str(x.get("kind", "")) for x in steps
+                                     if isinstance(x, dict))))
+    return tuple(plans)
+
+
+def load_batch(batch_dir: Path) -> BatchData:
+    """Load a batch folder (DESIGN.md §3) for ``analyse`` and ``write_report_png``.
+
+    Needs trace.csv and audit.jsonl; recipe.toml and summary.json are used when
+    present (a batch still running or interrupted has no summary). Reads files only,
+    blocking. Raises ``ConfigurationError`` (one line naming the file) for a folder that is
+    not a batch, or a malformed trace, audit, recipe or summary.
+    """
+    folder = BatchFolder.open(batch_dir)
+    table = folder.read_trace()
+    numeric, texts = _arrays(table, folder.trace_csv)
+    audit = folder.read_audit()
+    summary = folder.read_summary()
+    created = next((r for r in audit if r.get("event") == "batch_created"), {})
+    info: Mapping[str, Any] = summary or {}
+    return BatchData(
+        batch_dir=folder.path,
+        batch_id=str(created.get("batch_id") or info.get("batch_id") or folder.path.name),
+        sample=str(created.get("sample") or info.get("sample") or ""),
+        recipe=str(created.get("recipe") or info.get("recipe") or ""),
+        columns=table.columns, trace=numeric, text=texts, audit=audit, summary=summary,
+        stages=_stages(folder.read_recipe_toml(), folder.recipe_toml, audit))

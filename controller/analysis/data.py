@@ -1,5 +1,5 @@
 """One batch loaded for analysis: the trace's columns as numpy arrays, the audit records,
-the summary and the planned stages.
+the summary, the planned stages and which gases the station declares oxidising.
 
 The files are read through ``controller.records.folder.BatchFolder`` (the one reader of
 each); this module only turns what it reads into arrays and checks that the numbers are
@@ -47,7 +47,8 @@ class BatchData:
     ``trace`` holds every numeric column as float64 (°C, s, sccm, % as the names say),
     NaN where a cell was empty; ``text`` holds ``wall_utc``, ``stage`` and ``state`` (and
     any other non-numeric column) as str arrays. ``summary`` is None for a batch that has
-    not ended (no summary.json).
+    not ended (no summary.json). ``oxidising_gases`` are the gases the batch's frozen
+    station declares oxidising; None if its station.toml is missing or not a station.
     """
 
     batch_dir: Path
@@ -60,6 +61,7 @@ class BatchData:
     audit: tuple[Mapping[str, Any], ...]
     summary: Mapping[str, Any] | None
     stages: tuple[StagePlan, ...]
+    oxidising_gases: frozenset[str] | None = None
 
     @property
     def rows(self) -> int:
@@ -148,11 +150,24 @@ def _stages(recipe: Mapping[str, Any] | None, path: Path,
     return tuple(plans)
 
 
+def _oxidising_gases(folder: BatchFolder) -> frozenset[str] | None:
+    """The gases the frozen station declares oxidising; None if it cannot be loaded (a
+    report still reads a batch whose station this version no longer accepts)."""
+    if not folder.station_toml.is_file():
+        return None
+    try:
+        station, _ = folder.read_station()
+    except ConfigurationError as exc:
+        logger.warning("the batch's station cannot be read; oxidising gases unknown (%s)", exc)
+        return None
+    return frozenset(m.gas for m in station.mfc if m.oxidising)
+
+
 def load_batch(batch_dir: Path) -> BatchData:
     """Load a batch folder (DESIGN.md §3) for ``analyse`` and ``write_report_png``.
 
-    Needs trace.csv and audit.jsonl; recipe.toml and summary.json are used when
-    present (a batch still running or interrupted has no summary). Reads files only,
+    Needs trace.csv and audit.jsonl; recipe.toml, station.toml and summary.json are used
+    when present (a batch still running or interrupted has no summary). Reads files only,
     blocking. Raises ``ConfigurationError`` (one line naming the file) for a folder that is
     not a batch, or a malformed trace, audit, recipe or summary.
     """
@@ -169,4 +184,5 @@ def load_batch(batch_dir: Path) -> BatchData:
         sample=str(created.get("sample") or info.get("sample") or ""),
         recipe=str(created.get("recipe") or info.get("recipe") or ""),
         columns=table.columns, trace=numeric, text=texts, audit=audit, summary=summary,
-        stages=_stages(folder.read_recipe_toml(), folder.recipe_toml, audit))
+        stages=_stages(folder.read_recipe_toml(), folder.recipe_toml, audit),
+        oxidising_gases=_oxidising_gases(folder))

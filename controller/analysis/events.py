@@ -31,7 +31,7 @@ from controller.analysis.series import (
     window_rows,
 )
 from controller.records.columns import Phase
-from controller.records.folder import SUMMARY_FILE, TRACE_FILE
+from controller.records.folder import STATION_FILE, SUMMARY_FILE, TRACE_FILE
 
 __all__ = [
     "GasUse",
@@ -44,7 +44,6 @@ __all__ = [
 
 PREOX_ROUND_C: Final = 5.0  # the suggestion is the peak rounded to 5 °C
 MASS_RISE_PCT: Final = 0.2  # a rise this large after a minimum makes it a turning point
-_OXIDISING: Final = frozenset({"air", "o2", "oxygen", "synthetic air"})
 _INCIDENT_EVENTS: Final = frozenset({"interlock_trip", "interlock_cleared", "alarm",
                                      "operator_confirmed", "endpoint_reached"})
 _NOTABLE_STATES: Final = frozenset(p.value for p in (Phase.HELD, Phase.STOPPING, Phase.ABORTING,
@@ -97,8 +96,9 @@ class Report:
     """What a batch did and what its traces show. Every field is JSON-ready (see to_dict).
 
     ``mass_note`` and ``exotherm_note`` say how the events were found or why they are None.
-    ``suggested_preoxidation_c`` is set only for a screening batch in air with an exotherm;
-    ``suggestion`` gives the reasoning (or why there is none) in one line.
+    ``suggested_preoxidation_c`` is set only for a screening batch with an exotherm, in a gas
+    the batch's station declares oxidising (air); ``suggestion`` gives the reasoning (or why
+    there is none) in one line.
     """
 
     batch_id: str
@@ -284,7 +284,11 @@ def _suggest(data: BatchData, exo: Exotherm | None) -> tuple[bool, float | None,
     if not screening:
         return False, None, ("not a screening batch (not one heating ramp): no pre-oxidation "
                              "temperature suggested")
-    if atmosphere and atmosphere.lower() not in _OXIDISING:
+    if atmosphere and data.oxidising_gases is None:
+        return True, None, (f"screening in {atmosphere}, but the batch's {STATION_FILE} is "
+                            "missing or not a station, so whether that gas is oxidising is "
+                            "unknown: no pre-oxidation temperature suggested")
+    if atmosphere and atmosphere not in (data.oxidising_gases or ()):
         return True, None, (f"screening in {atmosphere}: no cross-linking exotherm is expected "
                             "without air, so no pre-oxidation temperature is suggested")
     if exo is None:

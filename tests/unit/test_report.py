@@ -17,11 +17,13 @@ from controller.analysis.events import analyse
 from controller.analysis.report import decimate, write_report_png
 from controller.analysis.series import moving_mean
 from controller.analysis.table import format_events
+from controller.recipe.station import load_station
 from controller.records.columns import REQUIRED_COLUMNS
 from controller.records.folder import BatchFolder
 from drivers.errors import ConfigurationError
 
 PEAK_C = 221.0
+BUILTIN_STATION = load_station(None)[1]  # Ar and N2 inert, air declared oxidising
 MASS_MIN_C = 170.0
 SCAN_S = 2.0
 RATE_C_PER_MIN = 2.0
@@ -112,12 +114,13 @@ def screening_trace(*, seed: int = 0, sample_channels: bool = True,
 
 def make_batch(root: Path, trace: Mapping[str, Any], *, recipe: str = SCREEN_RECIPE,
                name: str = "screen-air", sample: str = "SCREEN-POP70",
-               summary: bool = True, extra_audit: Sequence[Mapping[str, Any]] = ()) -> Path:
+               summary: bool = True, extra_audit: Sequence[Mapping[str, Any]] = (),
+               station: str = BUILTIN_STATION) -> Path:
     d = root / f"20260101T000000Z_{sample}"
     d.mkdir()
     folder = BatchFolder(d)
     folder.recipe_toml.write_text(recipe, encoding="utf-8")
-    folder.station_toml.write_text('name = "test"\n', encoding="utf-8")
+    folder.station_toml.write_text(station, encoding="utf-8")
     folder.trace_csv.write_text(_trace_text(trace), encoding="utf-8", newline="\n")
     t = np.asarray(trace["elapsed_s"])
     cool_at = float(t[np.asarray(trace["stage"]) == "cool-down"][0])
@@ -309,6 +312,26 @@ def test_screening_in_nitrogen_suggests_nothing(tmp_path: Path) -> None:
     assert report.screening
     assert report.suggested_preoxidation_c is None
     assert "N2" in report.suggestion
+
+
+def test_oxidising_is_what_the_batch_station_declares(tmp_path: Path) -> None:
+    """Not a guess from the gas's name: a station's own name for its air supply counts."""
+    recipe = SCREEN_RECIPE.replace('"air"', '"mix20"').replace("air =", "mix20 =")
+    station = BUILTIN_STATION.replace('gas = "air"', 'gas = "mix20"')
+    assert 'gas = "mix20"' in station
+    report = analyse(load_batch(make_batch(tmp_path, screening_trace(), recipe=recipe,
+                                           station=station)))
+    assert report.suggested_preoxidation_c == 220.0
+    assert "mix20" in report.suggestion
+
+
+def test_without_a_readable_station_nothing_is_suggested(tmp_path: Path) -> None:
+    d = make_batch(tmp_path, screening_trace(), station='name = "not a station"\n')
+    report = analyse(load_batch(d))
+    assert report.screening
+    assert report.exotherm is not None
+    assert report.suggested_preoxidation_c is None
+    assert "station.toml" in report.suggestion
 
 
 def test_a_recipe_with_a_dwell_is_not_screening(tmp_path: Path) -> None:

@@ -26,7 +26,6 @@ station's ``scan_period_s``, 2 s):
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from typing import Any
 
 from controller.recipe.plan import load_recipe
 from controller.recipe.station import Station, load_station
+from controller.records.folder import BatchFolder
 from controller.records.verify import verify_batch
 from controller.run.clock import VirtualClock
 from controller.run.handle import RecipeRunner
@@ -567,10 +567,9 @@ async def run_case(case: Case, batches: Path, *, seed: int = 0) -> Outcome:
         live.injector.close()
     batch_dir = result.batch_dir if result is not None else _only_batch(batches)
     outcome.batch_dir = batch_dir
-    outcome.audit = [json.loads(line) for line in
-                     (batch_dir / "audit.jsonl").read_text("utf-8").splitlines()]
-    with open(batch_dir / "trace.csv", newline="", encoding="utf-8") as f:
-        outcome.rows = list(csv.DictReader(f))
+    folder = BatchFolder(batch_dir)
+    outcome.audit = list(folder.read_audit())
+    outcome.rows = folder.read_trace().records()
     if result is not None:
         outcome.state = str(result.state)
         outcome.end_reason = str(result.summary["end_reason"])

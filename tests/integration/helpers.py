@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +10,7 @@ from typing import Any
 from controller.recipe.plan import load_recipe
 from controller.recipe.station import load_station
 from controller.recipe.steps import Plan
+from controller.records.folder import BatchFolder
 from controller.run.clock import VirtualClock
 from controller.session import BatchResult, run_batch
 
@@ -43,11 +42,8 @@ async def dry_run(recipe: Path, batches: Path, overrides: dict[str, str] | None 
 
 
 def read_batch(result: BatchResult, plan: Plan) -> Batch:
-    with open(result.batch_dir / "trace.csv", newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    audit = [json.loads(line) for line in
-             (result.batch_dir / "audit.jsonl").read_text("utf-8").splitlines()]
-    return Batch(result, plan, rows, audit)
+    folder = BatchFolder.open(result.batch_dir)
+    return Batch(result, plan, folder.read_trace().records(), list(folder.read_audit()))
 
 
 def free_port() -> int:

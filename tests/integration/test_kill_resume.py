@@ -8,7 +8,6 @@ furnace left alone at 1600 °C cools at the instrument's rate limit with argon f
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import random
@@ -24,6 +23,7 @@ import pytest
 from controller.recipe.plan import load_recipe
 from controller.recipe.station import fallback_rate_c_per_min, load_station
 from controller.recipe.steps import Dwell
+from controller.records.folder import BatchFolder
 from controller.records.verify import verify_batch
 from controller.run.clock import VirtualClock
 from controller.run.handle import RecipeRunner
@@ -130,7 +130,7 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
 
 def _gaps_covered(batch: Path) -> list[tuple[float, float]]:
     """Trace gaps longer than three scan periods that no recorded outage explains."""
-    records = [json.loads(line) for line in (batch / "audit.jsonl").read_text().splitlines()]
+    records = BatchFolder(batch).read_audit()
     outages = []  # from the last record before the crash to control regained (preflight)
     for i, r in enumerate(records):
         if r["event"] == "batch_resumed":
@@ -142,8 +142,7 @@ def _gaps_covered(batch: Path) -> list[tuple[float, float]]:
             outages.append((start, back))
         elif r["event"] == "scan_overrun":  # the loop stalled (a busy machine at 1200x)
             outages.append((float(r["from_t_s"]), float(r["to_t_s"])))
-    with open(batch / "trace.csv", newline="", encoding="utf-8") as f:
-        t = [float(r["elapsed_s"]) for r in csv.DictReader(f)]
+    t = [float(x) for x in BatchFolder(batch).read_trace().column("elapsed_s")]
     # At this speed a scan over TCP spans several periods of process time and a 10 ms
     # scheduler hiccup is 12 s: a gap counts from 0.1 s of wall time (120 s of process
     # time); a kill and restart is at least a second of wall time (1200 s).

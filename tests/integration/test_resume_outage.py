@@ -6,8 +6,6 @@ the setpoint, no holdback hold, the dwell counted to its duration once."""
 from __future__ import annotations
 
 import asyncio
-import csv
-import json
 import subprocess
 import sys
 from datetime import datetime
@@ -19,6 +17,7 @@ from controller.recipe.plan import load_recipe
 from controller.recipe.station import load_station
 from controller.recipe.steps import Dwell
 from controller.records.audit import AuditLog
+from controller.records.folder import BatchFolder
 from controller.records.verify import verify_batch
 from controller.run.clock import VirtualClock
 from controller.run.handle import RecipeRunner
@@ -101,7 +100,7 @@ async def test_outage_in_the_600_dwell(tmp_path: Path, outage_s: float, aligned:
     assert verify_batch(batch).ok
     assert fell_c > 5.0  # the outage really cooled the furnace
 
-    records = [json.loads(x) for x in (batch / "audit.jsonl").read_text().splitlines()]
+    records = list(BatchFolder(batch).read_audit())
     resumed = next(r for r in records if r["event"] == "batch_resumed")
     assert resumed["policy"] in ("continue", "ramp back")
     after = [r for r in records if r["t_s"] >= resumed["t_s"]]
@@ -115,8 +114,7 @@ async def test_outage_in_the_600_dwell(tmp_path: Path, outage_s: float, aligned:
 
     # 0 % output while the furnace is below the setpoint (it gets no heat where it
     # should) for at most 2 min in all, from the resume to the end of the dwell.
-    with open(batch / "trace.csv", newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    rows = BatchFolder(batch).read_trace().records()
     cold_s = sum(station.scan_period_s for row in rows
                  if resumed["t_s"] <= float(row["elapsed_s"]) <= done[0]["t_s"]
                  and row["state"] == "running" and float(row["output_pct"]) <= 0.0
@@ -141,7 +139,7 @@ def test_resume_refuses_a_checkpoint_of_another_schema_version(tmp_path: Path) -
                               station_text=text, clock=VirtualClock(), batches_dir=batches,
                               operator="pytest", observer=observer))
     batch = next(batches.iterdir())
-    records = [json.loads(x) for x in (batch / "audit.jsonl").read_text().splitlines()]
+    records = list(BatchFolder(batch).read_audit())
     last = next(r for r in reversed(records) if r["event"] == "checkpoint")
     with AuditLog.open_existing(batch / "audit.jsonl") as audit:  # as an older version would
         audit.append("checkpoint", t_s=last["t_s"] + 1, wall=clock_wall(last),
@@ -191,7 +189,7 @@ async def test_lost_communication_leaves_the_batch_resumable(tmp_path: Path) -> 
     assert result.summary["outcome"] == "interrupted"
     assert "furnace resume" in result.summary["end_reason"]
     assert not (batch / "summary.json").exists()
-    records = [json.loads(x) for x in (batch / "audit.jsonl").read_text().splitlines()]
+    records = list(BatchFolder(batch).read_audit())
     assert records[-1]["event"] == "batch_interrupted"
     assert not [r for r in records if r["event"] == "batch_ended"]
     assert verify_batch(batch).ok  # intact so far, interrupted
@@ -204,7 +202,7 @@ async def test_lost_communication_leaves_the_batch_resumable(tmp_path: Path) -> 
                                  now_utc=clock.wall)
     assert resumed.state is Phase.COMPLETED, resumed.summary["end_reason"]
     assert verify_batch(batch).ok
-    records = [json.loads(x) for x in (batch / "audit.jsonl").read_text().splitlines()]
+    records = list(BatchFolder(batch).read_audit())
     policy = next(r for r in records if r["event"] == "batch_resumed")["policy"]
     assert policy in ("continue", "ramp back")
     done = [r for r in records if r["event"] == "step_completed" and r["index"] == dwell_index

@@ -27,7 +27,7 @@ from controller import cli
 from controller.recipe.plan import load_recipe
 from controller.recipe.station import load_station
 from controller.recipe.steps import Ramp
-from controller.records.folder import CONTROL_FILE
+from controller.records.folder import CONTROL_FILE, BatchFolder
 from controller.run.clock import VirtualClock
 from controller.run.commands import CommandQueue
 from controller.run.handle import RecipeRunner
@@ -117,7 +117,7 @@ def _signal_self(signum: int) -> None:
 
 
 def _audit(batch: Path) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in (batch / "audit.jsonl").read_text("utf-8").splitlines()]
+    return list(BatchFolder(batch).read_audit())
 
 
 def _assert_halted_safely(batch: Path, name: str) -> dict[str, Any]:

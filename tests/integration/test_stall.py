@@ -4,12 +4,11 @@ burst of missed cycles, and the setpoint does not jump: the frozen time moves no
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 
 from controller.recipe.plan import load_recipe
 from controller.recipe.station import load_station
+from controller.records.folder import BatchFolder
 from controller.run.clock import VirtualClock
 from controller.run.handle import RecipeRunner
 from controller.run.runstate import Phase
@@ -71,14 +70,12 @@ async def test_a_frozen_pc_is_recorded_and_the_ramp_does_not_jump(tmp_path: Path
                              station_text=text, clock=FreezingClock(),
                              batches_dir=tmp_path / "b", operator="pytest")
     assert result.state is Phase.COMPLETED
-    records = [json.loads(x) for x in (result.batch_dir / "audit.jsonl").read_text()
-               .splitlines()]
+    records = BatchFolder(result.batch_dir).read_audit()
     stalls = [r for r in records if r["event"] == "scan_overrun"]
     assert len(stalls) == 1
     assert stalls[0]["to_t_s"] - stalls[0]["from_t_s"] >= STALL_S
-    with open(result.batch_dir / "trace.csv", newline="", encoding="utf-8") as f:
-        rows = [(float(r["elapsed_s"]), float(r["setpoint_c"])) for r in csv.DictReader(f)
-                if r["stage"] == "heat"]
+    rows = [(float(r["elapsed_s"]), float(r["setpoint_c"]))
+            for r in BatchFolder(result.batch_dir).read_trace().records() if r["stage"] == "heat"]
     # No catch-up burst: after the gap the rows are a scan period apart again ...
     gap = next(i for i, (a, b) in enumerate(zip(rows, rows[1:], strict=False))
                if b[0] - a[0] > STALL_S)
@@ -111,8 +108,7 @@ async def test_halt_with_the_argon_mfc_unreachable_turns_on_nitrogen(tmp_path: P
                              station_text=text, clock=clock, batches_dir=tmp_path / "b",
                              operator="pytest", observer=observer, built=built)
     assert result.state is Phase.FAULTED
-    records = [json.loads(x) for x in (result.batch_dir / "audit.jsonl").read_text()
-               .splitlines()]
+    records = BatchFolder(result.batch_dir).read_audit()
     safe = next(r for r in records if r["event"] == "safe_state")
     assert safe["outputs"]["Ar"].startswith("failed")
     assert safe["outputs"]["N2"].startswith("200 sccm")

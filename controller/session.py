@@ -15,10 +15,10 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from controller import software_version
 from controller.operator.control import ControlServer
 from controller.operator.lock import StaleTakeover, StationLock, lock_for_station
 from controller.recipe.plan import PlanSummary, summarize
@@ -55,14 +55,6 @@ __all__ = ["BatchRecorder", "BatchResult", "resume_batch", "run_batch", "softwar
 logger = logging.getLogger(__name__)
 
 _TRACE_FLUSH_ROWS = 30  # flush the trace about once a minute of process time at 2 s/cycle
-
-
-def software_version() -> str:
-    """The installed package version, or ``"unknown"`` from a bare checkout."""
-    try:
-        return version("furnace")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 class BatchRecorder:

@@ -27,7 +27,7 @@ from controller.operator.console import (
     setup_logging,
     summary_table,
 )
-from controller.operator.control import send_command
+from controller.operator.control_client import send_command
 from controller.operator.keys import (
     InterruptPolicy,
     KeyCommands,

@@ -20,8 +20,8 @@ from controller.operator.control import (
     CONTROL_FILE,
     MAX_REQUEST_BYTES,
     ControlServer,
-    send_command,
 )
+from controller.operator.control_client import send_command
 from controller.operator.keys import HELP_LINE, InterruptPolicy, KeyCommands
 from controller.recipe.station import Station
 from controller.recipe.steps import Dwell, End, OperatorStep, Plan, Stage

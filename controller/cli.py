@@ -25,6 +25,8 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, NoReturn, Protocol, TypeVar, cast, overload
 
+from controller import software_version
+
 __all__ = ["COMMANDS", "EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "CommandModule", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -88,6 +90,20 @@ class _Parser(argparse.ArgumentParser):
         return super().parse_known_args(args, namespace)
 
 
+class _Version(argparse.Action):
+    """``--version``: the installed package's version, looked up only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS,
+                 help: str = "show the version and exit") -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        sys.stdout.write(f"{parser.prog} {software_version()}\n")
+        parser.exit()
+
+
 def _command(name: str) -> CommandModule:
     return cast(CommandModule, importlib.import_module(COMMANDS[name][0]))
 
@@ -101,6 +117,7 @@ def _arguments(name: str) -> Callable[[argparse.ArgumentParser], None]:
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="furnace", description="Tube-furnace recipe controller and simulator.")
+    p.add_argument("--version", action=_Version)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, (_, text) in COMMANDS.items():
         sub.add_parser(name, help=text, arguments=_arguments(name))

@@ -2,8 +2,8 @@
 a new batch and a resumed one go through the same set-up and tear-down, each resource
 registered on one ``AsyncExitStack`` with how it is released.
 
-Not here: argument parsing and printing (``cli``), or device construction
-(``station_factory``).
+Not here: argument parsing and printing (``cli``), routing the scan loop's records to the
+audit and the trace (``recorder``), or device construction (``station_factory``).
 """
 
 from __future__ import annotations
@@ -15,15 +15,16 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from controller import software_version
 from controller.operator.control import ControlServer
 from controller.operator.lock import StaleTakeover, StationLock, lock_for_station
 from controller.recipe.plan import PlanSummary, summarize
 from controller.recipe.station import Station
 from controller.recipe.steps import Plan
+from controller.recorder import BatchRecorder
 from controller.records.anchor import append_anchor, default_anchor_path
 from controller.records.audit import AuditLog, RecordError
 from controller.records.batch import summary_digest, write_frozen, write_summary
@@ -39,7 +40,6 @@ from controller.records.folder import (
 from controller.records.storage import (
     DiskReserve,
     check_free_space,
-    is_disk_full,
     required_free_bytes,
 )
 from controller.records.trace import TraceWriter
@@ -56,116 +56,6 @@ from drivers.errors import ConfigurationError
 __all__ = ["BatchRecorder", "BatchResult", "resume_batch", "run_batch", "software_version"]
 
 logger = logging.getLogger(__name__)
-
-_TRACE_FLUSH_ROWS = 30  # flush the trace about once a minute of process time at 2 s/cycle
-
-
-def software_version() -> str:
-    """The installed package version, or ``"unknown"`` from a bare checkout."""
-    try:
-        return version("furnace")
-    except PackageNotFoundError:
-        return "unknown"
-
-
-class BatchRecorder:
-    """Routes the scan loop's records: audit (fsync'd) and trace (buffered). When the disk
-    fills, the space held for the audit (``reserve``) is given back and the trace stops,
-    so the audit goes on to the end (docs/decisions/0010)."""
-
-    def __init__(self, audit: AuditLog, trace: TraceWriter, clock: Clock,
-                 reserve: DiskReserve | None = None) -> None:
-        self.audit_log = audit
-        self.trace_writer = trace
-        self.clock = clock
-        self.reserve = reserve
-        self._last_t_s: float | None = None
-        self._rows = 0
-        self.trace_stopped = ""  # why the trace stopped (disk full), "" while it runs
-
-    def audit(self, event: str, t_s: float, fields: dict[str, Any]) -> None:
-        """Append to the audit log, durable on return. On a full disk the reserve is given
-        back, the append tried once more and the trace stopped. Raises ``RecordError`` if
-        the record cannot be written: the run must then go safe, since nothing it does
-        could be recorded."""
-        if self._append(event, t_s, fields):
-            return
-        freed_bytes = self.reserve.release() if self.reserve is not None else 0
-        if not (freed_bytes and self._append(event, t_s, fields)):  # once more, into it
-            raise RecordError("the audit log cannot be written (disk full)")
-        self._reserve_released(t_s, f"an {AUDIT_FILE} append", freed_bytes)
-        if not self.trace_stopped:  # the trace would soon take that space from the audit
-            self._stop_trace("disk full", disk_full=True)
-
-    def _append(self, event: str, t_s: float, fields: dict[str, Any]) -> bool:
-        """One append: True if it landed, False if the disk was full (the log is left
-        ending at its last record). Raises ``RecordError`` on any other failure."""
-        try:
-            self.audit_log.append(event, t_s=t_s, wall=self.clock.wall(), **fields)
-        except OSError as exc:
-            if is_disk_full(exc):
-                return False
-            raise RecordError(f"the audit log cannot be written ({exc})") from exc
-        except RecordError as exc:
-            raise RecordError(f"the audit log cannot be written ({exc})") from exc
-        return True
-
-    def _reserve_released(self, t_s: float, cause: str, freed_bytes: int) -> None:
-        logger.error("disk full (%s): %d bytes held for the audit given back", cause,
-                     freed_bytes)
-        self.audit("disk_reserve_released", t_s, {
-            "cause": f"disk full on {cause}", "freed_bytes": freed_bytes,
-            "action": "the space held for the audit was given back, so that the audit, the "
-                      "safe-state record and the summary can still be written; the trace "
-                      "stops"})
-
-    def trace(self, row: Sequence[object]) -> None:
-        """Append a trace row. The trace is the non-essential record: if the disk fills,
-        it stops (recorded in the audit) and the batch goes on with the audit alone."""
-        if self.trace_stopped:
-            return
-        try:
-            self.trace_writer.write_row(row)
-            self._rows += 1
-            if self._rows % _TRACE_FLUSH_ROWS == 0:
-                self.trace_writer.flush()
-        except (OSError, RecordError) as exc:
-            self._trace_failed(exc)
-
-    def _trace_failed(self, exc: OSError | RecordError) -> None:
-        full = isinstance(exc, OSError) and is_disk_full(exc)
-        freed_bytes = self.reserve.release() if full and self.reserve is not None else 0
-        if freed_bytes:  # given back before the records below need the space
-            self._reserve_released(self._last_t_s or 0.0, f"a {TRACE_FILE} write", freed_bytes)
-        self._stop_trace("disk full" if full else str(exc), disk_full=full)
-
-    def _stop_trace(self, reason: str, *, disk_full: bool) -> None:
-        self.trace_stopped = reason
-        self.trace_writer.abandon()  # rows not yet written would take the audit's space
-        logger.error("trace stopped: %s; the audit goes on", reason)
-        self.audit("records_degraded", self._last_t_s or 0.0, {
-            "what": "trace stopped", "reason": reason, "disk_full": disk_full,
-            "rows_written": self._rows})
-
-    def sync_trace(self) -> dict[str, object]:
-        """Make every trace row so far durable (at a checkpoint) and return the trace's
-        digest fields for the audit (``trace_sha256``, ``trace_bytes``, ``trace_rows``):
-        a crash then loses at most the rows since the last checkpoint, and ``furnace
-        verify`` checks the rows up to it. A failure stops the trace, as above ({})."""
-        if self.trace_stopped:  # what was written before it stopped is still covered
-            with contextlib.suppress(OSError, RecordError):
-                return dict(self.trace_writer.digest().as_fields())
-            return {}
-        try:
-            self.trace_writer.flush()
-            return dict(self.trace_writer.digest().as_fields())
-        except (OSError, RecordError) as exc:
-            self._trace_failed(exc)
-            return {}
-
-    def observe(self, snap: Snapshot) -> None:
-        """Remember the latest process time (for records made outside a cycle)."""
-        self._last_t_s = snap.t_s
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,9 @@
-"""The loopback-only control server of a running batch (``furnace ctl``) and its client.
-The commands themselves and their queue are ``controller/run/commands.py``.
+"""The loopback-only control server of a running batch (``furnace ctl``) and its wire
+protocol. The commands themselves and their queue are ``controller/run/commands.py``.
 
-Not here: deciding what a command does (the runner) or reading keys and Ctrl-C (``keys``).
-Nothing in this module touches a device or blocks the scan loop.
+Not here: the client (``control_client.send_command``), deciding what a command does (the
+runner) or reading keys and Ctrl-C (``keys``). Nothing in this module touches a device or
+blocks the scan loop.
 
 Wire protocol (one request per TCP connection to 127.0.0.1, UTF-8, one JSON line each way)::
 
@@ -32,7 +33,6 @@ import logging
 import os
 import secrets
 import sys
-import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -49,11 +49,11 @@ from controller.run.commands import (
 from drivers.errors import ConfigurationError, FurnaceError
 
 __all__ = [
+    "LOOPBACK",
     "MAX_REQUEST_BYTES",
     "MAX_WAITING",
     "REQUEST_TIMEOUT_S",
     "ControlServer",
-    "send_command",
 ]
 
 logger = logging.getLogger(__name__)
@@ -69,21 +69,6 @@ _ALLOWED = _REQUIRED | {"reason"}
 
 
 PostResult = CommandResult | Awaitable[CommandResult]
-
-
-def _read_control(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigurationError(f"the batch is not running (no {CONTROL_FILE})",
-                                 source=str(path.parent)) from None
-    except (OSError, ValueError) as exc:
-        raise ConfigurationError(f"unreadable ({exc})", source=str(path)) from None
-    if not (isinstance(data, dict) and isinstance(data.get("port"), int)
-            and isinstance(data.get("token"), str) and isinstance(data.get("pid"), int)):
-        raise ConfigurationError("not a control file (needs port, token, pid)",
-                                 source=str(path))
-    return data
 
 
 class ControlServer:
@@ -375,57 +360,3 @@ def _nesting(line: bytes) -> int:
         elif byte in (0x5D, 0x7D):  # ] }
             depth -= 1
     return deepest
-
-
-# --------------------------------------------------------------------- the client
-async def send_command(batch_dir: Path, trigger: str, operator: str, reason: str = "", *,
-                       timeout_s: float = 15.0, command_id: str | None = None
-                       ) -> dict[str, Any]:
-    """Send one command to the controller running ``batch_dir`` and return its reply
-    (``ok``, ``status``, ``state``, ``message``, ``id``). Connects to 127.0.0.1 only.
-
-    Raises ``ConfigurationError`` (one line) for a bad command, a batch that is not
-    running (no control.json, stale pid, connection refused) or no reply in ``timeout_s``
-    of loop time. Repeating it with the same ``command_id`` is safe (idempotent).
-    """
-    cmd = Command(trigger=cast(Trigger, trigger), operator=operator, reason=reason,
-                  id=command_id or uuid.uuid4().hex).validate()
-    path = BatchFolder.open(batch_dir, needs=()).control_json
-    info = _read_control(path)
-    if not process_alive(info["pid"]):
-        raise ConfigurationError(f"the batch is not running (stale {CONTROL_FILE}: process "
-                                 f"{info['pid']} has ended)", source=str(batch_dir))
-    request = {"token": info["token"], "id": cmd.id, "trigger": cmd.trigger,
-               "operator": cmd.operator, "reason": cmd.reason}
-    where = f"{LOOPBACK}:{info['port']}"
-    try:
-        return await asyncio.wait_for(_exchange(info["port"], request), timeout_s)
-    except TimeoutError:
-        raise ConfigurationError(f"no reply from the controller on {where} within "
-                                 f"{timeout_s:g} s", source=str(batch_dir)) from None
-    except (ConnectionError, OSError) as exc:
-        raise ConfigurationError(f"the controller is not answering on {where} ("
-                                 f"{exc.strerror or exc}); has the batch ended?",
-                                 source=str(batch_dir)) from None
-    except (ValueError, RecursionError) as exc:
-        detail = "nested too deep" if isinstance(exc, RecursionError) else str(exc)
-        raise ConfigurationError(f"garbled reply from {where} ({detail})",
-                                 source=str(batch_dir)) from None
-
-
-async def _exchange(port: int, request: dict[str, Any]) -> dict[str, Any]:
-    reader, writer = await asyncio.open_connection(LOOPBACK, port, limit=MAX_REQUEST_BYTES)
-    try:
-        writer.write(json.dumps(request).encode() + b"\n")
-        await writer.drain()
-        line = await reader.readline()
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
-    if not line:
-        raise ConnectionResetError("connection closed without a reply")
-    reply = json.loads(line)
-    if not isinstance(reply, dict):
-        raise ValueError("reply is not a JSON object")
-    return reply

@@ -1,7 +1,8 @@
 """One controller per furnace: an OS file lock keyed on the instrument's physical endpoint.
 
-Not here: the serial port's own exclusivity (the bus) or what a run does once it holds the
-lock (``session``). Works the same on POSIX and Windows. Decision: docs/decisions/0006.
+Not here: the serial port's own exclusivity (the bus), what a run does once it holds the
+lock (``session``) or what the info file beside the lock says (``lock_info``). Works the
+same on POSIX and Windows. Decision: docs/decisions/0006.
 
 The key is the furnace controller's endpoint, not the station's name: the bus (TCP
 ``host:port`` with the host resolved, so ``localhost`` and ``127.0.0.1`` agree; or the
@@ -13,31 +14,21 @@ serial device with symlinks resolved, ``COM3`` case-insensitive on Windows; pyse
 The lock lives in one folder for every account on the PC (``/var/lib/furnace/locks``,
 ``%PROGRAMDATA%\\furnace\\locks``; ``$FURNACE_LOCK_DIR`` moves it) as ``<key>-<hash>.lock``,
 held with ``filelock`` (``flock``/``LockFileEx``): the OS frees it when its process dies,
-so there is no stale-lock guessing. Beside it, ``<key>-<hash>.json`` says who holds it,
-written after the lock is taken and removed before it is released::
-
-    {"format": 2, "key": "tcp 127.0.0.1:5020 unit 1", "station": "sim-tcp",
-     "station_file": "/lab/stations/sim-tcp.toml", "pid": 4242, "host": "labpc-3",
-     "started_utc": "2026-05-09T07:35:25.123Z", "batch_dir": "batches/…" | null}
-
-An info file found by the next holder was therefore left by a process that died holding
-the lock; ``acquire`` reports it (``StaleTakeover``) so the session can audit it.
+so there is no stale-lock guessing. Beside it, ``<key>-<hash>.json`` says who holds it
+(``lock_info``: its format, and the report of a holder that died with the lock, which
+``acquire`` returns so the session can audit it).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import re
-import socket
 import sys
 import tempfile
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -47,10 +38,18 @@ import filelock
 import platformdirs
 
 from controller.operator.endpoint import Resolver, endpoint_key
+from controller.operator.lock_info import (
+    LockInfo,
+    StaleTakeover,
+    find_abandoned,
+    new_record,
+    one_line,
+    read_info,
+    write_info,
+)
 from controller.recipe.station import Station
 from controller.records.audit import format_utc
 from controller.run.clock import utc_now
-from controller.text import one_line
 from drivers.errors import ConfigurationError
 
 __all__ = [
@@ -71,47 +70,6 @@ logger = logging.getLogger(__name__)
 
 LOCK_DIR_ENV = "FURNACE_LOCK_DIR"
 APP = "furnace"
-_FORMAT = 2
-_MAX_INFO_BYTES = 64 * 1024  # a real info file is ~300 bytes; anything larger is damage
-_REPLACE_ATTEMPTS = 8  # Windows: os.replace fails while another process reads the file
-
-
-@dataclass(frozen=True, slots=True)
-class LockInfo:
-    """Who holds (or held) a lock, as read from its info file (``path``)."""
-
-    key: str
-    station: str
-    station_file: str
-    pid: int
-    host: str
-    started_utc: str
-    batch_dir: str | None
-    path: Path
-
-    def describe(self) -> str:
-        """``pid N on HOST since T (station S, FILE; batch B)`` on one line."""
-        where = ", ".join(_line(x) for x in (self.station, self.station_file) if x)
-        batch = f"batch {_line(self.batch_dir)}" if self.batch_dir else "no batch yet"
-        return (f"pid {self.pid} on {_line(self.host)} since {_line(self.started_utc)} "
-                f"(station {where or '?'}; {batch})")
-
-
-@dataclass(frozen=True, slots=True)
-class StaleTakeover:
-    """The lock was free but its previous holder's info file was still there: that process
-    died holding it. ``previous`` is None if the file was unreadable. Audit it."""
-
-    path: Path
-    previous: LockInfo | None
-    reason: str
-    raw_preview: str  # the first bytes of an unreadable info file
-
-    def describe(self) -> str:
-        """One line: whose lock it was and why it counts as abandoned."""
-        owner = (self.previous.describe() if self.previous
-                 else f"an unreadable holder ({self.raw_preview})")
-        return f"took over lock {self.path} of {owner}: {self.reason}"
 
 
 class StationBusyError(ConfigurationError):
@@ -268,8 +226,8 @@ class StationLock:
     def label(self) -> str:
         """What the lock guards, for messages: ``furnace <key> (station S)``."""
         if self.station_name == self.key:
-            return f"station {_line(self.key)}"
-        return f"furnace {_line(self.key)} (station {_line(self.station_name)})"
+            return f"station {one_line(self.key)}"
+        return f"furnace {one_line(self.key)} (station {one_line(self.station_name)})"
 
     def acquire(self) -> StaleTakeover | None:
         """Take the lock and write the info file. Returns the abandoned previous holder, if
@@ -298,11 +256,10 @@ class StationLock:
         except OSError as exc:
             raise self._io_error("cannot take the lock", exc) from None
         try:
-            takeover = self._abandoned()
-            record = {"format": _FORMAT, "key": self.key, "station": self.station_name,
-                      "station_file": self.station_file, "pid": os.getpid(),
-                      "host": socket.gethostname(), "started_utc": format_utc(self._wall()),
-                      "batch_dir": None}
+            takeover = find_abandoned(self.path, self.info_path)
+            record = new_record(key=self.key, station=self.station_name,
+                                station_file=self.station_file,
+                                started_utc=format_utc(self._wall()))
             self._write_info(record)
         except BaseException:
             os_lock.release()
@@ -350,51 +307,12 @@ class StationLock:
 
     # --- internals ------------------------------------------------------------------
 
-    def _abandoned(self) -> StaleTakeover | None:
-        """Holding the lock: an info file still here belongs to a holder that died."""
-        for tmp in self.lock_dir.glob(f".{self.info_path.name}.*.tmp"):  # its torn writes
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-        try:
-            raw = _read_raw(self.info_path)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            return StaleTakeover(self.path, None, "previous holder's info file found, "
-                                 "process gone", f"unreadable: {exc.strerror or exc}")
-        try:
-            previous: LockInfo | None = _parse(raw, self.info_path)
-        except ConfigurationError:
-            previous = None
-        return StaleTakeover(self.path, previous, "previous holder's info file found, "
-                             "process gone", _line(raw[:80].decode("utf-8", "replace")))
-
     def _write_info(self, record: dict[str, Any]) -> None:
-        """Write ``record`` completely to a temporary file, then rename it into place."""
-        data = (json.dumps(record, ensure_ascii=True, sort_keys=True) + "\n").encode()
-        tmp = self.lock_dir / f".{self.info_path.name}.{uuid.uuid4().hex}.tmp"
+        """``write_info``, its I/O errors as ``ConfigurationError`` naming the lock."""
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
-                         0o644)
-            try:
-                if os.name == "posix":
-                    os.fchmod(fd, 0o644)  # readable by the other accounts it may refuse
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            for attempt in range(_REPLACE_ATTEMPTS):
-                try:
-                    os.replace(tmp, self.info_path)
-                    break
-                except PermissionError:  # Windows: a refused run is reading it right now
-                    if attempt == _REPLACE_ATTEMPTS - 1:
-                        raise
+            write_info(self.info_path, record)
         except OSError as exc:
             raise self._io_error("cannot write the lock's info file", exc) from None
-        finally:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
 
     def _busy(self) -> StationBusyError:
         try:
@@ -408,56 +326,3 @@ class StationLock:
 
     def _io_error(self, what: str, exc: OSError) -> ConfigurationError:
         return ConfigurationError(f"{what} ({exc.strerror or exc})", source=str(self.path))
-
-
-# --- info files -----------------------------------------------------------------------
-
-
-def read_info(path: Path) -> LockInfo:
-    """Read one lock info file, for diagnostics. Takes no lock and changes nothing.
-
-    Raises ``FileNotFoundError`` if there is none, ``ConfigurationError`` (naming the file)
-    if it is not an info record, and ``OSError`` if it cannot be read.
-    """
-    return _parse(_read_raw(path), path)
-
-
-def _read_raw(path: Path) -> bytes:
-    with open(path, "rb") as f:
-        return f.read(_MAX_INFO_BYTES + 1)
-
-
-def _parse(raw: bytes, path: Path) -> LockInfo:
-    def bad(why: str) -> ConfigurationError:
-        return ConfigurationError(f"not a station lock info file ({why})", source=str(path))
-
-    if len(raw) > _MAX_INFO_BYTES:
-        raise bad("too large")
-    try:
-        obj = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise bad("empty or not JSON" if not raw.strip() else "not JSON") from None
-    if not isinstance(obj, dict):
-        raise bad("not a JSON object")
-    pid = obj.get("pid")
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-        raise bad("pid missing or not a positive integer")
-    text = {k: obj.get(k) for k in ("host", "started_utc")}
-    if not all(isinstance(v, str) and v for v in text.values()):
-        raise bad("host or started_utc missing")
-    batch = obj.get("batch_dir")
-    if batch is not None and not isinstance(batch, str):
-        raise bad("batch_dir not text")
-
-    def opt(name: str) -> str:
-        value = obj.get(name)
-        return value if isinstance(value, str) else ""
-
-    return LockInfo(key=opt("key"), station=opt("station"), station_file=opt("station_file"),
-                    pid=pid, host=str(text["host"]), started_utc=str(text["started_utc"]),
-                    batch_dir=batch, path=path)
-
-
-def _line(text: str) -> str:
-    """Text from a lock's info file, safe for a one-line message (``one_line``)."""
-    return one_line(text, 200)

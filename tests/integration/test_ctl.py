@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from controller.operator.control import ControlServer, send_command
+from controller.operator.control import ControlServer
+from controller.operator.control_client import send_command
 from controller.operator.keys import (
     InterruptPolicy,
     KeyCommands,

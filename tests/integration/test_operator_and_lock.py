@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.operator.control import send_command
+from controller.operator.control_client import send_command
 from controller.operator.lock import StationBusyError
 from controller.recipe.plan import load_recipe
 from controller.recipe.station import Station, load_station, load_station_text

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from controller import cli
+from controller import cli_station
 from controller.recipe.plan import load_recipe
 from controller.recipe.station import load_station
 from controller.recipe.steps import Ramp
@@ -210,7 +210,7 @@ def test_a_signal_before_the_batch_exists_just_stops(monkeypatch: pytest.MonkeyP
         raise AssertionError("unreachable")
 
     with pytest.raises(KeyboardInterrupt):
-        asyncio.run(cli._with_console(View(), "ann", never_starts))  # type: ignore[arg-type]
+        asyncio.run(cli_station._with_console(View(), "ann", never_starts))  # type: ignore[arg-type]
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
@@ -239,7 +239,7 @@ def test_while_halting_another_signal_or_ctrl_c_changes_nothing(
         return BatchResult(Path("."), Phase.FAULTED, {})
 
     caplog.set_level("WARNING")
-    result = asyncio.run(cli._with_console(View(), "ann", halting))  # type: ignore[arg-type]
+    result = asyncio.run(cli_station._with_console(View(), "ann", halting))  # type: ignore[arg-type]
     assert result.state is Phase.FAULTED  # not cancelled
     [commands] = queued
     [halt] = commands.take(at_checkpoint=True)
@@ -275,7 +275,7 @@ async def test_sigterm_during_a_heating_ramp_leaves_the_instrument_on_its_local_
                 _signal_self(signal.SIGTERM)  # as systemctl stop would
 
     view = View()
-    result = await cli._with_console(view, "ann", lambda commands: run_batch(  # type: ignore[arg-type]
+    result = await cli_station._with_console(view, "ann", lambda commands: run_batch(  # type: ignore[arg-type]
         plan=plan, station=station, recipe_text=frozen, station_text=text, clock=clock,
         batches_dir=tmp_path / "b", operator="ann", observer=view, commands=commands,
         built=built))

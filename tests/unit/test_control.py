@@ -19,8 +19,8 @@ import pytest
 from controller.operator.control import (
     MAX_REQUEST_BYTES,
     ControlServer,
-    send_command,
 )
+from controller.operator.control_client import send_command
 from controller.operator.keys import HELP_LINE, InterruptPolicy, KeyCommands
 from controller.recipe.station import Station
 from controller.recipe.steps import Dwell, End, OperatorStep, Plan, Stage

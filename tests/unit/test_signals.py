@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 from controller.operator.console import LiveView, TerminalConsole, hang_up
-from controller.operator.control import ControlServer, send_command
+from controller.operator.control import ControlServer
+from controller.operator.control_client import send_command
 from controller.operator.keys import (
     SYSTEM_OPERATOR,
     InterruptPolicy,

@@ -1,0 +1,325 @@
+"""The commands that take a station's instruments: run and resume a batch (with the
+console's keys, Ctrl-C and the termination signals) and serve the simulator (sim serve).
+
+Imported by the front door (``controller.cli``) only when one of these commands is chosen:
+it brings the session and the station factory, and with them pymodbus and the simulator.
+Not here: the commands that never open a bus (``cli_tools``) or any decision about the
+process (``session`` and below).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from rich.console import Console
+
+from controller.cli import EXIT_FAILED, EXIT_OK
+from controller.cli_tools import (
+    Command,
+    add_recipe_arguments,
+    execute,
+    load_inputs,
+    operator_name,
+)
+from controller.operator.console import LiveView, hang_up, summary_table
+from controller.operator.keys import (
+    InterruptPolicy,
+    KeyCommands,
+    KeyReader,
+    TerminationPolicy,
+    install_interrupt_handler,
+    install_termination_handlers,
+)
+from controller.recipe.plan import load_recipe, summarize
+from controller.recipe.station import Station, load_station
+from controller.records.folder import BatchFolder, check_batches_dir
+from controller.run.clock import (
+    MAX_SPEED,
+    MIN_SPEED,
+    Clock,
+    ScaledClock,
+    VirtualClock,
+    WallClock,
+    check_speed,
+)
+from controller.run.commands import STARTING, CommandQueue
+from controller.run.runstate import Phase
+from controller.session import BatchResult, resume_batch, run_batch
+from controller.station_factory import serve_simulator
+from controller.text import unsafe_char
+from drivers.errors import ConfigurationError
+
+__all__ = ["add_arguments", "main"]
+
+logger = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------- arguments
+def _factor(text: str) -> float:
+    """A ``--speed`` factor: a number from ``MIN_SPEED`` (real time) to ``MAX_SPEED``."""
+    try:
+        return check_speed(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number from {MIN_SPEED:g} (real time) to {MAX_SPEED:g}, got "
+            f"{text!r}") from None
+
+
+def _speed(text: str) -> float | None:
+    """``--speed`` of run and resume: ``max`` (the virtual clock, None) or a factor."""
+    if text == "max":
+        return None
+    try:
+        return _factor(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'max' or a number from {MIN_SPEED:g} (real time) to {MAX_SPEED:g}, "
+            f"got {text!r}") from None
+
+
+def _port(text: str, lowest: int = 1) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not lowest <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port from {lowest} to 65535, got "
+                                         f"{text!r}")
+    return port
+
+
+def _port_or_none(text: str) -> int:
+    return _port(text, lowest=0)
+
+
+def _balance(text: str) -> str:
+    """``--balance``: a serial device, or ``tcp:PORT``."""
+    if text.startswith("tcp:"):
+        _port(text.removeprefix("tcp:"))
+    elif not text or unsafe_char(text) is not None:
+        raise argparse.ArgumentTypeError(f"expected a serial device or tcp:PORT, got {text!r}")
+    return text
+
+
+def _run_arguments(run: argparse.ArgumentParser) -> None:
+    add_recipe_arguments(run)
+    run.add_argument("--speed", type=_speed, default=None,
+                     help="'max' (virtual clock, simulator only) or a factor (default max)")
+    run.add_argument("--yes", action="store_true", help="do not ask before starting")
+    run.add_argument("--operator", type=operator_name, default="unknown",
+                     help="who is running the batch")
+    run.add_argument("--batches", default="batches", help="folder for batch records")
+    run.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    run.add_argument("--fault", action="append", default=[], metavar="SPEC",
+                     help="inject a fault into the built-in simulator: KIND[:TARGET]@TIME")
+
+
+def _resume_arguments(resume: argparse.ArgumentParser) -> None:
+    resume.add_argument("batch_dir")
+    resume.add_argument("--speed", type=_speed, default=None,
+                        help="as for run: a factor for a simulated station")
+    resume.add_argument("--yes", action="store_true", help="do not ask before resuming")
+
+
+def _sim_arguments(sim: argparse.ArgumentParser) -> None:
+    # the same parser class as the front door's: a usage error is one line, exit code 2
+    sim_sub = sim.add_subparsers(dest="sim_command", required=True, parser_class=type(sim))
+    serve = sim_sub.add_parser("serve", help="serve the simulated station over Modbus")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (default loopback only)")
+    serve.add_argument("--port", type=_port_or_none, default=5020,
+                       help="Modbus TCP port (0: none)")
+    serve.add_argument("--rtu", default=None, metavar="DEVICE",
+                       help="also serve Modbus RTU on this serial device")
+    serve.add_argument("--rtu-port", type=_port, default=None, metavar="PORT",
+                       help="also serve RTU framing over TCP (reach it as socket://HOST:PORT)")
+    serve.add_argument("--balance", type=_balance, default=None, metavar="DEVICE",
+                       help="serve the balance (MT-SICS) on this serial device, or tcp:PORT")
+    serve.add_argument("--speed", type=_factor, default=1.0,
+                       help=f"physics speed factor, {MIN_SPEED:g} to {MAX_SPEED:g}")
+    serve.add_argument("--station", default=None,
+                       help="station whose instruments to play (default: built-in layout)")
+    serve.add_argument("--seed", type=int, default=0, help="noise seed")
+    serve.add_argument("--fault", action="append", default=[], metavar="SPEC",
+                       help="inject a fault: KIND[:TARGET]@TIME (time since serving began)")
+
+
+# --------------------------------------------------------------------- run and resume
+async def _with_console(view: LiveView, operator: str,
+                        start: Callable[[CommandQueue], Awaitable[BatchResult]]
+                        ) -> BatchResult:
+    """Run a batch with the console's controls: keys (see ``HELP_LINE``) and Ctrl-C (once:
+    hold at the next safe point; twice: hold now; more: abort with a controlled cool-down;
+    five times: leave the furnace to its own fallback). SIGTERM, SIGHUP and SIGBREAK halt:
+    the batch ends faulted at the next scan cycle, the heat left to the instrument's own
+    fallback, summary written; a signal or Ctrl-C after that changes nothing. Outputs are
+    never left undefined: the scan loop's ``finally`` makes them safe whatever ends the run.
+    The previous signal handlers are back when this returns."""
+    commands = CommandQueue()
+    keys = KeyCommands(operator)
+    policy = InterruptPolicy(operator)
+    terminate = TerminationPolicy()
+    human = WallClock()  # a double press is measured in real time, even at --speed max
+    main_task = asyncio.current_task()
+
+    def on_key(key: str) -> None:
+        cmd = keys.feed(key)
+        if cmd is not None:
+            result = commands.post(cmd)
+            logger.info("%s: %s", cmd.trigger, result.message)
+
+    def on_interrupt() -> None:
+        if main_task is None:
+            return
+        if terminate.halting:  # the same end is on its way; cancelling would lose the summary
+            logger.warning("Ctrl-C ignored: halting on %s", terminate.halting)
+            return
+        if not view.started:  # still connecting: nothing written yet
+            main_task.cancel()
+            return
+        result = commands.post(policy.on_interrupt(human.now()))
+        logger.warning("Ctrl-C: %s", result.message)
+        if policy.halt_requested:
+            main_task.cancel()
+
+    def on_signal(name: str) -> None:
+        if main_task is None:
+            return
+        if name == "SIGHUP":  # by convention the terminal has gone: stop writing to it
+            hang_up(view.console)
+        cmd = terminate.on_signal(name)
+        if cmd is None:
+            logger.warning("%s ignored: already halting on %s", name, terminate.halting)
+            return
+        if commands.state() == STARTING:  # no scan loop yet: nothing to halt
+            logger.warning("%s before the batch began: stopping", name)
+            main_task.cancel()
+            return
+        result = commands.post(cmd)
+        logger.warning("%s: halting at the next scan cycle to the instrument's fallback, "
+                       "inert gas on (%s)", name, result.message)
+        if not result.ok:  # cannot happen for a valid halt; the supervisor is the backstop
+            main_task.cancel()
+
+    loop = asyncio.get_running_loop()
+    uninstall = install_interrupt_handler(loop, on_interrupt)
+    uninstall_signals = install_termination_handlers(loop, on_signal)
+    try:
+        with KeyReader(on_key):
+            return await start(commands)
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None
+    finally:
+        uninstall_signals()
+        uninstall()
+
+
+def _clock(station: Station, speed: float | None, start_s: float = 0.0) -> Clock:
+    """The clock for a run or a resume (process time from ``start_s``): virtual
+    (``--speed max``, in-process simulator only), scaled (a simulator, faster than real
+    time; it slows itself rather than let the physics lag the scan loop) or real. An
+    in-process simulator runs at real speed while the batch is held (a person is awaited);
+    one served over a bus keeps its own pace, and so does the clock."""
+    if station.is_simulated and station.bus.kind == "sim":
+        return VirtualClock.for_dry_run(start_s) if speed is None else ScaledClock(
+            speed, start_s, period_s=station.scan_period_s, pace_holds=True)
+    if station.is_simulated:  # a simulator over a real bus: it runs at its own pace
+        return (ScaledClock(speed, start_s, period_s=station.scan_period_s)
+                if speed is not None else WallClock(start_s))
+    if speed not in (None, 1.0):
+        raise ConfigurationError("a real station never runs faster than real time",
+                                 field="--speed")
+    return WallClock(start_s)
+
+
+def cmd_run(args: argparse.Namespace, out: Console) -> int:
+    station, station_text, _, plan, frozen = load_inputs(args)
+    check_batches_dir(Path(args.batches))
+    clock = _clock(station, args.speed)
+    summary = summarize(plan, station)
+    compact = args.speed is None
+    view = LiveView(out, summary, compact=compact, refresh_every=500 if compact else 1)
+    with view:
+        result = asyncio.run(_with_console(view, args.operator, lambda commands: run_batch(
+            plan=plan, station=station, recipe_text=frozen,
+            station_text=station_text, clock=clock, batches_dir=Path(args.batches),
+            operator=args.operator, seed=args.seed, observer=view,
+            station_source=args.station or "built-in station", commands=commands,
+            faults=args.fault)))
+    return _finished(out, result)
+
+
+def _finished(out: Console, result: BatchResult) -> int:
+    """The closing summary and the batch folder; the exit code of the outcome."""
+    out.print(summary_table(result.summary))
+    out.print(f"batch: {result.batch_dir}", soft_wrap=True, markup=False, highlight=False)
+    return EXIT_OK if result.state is Phase.COMPLETED else EXIT_FAILED
+
+
+def cmd_resume(args: argparse.Namespace, out: Console) -> int:
+    folder = BatchFolder.open(Path(args.batch_dir), needs=())
+    batch_dir = folder.path
+    station, _ = folder.read_station()
+    speed = args.speed
+    _clock(station, speed)  # the same speed rules as a run
+
+    def make_clock(start_s: float) -> Clock:
+        return _clock(station, speed, start_s)
+
+    rate = speed if speed is not None and station.is_simulated else 1.0
+    with LiveView(out, summarize(load_recipe(folder.recipe_toml, {}, station)[1],
+                                 station), compact=speed is None,
+                  refresh_every=500 if speed is None else 1) as view:
+        result = asyncio.run(_with_console(view, "resume", lambda commands: resume_batch(
+            batch_dir, make_clock=make_clock, speed=rate,
+            station_source=str(folder.station_toml), observer=view,
+            commands=commands)))
+    return _finished(out, result)
+
+
+# --------------------------------------------------------------------- sim serve
+async def _serve(args: argparse.Namespace, station: Station) -> None:
+    clock = ScaledClock(args.speed)
+    served = await serve_simulator(station, clock, host=args.host,
+                                   port=args.port or None, rtu=args.rtu,
+                                   rtu_port=args.rtu_port, balance=args.balance,
+                                   seed=args.seed, faults=args.fault)
+    try:
+        await asyncio.Event().wait()  # until Ctrl-C
+    finally:
+        await served.stop()
+
+
+def cmd_sim(args: argparse.Namespace, out: Console) -> int:
+    station, _ = load_station(args.station)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning("binding %s: the simulator is reachable from other machines",
+                       args.host)
+    out.print(f"simulating station {station.name} at {args.speed:g}x; Ctrl-C stops")
+    try:
+        asyncio.run(_serve(args, station))
+    except KeyboardInterrupt:
+        out.print("simulator stopped")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------- the front door's
+_COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Command]] = {
+    "run": (_run_arguments, cmd_run),
+    "resume": (_resume_arguments, cmd_resume),
+    "sim": (_sim_arguments, cmd_sim),
+}
+
+
+def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
+    """Declare ``command``'s arguments (``controller.cli.CommandModule``)."""
+    _COMMANDS[command][0](parser)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``args.command``; the exit code (``controller.cli.CommandModule``)."""
+    return execute(_COMMANDS[args.command][1], args)

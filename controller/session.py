@@ -50,7 +50,7 @@ from controller.run.resume import Decision, decide, recover
 from controller.run.runstate import Phase
 from controller.run.scan import ScanLoop
 from controller.run.snapshot import Snapshot
-from controller.station_factory import Built, FaultInjector, build_devices
+from controller.station_factory import Built, FaultInjector, build_devices, inject_faults
 from drivers.errors import ConfigurationError
 
 __all__ = ["BatchRecorder", "BatchResult", "resume_batch", "run_batch", "software_version"]
@@ -151,19 +151,6 @@ def _close_trace(trace: TraceWriter) -> None:
         trace.close()
 
 
-def _inject(built: Built, faults: Sequence[str]) -> FaultInjector | None:
-    """Faults for the in-process simulator (``--fault``). Raises ``ConfigurationError``."""
-    if not faults:
-        return None
-    if built.world is None:
-        raise ConfigurationError("faults are injected where the simulator runs: give them "
-                                 "to 'furnace sim serve --fault'", field="--fault")
-    try:
-        return FaultInjector(built.world, list(faults))
-    except ValueError as exc:
-        raise ConfigurationError(str(exc), field="--fault") from None
-
-
 def _runner(plan: Plan, station: Station) -> RecipeRunner:
     return RecipeRunner(plan, station, auto_confirm=station.is_simulated)
 
@@ -187,7 +174,7 @@ async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_t
         planned.duration_s * 2, station.scan_period_s, len(trace_columns(station))))
     async with AsyncExitStack() as stack:
         opened = await _open_station(stack, station, clock, built, station_source, plan, seed)
-        injector = _inject(opened.built, faults)
+        injector = inject_faults(opened.built, faults)
         folder = BatchFolder.create(batches_dir, plan.sample_name, clock.wall())
         batch_dir = folder.path
         if opened.lock is not None:

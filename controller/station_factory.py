@@ -41,6 +41,7 @@ __all__ = [
     "FaultInjector",
     "ServedSimulator",
     "build_devices",
+    "inject_faults",
     "serve_simulator",
     "sim_spec",
     "unit_names",
@@ -254,3 +255,18 @@ async def serve_simulator(station: Station, clock: Clock, *, host: str, port: in
     for endpoint in endpoints:
         logger.info("serving %s", endpoint)
     return ServedSimulator(world, servers, endpoints)
+
+
+def inject_faults(built: Built, faults: Sequence[str]) -> FaultInjector | None:
+    """The ``--fault`` specs of a run, for the in-process simulator of ``built``; None if
+    there are none. Raises ``ConfigurationError`` (one line) for a bad spec or a station whose
+    simulator runs elsewhere."""
+    if not faults:
+        return None
+    if built.world is None:
+        raise ConfigurationError("faults are injected where the simulator runs: give them "
+                                 "to 'furnace sim serve --fault'", field="--fault")
+    try:
+        return FaultInjector(built.world, list(faults))
+    except ValueError as exc:
+        raise ConfigurationError(str(exc), field="--fault") from None

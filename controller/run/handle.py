@@ -3,7 +3,7 @@
 The scan cycle steps it, operator commands fire on it, the console and the control server
 read it. Every change goes through the pure ``Runner`` and replaces the state whole; audit
 events wait in an outbox until the scan cycle records them. Not here: any rule of the run
-(``runner``) or any I/O (``scan``).
+(``runner``) or any I/O (``scan``, ``devices``, ``safety``).
 """
 
 from __future__ import annotations

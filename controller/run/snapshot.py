@@ -1,6 +1,6 @@
 """One scan cycle's readings (``Snapshot``) and the commands the runner returns (``Commands``).
 
-Not here: how readings are taken (``scan``) or judged (``interlocks``).
+Not here: how readings are taken (``devices``) or judged (``interlocks``).
 """
 
 from __future__ import annotations

@@ -1,10 +1,15 @@
-"""Running a batch in-process on the simulator with a virtual clock, and reading it back."""
+"""Running a batch in-process on the simulator with a virtual clock, and reading it back;
+``furnace`` as a child process, and the simulator served by one."""
 
 from __future__ import annotations
 
 import csv
 import json
 import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +19,7 @@ from controller.plan import load_recipe
 from controller.session import BatchResult, run_batch
 from controller.station import load_station
 from controller.steps import Plan
+from tests.conftest import ROOT
 
 
 @dataclass
@@ -55,3 +61,55 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def furnace(*args: str) -> list[str]:
+    """The command line of ``furnace ARGS`` run by this interpreter."""
+    return [sys.executable, "-m", "controller.cli", *args]
+
+
+def start_sim_server(speed: int | str, port: int | None = None
+                     ) -> tuple[subprocess.Popen[bytes], int]:
+    """``furnace sim serve --speed SPEED`` as a child process, once it accepts connections
+    on its Modbus TCP port (within 10 s); returns the process and the port."""
+    port = free_port() if port is None else port
+    server = subprocess.Popen(furnace("sim", "serve", "--port", str(port), "--speed",
+                                      str(speed)),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            return server, port
+        except OSError:
+            pass
+        try:  # a short wait that notices the server dying
+            server.wait(timeout=0.05)
+        except subprocess.TimeoutExpired:
+            continue
+        raise RuntimeError(f"furnace sim serve exited with code {server.returncode}")
+    server.kill()
+    server.wait(timeout=10)
+    raise RuntimeError("furnace sim serve did not start within 10 s")
+
+
+def sim_tcp_station(folder: Path, port: int) -> Path:
+    """``stations/sim-tcp.toml`` pointed at ``port``, without its balance (a served
+    simulator without ``--balance`` has none), as ``folder/station.toml``."""
+    text = (ROOT / "stations" / "sim-tcp.toml").read_text(encoding="utf-8")
+    text = text.replace("port = 5020", f"port = {port}")
+    text = text[:text.index("[balance]")] + text[text.index("[envelope]"):]
+    station = folder / "station.toml"
+    station.write_text(text, encoding="utf-8")
+    return station
+
+
+@contextmanager
+def served_simulator(folder: Path, speed: int | str) -> Iterator[Path]:
+    """``furnace sim serve`` at ``speed`` while the block runs; yields a station file in
+    ``folder`` that points at it."""
+    server, port = start_sim_server(speed)
+    try:
+        yield sim_tcp_station(folder, port)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

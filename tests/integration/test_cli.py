@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,64 +11,29 @@ import pytest
 from controller.batch import write_summary
 from controller.cli import main
 from tests.conftest import PROFILES
+from tests.integration.helpers import furnace
+from tests.integration.recipes import (
+    cool,
+    dwell,
+    end,
+    purge_step,
+    ramp,
+    recipe,
+    stage,
+    step,
+    table,
+)
 from tests.records import audit_records, make_hashed_batch, rewrite_chain
 
-BASE = """\
-schema_version = 1
-name = "cli"
-sample = "CLI{acid_wt}-{top_c}"
-[parameters.acid_wt]
-default = 50
-min = 0
-max = 80
-[parameters.top_c]
-default = 600
-min = 100
-max = 1700
-[[stages]]
-name = "oxidise"
-atmosphere = "air"
-[[stages.steps]]
-kind = "gas"
-flows_sccm = { air = 200 }
-[[stages.steps]]
-kind = "ramp"
-to_c = 220
-rate_c_per_min = 5
-[[stages.steps]]
-kind = "dwell"
-duration_min = 10
-band_c = 5
-[[stages]]
-name = "inert"
-atmosphere = "Ar"
-[[stages.steps]]
-kind = "purge"
-gas = "Ar"
-flow_sccm = 1000
-volumes = 8
-[[stages.steps]]
-kind = "ramp"
-to_c = "{top_c}"
-rate_c_per_min = 5
-[[stages.steps]]
-kind = "dwell"
-duration_min = 10
-band_c = 5
-[[stages.steps]]
-kind = "cool"
-to_c = 100
-rate_c_per_min = 5
-[[stages.steps]]
-kind = "end"
-"""
-
-PURGE = """[[stages.steps]]
-kind = "purge"
-gas = "Ar"
-flow_sccm = 1000
-volumes = 8
-"""
+# Air pre-oxidation at 220 °C, then argon to TOP_C; the cases below edit its text.
+PURGE = purge_step()
+BASE = recipe(
+    "cli", "CLI{acid_wt}-{top_c}",
+    stage("oxidise", step("gas", flows_sccm={"air": 200}), ramp(220, 5), dwell(10),
+          atmosphere="air"),
+    stage("inert", PURGE, ramp("{top_c}", 5), dwell(10), cool(100), end()),
+    head=(table("parameters.acid_wt", default=50, min=0, max=80)
+          + table("parameters.top_c", default=600, min=100, max=1700)))
 
 # (name, replace this, with that, extra --set, words the one-line error must contain)
 BAD = [
@@ -174,8 +138,7 @@ def test_run_prints_batch_folder_and_verify_detects_tampering(
 
 
 def test_entry_point_runs_as_a_process() -> None:
-    proc = subprocess.run([sys.executable, "-m", "controller.cli", "validate",
-                           str(PROFILES / "hsp30-600-1400.toml")],
+    proc = subprocess.run(furnace("validate", str(PROFILES / "hsp30-600-1400.toml")),
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
 

@@ -13,9 +13,7 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,8 +30,9 @@ from controller.snapshot import Snapshot
 from controller.station import load_station
 from controller.station_factory import build_devices
 from controller.steps import Dwell
-from tests.conftest import PROFILES, ROOT
-from tests.integration.helpers import free_port
+from tests.conftest import PROFILES
+from tests.integration.helpers import furnace, served_simulator
+from tests.integration.recipes import KILL, write
 
 KILLS = 6
 HEADLINE_KILLS = 3
@@ -43,82 +42,12 @@ SPEED = 1200
 HEADLINE_SPEED = 600
 SCAN_PERIOD_S = 2.0
 
-SHORT = """
-schema_version = 1
-name = "kill-test"
-sample = "KILL"
-[[stages]]
-name = "purge"
-atmosphere = "Ar"
-[[stages.steps]]
-kind = "purge"
-gas = "Ar"
-flow_sccm = 1000
-volumes = 6
-[[stages.steps]]
-kind = "gas"
-flows_sccm = { Ar = 200 }
-[[stages]]
-name = "heat"
-atmosphere = "Ar"
-[[stages.steps]]
-kind = "ramp"
-to_c = 400
-rate_c_per_min = 10
-[[stages.steps]]
-kind = "dwell"
-duration_min = 20
-band_c = 5
-[[stages]]
-name = "cool"
-atmosphere = "Ar"
-[[stages.steps]]
-kind = "cool"
-to_c = 330
-rate_c_per_min = 5
-[[stages.steps]]
-kind = "end"
-"""
-
-
-
-def _furnace(*args: str) -> list[str]:
-    return [sys.executable, "-m", "controller.cli", *args]
-
-
-def _serve(tmp: Path, speed: int) -> tuple[subprocess.Popen[bytes], Path]:
-    """``furnace sim serve`` at ``speed`` and a station file pointing at it."""
-    port = free_port()
-    server = subprocess.Popen(_furnace("sim", "serve", "--port", str(port), "--speed",
-                                       str(speed)),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            break
-        except OSError:
-            if server.poll() is not None:
-                raise RuntimeError("furnace sim serve did not start") from None
-            subprocess.run([sys.executable, "-c", "import time; time.sleep(0.05)"],
-                           check=False)
-    text = (ROOT / "stations" / "sim-tcp.toml").read_text(encoding="utf-8")
-    text = text.replace("port = 5020", f"port = {port}")
-    text = text[:text.index("[balance]")] + text[text.index("[envelope]"):]
-    station = tmp / "station.toml"
-    station.write_text(text, encoding="utf-8")
-    return server, station
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     """A served simulator at ``SPEED``, a station file pointing at it, the recipe file."""
     tmp = tmp_path_factory.mktemp("kill")
-    server, station = _serve(tmp, SPEED)
-    recipe = tmp / "kill.toml"
-    recipe.write_text(SHORT, encoding="utf-8")
-    yield station, recipe
-    server.terminate()
-    server.wait(timeout=10)
+    with served_simulator(tmp, SPEED) as station:
+        yield station, write(tmp, KILL, "kill.toml")
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
@@ -165,8 +94,8 @@ def test_kill_nine_at_random_points_then_resume(served: tuple[Path, Path],
     outcomes: list[int] = []
     for k in range(KILLS):
         batches = tmp_path / f"b{k}"
-        run = subprocess.Popen(_furnace("run", str(recipe), "--station", str(station),
-                                        "--speed", str(SPEED), "--batches", str(batches)),
+        run = subprocess.Popen(furnace("run", str(recipe), "--station", str(station),
+                                       "--speed", str(SPEED), "--batches", str(batches)),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             run.wait(timeout=rng.uniform(1.0, 4.0))
@@ -181,7 +110,7 @@ def test_kill_nine_at_random_points_then_resume(served: tuple[Path, Path],
         if (batch / "summary.json").exists():
             outcomes.append(0)  # finished before the kill
         else:
-            resumed = subprocess.run(_furnace("resume", str(batch), "--speed", str(SPEED)),
+            resumed = subprocess.run(furnace("resume", str(batch), "--speed", str(SPEED)),
                                      capture_output=True, timeout=120, check=False)
             assert resumed.returncode in (0, 1), resumed.stderr.decode()[-2000:]
             outcomes.append(resumed.returncode)
@@ -202,36 +131,32 @@ def _acknowledged(batch: Path) -> bytes:
 
 @pytest.mark.timeout(480)
 def test_headline_killed_three_times_completes_every_step_once(tmp_path: Path) -> None:
-    server, station = _serve(tmp_path, HEADLINE_SPEED)
     rng = random.Random(20261201)
     batches = tmp_path / "batches"
-    args = _furnace("run", str(PROFILES / "pop70-600-1600.toml"), "--station", str(station),
-                    "--speed", str(HEADLINE_SPEED), "--batches", str(batches))
     acknowledged: list[bytes] = []
     # stderr to a file: a pipe could fill up and block the controller
-    with open(tmp_path / "stderr.log", "wb") as log:
-        try:
-            for kill in range(HEADLINE_KILLS + 1):
-                proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
-                if kill == HEADLINE_KILLS:
-                    assert proc.wait(timeout=400) == 0, \
-                        (tmp_path / "stderr.log").read_text()[-2000:]
-                    break
-                try:  # each life of the controller covers 2-8 h of the 25.7 h batch
-                    proc.wait(timeout=rng.uniform(12.0, 48.0))
-                    pytest.fail("the batch ended before it was killed")
-                except subprocess.TimeoutExpired:
-                    _kill(proc)
-                batch = next(batches.iterdir())
-                acknowledged.append(_acknowledged(batch))
-                args = _furnace("resume", str(batch), "--speed", str(HEADLINE_SPEED))
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
+    with served_simulator(tmp_path, HEADLINE_SPEED) as station, \
+            open(tmp_path / "stderr.log", "wb") as log:
+        args = furnace("run", str(PROFILES / "pop70-600-1600.toml"), "--station",
+                       str(station), "--speed", str(HEADLINE_SPEED), "--batches", str(batches))
+        for kill in range(HEADLINE_KILLS + 1):
+            proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
+            if kill == HEADLINE_KILLS:
+                assert proc.wait(timeout=400) == 0, \
+                    (tmp_path / "stderr.log").read_text()[-2000:]
+                break
+            try:  # each life of the controller covers 2-8 h of the 25.7 h batch
+                proc.wait(timeout=rng.uniform(12.0, 48.0))
+                pytest.fail("the batch ended before it was killed")
+            except subprocess.TimeoutExpired:
+                _kill(proc)
+            batch = next(batches.iterdir())
+            acknowledged.append(_acknowledged(batch))
+            args = furnace("resume", str(batch), "--speed", str(HEADLINE_SPEED))
     batch = next(batches.iterdir())
     final = (batch / "audit.jsonl").read_bytes()
     assert all(final.startswith(a) for a in acknowledged)  # no acknowledged record lost
-    verified = subprocess.run(_furnace("verify", str(batch)), capture_output=True,
+    verified = subprocess.run(furnace("verify", str(batch)), capture_output=True,
                               check=False)
     assert verified.returncode == 0, verified.stdout.decode()
     records = [json.loads(x) for x in final.decode().splitlines()]

@@ -9,7 +9,6 @@ import asyncio
 import csv
 import json
 import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -26,37 +25,8 @@ from controller.snapshot import Snapshot
 from controller.station import load_station
 from controller.station_factory import build_devices
 from controller.steps import Dwell
-
-RECIPE = """
-schema_version = 1
-name = "outage-test"
-sample = "OUTAGE"
-[[stages]]
-name = "preheat"
-atmosphere = "Ar"
-[[stages.steps]]
-kind = "purge"
-gas = "Ar"
-flow_sccm = 1000
-volumes = 6
-[[stages.steps]]
-kind = "gas"
-flows_sccm = { Ar = 200 }
-[[stages.steps]]
-kind = "ramp"
-to_c = 600
-rate_c_per_min = 10
-[[stages.steps]]
-kind = "dwell"
-duration_min = 60
-band_c = 5
-[[stages.steps]]
-kind = "cool"
-to_c = 300
-rate_c_per_min = 5
-[[stages.steps]]
-kind = "end"
-"""
+from tests.integration.helpers import furnace
+from tests.integration.recipes import OUTAGE, write
 
 
 class _CrashError(Exception):
@@ -71,8 +41,7 @@ async def test_outage_in_the_600_dwell(tmp_path: Path, outage_s: float, aligned:
     working setpoint falls far below the furnace, which cools more slowly by itself; resume
     brings the working setpoint up to the furnace before the first new setpoint."""
     station, text = load_station(None)
-    recipe = tmp_path / "outage.toml"
-    recipe.write_text(RECIPE, encoding="utf-8")
+    recipe = write(tmp_path, OUTAGE, "outage.toml")
     _, plan, frozen = load_recipe(recipe, {}, station)
     clock = VirtualClock()
     built = build_devices(station, clock, material=plan.material)
@@ -127,8 +96,7 @@ async def test_outage_in_the_600_dwell(tmp_path: Path, outage_s: float, aligned:
 def test_resume_refuses_a_checkpoint_of_another_schema_version(tmp_path: Path) -> None:
     """A checkpoint written by another schema version: exit 2, one line, nothing run."""
     station, text = load_station(None)
-    recipe = tmp_path / "outage.toml"
-    recipe.write_text(RECIPE, encoding="utf-8")
+    recipe = write(tmp_path, OUTAGE, "outage.toml")
     _, plan, frozen = load_recipe(recipe, {}, station)
 
     def observer(snap: Snapshot, runner: RecipeRunner) -> None:
@@ -148,7 +116,7 @@ def test_resume_refuses_a_checkpoint_of_another_schema_version(tmp_path: Path) -
                      schema_version=0, state={**last["state"], "schema_version": 0},
                      mass0_g=None)
     before = (batch / "audit.jsonl").read_bytes()
-    resumed = subprocess.run([sys.executable, "-m", "controller.cli", "resume", str(batch)],
+    resumed = subprocess.run(furnace("resume", str(batch)),
                              capture_output=True, text=True, check=False)
     assert resumed.returncode == 2
     lines = [x for x in (resumed.stdout + resumed.stderr).splitlines() if x.strip()]
@@ -168,8 +136,7 @@ async def test_lost_communication_leaves_the_batch_resumable(tmp_path: Path) -> 
     batch_ended; verify says "interrupted"), and once the link is back ``resume`` follows
     the normal policy to the end (issue 9 item 6)."""
     station, text = load_station(None)
-    recipe = tmp_path / "outage.toml"
-    recipe.write_text(RECIPE, encoding="utf-8")
+    recipe = write(tmp_path, OUTAGE, "outage.toml")
     _, plan, frozen = load_recipe(recipe, {}, station)
     clock = VirtualClock()
     built = build_devices(station, clock, material=plan.material)

@@ -34,6 +34,8 @@ from controller.snapshot import Snapshot
 from controller.station import load_station
 from controller.station_factory import build_devices
 from controller.steps import Ramp
+from tests.integration.helpers import furnace
+from tests.integration.recipes import SIGNAL, write
 
 pytestmark = [pytest.mark.timeout(120),
               pytest.mark.skipif(sys.platform == "win32",
@@ -42,48 +44,16 @@ pytestmark = [pytest.mark.timeout(120),
 # Slow enough that a 2-core machine under load is still in the batch when the signal
 # comes (the purge alone is 12 s of wall time), fast enough to end at once after it.
 SPEED = "60"
-RAMP_C_PER_MIN = 3.5  # the built-in instrument's fallback rate: not capped, one rate limit
-RECIPE = f"""
-schema_version = 1
-name = "signal-test"
-sample = "SIG"
-[[stages]]
-name = "heat"
-atmosphere = "Ar"
-[[stages.steps]]
-kind = "purge"
-gas = "Ar"
-flow_sccm = 1000
-volumes = 6
-[[stages.steps]]
-kind = "gas"
-flows_sccm = {{ Ar = 200 }}
-[[stages.steps]]
-kind = "ramp"
-to_c = 400
-rate_c_per_min = {RAMP_C_PER_MIN}
-[[stages.steps]]
-kind = "dwell"
-duration_min = 20
-band_c = 5
-[[stages.steps]]
-kind = "end"
-"""
-
-
-def _furnace(*args: str) -> list[str]:
-    return [sys.executable, "-m", "controller.cli", *args]
 
 
 def _recipe(tmp: Path) -> Path:
-    path = tmp / "signal.toml"
-    path.write_text(RECIPE, encoding="utf-8")
-    return path
+    """Heated at the built-in instrument's fallback rate: not capped, one rate limit."""
+    return write(tmp, SIGNAL, "signal.toml")
 
 
 def _start(tmp: Path, **streams: Any) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(_furnace("run", str(_recipe(tmp)), "--speed", SPEED, "--batches",
-                                     str(tmp / "b"), "--operator", "ann"),
+    return subprocess.Popen(furnace("run", str(_recipe(tmp)), "--speed", SPEED, "--batches",
+                                    str(tmp / "b"), "--operator", "ann"),
                             stdin=subprocess.DEVNULL, **streams)
 
 
@@ -137,7 +107,7 @@ def _assert_halted_safely(batch: Path, name: str) -> dict[str, Any]:
     assert safe["outputs"]["Ar"].endswith("sccm")
     assert records[-1]["event"] == "batch_ended"
     assert records[-1]["outcome"] == "faulted"
-    verify = subprocess.run(_furnace("verify", str(batch)), capture_output=True,
+    verify = subprocess.run(furnace("verify", str(batch)), capture_output=True,
                             timeout=60, check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     return safe

@@ -16,33 +16,8 @@ from controller.session import run_batch
 from controller.snapshot import Snapshot
 from controller.station import load_station
 from controller.station_factory import build_devices
+from tests.integration.recipes import STALL, write
 
-RECIPE = """
-schema_version = 1
-name = "stall-test"
-sample = "STALL"
-[[stages]]
-name = "heat"
-atmosphere = "Ar"
-[[stages.steps]]
-kind = "purge"
-gas = "Ar"
-flow_sccm = 1000
-volumes = 6
-[[stages.steps]]
-kind = "gas"
-flows_sccm = { Ar = 200 }
-[[stages.steps]]
-kind = "ramp"
-to_c = 400
-rate_c_per_min = 10
-[[stages.steps]]
-kind = "cool"
-to_c = 300
-rate_c_per_min = 5
-[[stages.steps]]
-kind = "end"
-"""
 STALL_AT_S = 1500.0  # inside the ramp
 STALL_S = 30.0
 
@@ -64,8 +39,7 @@ class FreezingClock(VirtualClock):
 
 async def test_a_frozen_pc_is_recorded_and_the_ramp_does_not_jump(tmp_path: Path) -> None:
     station, text = load_station(None)
-    recipe = tmp_path / "stall.toml"
-    recipe.write_text(RECIPE, encoding="utf-8")
+    recipe = write(tmp_path, STALL, "stall.toml")
     _, plan, frozen = load_recipe(recipe, {}, station)
     result = await run_batch(plan=plan, station=station, recipe_text=frozen,
                              station_text=text, clock=FreezingClock(),
@@ -92,8 +66,7 @@ async def test_halt_with_the_argon_mfc_unreachable_turns_on_nitrogen(tmp_path: P
     """A sensor break at 400 °C while the Ar MFC is not answering: the halt cannot command
     argon, so the safe state turns the other inert gas on (issue 9 item 13)."""
     station, text = load_station(None)
-    recipe = tmp_path / "halt.toml"
-    recipe.write_text(RECIPE, encoding="utf-8")
+    recipe = write(tmp_path, STALL, "halt.toml")
     _, plan, frozen = load_recipe(recipe, {}, station)
     clock = VirtualClock()
     built = build_devices(station, clock, material=plan.material)

@@ -19,13 +19,12 @@ from controller.session import run_batch
 from controller.snapshot import Snapshot
 from controller.station import load_station
 from controller.station_factory import build_devices
-from tests.integration.test_stall import RECIPE
+from tests.integration.recipes import STALL, write
 
 
 async def test_after_a_halt_the_cool_down_is_supervised_to_a_safe_end(tmp_path: Path) -> None:
     station, text = load_station(None)
-    recipe = tmp_path / "halt.toml"
-    recipe.write_text(RECIPE, encoding="utf-8")
+    recipe = write(tmp_path, STALL, "halt.toml")
     _, plan, frozen = load_recipe(recipe, {}, station)
     clock = VirtualClock()
     built = build_devices(station, clock, material=plan.material)
@@ -65,8 +64,7 @@ async def test_a_signal_during_supervision_ends_it(tmp_path: Path) -> None:
     """SIGTERM while the controller watches a halted furnace cool (``systemctl stop``):
     the halt command is drained and the process ends at once, with the summary."""
     station, text = load_station(None)
-    recipe = tmp_path / "halt.toml"
-    recipe.write_text(RECIPE, encoding="utf-8")
+    recipe = write(tmp_path, STALL, "halt.toml")
     _, plan, frozen = load_recipe(recipe, {}, station)
     clock = VirtualClock()
     built = build_devices(station, clock, material=plan.material)

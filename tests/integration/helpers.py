@@ -1,59 +1,106 @@
 """Running a batch in-process on the simulator with a virtual clock, and reading it back;
-``furnace`` as a child process, and the simulator served by one."""
+the session's cache of whole dry runs; ``furnace`` as a child process, and the simulator
+served by one."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from controller.clock import VirtualClock
 from controller.plan import load_recipe
 from controller.session import BatchResult, run_batch
 from controller.station import load_station
+from controller.station_factory import build_devices
 from controller.steps import Plan
 from tests.conftest import ROOT
 
 
 @dataclass
 class Batch:
-    """A finished batch: result, plan, trace columns as lists, audit records."""
+    """A finished batch: result, plan, trace columns as lists, audit records, and (for a
+    dry run with a sample model) the simulator's final carbon yield."""
 
     result: BatchResult
     plan: Plan
-    rows: list[dict[str, str]]
-    audit: list[dict[str, Any]]
+    rows: Sequence[Mapping[str, str]]
+    audit: Sequence[Mapping[str, Any]]
+    carbon_yield_pct: float | None = None
 
     def col(self, name: str) -> list[float]:
         return [float(r[name]) if r[name] != "" else float("nan") for r in self.rows]
 
-    def events(self, name: str) -> list[dict[str, Any]]:
+    def events(self, name: str) -> list[Mapping[str, Any]]:
         return [a for a in self.audit if a["event"] == name]
 
 
-async def dry_run(recipe: Path, batches: Path, overrides: dict[str, str] | None = None,
+async def dry_run(recipe: Path, batches: Path, overrides: Mapping[str, str] | None = None,
                   seed: int = 0) -> Batch:
+    """``recipe`` run whole on the built-in simulated station (what ``furnace run`` does)."""
     station, station_text = load_station(None)
-    _, plan, frozen = load_recipe(recipe, overrides or {}, station)
+    _, plan, frozen = load_recipe(recipe, dict(overrides or {}), station)
+    clock = VirtualClock()
+    built = build_devices(station, clock, seed=seed, material=plan.material)
     result = await run_batch(plan=plan, station=station, recipe_text=frozen,
-                             station_text=station_text, clock=VirtualClock(),
-                             batches_dir=batches, operator="pytest", seed=seed)
-    return read_batch(result, plan)
+                             station_text=station_text, clock=clock, batches_dir=batches,
+                             operator="pytest", seed=seed, built=built)
+    kinetics = built.world.kinetics if built.world is not None else None
+    return read_batch(result, plan,
+                      carbon_yield_pct=None if kinetics is None else kinetics.carbon_yield_pct)
 
 
-def read_batch(result: BatchResult, plan: Plan) -> Batch:
+def read_batch(result: BatchResult, plan: Plan, carbon_yield_pct: float | None = None
+               ) -> Batch:
     with open(result.batch_dir / "trace.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     audit = [json.loads(line) for line in
              (result.batch_dir / "audit.jsonl").read_text("utf-8").splitlines()]
-    return Batch(result, plan, rows, audit)
+    return Batch(result, plan, rows, audit, carbon_yield_pct)
+
+
+def _frozen(value: Any) -> Any:
+    """``value`` with every dict made a read-only mapping and every list a tuple."""
+    if isinstance(value, dict):
+        return MappingProxyType({k: _frozen(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+class DryRuns:
+    """Whole dry runs, each run once per test session (the ``dry_runs`` fixture): keyed by
+    recipe file, ``--set`` overrides and seed. Several modules look at the same batch (every
+    profile completes; the headline's acceptance list; the TGA screens and controls; the
+    smoke batch over the wire), so each gets the one run, read-only: trace rows, audit
+    records and summary cannot be changed, and a test that writes a file (a report) writes
+    it to its own ``tmp_path``, never into the shared batch folder.
+
+    Call it from a synchronous test or fixture (it runs its own event loop)."""
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+        self._done: dict[tuple[Path, tuple[tuple[str, str], ...], int], Batch] = {}
+
+    def __call__(self, recipe: Path, overrides: Mapping[str, str] | None = None,
+                 seed: int = 0) -> Batch:
+        key = (recipe.resolve(), tuple(sorted((overrides or {}).items())), seed)
+        if key not in self._done:
+            folder = self._folder / f"{len(self._done)}-{recipe.stem}"
+            batch = asyncio.run(dry_run(recipe, folder, overrides, seed))
+            self._done[key] = Batch(replace(batch.result, summary=_frozen(batch.result.summary)),
+                                    batch.plan, _frozen(batch.rows), _frozen(batch.audit),
+                                    batch.carbon_yield_pct)
+        return self._done[key]
 
 
 def free_port() -> int:

@@ -2,7 +2,9 @@
 against the served simulator, compared with the in-process dry run of the same recipe.
 
 Server and controller share one event loop and one virtual clock, so the batch is
-deterministic and fast, while every register still crosses a loopback socket.
+deterministic and fast, while every register still crosses a loopback socket. The smoke
+batch is 4.4 h of process time, about 20 s over a socket (``slow``); its in-process dry run
+is the session's (``dry_runs``, shared with test_profiles_dry_run).
 """
 
 from __future__ import annotations
@@ -20,10 +22,9 @@ from controller.session import run_batch
 from controller.station import Station, load_station, load_station_text
 from controller.station_factory import serve_simulator
 from tests.conftest import PROFILES, ROOT
-from tests.integration.helpers import Batch, dry_run, free_port, read_batch
+from tests.integration.helpers import Batch, DryRuns, free_port, read_batch
 
 SMOKE = PROFILES / "smoke-600.toml"
-
 
 
 def _station(name: str, modbus_port: int, balance_port: int) -> tuple[Station, str]:
@@ -54,12 +55,11 @@ async def _over_the_wire(tmp_path: Path, name: str, framer: str) -> Batch:
 
 
 @pytest.fixture(scope="module")
-def in_process(tmp_path_factory: pytest.TempPathFactory) -> Batch:
-    import asyncio
-
-    return asyncio.run(dry_run(SMOKE, tmp_path_factory.mktemp("inproc")))
+def in_process(dry_runs: DryRuns) -> Batch:
+    return dry_runs(SMOKE)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "framer"), [("sim-tcp.toml", "socket"),
                                               ("sim-rtu.toml", "rtu")])
 async def test_batch_over_the_wire_matches_the_dry_run(tmp_path: Path, in_process: Batch,

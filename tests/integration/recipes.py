@@ -14,7 +14,7 @@ from pathlib import Path
 
 __all__ = [
     "AIR_PREOX", "HOT_AR", "KILL", "OUTAGE", "QUICK_AR", "SIGNAL", "SIGNAL_RAMP_C_PER_MIN",
-    "STALL", "cool", "dwell", "end", "pitch",
+    "STALL", "TINY", "cool", "dwell", "end", "pitch",
     "preoxidation", "purge", "purge_step", "ramp", "recipe", "stage", "step", "table",
     "write",
 ]
@@ -137,3 +137,7 @@ STALL = recipe("stall-test", "STALL", stage("heat", purge(6), ramp(400), cool(30
 SIGNAL_RAMP_C_PER_MIN = 3.5
 SIGNAL = recipe("signal-test", "SIG",
                 stage("heat", purge(6), ramp(400, SIGNAL_RAMP_C_PER_MIN), dwell(20), end()))
+
+# The shortest batch that still purges, heats under argon, dwells and ends (about 35 min):
+# for tests about a batch as a whole (a lock, a refused second run) rather than its process.
+TINY = recipe("tiny", "TINY", stage("heat", purge(4), ramp(100, 3.5), dwell(2), end()))

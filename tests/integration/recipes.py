@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 
 __all__ = [
-    "AIR_PREOX", "HOT_AR", "KILL", "OUTAGE", "QUICK_AR", "SIGNAL", "SIGNAL_RAMP_C_PER_MIN",
-    "STALL", "TINY", "cool", "dwell", "end", "pitch",
+    "AIR_PREOX", "HOT_AR", "KILL", "MINI_HEADLINE", "OUTAGE", "QUICK_AR", "SIGNAL",
+    "SIGNAL_RAMP_C_PER_MIN", "STALL", "TINY", "cool", "dwell", "end", "pitch",
     "preoxidation", "purge", "purge_step", "ramp", "recipe", "stage", "step", "table",
     "write",
 ]
@@ -141,3 +141,21 @@ SIGNAL = recipe("signal-test", "SIG",
 # The shortest batch that still purges, heats under argon, dwells and ends (about 35 min):
 # for tests about a batch as a whole (a lock, a refused second run) rather than its process.
 TINY = recipe("tiny", "TINY", stage("heat", purge(4), ramp(100, 3.5), dwell(2), end()))
+
+# The headline's stages and steps in its order (profiles/pop70-600-1600.toml: air
+# pre-oxidation with the exotherm guard, the switch to argon, a preheat dwell, the cool below
+# the open-tube limit for the wash, the operator's wash, the argon purge, a carbonisation
+# dwell, the cool-down), at lower temperatures and with 5-minute dwells: 4.4 h of process
+# time (3.3 h planned: cooling below 100 °C is slow) instead of 30 h.
+MINI_HEADLINE = recipe(
+    "mini-headline", "MINI",
+    preoxidation(120, 3.5, 5),
+    stage("argon switch", purge()),
+    stage("preheat", ramp(200, 3.5), dwell(5)),
+    stage("cool for wash", cool(100, 3.5)),
+    stage("wash", step("operator", message="Wash the solid, reload the boat.",
+                       opens_tube=True)),
+    stage("argon purge", purge()),
+    stage("carbonisation", ramp(300, 3.5), dwell(5)),
+    stage("cool-down", cool(250, 3.5), end()),
+    head=pitch(70))

@@ -4,7 +4,8 @@ simulator with a virtual clock, and judged against the simulator's ground-truth 
 
 Shared by ``tests/integration/test_faults.py`` (one test per case) and
 ``benchmarks/faults.py`` (the table and the campaign figures). Nothing here edits the
-controller: a case the controller gets wrong carries ``bug`` (the test is a strict xfail).
+controller: a case the controller got wrong would carry ``bug`` (the test then a strict
+xfail); none does today.
 
 Per case, all in process seconds (= simulator world seconds; one scan cycle is the
 station's ``scan_period_s``, 2 s):
@@ -158,7 +159,8 @@ class Case:
     (alternatives separated by ``|``).
     ``resume_after_s``: an operator resumes this long after the run was held.
     ``cap_s``: give up this long after the injection (a batch that never ends).
-    ``bug``: the controller is known to get this case wrong (strict xfail in the tests).
+    ``bug``: the controller is known to get this case wrong (strict xfail in the tests;
+    no case has one today).
     """
 
     name: str

@@ -13,6 +13,7 @@ from controller.cli import main
 from tests.conftest import PROFILES
 from tests.integration.helpers import furnace
 from tests.integration.recipes import (
+    TINY,
     cool,
     dwell,
     end,
@@ -22,6 +23,7 @@ from tests.integration.recipes import (
     stage,
     step,
     table,
+    write,
 )
 from tests.records import audit_records, make_hashed_batch, rewrite_chain
 
@@ -120,7 +122,9 @@ def test_plan_prints_duration_peak_and_gas(capsys: pytest.CaptureFixture[str]) -
 
 def test_run_prints_batch_folder_and_verify_detects_tampering(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    recipe = _write(tmp_path, "", "")
+    """The run path of the CLI, on the shortest recipe (recipes.TINY, 35 min of process
+    time; BASE is about 5 h)."""
+    recipe = write(tmp_path, TINY)
     assert main(["run", str(recipe), "--batches", str(tmp_path / "b"), "--operator",
                  "tester"]) == 0
     out = capsys.readouterr().out

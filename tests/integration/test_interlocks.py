@@ -140,8 +140,10 @@ async def test_heating_under_argon_before_purge_is_held(tmp_path: Path) -> None:
     assert verify_batch(batch.result.batch_dir).ok
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2])
 async def test_quick_recipe_completes_with_other_seeds(tmp_path: Path, seed: int) -> None:
+    """The whole quick recipe (about 5 h of process time each): ``slow``."""
     station, text = load_station(None)
     plan = _quick_plan(tmp_path, station)
     result = await run_batch(plan=plan, station=station, recipe_text=QUICK_AR,

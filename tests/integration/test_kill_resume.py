@@ -17,7 +17,8 @@ covered by a recorded outage.
   argon flowing.
 
 The two kill campaigns run real processes at a fixed speed (about 25 s and 40 s of wall
-time): ``slow``. The headline itself, whole and unkilled, is test_headline's.
+time), the furnace left alone runs 8 h of batch and 6 h alone: all ``slow``. The headline
+itself, whole and unkilled, is test_headline's.
 """
 
 from __future__ import annotations
@@ -235,6 +236,7 @@ def test_headline_shape_killed_in_chosen_steps_completes_every_step_once(
     assert _gaps_uncovered(batch, HEADLINE_SPEED) == [], batch
 
 
+@pytest.mark.slow
 async def test_furnace_left_at_1600_cools_at_the_rate_limit_under_argon(tmp_path: Path
                                                                         ) -> None:
     """The PC dies 10 min into a dwell at 1600 °C (``recipes.HOT_AR``) and never comes

@@ -1,6 +1,6 @@
-"""Running a batch in-process on the simulator with a virtual clock, and reading it back;
-the session's cache of whole dry runs; ``furnace`` as a child process, and the simulator
-served by one."""
+"""Running a batch in-process on the simulator with a virtual clock (with the simulated
+world at hand, or whole), and reading it back; the session's cache of whole dry runs;
+``furnace`` as a child process, and the simulator served by one."""
 
 from __future__ import annotations
 
@@ -20,10 +20,12 @@ from typing import Any
 from controller.clock import VirtualClock
 from controller.plan import load_recipe
 from controller.session import BatchResult, run_batch
-from controller.station import load_station
-from controller.station_factory import build_devices
+from controller.station import Station, load_station
+from controller.station_factory import Built, build_devices
 from controller.steps import Plan
+from simulator import SimWorld
 from tests.conftest import ROOT
+from tests.integration.recipes import write
 
 
 @dataclass
@@ -42,6 +44,40 @@ class Batch:
 
     def events(self, name: str) -> list[Mapping[str, Any]]:
         return [a for a in self.audit if a["event"] == name]
+
+
+@dataclass
+class InProcess:
+    """A recipe compiled for the built-in simulated station and its devices built on one
+    clock, the simulated world at hand: for tests that inject into the world while the
+    batch runs, or leave it alone afterwards."""
+
+    station: Station
+    station_text: str
+    plan: Plan
+    recipe_text: str  # the frozen recipe
+    clock: VirtualClock
+    built: Built
+    world: SimWorld
+
+    async def run(self, batches: Path, *, operator: str = "pytest", **options: Any
+                  ) -> BatchResult:
+        """``run_batch`` on these devices; ``options``: observer, commands, ..."""
+        return await run_batch(plan=self.plan, station=self.station,
+                               recipe_text=self.recipe_text, station_text=self.station_text,
+                               clock=self.clock, batches_dir=batches, operator=operator,
+                               built=self.built, **options)
+
+
+def in_process(folder: Path, text: str, name: str = "recipe.toml",
+               clock: VirtualClock | None = None) -> InProcess:
+    """The recipe ``text``, written as ``folder/name``, ready to run in process."""
+    station, station_text = load_station(None)
+    _, plan, frozen = load_recipe(write(folder, text, name), {}, station)
+    clock = VirtualClock() if clock is None else clock
+    built = build_devices(station, clock, material=plan.material)
+    assert built.world is not None, "the built-in station is simulated in process"
+    return InProcess(station, station_text, plan, frozen, clock, built, built.world)
 
 
 async def dry_run(recipe: Path, batches: Path, overrides: Mapping[str, str] | None = None,

@@ -35,17 +35,14 @@ from pathlib import Path
 import pytest
 
 from controller.batch import verify_batch
-from controller.clock import VirtualClock
 from controller.handle import RecipeRunner
 from controller.plan import load_recipe
 from controller.runner import fallback_rate_c_per_min
 from controller.runstate import Phase
-from controller.session import run_batch
 from controller.snapshot import Snapshot
 from controller.station import load_station
-from controller.station_factory import build_devices
 from controller.steps import Dwell
-from tests.integration.helpers import furnace, served_simulator
+from tests.integration.helpers import furnace, in_process, served_simulator
 from tests.integration.recipes import HOT_AR, KILL, MINI_HEADLINE, write
 
 KILLS = 6
@@ -242,12 +239,8 @@ async def test_furnace_left_at_1600_cools_at_the_rate_limit_under_argon(tmp_path
     """The PC dies 10 min into a dwell at 1600 °C (``recipes.HOT_AR``) and never comes
     back: the instrument's remote-setpoint timeout hands it to the local setpoint,
     approached at the rate limit set at preflight, and the MFCs keep their flows."""
-    station, text = load_station(None)
-    _, plan, frozen = load_recipe(write(tmp_path, HOT_AR, "hot.toml"), {}, station)
-    clock = VirtualClock()
-    built = build_devices(station, clock, material=plan.material)
-    world = built.world
-    assert world is not None
+    sim = in_process(tmp_path, HOT_AR, "hot.toml")
+    station, world = sim.station, sim.world
     gone: list[float] = []
 
     def observer(snap: Snapshot, runner: RecipeRunner) -> None:
@@ -258,9 +251,7 @@ async def test_furnace_left_at_1600_cools_at_the_rate_limit_under_argon(tmp_path
                 world.set_responding(unit, False)
             gone.append(snap.t_s)
 
-    result = await run_batch(plan=plan, station=station, recipe_text=frozen,
-                             station_text=text, clock=clock, batches_dir=tmp_path / "b",
-                             operator="pytest", observer=observer, built=built)
+    result = await sim.run(tmp_path / "b", observer=observer)
     assert gone
     assert result.state is Phase.FAULTED  # comms loss: the controller gave up the line
     samples: list[tuple[float, float, float]] = []

@@ -16,17 +16,14 @@ import pytest
 
 from controller.audit import AuditLog
 from controller.batch import verify_batch
-from controller.clock import VirtualClock
 from controller.handle import RecipeRunner
-from controller.plan import load_recipe
 from controller.runstate import Phase
-from controller.session import resume_batch, run_batch
+from controller.session import resume_batch
 from controller.snapshot import Snapshot
-from controller.station import load_station
 from controller.station_factory import build_devices
 from controller.steps import Dwell
-from tests.integration.helpers import furnace
-from tests.integration.recipes import OUTAGE, write
+from tests.integration.helpers import furnace, in_process
+from tests.integration.recipes import OUTAGE
 
 
 class _CrashError(Exception):
@@ -40,14 +37,9 @@ async def test_outage_in_the_600_dwell(tmp_path: Path, outage_s: float, aligned:
     """10 min: the instrument's fallback ramp pulls the furnace down with it. 2 h: the
     working setpoint falls far below the furnace, which cools more slowly by itself; resume
     brings the working setpoint up to the furnace before the first new setpoint."""
-    station, text = load_station(None)
-    recipe = write(tmp_path, OUTAGE, "outage.toml")
-    _, plan, frozen = load_recipe(recipe, {}, station)
-    clock = VirtualClock()
-    built = build_devices(station, clock, material=plan.material)
-    world = built.world
-    assert world is not None
-    dwell_index = next(i for i, s in enumerate(plan.steps) if isinstance(s, Dwell))
+    sim = in_process(tmp_path, OUTAGE, "outage.toml")
+    station, clock, world = sim.station, sim.clock, sim.world
+    dwell_index = next(i for i, s in enumerate(sim.plan.steps) if isinstance(s, Dwell))
 
     def observer(snap: Snapshot, runner: RecipeRunner) -> None:
         if runner.step_index == dwell_index and runner.run.progress.counted_s > 1800.0:
@@ -55,9 +47,7 @@ async def test_outage_in_the_600_dwell(tmp_path: Path, outage_s: float, aligned:
 
     batches = tmp_path / "batches"
     with pytest.raises(_CrashError):
-        await run_batch(plan=plan, station=station, recipe_text=frozen, station_text=text,
-                        clock=clock, batches_dir=batches, operator="pytest",
-                        observer=observer, built=built)
+        await sim.run(batches, observer=observer)
     batch = next(batches.iterdir())
     crashed_s = clock.now()
     await clock.sleep_until(crashed_s + outage_s)  # nobody there
@@ -95,9 +85,7 @@ async def test_outage_in_the_600_dwell(tmp_path: Path, outage_s: float, aligned:
 
 def test_resume_refuses_a_checkpoint_of_another_schema_version(tmp_path: Path) -> None:
     """A checkpoint written by another schema version: exit 2, one line, nothing run."""
-    station, text = load_station(None)
-    recipe = write(tmp_path, OUTAGE, "outage.toml")
-    _, plan, frozen = load_recipe(recipe, {}, station)
+    sim = in_process(tmp_path, OUTAGE, "outage.toml")
 
     def observer(snap: Snapshot, runner: RecipeRunner) -> None:
         if snap.t_s > 60.0:
@@ -105,9 +93,7 @@ def test_resume_refuses_a_checkpoint_of_another_schema_version(tmp_path: Path) -
 
     batches = tmp_path / "batches"
     with pytest.raises(_CrashError):
-        asyncio.run(run_batch(plan=plan, station=station, recipe_text=frozen,
-                              station_text=text, clock=VirtualClock(), batches_dir=batches,
-                              operator="pytest", observer=observer))
+        asyncio.run(sim.run(batches, observer=observer))
     batch = next(batches.iterdir())
     records = [json.loads(x) for x in (batch / "audit.jsonl").read_text().splitlines()]
     last = next(r for r in reversed(records) if r["event"] == "checkpoint")
@@ -135,14 +121,9 @@ async def test_lost_communication_leaves_the_batch_resumable(tmp_path: Path) -> 
     halts to the instrument's own fallback but the batch is not ended (no summary, no
     batch_ended; verify says "interrupted"), and once the link is back ``resume`` follows
     the normal policy to the end (issue 9 item 6)."""
-    station, text = load_station(None)
-    recipe = write(tmp_path, OUTAGE, "outage.toml")
-    _, plan, frozen = load_recipe(recipe, {}, station)
-    clock = VirtualClock()
-    built = build_devices(station, clock, material=plan.material)
-    world = built.world
-    assert world is not None
-    dwell_index = next(i for i, s in enumerate(plan.steps) if isinstance(s, Dwell))
+    sim = in_process(tmp_path, OUTAGE, "outage.toml")
+    station, clock, world = sim.station, sim.clock, sim.world
+    dwell_index = next(i for i, s in enumerate(sim.plan.steps) if isinstance(s, Dwell))
     lost_at: list[float] = []
 
     def observer(snap: Snapshot, runner: RecipeRunner) -> None:
@@ -151,9 +132,7 @@ async def test_lost_communication_leaves_the_batch_resumable(tmp_path: Path) -> 
             world.set_responding(station.furnace.unit, False)
             lost_at.append(snap.t_s)
 
-    result = await run_batch(plan=plan, station=station, recipe_text=frozen,
-                             station_text=text, clock=clock, batches_dir=tmp_path / "b",
-                             operator="pytest", observer=observer, built=built)
+    result = await sim.run(tmp_path / "b", observer=observer)
     batch = result.batch_dir
     assert result.summary["outcome"] == "interrupted"
     assert "furnace resume" in result.summary["end_reason"]

@@ -27,14 +27,11 @@ from controller import cli
 from controller.clock import VirtualClock
 from controller.control import CONTROL_FILE, CommandQueue
 from controller.handle import RecipeRunner
-from controller.plan import load_recipe
 from controller.runstate import Phase
-from controller.session import BatchResult, run_batch
+from controller.session import BatchResult
 from controller.snapshot import Snapshot
-from controller.station import load_station
-from controller.station_factory import build_devices
 from controller.steps import Ramp
-from tests.integration.helpers import furnace
+from tests.integration.helpers import furnace, in_process
 from tests.integration.recipes import SIGNAL, write
 
 pytestmark = [pytest.mark.timeout(120),
@@ -226,12 +223,8 @@ async def test_sigterm_during_a_heating_ramp_leaves_the_instrument_on_its_local_
     local setpoint (remote deselected), ramping down at its own rate limit with the heater
     under its own PID (not manual 0 %), and argon flows."""
     monkeypatch.setattr(sys, "stdin", io.StringIO())  # no console keys
-    station, text = load_station(None)
-    _, plan, frozen = load_recipe(_recipe(tmp_path), {}, station)
-    clock = VirtualClock()
-    built = build_devices(station, clock, material=plan.material)
-    world = built.world
-    assert world is not None
+    sim = in_process(tmp_path, SIGNAL, "signal.toml")
+    station, clock, world = sim.station, sim.clock, sim.world
     sent: list[float] = []
 
     class View:
@@ -244,10 +237,8 @@ async def test_sigterm_during_a_heating_ramp_leaves_the_instrument_on_its_local_
                 _signal_self(signal.SIGTERM)  # as systemctl stop would
 
     view = View()
-    result = await cli._with_console(view, "ann", lambda commands: run_batch(  # type: ignore[arg-type]
-        plan=plan, station=station, recipe_text=frozen, station_text=text, clock=clock,
-        batches_dir=tmp_path / "b", operator="ann", observer=view, commands=commands,
-        built=built))
+    result = await cli._with_console(view, "ann", lambda commands: sim.run(  # type: ignore[arg-type]
+        tmp_path / "b", operator="ann", observer=view, commands=commands))
     assert result.state is Phase.FAULTED
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
     records = _audit(result.batch_dir)

@@ -10,13 +10,10 @@ from pathlib import Path
 
 from controller.clock import VirtualClock
 from controller.handle import RecipeRunner
-from controller.plan import load_recipe
 from controller.runstate import Phase
-from controller.session import run_batch
 from controller.snapshot import Snapshot
-from controller.station import load_station
-from controller.station_factory import build_devices
-from tests.integration.recipes import STALL, write
+from tests.integration.helpers import in_process
+from tests.integration.recipes import STALL
 
 STALL_AT_S = 1500.0  # inside the ramp
 STALL_S = 30.0
@@ -38,12 +35,9 @@ class FreezingClock(VirtualClock):
 
 
 async def test_a_frozen_pc_is_recorded_and_the_ramp_does_not_jump(tmp_path: Path) -> None:
-    station, text = load_station(None)
-    recipe = write(tmp_path, STALL, "stall.toml")
-    _, plan, frozen = load_recipe(recipe, {}, station)
-    result = await run_batch(plan=plan, station=station, recipe_text=frozen,
-                             station_text=text, clock=FreezingClock(),
-                             batches_dir=tmp_path / "b", operator="pytest")
+    batch = in_process(tmp_path, STALL, "stall.toml", clock=FreezingClock())
+    station = batch.station
+    result = await batch.run(tmp_path / "b")
     assert result.state is Phase.COMPLETED
     records = [json.loads(x) for x in (result.batch_dir / "audit.jsonl").read_text()
                .splitlines()]
@@ -65,13 +59,8 @@ async def test_a_frozen_pc_is_recorded_and_the_ramp_does_not_jump(tmp_path: Path
 async def test_halt_with_the_argon_mfc_unreachable_turns_on_nitrogen(tmp_path: Path) -> None:
     """A sensor break at 400 °C while the Ar MFC is not answering: the halt cannot command
     argon, so the safe state turns the other inert gas on (issue 9 item 13)."""
-    station, text = load_station(None)
-    recipe = write(tmp_path, STALL, "halt.toml")
-    _, plan, frozen = load_recipe(recipe, {}, station)
-    clock = VirtualClock()
-    built = build_devices(station, clock, material=plan.material)
-    world = built.world
-    assert world is not None
+    batch = in_process(tmp_path, STALL, "halt.toml")
+    station, world = batch.station, batch.world
     ar_unit = next(m.unit for m in station.mfc if m.gas == "Ar")
 
     def observer(snap: Snapshot, runner: RecipeRunner) -> None:
@@ -80,14 +69,12 @@ async def test_halt_with_the_argon_mfc_unreachable_turns_on_nitrogen(tmp_path: P
             world.set_responding(ar_unit, False)
             world.furnace.inject_sensor_break(True)
 
-    result = await run_batch(plan=plan, station=station, recipe_text=frozen,
-                             station_text=text, clock=clock, batches_dir=tmp_path / "b",
-                             operator="pytest", observer=observer, built=built)
+    result = await batch.run(tmp_path / "b", observer=observer)
     assert result.state is Phase.FAULTED
     records = [json.loads(x) for x in (result.batch_dir / "audit.jsonl").read_text()
                .splitlines()]
     safe = next(r for r in records if r["event"] == "safe_state")
     assert safe["outputs"]["Ar"].startswith("failed")
     assert safe["outputs"]["N2"].startswith("200 sccm")
-    world.advance_to(clock.now() + 120.0)
+    world.advance_to(batch.clock.now() + 120.0)
     assert world.truth().flows_sccm["N2"] > 150.0

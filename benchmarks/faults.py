@@ -23,7 +23,6 @@ import asyncio
 import csv
 import json
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,8 +48,9 @@ from tests.integration.fallback_kills import (  # noqa: E402
     max_cooling_c_per_min,
     run_kills,
 )
-from tests.integration.helpers import free_port  # noqa: E402
-from tests.integration.test_kill_resume import SHORT, SPEED, _furnace, _kill  # noqa: E402
+from tests.integration.helpers import furnace, served_simulator  # noqa: E402
+from tests.integration.recipes import KILL, write  # noqa: E402
+from tests.integration.test_kill_resume import SPEED, _kill  # noqa: E402
 
 
 def _cycles(x: float | None) -> str:
@@ -121,31 +121,6 @@ def print_totals(outcomes: list[Outcome]) -> None:
 
 # ---- kill -9 ------------------------------------------------------------------------------
 
-def _serve(tmp: Path) -> tuple[subprocess.Popen[bytes], Path, Path]:
-    port = free_port()
-    server = subprocess.Popen(_furnace("sim", "serve", "--port", str(port), "--speed",
-                                       str(SPEED)),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.perf_counter() + 20.0
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            break
-        except OSError:
-            if server.poll() is not None or time.perf_counter() > deadline:
-                server.kill()
-                raise RuntimeError("furnace sim serve did not start") from None
-            time.sleep(0.05)
-    text = (ROOT / "stations" / "sim-tcp.toml").read_text(encoding="utf-8")
-    text = text.replace("port = 5020", f"port = {port}")
-    text = text[:text.index("[balance]")] + text[text.index("[envelope]"):]
-    station = tmp / "station.toml"
-    station.write_text(text, encoding="utf-8")
-    recipe = tmp / "kill.toml"
-    recipe.write_text(SHORT, encoding="utf-8")
-    return server, station, recipe
-
-
 def _gaps(batch: Path) -> tuple[float, float, float]:
     """Trace gaps of a resumed batch, s of process time: the longest gap that no recorded
     outage (the last record before the crash to control regained after ``batch_resumed``)
@@ -180,13 +155,13 @@ def kill_campaign(kills: int, seed: int) -> dict[str, Any]:
                               "first_row_after_outage_s": 0.0, "errors": []}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        server, station, recipe = _serve(tmp)
-        try:
+        recipe = write(tmp, KILL, "kill.toml")
+        with served_simulator(tmp, SPEED) as station:
             for k in range(kills):
                 batches = tmp / f"b{k}"
-                run = subprocess.Popen(_furnace("run", str(recipe), "--station", str(station),
-                                                "--speed", str(SPEED), "--batches",
-                                                str(batches)),
+                run = subprocess.Popen(furnace("run", str(recipe), "--station", str(station),
+                                               "--speed", str(SPEED), "--batches",
+                                               str(batches)),
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 try:
                     run.wait(timeout=rng.uniform(1.0, 4.0))
@@ -204,8 +179,8 @@ def kill_campaign(kills: int, seed: int) -> dict[str, Any]:
                 if (batch / "summary.json").exists():
                     result["finished_before_kill"] += 1
                 else:
-                    resumed = subprocess.run(_furnace("resume", str(batch), "--speed",
-                                                      str(SPEED)),
+                    resumed = subprocess.run(furnace("resume", str(batch), "--speed",
+                                                     str(SPEED)),
                                              capture_output=True, timeout=180, check=False)
                     if resumed.returncode not in (0, 1):
                         result["errors"].append(resumed.stderr.decode()[-300:])
@@ -219,9 +194,6 @@ def kill_campaign(kills: int, seed: int) -> dict[str, Any]:
                 for key, value in zip(("longest_unexplained_gap_s", "trace_lost_before_crash_s",
                                        "first_row_after_outage_s"), gaps, strict=True):
                     result[key] = max(result[key], value)
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
     return result
 
 

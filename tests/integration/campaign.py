@@ -4,7 +4,8 @@ simulator with a virtual clock, and judged against the simulator's ground-truth 
 
 Shared by ``tests/integration/test_faults.py`` (one test per case) and
 ``benchmarks/faults.py`` (the table and the campaign figures). Nothing here edits the
-controller: a case the controller gets wrong carries ``bug`` (the test is a strict xfail).
+controller: a case the controller got wrong would carry ``bug`` (the test then a strict
+xfail); none does today.
 
 Per case, all in process seconds (= simulator world seconds; one scan cycle is the
 station's ``scan_period_s``, 2 s):
@@ -61,6 +62,7 @@ from simulator.journal import JournalWrite, SimJournal
 from simulator.o2 import SENSOR_TAU_S
 from simulator.sample import SAMPLE_TAU_S
 from simulator.world import SimTruth, SimWorld
+from tests.integration.recipes import AIR_PREOX, HOT_AR, QUICK_AR
 
 __all__ = ["CASES", "RECIPES", "Case", "Check", "Outcome", "judge", "run_case"]
 
@@ -70,141 +72,11 @@ AIR_FLOWING_SCCM = 10.0  # 1 % of the air MFC's full scale, the interlocks' "flo
 LEFT_ALONE_S = 600.0  # after the batch ends, the world runs on alone this long
 OPERATOR = "campaign operator"
 
-# ---- recipes -----------------------------------------------------------------------------
+# ---- recipes ----------------------------------------------------------------------------
 
-_PURGE = """
-[[stages]]
-name = "purge"
-atmosphere = "Ar"
-[[stages.steps]]
-kind = "purge"
-gas = "Ar"
-flow_sccm = 1000
-volumes = 8
-[[stages.steps]]
-kind = "gas"
-flows_sccm = { Ar = 200 }
-"""
-
-# Argon: purge, 10 °C/min to 600 °C, 60 min dwell, controlled cool to 400 °C (about 2.9 h).
-QUICK_AR = """
-schema_version = 1
-name = "fc-quick"
-sample = "FC-Q600"
-""" + _PURGE + """
-[[stages]]
-name = "heat"
-atmosphere = "Ar"
-[[stages.steps]]
-kind = "ramp"
-to_c = 600
-rate_c_per_min = 10
-[[stages.steps]]
-kind = "dwell"
-duration_min = 60
-band_c = 5
-[[stages]]
-name = "cool"
-atmosphere = "Ar"
-[[stages.steps]]
-kind = "cool"
-to_c = 400
-rate_c_per_min = 5
-[[stages.steps]]
-kind = "end"
-"""
-
-# Air pre-oxidation with the exotherm guard (as profiles/pop70), then the switch to argon
-# below the air limit and a short argon heat to 400 °C (about 2.2 h).
-AIR_PREOX = """
-schema_version = 1
-name = "fc-air"
-sample = "FC-AIR50"
-[sample_material]
-precursor = "pitch"
-acid_wt = 50
-mass_g = 2.0
-[[stages]]
-name = "pre-oxidation"
-atmosphere = "air"
-exotherm_guard = { stop_delta_c = 15, stop_rate_c_per_min = 3, cut_delta_c = 25 }
-[[stages.steps]]
-kind = "gas"
-flows_sccm = { air = 200 }
-[[stages.steps]]
-kind = "ramp"
-to_c = 220
-rate_c_per_min = 5
-[[stages.steps]]
-kind = "dwell"
-duration_min = 30
-band_c = 5
-[[stages]]
-name = "argon switch"
-atmosphere = "Ar"
-[[stages.steps]]
-kind = "purge"
-gas = "Ar"
-flow_sccm = 1000
-volumes = 8
-[[stages.steps]]
-kind = "gas"
-flows_sccm = { Ar = 200 }
-[[stages]]
-name = "heat"
-atmosphere = "Ar"
-[[stages.steps]]
-kind = "ramp"
-to_c = 400
-rate_c_per_min = 10
-[[stages.steps]]
-kind = "dwell"
-duration_min = 10
-band_c = 5
-[[stages]]
-name = "cool"
-atmosphere = "Ar"
-[[stages.steps]]
-kind = "cool"
-to_c = 350
-rate_c_per_min = 5
-[[stages.steps]]
-kind = "end"
-"""
-
-# Carbonisation where heat matters: to 1600 °C within the station's ramp limits, 30 min
-# dwell, controlled cool to 1400 °C (about 5.1 h).
-HOT_AR = """
-schema_version = 1
-name = "fc-hot"
-sample = "FC-H1600"
-""" + _PURGE + """
-[[stages]]
-name = "carbonisation"
-atmosphere = "Ar"
-[[stages.steps]]
-kind = "ramp"
-to_c = 1000
-rate_c_per_min = 10
-[[stages.steps]]
-kind = "ramp"
-to_c = 1600
-rate_c_per_min = 5
-[[stages.steps]]
-kind = "dwell"
-duration_min = 30
-band_c = 5
-[[stages]]
-name = "cool"
-atmosphere = "Ar"
-[[stages.steps]]
-kind = "cool"
-to_c = 1400
-rate_c_per_min = 5
-[[stages.steps]]
-kind = "end"
-"""
-
+# tests/integration/recipes.py: QUICK_AR (argon, 600 °C for 60 min), AIR_PREOX (air
+# pre-oxidation with the exotherm guard, the switch to argon, 400 °C) and HOT_AR (to 1600 °C,
+# 30 min dwell).
 RECIPES: dict[str, str] = {"quick": QUICK_AR, "air": AIR_PREOX, "hot": HOT_AR}
 
 # The furnace registers the safe-state writes go to (float aliases; the same for any
@@ -287,7 +159,8 @@ class Case:
     (alternatives separated by ``|``).
     ``resume_after_s``: an operator resumes this long after the run was held.
     ``cap_s``: give up this long after the injection (a batch that never ends).
-    ``bug``: the controller is known to get this case wrong (strict xfail in the tests).
+    ``bug``: the controller is known to get this case wrong (strict xfail in the tests;
+    no case has one today).
     """
 
     name: str

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,64 +11,31 @@ import pytest
 from controller.cli import main
 from controller.records.batch import write_summary
 from tests.conftest import PROFILES
+from tests.integration.helpers import furnace
+from tests.integration.recipes import (
+    TINY,
+    cool,
+    dwell,
+    end,
+    purge_step,
+    ramp,
+    recipe,
+    stage,
+    step,
+    table,
+    write,
+)
 from tests.records import audit_records, make_hashed_batch, rewrite_chain
 
-BASE = """\
-schema_version = 1
-name = "cli"
-sample = "CLI{acid_wt}-{top_c}"
-[parameters.acid_wt]
-default = 50
-min = 0
-max = 80
-[parameters.top_c]
-default = 600
-min = 100
-max = 1700
-[[stages]]
-name = "oxidise"
-atmosphere = "air"
-[[stages.steps]]
-kind = "gas"
-flows_sccm = { air = 200 }
-[[stages.steps]]
-kind = "ramp"
-to_c = 220
-rate_c_per_min = 5
-[[stages.steps]]
-kind = "dwell"
-duration_min = 10
-band_c = 5
-[[stages]]
-name = "inert"
-atmosphere = "Ar"
-[[stages.steps]]
-kind = "purge"
-gas = "Ar"
-flow_sccm = 1000
-volumes = 8
-[[stages.steps]]
-kind = "ramp"
-to_c = "{top_c}"
-rate_c_per_min = 5
-[[stages.steps]]
-kind = "dwell"
-duration_min = 10
-band_c = 5
-[[stages.steps]]
-kind = "cool"
-to_c = 100
-rate_c_per_min = 5
-[[stages.steps]]
-kind = "end"
-"""
-
-PURGE = """[[stages.steps]]
-kind = "purge"
-gas = "Ar"
-flow_sccm = 1000
-volumes = 8
-"""
+# Air pre-oxidation at 220 °C, then argon to TOP_C; the cases below edit its text.
+PURGE = purge_step()
+BASE = recipe(
+    "cli", "CLI{acid_wt}-{top_c}",
+    stage("oxidise", step("gas", flows_sccm={"air": 200}), ramp(220, 5), dwell(10),
+          atmosphere="air"),
+    stage("inert", PURGE, ramp("{top_c}", 5), dwell(10), cool(100), end()),
+    head=(table("parameters.acid_wt", default=50, min=0, max=80)
+          + table("parameters.top_c", default=600, min=100, max=1700)))
 
 # (name, replace this, with that, extra --set, words the one-line error must contain)
 BAD = [
@@ -156,7 +122,9 @@ def test_plan_prints_duration_peak_and_gas(capsys: pytest.CaptureFixture[str]) -
 
 def test_run_prints_batch_folder_and_verify_detects_tampering(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    recipe = _write(tmp_path, "", "")
+    """The run path of the CLI, on the shortest recipe (recipes.TINY, 35 min of process
+    time; BASE is about 5 h)."""
+    recipe = write(tmp_path, TINY)
     assert main(["run", str(recipe), "--batches", str(tmp_path / "b"), "--operator",
                  "tester"]) == 0
     out = capsys.readouterr().out
@@ -174,8 +142,7 @@ def test_run_prints_batch_folder_and_verify_detects_tampering(
 
 
 def test_entry_point_runs_as_a_process() -> None:
-    proc = subprocess.run([sys.executable, "-m", "controller.cli", "validate",
-                           str(PROFILES / "hsp30-600-1400.toml")],
+    proc = subprocess.run(furnace("validate", str(PROFILES / "hsp30-600-1400.toml")),
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
 

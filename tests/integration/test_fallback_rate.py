@@ -4,7 +4,8 @@ ground truth never cools faster than the station's ``max_cooling_rate_c_per_min`
 2-minute window: not in a heating ramp, not just after one, not at 1450 °C (issue 9
 item 2, decision 0005). One dry run of POP70-600-1600 serves every kill
 (``fallback_kills``); the last kill silences the real world, and a copy taken at the same
-instant must behave the same.
+instant must behave the same. The one dry run runs the headline up to 1450 °C (about 20 h of
+process time, then 2 h alone after each kill): ``slow``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from tests.integration.fallback_kills import (
 )
 
 HEADLINE = PROFILES / "pop70-600-1600.toml"
+
+pytestmark = pytest.mark.slow
 
 
 def _points() -> tuple[list[KillPoint], KillPoint]:

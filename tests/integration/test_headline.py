@@ -1,9 +1,12 @@
 """Rung 3: the headline recipe POP70-600-1600 end to end on the in-process simulator,
-checked against the acceptance list of the walking-skeleton issue."""
+checked against the acceptance list of the walking-skeleton issue.
+
+One whole 30 h dry run (``slow``), the session's (``dry_runs``): test_profiles_dry_run and
+test_tga look at the same batch.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import math
 from pathlib import Path
 
@@ -14,13 +17,14 @@ from controller.recipe.steps import Dwell
 from controller.records.verify import verify_batch
 from controller.run.runstate import Phase
 from tests.conftest import PROFILES
-from tests.integration.helpers import Batch, dry_run
+from tests.integration.helpers import Batch, DryRuns
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def batch(tmp_path_factory: pytest.TempPathFactory) -> Batch:
-    out = tmp_path_factory.mktemp("batches")
-    return asyncio.run(dry_run(PROFILES / "pop70-600-1600.toml", out))
+def batch(dry_runs: DryRuns) -> Batch:
+    return dry_runs(PROFILES / "pop70-600-1600.toml")
 
 
 @pytest.fixture(scope="module")

@@ -3,16 +3,18 @@
 The contract (DESIGN.md §3, faults.md §2.7 R1-R6): exit 0, and then the files really
 compile, or exit 2 with exactly one line on stderr that starts ``furnace: `` and names
 the file (or ``--set``); never a traceback, never an escaping exception, and quickly.
+"Quickly" is measured by ``benchmarks/hostile_inputs.py``, not asserted here with the wall
+clock (a hang is still a failure: pytest's timeout, or the child process's).
 
-Inputs that break the contract today are pinned as ``xfail(strict=True)`` tests at the
-end (each with its minimal reproducer) and kept out of the generators until fixed:
+Inputs that once broke the contract (fixed in e52d63c) keep their minimal reproducers as
+tests at the end. The generators still leave out what those reproducers cover:
 ``_EXCLUDED_CHARS`` (newline/CR in station keys and names and in ``--set`` keys) and
-``_MAX_DEPTH`` (deep nesting). When a fix lands, the xfail turns into XPASS (a failure
-under strict): delete the marker, and widen the generator.
+nesting deeper than ``_MAX_DEPTH``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -32,10 +34,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controller.cli import main
-from controller.recipe.parameters import parse_overrides, resolve
 from controller.recipe.plan import load_recipe, summarize
+from controller.recipe.parameters import parse_overrides, resolve
+from controller.recipe.schema import Recipe
 from controller.recipe.station import load_station
-from controller.run.clock import WallClock
 from tests.conftest import PROFILES, ROOT
 
 RECIPE_FILE = PROFILES / "pop70-600-1600.toml"
@@ -45,9 +47,9 @@ STATION_TEXT = STATION_FILE.read_text(encoding="utf-8")
 RECIPE_DOC = tomllib.loads(RECIPE_TEXT)
 STATION_DOC = tomllib.loads(STATION_TEXT)
 
-# Known defects kept out of the generators (see the xfail tests at the end).
+# Left out of the generators: the reproducers at the end cover them.
 _EXCLUDED_CHARS = "\n\r"
-_MAX_DEPTH = 100  # nesting deeper than ~330 (inline tables) / ~500 (arrays): RecursionError
+_MAX_DEPTH = 100  # deeper nesting: test_deep_nesting_is_one_line (1000 levels)
 
 _FAST = settings(max_examples=120, deadline=2000,
                  suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -379,28 +381,23 @@ def test_hostile_set_values(capsys: pytest.CaptureFixture[str], items: list[str]
 # --- plain bounds -----------------------------------------------------------------------
 
 
-def _timed(argv: Sequence[str], capsys: pytest.CaptureFixture[str]) -> tuple[Outcome, float]:
-    clock = WallClock()
-    outcome = _validate(argv, capsys)
-    return outcome, clock.now()
-
-
 def test_recipe_of_100k_steps_is_handled_within_bounds(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """10^5 dwell steps (6 MB): today validated in ~5 s. A count or size limit would
-    reject it at once; either is within the contract."""
+    """10^5 dwell steps (6 MB): validated, or rejected at once by a count or size limit;
+    either is within the contract. How long it takes (budget 30 s):
+    ``benchmarks/hostile_inputs.py``."""
     doc = copy.deepcopy(RECIPE_DOC)
     doc["stages"][2]["steps"][1:1] = [{"kind": "dwell", "duration_min": 1, "band_c": 5}
                                       ] * 100_000
     path = _write(tmp_path / "recipe.toml", tomli_w.dumps(doc))
-    outcome, seconds = _timed([str(path)], capsys)
-    _check(outcome, [path], lambda: None)
-    assert seconds < 30, seconds
+    _check(_validate([str(path)], capsys), [path], lambda: None)
 
 
 @pytest.mark.parametrize("kind", ["comment", "string", "binary"])
 def test_50_mb_file_does_not_hang(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                   kind: str) -> None:
+    """Exit 0 or a one-line exit 2, within pytest's timeout. How long it takes (budget
+    30 s): ``benchmarks/hostile_inputs.py``."""
     size = 50 * 1024 * 1024
     path = tmp_path / "recipe.toml"
     if kind == "comment":
@@ -409,9 +406,7 @@ def test_50_mb_file_does_not_hang(tmp_path: Path, capsys: pytest.CaptureFixture[
         _write(path, RECIPE_TEXT.replace('description = "', 'description = "' + "x" * size, 1))
     else:
         _write(path, os.urandom(size))
-    outcome, seconds = _timed([str(path)], capsys)
-    _check(outcome, [path], lambda: None)
-    assert seconds < 30, seconds
+    _check(_validate([str(path)], capsys), [path], lambda: None)
 
 
 def test_directory_given_as_recipe_or_station(tmp_path: Path,
@@ -433,7 +428,7 @@ def test_empty_and_blank_files(tmp_path: Path, capsys: pytest.CaptureFixture[str
     _check(outcome, [path], lambda: None)
 
 
-# --- known defects: minimal reproducers (xfail until the lead fixes them) -------------
+# --- defects found by the generators, fixed: their minimal reproducers ----------------
 
 
 def _one_line_exit_2(outcome: Outcome, name: str | Path) -> None:
@@ -559,21 +554,14 @@ def test_endless_device_as_recipe_is_refused() -> None:
                      "/dev/zero")
 
 
-def test_many_stages_validate_in_linear_time() -> None:
-    """40 000 stages, model level, in a child with a 6 s budget: ~17 s today (quadratic),
-    well under 2 s with a set-based check or a stage-count limit."""
-    code = (
-        "from controller.recipe.schema import Recipe\n"
-        "stages = [{'name': f's{i}', 'atmosphere': 'Ar', 'steps': [{'kind': 'dwell', "
-        "'duration_min': 1, 'band_c': 5}]} for i in range(40_000)]\n"
-        "stages[-1]['steps'] = [{'kind': 'end'}]\n"
-        "try:\n"
-        "    Recipe.model_validate({'schema_version': 1, 'name': 'n', 'sample': 'S', "
-        "'stages': stages})\n"
-        "except ValueError:\n"
-        "    pass  # rejected by a limit: also fine\n")
-    try:
-        subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=6, check=True,
-                       capture_output=True)
-    except subprocess.TimeoutExpired:
-        pytest.fail("40 000 stages took more than 6 s")
+def test_many_stages_validate_or_are_refused() -> None:
+    """40 000 stages, model level: validated, or rejected by a stage-count limit (a
+    ``ValueError``), nothing else. That the check is linear (a quadratic one took about
+    17 s; budget 6 s) is measured by ``benchmarks/hostile_inputs.py``."""
+    stages: list[dict[str, Any]] = [
+        {"name": f"s{i}", "atmosphere": "Ar",
+         "steps": [{"kind": "dwell", "duration_min": 1, "band_c": 5}]} for i in range(40_000)]
+    stages[-1]["steps"] = [{"kind": "end"}]
+    with contextlib.suppress(ValueError):  # rejected by a limit: also fine
+        Recipe.model_validate({"schema_version": 1, "name": "n", "sample": "S",
+                               "stages": stages})

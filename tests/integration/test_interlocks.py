@@ -23,45 +23,9 @@ from drivers.eurotherm.registers import build_map
 from drivers.registers import encode
 from simulator import SimWorld
 from tests.integration.helpers import Batch, read_batch
+from tests.integration.recipes import QUICK_AR, write
 
 EURO = {r.name: r for r in build_map(1).registers}
-
-QUICK = """
-schema_version = 1
-name = "quick"
-sample = "Q-600"
-[[stages]]
-name = "purge"
-atmosphere = "Ar"
-[[stages.steps]]
-kind = "purge"
-gas = "Ar"
-flow_sccm = 1000
-volumes = 8
-[[stages.steps]]
-kind = "gas"
-flows_sccm = { Ar = 200 }
-[[stages]]
-name = "heat"
-atmosphere = "Ar"
-[[stages.steps]]
-kind = "ramp"
-to_c = 600
-rate_c_per_min = 10
-[[stages.steps]]
-kind = "dwell"
-duration_min = 60
-band_c = 5
-[[stages]]
-name = "cool"
-atmosphere = "Ar"
-[[stages.steps]]
-kind = "cool"
-to_c = 100
-rate_c_per_min = 5
-[[stages.steps]]
-kind = "end"
-"""
 
 Injector = Callable[[Snapshot, RecipeRunner, SimWorld], None]
 
@@ -84,9 +48,8 @@ async def _run(tmp_path: Path, plan: Plan, station: Station, station_text: str,
 
 
 def _quick_plan(tmp_path: Path, station: Station) -> Plan:
-    path = tmp_path / "quick.toml"
-    path.write_text(QUICK, encoding="utf-8")
-    return load_recipe(path, {}, station)[1]
+    """The fault campaign's quick recipe: purge, 600 °C for 60 min, cool to 400 °C."""
+    return load_recipe(write(tmp_path, QUICK_AR, "quick.toml"), {}, station)[1]
 
 
 def _trip(batch: Batch, name: str) -> dict[str, object]:
@@ -177,11 +140,13 @@ async def test_heating_under_argon_before_purge_is_held(tmp_path: Path) -> None:
     assert verify_batch(batch.result.batch_dir).ok
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2])
 async def test_quick_recipe_completes_with_other_seeds(tmp_path: Path, seed: int) -> None:
+    """The whole quick recipe (about 5 h of process time each): ``slow``."""
     station, text = load_station(None)
     plan = _quick_plan(tmp_path, station)
-    result = await run_batch(plan=plan, station=station, recipe_text=QUICK, station_text=text,
-                             clock=VirtualClock(), batches_dir=tmp_path, operator="pytest",
-                             seed=seed)
+    result = await run_batch(plan=plan, station=station, recipe_text=QUICK_AR,
+                             station_text=text, clock=VirtualClock(), batches_dir=tmp_path,
+                             operator="pytest", seed=seed)
     assert result.state is Phase.COMPLETED

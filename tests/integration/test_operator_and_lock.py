@@ -1,4 +1,9 @@
-"""Operator commands reach a running batch and are audited; one run per station."""
+"""Operator commands reach a running batch and are audited; one run per station.
+
+The batches are ``recipes.TINY`` (a purge, a short ramp and dwell under argon: 35 min of
+process time): what is tested is the batch as a whole (commands applied, a second run
+refused while the first runs on to completion), not its process.
+"""
 
 from __future__ import annotations
 
@@ -19,10 +24,9 @@ from controller.run.runstate import Phase
 from controller.run.snapshot import Snapshot
 from controller.session import run_batch
 from controller.station_factory import serve_simulator
-from tests.conftest import PROFILES, ROOT
+from tests.conftest import ROOT
 from tests.integration.helpers import free_port
-
-SMOKE = PROFILES / "smoke-600.toml"
+from tests.integration.recipes import TINY, write
 
 
 def _audit(batch: Path) -> list[dict[str, object]]:
@@ -31,7 +35,7 @@ def _audit(batch: Path) -> list[dict[str, object]]:
 
 async def test_commands_from_the_queue_and_the_socket_are_applied(tmp_path: Path) -> None:
     station, text = load_station(None)
-    _, plan, frozen = load_recipe(SMOKE, {}, station)
+    _, plan, frozen = load_recipe(write(tmp_path, TINY), {}, station)
     queue = CommandQueue()  # empty, hence falsy: it must still be the one the loop uses
     sent: list[asyncio.Task[dict[str, object]]] = []
     batch_dirs: list[Path] = []
@@ -39,7 +43,7 @@ async def test_commands_from_the_queue_and_the_socket_are_applied(tmp_path: Path
     def observer(snap: Snapshot, runner: RecipeRunner) -> None:
         if snap.t_s > 600 and not sent and runner.phase is Phase.RUNNING:
             queue.post(Command(trigger="hold", operator="ann", source="keys"))
-            batch = next(tmp_path.iterdir())
+            batch = next(p for p in tmp_path.iterdir() if p.is_dir())
             batch_dirs.append(batch)
             sent.append(asyncio.ensure_future(send_command(
                 batch, "resume", "bob", "gas checked")))
@@ -79,7 +83,7 @@ async def test_second_run_on_a_station_in_use_is_refused(tmp_path: Path) -> None
     station, text = _served_station(port)
     clock = VirtualClock()
     served = await serve_simulator(station, clock, host="127.0.0.1", port=port)
-    _, plan, frozen = load_recipe(SMOKE, {}, station)
+    _, plan, frozen = load_recipe(write(tmp_path, TINY), {}, station)
     try:
         first = asyncio.ensure_future(run_batch(
             plan=plan, station=station, recipe_text=frozen, station_text=text, clock=clock,
@@ -103,7 +107,7 @@ async def test_a_renamed_copy_of_the_station_file_is_refused(tmp_path: Path) -> 
     copy, copy_text = _served_station(port, name="sim-tcp-copy", host="localhost")
     clock = VirtualClock()
     served = await serve_simulator(station, clock, host="127.0.0.1", port=port)
-    _, plan, frozen = load_recipe(SMOKE, {}, station)
+    _, plan, frozen = load_recipe(write(tmp_path, TINY), {}, station)
     try:
         first = asyncio.ensure_future(run_batch(
             plan=plan, station=station, recipe_text=frozen, station_text=text, clock=clock,

@@ -2,7 +2,10 @@
 against the served simulator, compared with the in-process dry run of the same recipe.
 
 Server and controller share one event loop and one virtual clock, so the batch is
-deterministic and fast, while every register still crosses a loopback socket.
+deterministic and fast, while every register still crosses a loopback socket. The smoke
+batch runs with its peak at 450 °C instead of 600 °C (``--set peak_c=450``: the same purge,
+ramp, dwell and cool, 2.8 h of process time instead of 4.4 h); over a socket it still takes
+10-20 s (``slow``). Its in-process twin is a session dry run (``dry_runs``).
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ from controller.run.runstate import Phase
 from controller.session import run_batch
 from controller.station_factory import serve_simulator
 from tests.conftest import PROFILES, ROOT
-from tests.integration.helpers import Batch, dry_run, free_port, read_batch
+from tests.integration.helpers import Batch, DryRuns, free_port, read_batch
 
 SMOKE = PROFILES / "smoke-600.toml"
-
+PEAK_C = 450
+SETS = {"peak_c": str(PEAK_C)}
 
 
 def _station(name: str, modbus_port: int, balance_port: int) -> tuple[Station, str]:
@@ -44,7 +48,7 @@ async def _over_the_wire(tmp_path: Path, name: str, framer: str) -> Batch:
         rtu_port=modbus_port if framer == "rtu" else None,
         balance=f"tcp:{balance_port}")
     try:
-        _, plan, frozen = load_recipe(SMOKE, {}, station)
+        _, plan, frozen = load_recipe(SMOKE, SETS, station)
         result = await run_batch(plan=plan, station=station, recipe_text=frozen,
                                  station_text=text, clock=clock, batches_dir=tmp_path,
                                  operator="pytest", station_source=name)
@@ -54,12 +58,11 @@ async def _over_the_wire(tmp_path: Path, name: str, framer: str) -> Batch:
 
 
 @pytest.fixture(scope="module")
-def in_process(tmp_path_factory: pytest.TempPathFactory) -> Batch:
-    import asyncio
-
-    return asyncio.run(dry_run(SMOKE, tmp_path_factory.mktemp("inproc")))
+def in_process(dry_runs: DryRuns) -> Batch:
+    return dry_runs(SMOKE, SETS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "framer"), [("sim-tcp.toml", "socket"),
                                               ("sim-rtu.toml", "rtu")])
 async def test_batch_over_the_wire_matches_the_dry_run(tmp_path: Path, in_process: Batch,
@@ -73,9 +76,10 @@ async def test_batch_over_the_wire_matches_the_dry_run(tmp_path: Path, in_proces
     assert [e["event"] for e in wire.events("step_completed")] == \
         [e["event"] for e in in_process.events("step_completed")]
     # the same physics on both sides of the wire: the dwell happened at the same place
-    dwell = [r for r in wire.rows if r["stage"] == "heat" and r["setpoint_c"] == "600.000"]
+    dwell = [r for r in wire.rows
+             if r["stage"] == "heat" and r["setpoint_c"] == f"{PEAK_C:.3f}"]
     assert dwell
-    assert abs(float(dwell[-1]["furnace_c"]) - 600.0) < 5.0
+    assert abs(float(dwell[-1]["furnace_c"]) - PEAK_C) < 5.0
     assert float(wire.rows[-1]["mass_g"]) > 0.0  # the balance answered over its own line
     assert abs(wire.result.summary["actual_s"] - in_process.result.summary["actual_s"]) < 600
 

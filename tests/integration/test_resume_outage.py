@@ -7,55 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from controller.recipe.plan import load_recipe
-from controller.recipe.station import load_station
 from controller.recipe.steps import Dwell
 from controller.records.audit import AuditLog
 from controller.records.folder import BatchFolder
 from controller.records.verify import verify_batch
-from controller.run.clock import VirtualClock
 from controller.run.handle import RecipeRunner
 from controller.run.runstate import Phase
 from controller.run.snapshot import Snapshot
-from controller.session import resume_batch, run_batch
+from controller.session import resume_batch
 from controller.station_factory import build_devices
-
-RECIPE = """
-schema_version = 1
-name = "outage-test"
-sample = "OUTAGE"
-[[stages]]
-name = "preheat"
-atmosphere = "Ar"
-[[stages.steps]]
-kind = "purge"
-gas = "Ar"
-flow_sccm = 1000
-volumes = 6
-[[stages.steps]]
-kind = "gas"
-flows_sccm = { Ar = 200 }
-[[stages.steps]]
-kind = "ramp"
-to_c = 600
-rate_c_per_min = 10
-[[stages.steps]]
-kind = "dwell"
-duration_min = 60
-band_c = 5
-[[stages.steps]]
-kind = "cool"
-to_c = 300
-rate_c_per_min = 5
-[[stages.steps]]
-kind = "end"
-"""
+from tests.integration.helpers import furnace, in_process
+from tests.integration.recipes import OUTAGE
 
 
 class _CrashError(Exception):
@@ -69,15 +36,9 @@ async def test_outage_in_the_600_dwell(tmp_path: Path, outage_s: float, aligned:
     """10 min: the instrument's fallback ramp pulls the furnace down with it. 2 h: the
     working setpoint falls far below the furnace, which cools more slowly by itself; resume
     brings the working setpoint up to the furnace before the first new setpoint."""
-    station, text = load_station(None)
-    recipe = tmp_path / "outage.toml"
-    recipe.write_text(RECIPE, encoding="utf-8")
-    _, plan, frozen = load_recipe(recipe, {}, station)
-    clock = VirtualClock()
-    built = build_devices(station, clock, material=plan.material)
-    world = built.world
-    assert world is not None
-    dwell_index = next(i for i, s in enumerate(plan.steps) if isinstance(s, Dwell))
+    sim = in_process(tmp_path, OUTAGE, "outage.toml")
+    station, clock, world = sim.station, sim.clock, sim.world
+    dwell_index = next(i for i, s in enumerate(sim.plan.steps) if isinstance(s, Dwell))
 
     def observer(snap: Snapshot, runner: RecipeRunner) -> None:
         if runner.step_index == dwell_index and runner.run.progress.counted_s > 1800.0:
@@ -85,9 +46,7 @@ async def test_outage_in_the_600_dwell(tmp_path: Path, outage_s: float, aligned:
 
     batches = tmp_path / "batches"
     with pytest.raises(_CrashError):
-        await run_batch(plan=plan, station=station, recipe_text=frozen, station_text=text,
-                        clock=clock, batches_dir=batches, operator="pytest",
-                        observer=observer, built=built)
+        await sim.run(batches, observer=observer)
     batch = next(batches.iterdir())
     crashed_s = clock.now()
     await clock.sleep_until(crashed_s + outage_s)  # nobody there
@@ -124,10 +83,7 @@ async def test_outage_in_the_600_dwell(tmp_path: Path, outage_s: float, aligned:
 
 def test_resume_refuses_a_checkpoint_of_another_schema_version(tmp_path: Path) -> None:
     """A checkpoint written by another schema version: exit 2, one line, nothing run."""
-    station, text = load_station(None)
-    recipe = tmp_path / "outage.toml"
-    recipe.write_text(RECIPE, encoding="utf-8")
-    _, plan, frozen = load_recipe(recipe, {}, station)
+    sim = in_process(tmp_path, OUTAGE, "outage.toml")
 
     def observer(snap: Snapshot, runner: RecipeRunner) -> None:
         if snap.t_s > 60.0:
@@ -135,9 +91,7 @@ def test_resume_refuses_a_checkpoint_of_another_schema_version(tmp_path: Path) -
 
     batches = tmp_path / "batches"
     with pytest.raises(_CrashError):
-        asyncio.run(run_batch(plan=plan, station=station, recipe_text=frozen,
-                              station_text=text, clock=VirtualClock(), batches_dir=batches,
-                              operator="pytest", observer=observer))
+        asyncio.run(sim.run(batches, observer=observer))
     batch = next(batches.iterdir())
     records = list(BatchFolder(batch).read_audit())
     last = next(r for r in reversed(records) if r["event"] == "checkpoint")
@@ -146,7 +100,7 @@ def test_resume_refuses_a_checkpoint_of_another_schema_version(tmp_path: Path) -
                      schema_version=0, state={**last["state"], "schema_version": 0},
                      mass0_g=None)
     before = (batch / "audit.jsonl").read_bytes()
-    resumed = subprocess.run([sys.executable, "-m", "controller.cli", "resume", str(batch)],
+    resumed = subprocess.run(furnace("resume", str(batch)),
                              capture_output=True, text=True, check=False)
     assert resumed.returncode == 2
     lines = [x for x in (resumed.stdout + resumed.stderr).splitlines() if x.strip()]
@@ -165,15 +119,9 @@ async def test_lost_communication_leaves_the_batch_resumable(tmp_path: Path) -> 
     halts to the instrument's own fallback but the batch is not ended (no summary, no
     batch_ended; verify says "interrupted"), and once the link is back ``resume`` follows
     the normal policy to the end (issue 9 item 6)."""
-    station, text = load_station(None)
-    recipe = tmp_path / "outage.toml"
-    recipe.write_text(RECIPE, encoding="utf-8")
-    _, plan, frozen = load_recipe(recipe, {}, station)
-    clock = VirtualClock()
-    built = build_devices(station, clock, material=plan.material)
-    world = built.world
-    assert world is not None
-    dwell_index = next(i for i, s in enumerate(plan.steps) if isinstance(s, Dwell))
+    sim = in_process(tmp_path, OUTAGE, "outage.toml")
+    station, clock, world = sim.station, sim.clock, sim.world
+    dwell_index = next(i for i, s in enumerate(sim.plan.steps) if isinstance(s, Dwell))
     lost_at: list[float] = []
 
     def observer(snap: Snapshot, runner: RecipeRunner) -> None:
@@ -182,9 +130,7 @@ async def test_lost_communication_leaves_the_batch_resumable(tmp_path: Path) -> 
             world.set_responding(station.furnace.unit, False)
             lost_at.append(snap.t_s)
 
-    result = await run_batch(plan=plan, station=station, recipe_text=frozen,
-                             station_text=text, clock=clock, batches_dir=tmp_path / "b",
-                             operator="pytest", observer=observer, built=built)
+    result = await sim.run(tmp_path / "b", observer=observer)
     batch = result.batch_dir
     assert result.summary["outcome"] == "interrupted"
     assert "furnace resume" in result.summary["end_reason"]

@@ -24,8 +24,6 @@ import pytest
 from rich.console import Console
 
 from controller import cli_station
-from controller.recipe.plan import load_recipe
-from controller.recipe.station import load_station
 from controller.recipe.steps import Ramp
 from controller.records.folder import CONTROL_FILE, BatchFolder
 from controller.run.clock import VirtualClock
@@ -33,8 +31,9 @@ from controller.run.commands import CommandQueue
 from controller.run.handle import RecipeRunner
 from controller.run.runstate import Phase
 from controller.run.snapshot import Snapshot
-from controller.session import BatchResult, run_batch
-from controller.station_factory import build_devices
+from controller.session import BatchResult
+from tests.integration.helpers import furnace, in_process
+from tests.integration.recipes import SIGNAL, write
 
 pytestmark = [pytest.mark.timeout(120),
               pytest.mark.skipif(sys.platform == "win32",
@@ -43,48 +42,16 @@ pytestmark = [pytest.mark.timeout(120),
 # Slow enough that a 2-core machine under load is still in the batch when the signal
 # comes (the purge alone is 12 s of wall time), fast enough to end at once after it.
 SPEED = "60"
-RAMP_C_PER_MIN = 3.5  # the built-in instrument's fallback rate: not capped, one rate limit
-RECIPE = f"""
-schema_version = 1
-name = "signal-test"
-sample = "SIG"
-[[stages]]
-name = "heat"
-atmosphere = "Ar"
-[[stages.steps]]
-kind = "purge"
-gas = "Ar"
-flow_sccm = 1000
-volumes = 6
-[[stages.steps]]
-kind = "gas"
-flows_sccm = {{ Ar = 200 }}
-[[stages.steps]]
-kind = "ramp"
-to_c = 400
-rate_c_per_min = {RAMP_C_PER_MIN}
-[[stages.steps]]
-kind = "dwell"
-duration_min = 20
-band_c = 5
-[[stages.steps]]
-kind = "end"
-"""
-
-
-def _furnace(*args: str) -> list[str]:
-    return [sys.executable, "-m", "controller.cli", *args]
 
 
 def _recipe(tmp: Path) -> Path:
-    path = tmp / "signal.toml"
-    path.write_text(RECIPE, encoding="utf-8")
-    return path
+    """Heated at the built-in instrument's fallback rate: not capped, one rate limit."""
+    return write(tmp, SIGNAL, "signal.toml")
 
 
 def _start(tmp: Path, **streams: Any) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(_furnace("run", str(_recipe(tmp)), "--speed", SPEED, "--batches",
-                                     str(tmp / "b"), "--operator", "ann"),
+    return subprocess.Popen(furnace("run", str(_recipe(tmp)), "--speed", SPEED, "--batches",
+                                    str(tmp / "b"), "--operator", "ann"),
                             stdin=subprocess.DEVNULL, **streams)
 
 
@@ -138,7 +105,7 @@ def _assert_halted_safely(batch: Path, name: str) -> dict[str, Any]:
     assert safe["outputs"]["Ar"].endswith("sccm")
     assert records[-1]["event"] == "batch_ended"
     assert records[-1]["outcome"] == "faulted"
-    verify = subprocess.run(_furnace("verify", str(batch)), capture_output=True,
+    verify = subprocess.run(furnace("verify", str(batch)), capture_output=True,
                             timeout=60, check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     return safe
@@ -257,12 +224,8 @@ async def test_sigterm_during_a_heating_ramp_leaves_the_instrument_on_its_local_
     local setpoint (remote deselected), ramping down at its own rate limit with the heater
     under its own PID (not manual 0 %), and argon flows."""
     monkeypatch.setattr(sys, "stdin", io.StringIO())  # no console keys
-    station, text = load_station(None)
-    _, plan, frozen = load_recipe(_recipe(tmp_path), {}, station)
-    clock = VirtualClock()
-    built = build_devices(station, clock, material=plan.material)
-    world = built.world
-    assert world is not None
+    sim = in_process(tmp_path, SIGNAL, "signal.toml")
+    station, clock, world = sim.station, sim.clock, sim.world
     sent: list[float] = []
 
     class View:
@@ -275,10 +238,8 @@ async def test_sigterm_during_a_heating_ramp_leaves_the_instrument_on_its_local_
                 _signal_self(signal.SIGTERM)  # as systemctl stop would
 
     view = View()
-    result = await cli_station._with_console(view, "ann", lambda commands: run_batch(  # type: ignore[arg-type]
-        plan=plan, station=station, recipe_text=frozen, station_text=text, clock=clock,
-        batches_dir=tmp_path / "b", operator="ann", observer=view, commands=commands,
-        built=built))
+    result = await cli_station._with_console(view, "ann", lambda commands: sim.run(  # type: ignore[arg-type]
+        tmp_path / "b", operator="ann", observer=view, commands=commands))
     assert result.state is Phase.FAULTED
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
     records = _audit(result.batch_dir)

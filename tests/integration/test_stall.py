@@ -6,42 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from controller.recipe.plan import load_recipe
-from controller.recipe.station import load_station
 from controller.records.folder import BatchFolder
 from controller.run.clock import VirtualClock
 from controller.run.handle import RecipeRunner
 from controller.run.runstate import Phase
 from controller.run.snapshot import Snapshot
-from controller.session import run_batch
-from controller.station_factory import build_devices
+from tests.integration.helpers import in_process
+from tests.integration.recipes import STALL
 
-RECIPE = """
-schema_version = 1
-name = "stall-test"
-sample = "STALL"
-[[stages]]
-name = "heat"
-atmosphere = "Ar"
-[[stages.steps]]
-kind = "purge"
-gas = "Ar"
-flow_sccm = 1000
-volumes = 6
-[[stages.steps]]
-kind = "gas"
-flows_sccm = { Ar = 200 }
-[[stages.steps]]
-kind = "ramp"
-to_c = 400
-rate_c_per_min = 10
-[[stages.steps]]
-kind = "cool"
-to_c = 300
-rate_c_per_min = 5
-[[stages.steps]]
-kind = "end"
-"""
 STALL_AT_S = 1500.0  # inside the ramp
 STALL_S = 30.0
 
@@ -62,13 +34,9 @@ class FreezingClock(VirtualClock):
 
 
 async def test_a_frozen_pc_is_recorded_and_the_ramp_does_not_jump(tmp_path: Path) -> None:
-    station, text = load_station(None)
-    recipe = tmp_path / "stall.toml"
-    recipe.write_text(RECIPE, encoding="utf-8")
-    _, plan, frozen = load_recipe(recipe, {}, station)
-    result = await run_batch(plan=plan, station=station, recipe_text=frozen,
-                             station_text=text, clock=FreezingClock(),
-                             batches_dir=tmp_path / "b", operator="pytest")
+    batch = in_process(tmp_path, STALL, "stall.toml", clock=FreezingClock())
+    station = batch.station
+    result = await batch.run(tmp_path / "b")
     assert result.state is Phase.COMPLETED
     records = BatchFolder(result.batch_dir).read_audit()
     stalls = [r for r in records if r["event"] == "scan_overrun"]
@@ -88,14 +56,8 @@ async def test_a_frozen_pc_is_recorded_and_the_ramp_does_not_jump(tmp_path: Path
 async def test_halt_with_the_argon_mfc_unreachable_turns_on_nitrogen(tmp_path: Path) -> None:
     """A sensor break at 400 °C while the Ar MFC is not answering: the halt cannot command
     argon, so the safe state turns the other inert gas on (issue 9 item 13)."""
-    station, text = load_station(None)
-    recipe = tmp_path / "halt.toml"
-    recipe.write_text(RECIPE, encoding="utf-8")
-    _, plan, frozen = load_recipe(recipe, {}, station)
-    clock = VirtualClock()
-    built = build_devices(station, clock, material=plan.material)
-    world = built.world
-    assert world is not None
+    batch = in_process(tmp_path, STALL, "halt.toml")
+    station, world = batch.station, batch.world
     ar_unit = next(m.unit for m in station.mfc if m.gas == "Ar")
 
     def observer(snap: Snapshot, runner: RecipeRunner) -> None:
@@ -104,13 +66,11 @@ async def test_halt_with_the_argon_mfc_unreachable_turns_on_nitrogen(tmp_path: P
             world.set_responding(ar_unit, False)
             world.furnace.inject_sensor_break(True)
 
-    result = await run_batch(plan=plan, station=station, recipe_text=frozen,
-                             station_text=text, clock=clock, batches_dir=tmp_path / "b",
-                             operator="pytest", observer=observer, built=built)
+    result = await batch.run(tmp_path / "b", observer=observer)
     assert result.state is Phase.FAULTED
     records = BatchFolder(result.batch_dir).read_audit()
     safe = next(r for r in records if r["event"] == "safe_state")
     assert safe["outputs"]["Ar"].startswith("failed")
     assert safe["outputs"]["N2"].startswith("200 sccm")
-    world.advance_to(clock.now() + 120.0)
+    world.advance_to(batch.clock.now() + 120.0)
     assert world.truth().flows_sccm["N2"] > 150.0

@@ -10,27 +10,17 @@ import json
 from pathlib import Path
 
 from controller.operator.keys import TerminationPolicy
-from controller.recipe.plan import load_recipe
-from controller.recipe.station import load_station
-from controller.run.clock import VirtualClock
 from controller.run.commands import CommandQueue
 from controller.run.handle import RecipeRunner
 from controller.run.runstate import Phase
 from controller.run.snapshot import Snapshot
-from controller.session import run_batch
-from controller.station_factory import build_devices
-from tests.integration.test_stall import RECIPE
+from tests.integration.helpers import in_process
+from tests.integration.recipes import STALL
 
 
 async def test_after_a_halt_the_cool_down_is_supervised_to_a_safe_end(tmp_path: Path) -> None:
-    station, text = load_station(None)
-    recipe = tmp_path / "halt.toml"
-    recipe.write_text(RECIPE, encoding="utf-8")
-    _, plan, frozen = load_recipe(recipe, {}, station)
-    clock = VirtualClock()
-    built = build_devices(station, clock, material=plan.material)
-    world = built.world
-    assert world is not None
+    batch = in_process(tmp_path, STALL, "halt.toml")
+    station, world = batch.station, batch.world
     halted: list[float] = []
 
     def observer(snap: Snapshot, runner: RecipeRunner) -> None:
@@ -40,9 +30,7 @@ async def test_after_a_halt_the_cool_down_is_supervised_to_a_safe_end(tmp_path: 
         elif halted and snap.t_s > halted[0] + 600.0 and not world.mfcs["Ar"].no_flow:
             world.mfcs["Ar"].no_flow = True  # the argon bottle runs empty meanwhile
 
-    result = await run_batch(plan=plan, station=station, recipe_text=frozen,
-                             station_text=text, clock=clock, batches_dir=tmp_path / "b",
-                             operator="pytest", observer=observer, built=built)
+    result = await batch.run(tmp_path / "b", observer=observer)
     assert result.state is Phase.FAULTED
     assert result.summary["outcome"] == "faulted"
     records = [json.loads(x) for x in (result.batch_dir / "audit.jsonl").read_text()
@@ -64,14 +52,8 @@ async def test_after_a_halt_the_cool_down_is_supervised_to_a_safe_end(tmp_path: 
 async def test_a_signal_during_supervision_ends_it(tmp_path: Path) -> None:
     """SIGTERM while the controller watches a halted furnace cool (``systemctl stop``):
     the halt command is drained and the process ends at once, with the summary."""
-    station, text = load_station(None)
-    recipe = tmp_path / "halt.toml"
-    recipe.write_text(RECIPE, encoding="utf-8")
-    _, plan, frozen = load_recipe(recipe, {}, station)
-    clock = VirtualClock()
-    built = build_devices(station, clock, material=plan.material)
-    world = built.world
-    assert world is not None
+    batch = in_process(tmp_path, STALL, "halt.toml")
+    world = batch.world
     queue = CommandQueue()
     halted: list[float] = []
 
@@ -84,10 +66,7 @@ async def test_a_signal_during_supervision_ends_it(tmp_path: Path) -> None:
             assert command is not None
             queue.post(command)
 
-    result = await run_batch(plan=plan, station=station, recipe_text=frozen,
-                             station_text=text, clock=clock, batches_dir=tmp_path / "b",
-                             operator="pytest", observer=observer, built=built,
-                             commands=queue)
+    result = await batch.run(tmp_path / "b", observer=observer, commands=queue)
     records = [json.loads(x) for x in (result.batch_dir / "audit.jsonl").read_text()
                .splitlines()]
     ended = next(r for r in records if r["event"] == "supervision_ended")

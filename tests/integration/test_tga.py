@@ -1,10 +1,14 @@
 """Rung 3: the TGA/DSC-like channels end to end: the screening recipes reproduce the paper's
 observations, the controls order as the chemistry says, the report reads them, and the
-exotherm guard trips only when the exotherm is made larger."""
+exotherm guard trips only when the exotherm is made larger.
+
+The screens (about 2-4 h each) and the whole process recipes (about 30 h each: the controls
+and the headline, ``slow``) are the session's dry runs (``dry_runs``), shared with
+test_profiles_dry_run and test_headline.
+"""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import numpy as np
@@ -14,29 +18,19 @@ from controller.analysis.data import load_batch
 from controller.analysis.events import analyse
 from controller.analysis.report import write_report_png
 from controller.analysis.series import heating_rate_c_per_min, moving_mean
-from controller.recipe.plan import load_recipe
-from controller.recipe.station import load_station
-from controller.records.folder import BatchFolder
-from controller.run.clock import VirtualClock
 from controller.run.runstate import Phase
-from controller.session import run_batch
-from controller.station_factory import build_devices
 from tests.conftest import PROFILES
-from tests.integration.helpers import Batch, dry_run, read_batch
-
-
-def _screen(tmp: Path, name: str, **sets: str) -> Batch:
-    return asyncio.run(dry_run(PROFILES / f"{name}.toml", tmp, dict(sets)))
+from tests.integration.helpers import Batch, DryRuns
 
 
 @pytest.fixture(scope="module")
-def air(tmp_path_factory: pytest.TempPathFactory) -> Batch:
-    return _screen(tmp_path_factory.mktemp("air"), "screen-air")
+def air(dry_runs: DryRuns) -> Batch:
+    return dry_runs(PROFILES / "screen-air.toml")
 
 
 @pytest.fixture(scope="module")
-def nitrogen(tmp_path_factory: pytest.TempPathFactory) -> Batch:
-    return _screen(tmp_path_factory.mktemp("n2"), "screen-n2")
+def nitrogen(dry_runs: DryRuns) -> Batch:
+    return dry_runs(PROFILES / "screen-n2.toml")
 
 
 def _heating(batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -82,20 +76,6 @@ def test_n2_screen_mass_falls_steadily_and_no_exotherm(nitrogen: Batch) -> None:
     assert report.suggested_preoxidation_c is None
 
 
-async def _control(tmp: Path, recipe: str, **sets: str) -> tuple[Batch, float]:
-    """A control batch and the sample's final carbon yield (simulator ground truth)."""
-    station, text = load_station(None)
-    _, plan, frozen = load_recipe(PROFILES / recipe, dict(sets), station)
-    clock = VirtualClock()
-    built = build_devices(station, clock, material=plan.material)
-    result = await run_batch(plan=plan, station=station, recipe_text=frozen,
-                             station_text=text, clock=clock, batches_dir=tmp,
-                             operator="pytest", built=built)
-    assert built.world is not None
-    assert built.world.kinetics is not None
-    return read_batch(result, plan), built.world.kinetics.carbon_yield_pct
-
-
 def _preox_peak_excess_c(batch: Batch) -> float:
     """Largest rise of ΔT in the 220 °C stage above its level below 120 °C."""
     stage = {"air": "pre-oxidation", "N2": "nitrogen treatment"}
@@ -108,47 +88,45 @@ def _preox_peak_excess_c(batch: Batch) -> float:
 
 
 @pytest.fixture(scope="module")
-def controls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Batch, float]]:
-    tmp = tmp_path_factory.mktemp("controls")
-
-    async def all_four() -> dict[str, tuple[Batch, float]]:
-        return {
-            "POP50": await _control(tmp, "pop70-600-1600.toml", acid_wt="50"),
-            "PO": await _control(tmp, "po-600-1600.toml"),
-            "PN": await _control(tmp, "pn-600-1600.toml"),
-            "PNP50": await _control(tmp, "pnp50-600-1600.toml"),
-        }
-
-    return asyncio.run(all_four())
+def controls(dry_runs: DryRuns) -> dict[str, Batch]:
+    """POP50 and its three controls, whole (each batch carries the sample's final carbon
+    yield, the simulator's ground truth)."""
+    return {"POP50": dry_runs(PROFILES / "pop70-600-1600.toml", {"acid_wt": "50"}),
+            "PO": dry_runs(PROFILES / "po-600-1600.toml"),
+            "PN": dry_runs(PROFILES / "pn-600-1600.toml"),
+            "PNP50": dry_runs(PROFILES / "pnp50-600-1600.toml")}
 
 
-@pytest.mark.timeout(480)  # its fixture dry-runs four whole batches
-def test_controls_order_as_the_chemistry_says(
-        controls: dict[str, tuple[Batch, float]]) -> None:
-    for batch, _ in controls.values():
+@pytest.mark.slow
+@pytest.mark.timeout(480)  # its fixture dry-runs four whole batches (unless shared)
+def test_controls_order_as_the_chemistry_says(controls: dict[str, Batch]) -> None:
+    for batch in controls.values():
         assert batch.result.state is Phase.COMPLETED
-    excess = {name: _preox_peak_excess_c(b) for name, (b, _) in controls.items()}
+    excess = {name: _preox_peak_excess_c(b) for name, b in controls.items()}
     assert excess["POP50"] > excess["PO"] + 1.0  # acid and air: the larger exotherm
     for name in ("PN", "PNP50"):  # nitrogen: none
         assert excess[name] < excess["PO"], name
-        report = analyse(load_batch(controls[name][0].result.batch_dir))
+        report = analyse(load_batch(controls[name].result.batch_dir))
         assert report.exotherm is None, name
-    yields = {name: y for name, (_, y) in controls.items()}
+    yields = {name: b.carbon_yield_pct for name, b in controls.items()}
+    assert None not in yields.values()
     assert yields["POP50"] > yields["PN"] + 10.0
     assert yields["PO"] > yields["PN"]
 
 
-def test_report_png_for_headline_and_screen(air: Batch, tmp_path: Path) -> None:
-    headline = asyncio.run(dry_run(PROFILES / "pop70-600-1600.toml", tmp_path))
+@pytest.mark.slow
+def test_report_png_for_headline_and_screen(air: Batch, dry_runs: DryRuns,
+                                            tmp_path: Path) -> None:
+    headline = dry_runs(PROFILES / "pop70-600-1600.toml")
     for batch in (headline, air):
-        data = load_batch(batch.result.batch_dir)
-        png = write_report_png(data, analyse(data), BatchFolder(data.batch_dir).report_png)
+        data = load_batch(batch.result.batch_dir)  # the shared batch: the PNG goes elsewhere
+        png = write_report_png(data, analyse(data), tmp_path / f"{batch.plan.sample_name}.png")
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert png.stat().st_size > 50_000
 
 
-def test_exotherm_guard_trips_on_a_larger_exotherm(tmp_path: Path) -> None:
-    batch = _screen(tmp_path, "screen-air", mass_g="8", rate_c_per_min="10")
+def test_exotherm_guard_trips_on_a_larger_exotherm(dry_runs: DryRuns) -> None:
+    batch = dry_runs(PROFILES / "screen-air.toml", {"mass_g": "8", "rate_c_per_min": "10"})
     trips = batch.events("interlock_trip")
     assert [t["interlock"] for t in trips][:1] in (["exotherm_rate"], ["exotherm_guard"])
     assert trips[0]["action"] == "ramp stopped"

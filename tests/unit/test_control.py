@@ -16,10 +16,7 @@ from typing import Any
 
 import pytest
 
-from controller.operator.control import (
-    MAX_REQUEST_BYTES,
-    ControlServer,
-)
+from controller.operator.control import MAX_REQUEST_BYTES, ControlServer
 from controller.operator.control_client import send_command
 from controller.operator.keys import HELP_LINE, InterruptPolicy, KeyCommands
 from controller.recipe.station import Station

@@ -34,8 +34,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controller.cli import main
-from controller.recipe.plan import load_recipe, summarize
 from controller.recipe.parameters import parse_overrides, resolve
+from controller.recipe.plan import load_recipe, summarize
 from controller.recipe.schema import Recipe
 from controller.recipe.station import load_station
 from tests.conftest import PROFILES, ROOT

@@ -168,15 +168,20 @@ class Cycle:
             self.cool_down(snap, dt_s)
 
     def time_out_hold(self, snap: Snapshot) -> None:
-        """A hold nobody lifts ends after ``max_hold_s`` of real time, counted from its
-        first held cycle, at any clock speed: the time a person has to come."""
+        """A hold nobody lifts ends after ``max_hold_s``: of real time, counted from its
+        first held cycle, while it waits for a person (at any clock speed: the time a person
+        has to come); of process time while it waits for its cause to clear."""
         real_s = snap.t_s if snap.real_s is None else snap.real_s
         if self.hold_started_real_s is None:
             self.hold_started_real_s = real_s
-        elif real_s - self.hold_started_real_s > self.r.max_hold_s:
+        if self.hold_auto_resume_s is None:
+            waited_s, what = real_s - self.hold_started_real_s, "of real time with nobody resuming"
+        else:
+            waited_s = snap.t_s - self.held_since_t_s
+            what = f"with {self.hold_cause or 'its cause'} not clearing"
+        if waited_s > self.r.max_hold_s:
             self.fire(self.station.hold.on_timeout,
-                      reason=f"held for more than {self.r.max_hold_s / 60:.0f} min of real "
-                      "time with nobody resuming")
+                      reason=f"held for more than {self.r.max_hold_s / 60:.0f} min {what}")
 
     def integrate_gas(self, snap: Snapshot, dt_s: float) -> None:
         """Gas used, standard litres, from the measured flows."""

@@ -14,7 +14,7 @@ from controller.recipe.station import Station
 from controller.recipe.steps import Plan, Step
 from controller.run.interlocks import Context, Verdict
 from controller.run.runner import AuditEvent, CycleOutput, Runner
-from controller.run.runstate import FINAL, Phase, RunState
+from controller.run.runstate import FINAL, Phase, RunState, hold_waited_s
 from controller.run.snapshot import Commands, Snapshot
 
 __all__ = ["RecipeRunner"]
@@ -84,14 +84,12 @@ class RecipeRunner:
         return self.rules.context(self.run)
 
     def hold_left_s(self, snap: Snapshot) -> float | None:
-        """Real seconds left before a hold nobody lifts ends the batch (the station's
-        ``[hold]`` policy); None unless held."""
+        """Seconds left before a hold nobody lifts ends the batch (the station's ``[hold]``
+        policy; real seconds while a person is awaited); None unless held."""
         if self.run.phase is not Phase.HELD:
             return None
         real_s = snap.t_s if snap.real_s is None else snap.real_s
-        started_s = self.run.hold_started_real_s
-        waited_s = 0.0 if started_s is None else real_s - started_s
-        return max(self.rules.max_hold_s - waited_s, 0.0)
+        return max(self.rules.max_hold_s - hold_waited_s(self.run, snap.t_s, real_s), 0.0)
 
     def commands(self) -> Commands:
         """The desired state of the outputs, as data."""

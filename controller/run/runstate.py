@@ -109,8 +109,8 @@ class RunState:
     hold_cause: str = ""  # the interlock (or "resume", "operator") that held the run
     hold_auto_resume_s: float | None = None  # the cause lifts itself after this clear
     held_since_t_s: float = 0.0
-    # The clock's real_s at the first cycle of this hold: the hold timeout runs on real
-    # time. Meaningless in another process: a resume starts it again.
+    # The clock's real_s at the first cycle of this hold (see ``hold_waited_s``).
+    # Meaningless in another process: a resume starts it again.
     hold_started_real_s: float | None = None
     hold_clear_since_t_s: float | None = None
     notes: frozenset[str] = frozenset()  # NOTE verdicts active (their edges are audited)
@@ -129,6 +129,21 @@ def initial_state(plan: Plan, *, ambient_c: float, gases: tuple[str, ...],
     del plan  # the same initial state for every plan of a station
     return RunState(setpoint_c=ambient_c, flows_sccm=frozen_map(dict.fromkeys(gases, 0.0)),
                     rate_limit_c_per_min=rate_limit_c_per_min)
+
+
+def awaits_person(state: RunState) -> bool:
+    """Held, and only a person lifts the hold (its cause has no auto-resume)."""
+    return state.phase is P.HELD and state.hold_auto_resume_s is None
+
+
+def hold_waited_s(state: RunState, t_s: float, real_s: float) -> float:
+    """How long the hold has lasted, for its timeout (decision 0009): real seconds while
+    it waits for a person, whatever the clock's speed; process seconds while it waits for
+    its cause to clear by itself (the furnace's time, which a dry run compresses)."""
+    if state.hold_auto_resume_s is not None:
+        return t_s - state.held_since_t_s
+    started_s = state.hold_started_real_s
+    return 0.0 if started_s is None else real_s - started_s
 
 
 def current_step(plan: Plan, state: RunState) -> Step | None:

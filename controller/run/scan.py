@@ -23,7 +23,7 @@ from controller.run.devices import DeviceIO, Devices, Recorder
 from controller.run.handle import RecipeRunner
 from controller.run.interlocks import evaluate
 from controller.run.runner import CycleOutput
-from controller.run.runstate import SCHEMA_VERSION, Phase, to_record
+from controller.run.runstate import SCHEMA_VERSION, Phase, awaits_person, to_record
 from controller.run.safety import Safety, safe_flows
 from controller.run.snapshot import Commands, Snapshot
 
@@ -83,9 +83,10 @@ class ScanLoop:
         return await self.io.read()
 
     def _pace(self) -> None:
-        """Tell the clock when a hold starts or ends (a dry run's clock runs at real speed
-        while a person is awaited)."""
-        held = self.runner.phase is Phase.HELD
+        """Tell the clock when a hold that waits for a person starts or ends (a dry run's
+        clock runs at real speed while a person is awaited; a hold that lifts itself waits
+        for the furnace, whose time a dry run compresses)."""
+        held = awaits_person(self.runner.run)
         if held != self._paced:
             self._paced = held
             self.clock.pace_for_hold(held)

@@ -191,3 +191,27 @@ def test_the_runner_counts_the_hold_in_real_seconds_not_process_seconds() -> Non
     state, _ = runner.step(state, replace(snap(t_s + 600, 25.0), real_s=3601.0), [])
     assert state.phase is Phase.ABORTED  # at 25 °C the cool-down is over at once
     assert state.end_reason.startswith("held for more than 60 min of real time")
+
+
+def test_a_hold_that_lifts_itself_waits_on_the_furnaces_time() -> None:
+    """An O2 hold clears when the tube is clean again: it waits for the furnace, not for a
+    person, so its timeout runs on process time (which a dry run compresses) and the dry
+    run's clock is not slowed to real time for it (``awaits_person`` is False)."""
+    from dataclasses import replace
+
+    from controller.run.interlocks import Severity, Verdict
+    from controller.run.runstate import awaits_person
+    from tests.unit.test_runstate import STEPS, running, snap
+
+    runner, state = running(_station(timeout_min=60), STEPS[1])
+    runner.max_hold_s = 3600.0
+    o2 = Verdict("o2_high", Severity.HOLD, 500.0, 100.0, "oxygen in the purged tube",
+                 auto_resume_after_s=60.0)
+    state, _ = runner.step(state, replace(snap(10.0, 25.0), real_s=0.0), [o2])
+    assert state.phase is Phase.HELD
+    assert not awaits_person(state)
+    state, _ = runner.step(state, replace(snap(3000.0, 25.0), real_s=0.5), [o2])
+    assert state.phase is Phase.HELD
+    state, _ = runner.step(state, replace(snap(3620.0, 25.0), real_s=1.0), [o2])
+    assert state.phase is Phase.ABORTED  # an hour of the furnace's time, 1 s of ours
+    assert state.end_reason == "held for more than 60 min with o2_high not clearing"

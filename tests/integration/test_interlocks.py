@@ -58,6 +58,7 @@ def _trip(batch: Batch, name: str) -> dict[str, object]:
     return trips[0]
 
 
+@pytest.mark.slow  # the quick recipe to its aborted end (5-9 s)
 async def test_over_temperature_aborts_to_controlled_cooldown(tmp_path: Path) -> None:
     station, text = load_station(None)
     limit = station.envelope.max_temperature_c
@@ -92,6 +93,7 @@ async def test_over_temperature_aborts_to_controlled_cooldown(tmp_path: Path) ->
     assert verify_batch(batch.result.batch_dir).ok
 
 
+@pytest.mark.slow  # the quick recipe to its aborted end (5-9 s)
 async def test_air_above_the_air_limit_aborts_and_cuts_air(tmp_path: Path) -> None:
     station, text = load_station(None)
     truth: list[tuple[float, Phase, object]] = []

@@ -30,12 +30,15 @@ class _CrashError(Exception):
     instrument, which is what the instrument's remote-setpoint timeout does anyway)."""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("outage_s", "aligned"), [(600.0, False), (7200.0, True)],
                          ids=["10 min", "2 h"])
 async def test_outage_in_the_600_dwell(tmp_path: Path, outage_s: float, aligned: bool) -> None:
     """10 min: the instrument's fallback ramp pulls the furnace down with it. 2 h: the
     working setpoint falls far below the furnace, which cools more slowly by itself; resume
-    brings the working setpoint up to the furnace before the first new setpoint."""
+    brings the working setpoint up to the furnace before the first new setpoint. Each is the
+    whole 5.4 h recipe, crash and resume included: ``slow`` (the quick suite keeps the
+    resume after lost communication, below)."""
     sim = in_process(tmp_path, OUTAGE, "outage.toml")
     station, clock, world = sim.station, sim.clock, sim.world
     dwell_index = next(i for i, s in enumerate(sim.plan.steps) if isinstance(s, Dwell))

@@ -45,6 +45,7 @@ class LoadedMachine:
         self._time._now += cpu_s
 
 
+@pytest.mark.slow  # the whole smoke batch
 async def test_a_batch_faster_than_the_machine_slows_down_and_completes(tmp_path) -> None:
     station, station_text = load_station(None)
     _, plan, frozen = load_recipe(PROFILES / "smoke-600.toml", {}, station)

@@ -4,15 +4,15 @@ Not here: translation from pymodbus's two error channels (that is the bus's job)
 
     FurnaceError(Exception)
     ├── ConfigurationError(FurnaceError, ValueError)   bad recipe/station/argument
-    │   └── RecipeError                                 valid schema, but violates limits or physics
     ├── DeviceError(FurnaceError)                       carries the device name (+ register)
     │   ├── CommunicationError(DeviceError, ConnectionError)   no or garbled reply; retryable
     │   │   └── DeviceTimeoutError(CommunicationError, TimeoutError)
     │   ├── DeviceRejectedError(DeviceError)            Modbus exception response; .exception_code
     │   ├── ReadbackMismatchError(DeviceError)          wrote X, read back Y
     │   └── DeviceFaultError(DeviceError)               instrument reports sensor break / alarm
-    ├── InterlockTripError(FurnaceError)                .interlock, .measured, .limit, .action
-    └── RunStateError(FurnaceError)                     illegal runner command
+
+The controller's own errors (a recipe against a station's limits, an illegal runner
+command) are ``controller/errors.py``.
 """
 
 from __future__ import annotations
@@ -25,10 +25,7 @@ __all__ = [
     "DeviceRejectedError",
     "DeviceTimeoutError",
     "FurnaceError",
-    "InterlockTripError",
     "ReadbackMismatchError",
-    "RecipeError",
-    "RunStateError",
 ]
 
 
@@ -49,10 +46,6 @@ class ConfigurationError(FurnaceError, ValueError):
         prefix = f"{source}: " if source else ""
         where = f"{field}: " if field else ""
         super().__init__(f"{prefix}{where}{message}")
-
-
-class RecipeError(ConfigurationError):
-    """The recipe parses, but violates a station limit or the physics of the process."""
 
 
 class DeviceError(FurnaceError):
@@ -90,18 +83,3 @@ class ReadbackMismatchError(DeviceError):
 
 class DeviceFaultError(DeviceError):
     """The instrument itself reports a fault (sensor break, ADC error...)."""
-
-
-class InterlockTripError(FurnaceError):
-    """An interlock tripped; carries what was measured, the limit and the action taken."""
-
-    def __init__(self, interlock: str, measured: float, limit: float, action: str) -> None:
-        self.interlock = interlock
-        self.measured = measured
-        self.limit = limit
-        self.action = action
-        super().__init__(f"{interlock}: {measured:g} against limit {limit:g} -> {action}")
-
-
-class RunStateError(FurnaceError):
-    """A runner command that is not allowed in the current state."""

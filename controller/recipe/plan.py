@@ -15,6 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import cast
 
+from controller.errors import RecipeError
 from controller.recipe.parameters import ResolvedRecipe, frozen_toml, path_key, resolve, sample_name
 from controller.recipe.schema import (
     CoolSpec,
@@ -46,7 +47,6 @@ from controller.recipe.steps import (
 from controller.recipe.summary import PlanSummary, StageSummary, summarize
 from controller.recipe.validation import read_text
 from controller.text import span
-from drivers.errors import RecipeError
 
 __all__ = ["PlanSummary", "StageSummary", "compile_plan", "load_recipe", "summarize"]
 

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final, Literal, Protocol
 
+from controller.errors import RunStateError
 from controller.run.runstate import Phase
 from controller.text import unsafe_char
-from drivers.errors import ConfigurationError, RunStateError
+from drivers.errors import ConfigurationError
 
 __all__ = [
     "NEEDS_REASON",

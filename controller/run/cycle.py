@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from transitions import EventData, MachineError
 
+from controller.errors import RunStateError
 from controller.recipe.station import fallback_rate_c_per_min
 from controller.recipe.steps import End, Step
 from controller.run.interlocks import Severity, Verdict
 from controller.run.runstate import FINAL, Phase, RunState, StepProgress, frozen_map
 from controller.run.snapshot import Commands, Snapshot
 from controller.run.step_kinds import run_step
-from drivers.errors import RunStateError
 
 if TYPE_CHECKING:
     from controller.run.runner import Runner

@@ -16,6 +16,7 @@ from typing import Any
 
 from transitions import EventData, Machine
 
+from controller.errors import RunStateError
 from controller.recipe.station import Station, fallback_rate_c_per_min
 from controller.recipe.steps import OperatorStep, Plan, Ramp, Step
 from controller.run.cycle import SAFE_INERT_FLOW_SCCM, AuditEvent, Cycle, CycleOutput
@@ -29,7 +30,6 @@ from controller.run.runstate import (
     initial_state,
 )
 from controller.run.snapshot import Commands, Snapshot
-from drivers.errors import RunStateError
 
 __all__ = ["SAFE_INERT_FLOW_SCCM", "AuditEvent", "CycleOutput", "Runner"]
 

@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 import tomli_w
 
+from controller.errors import RecipeError
 from controller.recipe.parameters import frozen_toml, resolve
 from controller.recipe.plan import compile_plan, load_recipe, summarize
 from controller.recipe.station import Station, fallback_rate_c_per_min, load_station
 from controller.recipe.steps import Cool, Dwell, End, OperatorStep, Plan, Purge, Ramp, SetGas
-from drivers.errors import ConfigurationError, RecipeError
+from drivers.errors import ConfigurationError
 
 SOURCE = "profiles/test.toml"
 HEADLINE = Path(__file__).parents[2] / "profiles" / "pop70-600-1600.toml"

@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 import tomli_w
 
+from controller.errors import RecipeError
 from controller.recipe.parameters import frozen_toml, parse_overrides, resolve, sample_name
 from controller.recipe.plan import compile_plan
 from controller.recipe.schema import RampSpec, format_number
 from controller.recipe.station import load_station
-from drivers.errors import ConfigurationError, RecipeError
+from drivers.errors import ConfigurationError
 
 SOURCE = "profiles/test.toml"
 HEADLINE = Path(__file__).parents[2] / "profiles" / "pop70-600-1600.toml"

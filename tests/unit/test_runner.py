@@ -8,13 +8,13 @@ from types import MappingProxyType
 
 import pytest
 
+from controller.errors import RunStateError
 from controller.recipe.station import Station, fallback_rate_c_per_min
 from controller.recipe.steps import Cool, Dwell, End, OperatorStep, Plan, Purge, Ramp, SetGas, Stage
 from controller.run.handle import RecipeRunner
 from controller.run.interlocks import Severity, Verdict
 from controller.run.runstate import TRANSITIONS, Phase
 from controller.run.snapshot import Snapshot
-from drivers.errors import RunStateError
 from drivers.roles import ControllerReading, FlowReading
 
 

@@ -10,6 +10,7 @@ from types import MappingProxyType
 
 import pytest
 
+from controller.errors import RunStateError
 from controller.recipe.station import Station
 from controller.recipe.steps import (
     Cool,
@@ -35,7 +36,6 @@ from controller.run.runstate import (
     to_record,
 )
 from controller.run.snapshot import Snapshot
-from drivers.errors import RunStateError
 from drivers.roles import ControllerReading, FlowReading
 
 

@@ -13,7 +13,7 @@ import logging
 import math
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -21,11 +21,13 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 
-from controller.recipe.plan import PlanSummary
-from controller.run.handle import RecipeRunner
-from controller.run.runstate import Phase
-from controller.run.snapshot import Snapshot
+from controller.records.columns import Phase
 from controller.text import hms
+
+if TYPE_CHECKING:  # annotations only: `furnace ctl` and `validate` need none of the run
+    from controller.recipe.summary import PlanSummary
+    from controller.run.handle import RecipeRunner
+    from controller.run.snapshot import Snapshot
 
 __all__ = ["LiveView", "TerminalConsole", "hang_up", "hold_countdown", "setup_logging",
            "summary_table"]

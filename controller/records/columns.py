@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from enum import StrEnum
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from controller.recipe.station import Station
+if TYPE_CHECKING:
+    from controller.recipe.station import Station
 
 __all__ = [
     "FLAGS_COLUMN",

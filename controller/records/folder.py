@@ -20,12 +20,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from controller.recipe.station import Station, load_station
 from controller.records.audit import fsync_dir
 from controller.records.columns import REQUIRED_COLUMNS
 from drivers.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from controller.recipe.station import Station
 
 __all__ = [
     "AUDIT_FILE",
@@ -288,6 +290,8 @@ class BatchFolder:
 
     def read_station(self) -> tuple[Station, str]:
         """The frozen station, validated, and its text. Raises ``ConfigurationError``."""
+        from controller.recipe.station import load_station  # pydantic: only when asked
+
         return load_station(self.station_toml)
 
     def read_recipe_toml(self) -> dict[str, Any] | None:

@@ -106,6 +106,9 @@ def _ctl_arguments(ctl: argparse.ArgumentParser) -> None:
                      help="who (default: the login name)")
     ctl.add_argument("--reason", type=_reason, default="",
                      help="why (required for resume, stop, abort)")
+    ctl.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                     help="confirm: a value the operator step asks for "
+                          "(e.g. --set mass_after_wash_g=0.71); repeat for each")
 
 
 def load_inputs(args: argparse.Namespace) -> tuple[Station, str, ResolvedRecipe, Plan, str]:
@@ -124,11 +127,28 @@ def cmd_ctl(args: argparse.Namespace, out: Console) -> int:
             operator = getpass.getuser()
         except (OSError, KeyError):
             raise ConfigurationError("give --operator NAME", field="--operator") from None
+    data = _step_data(args.set)
+    if data and args.action != "confirm":
+        raise ConfigurationError("step data goes only with confirm", field="--set")
     reply = asyncio.run(send_command(Path(args.batch_dir), args.action, operator,
-                                     args.reason))
+                                     args.reason, data=data))
     out.print(f"{args.action}: {reply.get('status')} ({reply.get('state')}): "
               f"{reply.get('message')}", markup=False, highlight=False, soft_wrap=True)
+    if reply.get("invalid"):
+        return EXIT_BAD_INPUT
     return EXIT_OK if reply.get("ok") else EXIT_FAILED
+
+
+def _step_data(items: list[str]) -> tuple[tuple[str, str], ...]:
+    """``["mass_after_wash_g=0.71", ...]`` as (name, text) pairs; the running batch checks
+    them against the step's fields. Raises ``ConfigurationError`` for a malformed item."""
+    pairs: list[tuple[str, str]] = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigurationError(f"{item!r} is not FIELD=VALUE", field="--set")
+        pairs.append((name.strip(), value.strip()))
+    return tuple(pairs)
 
 
 def cmd_validate(args: argparse.Namespace, out: Console) -> int:

@@ -19,14 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from controller import software_version
+from controller.analysis.data import BatchData, load_batch
+from controller.analysis.facts import record_facts
 from controller.operator.control import ControlServer
 from controller.operator.lock import StaleTakeover, StationLock, lock_for_station
 from controller.recipe.plan import PlanSummary, summarize
 from controller.recipe.station import Station
-from controller.recipe.steps import Plan
+from controller.recipe.steps import Dwell, Plan
 from controller.recorder import BatchRecorder
 from controller.records.anchor import append_anchor, default_anchor_path
-from controller.records.audit import AuditLog, RecordError
+from controller.records.audit import AuditLog, RecordError, format_utc
 from controller.records.batch import summary_digest, write_frozen, write_summary
 from controller.records.columns import trace_columns
 from controller.records.folder import (
@@ -43,7 +45,7 @@ from controller.records.storage import (
     required_free_bytes,
 )
 from controller.records.trace import TraceWriter
-from controller.run.clock import Clock, ClockSlowdown, ScaledClock, utc_now
+from controller.run.clock import Clock, ClockSlowdown, ScaledClock, VirtualClock, utc_now
 from controller.run.commands import CommandQueue
 from controller.run.handle import RecipeRunner
 from controller.run.resume import Decision, decide, recover
@@ -65,6 +67,38 @@ class BatchResult:
     batch_dir: Path
     state: Phase
     summary: dict[str, Any]
+
+
+def _clock_basis(clock: Clock) -> str:
+    """What the summary's wall times are: real, or a dry run's simulated time."""
+    if isinstance(clock, VirtualClock):
+        return "virtual: a dry run's simulated process time, counted from its real start"
+    if isinstance(clock, ScaledClock):
+        return "scaled: a dry run's simulated process time, counted from its real start"
+    return "real"
+
+
+def _facts(batch_dir: Path, runner: RecipeRunner, station: Station, clock: Clock
+           ) -> dict[str, Any]:
+    """summary.json's facts read back from the records just written (``analysis.facts``,
+    the yields). A trace that cannot be read leaves its facts None; the audit
+    always can (it is this process's own)."""
+    try:
+        data: BatchData | None = load_batch(batch_dir)
+    except ConfigurationError as exc:
+        logger.warning("summary: the trace cannot be read (%s); its facts are left out", exc)
+        data = None
+    audit = data.audit if data is not None else BatchFolder.open(
+        batch_dir, needs=(AUDIT_FILE,)).read_audit()
+    dwells = {i: {"stage": s.stage, "label": s.label, "at_c": s.at_c, "band_c": s.band_c,
+                  "planned_s": s.duration_s}
+              for i, s in enumerate(runner.plan.steps) if isinstance(s, Dwell)}
+    facts = record_facts(audit, data, final_state=str(runner.run.phase),
+                         end_reason=runner.run.end_reason, plan_dwells=dwells)
+    facts["ended_utc"] = format_utc(clock.wall())
+    facts["time_basis"] = _clock_basis(clock)
+    facts["station"] = {"name": station.name, "simulated": station.is_simulated}
+    return facts
 
 
 def _summary(batch_dir: Path, plan: Plan, planned: PlanSummary, runner: RecipeRunner,
@@ -237,7 +271,9 @@ async def _loop_and_finish(*, batch_dir: Path, station: Station, built: Built,
     loop = ScanLoop(station=station, runner=runner, devices=built.devices, clock=clock,
                     recorder=recorder, observer=observe, t0_s=t0_s, on_start=on_start,
                     commands=commands, mass0_g=mass0_g, align_to_pv=on_start is not None,
-                    on_tube_opened=world.open_tube_for_wash if world is not None else None)
+                    on_tube_opened=world.open_tube if world is not None else None)
+    if world is not None:  # the simulated operator's hands fill in the step data
+        runner.rules.readings = world.operator_step
     commands.state = lambda: str(loop.runner.phase)
     if isinstance(clock, ScaledClock):  # a scaled clock that slows itself says so here
         told = clock.on_slowdown
@@ -271,6 +307,8 @@ async def _loop_and_finish(*, batch_dir: Path, station: Station, built: Built,
     actual_s = clock.now() - t0_s
     summary = _summary(batch_dir, runner.plan, summarize(runner.plan, station), runner,
                        actual_s, loop.cycles)
+    summary.update(_facts(batch_dir, runner, station, clock))
+    summary["outcome"] = summary["end"]["kind"]  # a stop is not an abort (issue 11)
     if runner.run.interrupted:
         return _interrupted(batch_dir, recorder, runner, summary, state, actual_s)
     # Every field of the summary is bound to the chain by its digest, and the whole

@@ -21,6 +21,7 @@ from simulator.gas import AIR_O2_PPM, TubeGas, inlet_o2_ppm
 from simulator.kinetics import SampleKinetics, SampleSpec, sample_heat_capacity_j_per_k
 from simulator.o2 import SimO2Analyser
 from simulator.sample import SampleBoat, SimIndicator
+from simulator.washing import wash_to_neutral
 
 __all__ = ["SimMfcSpec", "SimStationSpec", "SimTruth", "SimWorld", "WireFault", "WorldReadHook",
            "WorldWriteHook"]
@@ -239,13 +240,31 @@ class SimWorld:
         if self.sample_tc is not None:
             self.sample_tc.publish()
 
-    def open_tube_for_wash(self) -> None:
-        """The operator opens the cold tube, washes the sample to neutral and reloads it:
-        soluble acid leaves the sample, and the tube fills with room air."""
-        if self.kinetics is not None:
-            self.kinetics.wash()
-            self.sample.mass_g = self.kinetics.mass_g
+    def open_tube(self) -> None:
+        """The operator has opened the cold tube: it fills with room air."""
         self.tube.o2_ppm = AIR_O2_PPM
+
+    def operator_step(self, sample_action: str) -> dict[str, float | int]:
+        """The simulated operator's hands at an operator step: carry out ``sample_action``
+        ("load", "wash", "unload", "none") on the sample and return what a person would
+        write down, by role (``controller.recipe.steps.STEP_DATA_ROLES``): a wash takes
+        the water and the free acid out (``SampleKinetics.wash``) and is repeated to a
+        neutral filtrate (``washing``); the sample is weighed after the action."""
+        k = self.kinetics
+        if k is None:
+            return {"sample_g": self.sample.mass_g}
+        out: dict[str, float | int] = {}
+        if sample_action == "load":
+            reagent_g = k.spec.mass_g * k.spec.acid_wt / 100.0
+            out.update(precursor_g=k.spec.mass_g - reagent_g, acid_g=reagent_g)
+        elif sample_action == "wash":
+            before_g = k.mass_g
+            k.wash()
+            self.sample.mass_g = k.mass_g
+            done = wash_to_neutral(before_g - k.mass_g, k.mass_g)
+            out.update(washes=done.washes, ph=done.final_ph)
+        out["sample_g"] = k.mass_g
+        return out
 
     def _run_hooks(self, t_s: float) -> None:
         self.now_s = t_s  # the physics is integrated up to here

@@ -9,14 +9,17 @@ Wire protocol (one request per TCP connection to 127.0.0.1, UTF-8, one JSON line
 
     → {"token": "<hex>", "id": "<uuid4 hex>", "trigger": "stop", "operator": "ann",
        "reason": "sample cracked"}
+    → {..., "trigger": "confirm", "data": {"mass_after_wash_g": "0.71", "washes": "4"}}
     ← {"ok": true, "status": "applied", "state": "stopping", "message": "...", "id": "..."}
 
 ``status`` is ``queued`` (accepted; the scan cycle has not decided yet), ``applied``,
 ``superseded`` or ``refused``; ``ok`` is false only for ``refused``. ``reason`` may be
-omitted for hold and confirm. ``halt`` is refused on the wire: only the controller itself
+omitted for hold and confirm; ``data`` (confirm only, one flat object) carries the operator
+step's values, checked by the runner against the step's fields (a bad value: refused with
+``"invalid": true``). ``halt`` is refused on the wire: only the controller itself
 posts it, on SIGTERM, SIGHUP or SIGBREAK (an operator ends a batch with stop or abort, which
-keep the PC supervising the cool-down). A request line is at most ``MAX_REQUEST_BYTES``, one flat
-JSON object (nothing nested: a 2000-deep array is refused before parsing), and must arrive
+keep the PC supervising the cool-down). A request line is at most ``MAX_REQUEST_BYTES``, one
+JSON object nested at most once (a 2000-deep array is refused before parsing), and must arrive
 within ``request_timeout_s`` (2 s) of connecting; the server answers one request per
 connection and then closes it. Idle or slow connections are dropped at that deadline, and
 the oldest of them first when too many wait at once, so they can never crowd out a
@@ -63,7 +66,7 @@ MAX_REQUEST_BYTES: Final = 4096
 REQUEST_TIMEOUT_S: Final = 2.0  # loop time from connecting to a complete request line
 MAX_WAITING: Final = 256  # connections waiting for their request; beyond: drop the oldest
 _REQUIRED = frozenset({"token", "id", "trigger", "operator"})
-_ALLOWED = _REQUIRED | {"reason"}
+_ALLOWED = _REQUIRED | {"reason", "data"}
 
 
 
@@ -262,8 +265,9 @@ class ControlServer:
             return self._refuse("", f"no request within {self.request_timeout_s:g} s")
         if not line.endswith(b"\n"):
             return self._refuse("", "incomplete request (one JSON object per line)")
-        if _nesting(line) > 1:  # before json.loads, which recurses once per level
-            return self._refuse("", "request must be one flat JSON object (nothing nested)")
+        if _nesting(line) > 2:  # before json.loads, which recurses once per level
+            return self._refuse("", "request must be one JSON object, nested at most once "
+                                    "(data)")
         try:
             req = json.loads(line)
         except (ValueError, RecursionError):
@@ -282,10 +286,16 @@ class ControlServer:
         if unknown or missing:
             return self._refuse(cid, f"unknown fields {unknown}" if unknown
                                 else f"missing fields {missing}")
+        data = req.pop("data", {})
         if not all(isinstance(v, str) for v in req.values()):
             return self._refuse(cid, "every field must be a string")
+        if not (isinstance(data, dict)
+                and all(isinstance(v, str | int | float) and not isinstance(v, bool)
+                        for v in data.values())):
+            return self._refuse(cid, "data must be one object of field names to values")
         cmd = Command(trigger=cast(Trigger, req["trigger"]), operator=req["operator"],
-                      reason=req.get("reason", ""), source="ctl", id=req["id"])
+                      reason=req.get("reason", ""), source="ctl", id=req["id"],
+                      data=tuple((str(k), str(v)) for k, v in data.items()))
         try:
             cmd.validate()
         except ConfigurationError as exc:

@@ -25,24 +25,27 @@ __all__ = ["send_command"]
 
 
 async def send_command(batch_dir: Path, trigger: str, operator: str, reason: str = "", *,
-                       timeout_s: float = 15.0, command_id: str | None = None
-                       ) -> dict[str, Any]:
+                       timeout_s: float = 15.0, command_id: str | None = None,
+                       data: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
     """Send one command to the controller running ``batch_dir`` and return its reply
     (``ok``, ``status``, ``state``, ``message``, ``id``). Connects to 127.0.0.1 only.
 
     Raises ``ConfigurationError`` (one line) for a bad command, a batch that is not
     running (no control.json, stale pid, connection refused) or no reply in ``timeout_s``
-    of loop time. Repeating it with the same ``command_id`` is safe (idempotent).
+    of loop time. Repeating it with the same ``command_id`` is safe (idempotent). ``data``
+    (confirm only) are the operator step's values as (name, text) pairs.
     """
     cmd = Command(trigger=cast(Trigger, trigger), operator=operator, reason=reason,
-                  id=command_id or uuid.uuid4().hex).validate()
+                  id=command_id or uuid.uuid4().hex, data=data).validate()
     path = BatchFolder.open(batch_dir, needs=()).control_json
     info = _read_control(path)
     if not process_alive(info["pid"]):
         raise ConfigurationError(f"the batch is not running (stale {CONTROL_FILE}: process "
                                  f"{info['pid']} has ended)", source=str(batch_dir))
-    request = {"token": info["token"], "id": cmd.id, "trigger": cmd.trigger,
-               "operator": cmd.operator, "reason": cmd.reason}
+    request: dict[str, Any] = {"token": info["token"], "id": cmd.id, "trigger": cmd.trigger,
+                               "operator": cmd.operator, "reason": cmd.reason}
+    if cmd.data:
+        request["data"] = dict(cmd.data)
     where = f"{LOOPBACK}:{info['port']}"
     try:
         return await asyncio.wait_for(_exchange(info["port"], request), timeout_s)

@@ -43,6 +43,7 @@ from controller.recipe.steps import (
     SetGas,
     Stage,
     Step,
+    StepField,
 )
 from controller.recipe.summary import PlanSummary, StageSummary, summarize
 from controller.recipe.validation import read_text
@@ -309,8 +310,36 @@ class _Compiler:
                                 f"opening the tube at setpoint {_n(self.walk.setpoint_c)} °C; "
                                 f"it may be opened only at or below {_n(max_c)} °C, cool first")
             self.walk.holds_air, self.walk.air_since = True, f"{where} opened the tube"
+        open_flows = None
+        if spec.flows_sccm is not None:
+            open_flows = self.open_tube_flows(f"{where}.flows_sccm", spec.flows_sccm)
+            self.walk.flows_sccm = {g: f for g, f in open_flows if f > 0}
+        fields = tuple(StepField(name=f.name, kind=f.kind, unit=f.unit, min=f.min, max=f.max,
+                                 required=f.required, role=f.role,
+                                 description=f.description) for f in spec.fields)
         return OperatorStep(stage=stage.name, message=spec.message, opens_tube=spec.opens_tube,
-                            max_c=max_c, label=f"operator: {spec.message.splitlines()[0]}")
+                            max_c=max_c, label=f"operator: {spec.message.splitlines()[0]}",
+                            sample_action=spec.sample_action, fields=fields,
+                            open_flows_sccm=open_flows)
+
+    def open_tube_flows(self, where: str, flows: dict[str, float]
+                        ) -> tuple[tuple[str, float], ...]:
+        """The declared open-tube flows, checked against the station's rule: inert gases
+        only, at most ``open_tube_max_flow_sccm`` in total (0: all gas off)."""
+        for gas, flow in flows.items():
+            self.check_gas(f"{where}.{path_key(gas)}", gas, flow)
+            if flow > 0 and self.oxidising_flowing({gas: flow}):
+                raise self.fail(f"{where}.{path_key(gas)}",
+                                f"{gas} into an open tube: only an inert purge may flow "
+                                "while the tube is open")
+        limit = self.env.open_tube_max_flow_sccm
+        total = sum(flows.values())
+        if total > limit:
+            rule = ("every gas off while the tube is open" if limit == 0
+                    else f"at most {_n(limit)} sccm of inert gas in total")
+            raise self.fail(where, f"{_n(total)} sccm into an open tube; the station's "
+                                   f"open-tube rule (open_tube_max_flow_sccm) allows {rule}")
+        return tuple((g, float(f)) for g, f in flows.items())
 
     def compile(self) -> tuple[tuple[Stage, ...], tuple[Step, ...]]:
         stages: list[Stage] = []

@@ -23,6 +23,7 @@ __all__ = [
     "CoolSpec",
     "DwellSpec",
     "EndSpec",
+    "FieldSpec",
     "GasSpec",
     "OperatorSpec",
     "Parameter",
@@ -184,12 +185,69 @@ class PurgeSpec(_Model):
         return self
 
 
+class FieldSpec(_Model):
+    """One value an operator step asks for (``controller.recipe.steps.StepField``)."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+    kind: Literal["number", "integer", "text"] = "number"
+    unit: Annotated[str, Field(max_length=20), AfterValidator(printable_line)] = ""
+    min: Number | None = None
+    max: Number | None = None
+    required: Annotated[bool, Field(strict=True)] = True
+    role: Literal["precursor_g", "acid_g", "sample_g", "washes", "ph", "note"] | None = None
+    description: Text = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FieldSpec:
+        if self.kind == "text":
+            if self.min is not None or self.max is not None or self.unit:
+                raise ValueError("a text field has no unit, min or max")
+            return self
+        if self.min is None or self.max is None:
+            raise ValueError("a number field needs min and max (the bounds a value is "
+                             "checked against)")
+        if self.min > self.max:
+            raise ValueError(f"min {format_number(self.min)} is above max "
+                             f"{format_number(self.max)}")
+        if self.kind == "number" and not self.unit:
+            raise ValueError("a number field needs its unit (g, pH, ...)")
+        grams = self.role in ("precursor_g", "acid_g", "sample_g")
+        if grams and (self.unit != "g" or not self.name.endswith("_g")):
+            raise ValueError(f"role {self.role} is a mass: unit \"g\" and a name ending _g")
+        if self.role == "washes" and self.kind != "integer":
+            raise ValueError("role washes counts washes: kind \"integer\"")
+        return self
+
+
 class OperatorSpec(_Model):
-    """Wait for an operator; ``opens_tube`` lets air into the tube."""
+    """Wait for an operator; ``opens_tube`` lets air into the tube, and then the flows are
+    ``flows_sccm`` (declared, as the station's open-tube rule allows). ``sample_action``
+    says what happens to the sample; ``fields`` are the values the operator records."""
 
     kind: Literal["operator"]
     message: Annotated[Text, Field(min_length=1)]
     opens_tube: Annotated[bool, Field(strict=True)] = False
+    sample_action: Literal["load", "wash", "unload", "none"] = "none"
+    flows_sccm: dict[str, NonNegative] | None = None
+    fields: Annotated[tuple[FieldSpec, ...], Field(max_length=20)] = ()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OperatorSpec:
+        names = [f.name for f in self.fields]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup is not None:
+            raise ValueError(f"two fields are named {dup!r}")
+        if self.sample_action != "none" and not self.opens_tube:
+            raise ValueError(f"sample_action {self.sample_action!r} takes the sample in or "
+                             "out: set opens_tube = true")
+        if self.opens_tube and self.flows_sccm is None:
+            raise ValueError("a step that opens the tube declares its gas: flows_sccm "
+                             "(the station's open-tube rule: a low inert purge, or "
+                             "{} for all gas off)")
+        if not self.opens_tube and self.flows_sccm is not None:
+            raise ValueError("flows_sccm applies only while the tube is open "
+                             "(opens_tube = true); use a gas step otherwise")
+        return self
 
 
 class CoolSpec(_Model):

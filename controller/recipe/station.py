@@ -166,6 +166,11 @@ class Envelope(_Model):
     tube_volume_l: Annotated[float, Field(ge=MIN_TUBE_VOLUME_L, le=MAX_TUBE_VOLUME_L)]
     air_max_c: Positive  # oxidising gas is forbidden above this furnace temperature
     open_tube_max_c: Positive  # the tube may be opened (operator step) below this
+    # The lab's rule for gas into an open tube: an inert purge of at most this much in
+    # total (it keeps room air off the warm residue, and does not blow powder out of the
+    # boat), or 0: every gas off while the tube is open. Recipes declare their open-tube
+    # flows; validation checks them against this.
+    open_tube_max_flow_sccm: Annotated[float, Field(ge=0, le=MAX_FULL_SCALE_SCCM)] = 0.0
     ambient_c: Annotated[float, Field(ge=MIN_AMBIENT_C, le=MAX_AMBIENT_C)] = 25.0
     max_holdback_default_min: Annotated[float, Field(gt=0, le=MAX_HOLDBACK_MIN)] = 30.0
 

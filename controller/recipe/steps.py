@@ -7,9 +7,11 @@ be summarised and checked against a station before anything moves.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
+from typing import Final, Literal
 
 __all__ = [
     "Cool",
@@ -23,8 +25,13 @@ __all__ = [
     "Purge",
     "Ramp",
     "SetGas",
+    "SAMPLE_ACTIONS",
+    "STEP_DATA_ROLES",
     "Stage",
     "Step",
+    "StepField",
+    "StepValue",
+    "check_step_data",
 ]
 
 
@@ -111,18 +118,125 @@ class Purge(_StepBase):
     timeout_s: float = 0.0
 
 
+#: What an operator step does with the sample: put it in, take it out to wash it and put
+#: it back, take it out for good, or nothing (a check, a note).
+SAMPLE_ACTIONS: Final = ("load", "wash", "unload", "none")
+#: What a step-data field means, whatever its name: the yields and the simulator read the
+#: role. ``sample_g`` is the sample weighed at this step, after the step's own action.
+STEP_DATA_ROLES: Final = ("precursor_g", "acid_g", "sample_g", "washes", "ph", "note")
+
+StepValue = float | int | str
+
+
+@dataclass(frozen=True, slots=True)
+class StepField:
+    """One value an operator step asks for: a number (with ``unit`` and inclusive bounds),
+    an integer (bounds) or a line of text (``max_chars``)."""
+
+    name: str
+    kind: Literal["number", "integer", "text"] = "number"
+    unit: str = ""
+    min: float | None = None
+    max: float | None = None
+    required: bool = True
+    role: str | None = None
+    description: str = ""
+    max_chars: int = 200
+
+    def parse(self, raw: object) -> StepValue:
+        """``raw`` (the text typed after ``--set NAME=``, or a JSON number or string) as
+        this field's value; raises ``ValueError`` with the rule it breaks."""
+        if self.kind == "text":
+            text = str(raw).strip()
+            if not text:
+                raise ValueError("is empty")
+            if len(text) > self.max_chars or not text.isprintable():
+                raise ValueError(f"must be at most {self.max_chars} printable characters "
+                                 "on one line")
+            return text
+        value = _number(raw, integer=self.kind == "integer")
+        unit = f" {self.unit}" if self.unit else ""
+        if self.min is not None and value < self.min:
+            raise ValueError(f"{_fmt(value)}{unit} is below the minimum {_fmt(self.min)}{unit}")
+        if self.max is not None and value > self.max:
+            raise ValueError(f"{_fmt(value)}{unit} is above the maximum {_fmt(self.max)}{unit}")
+        return value
+
+    def describe(self) -> str:
+        """``mass_after_wash_g (g, 0.01-50)``: the field as a prompt names it."""
+        if self.kind == "text":
+            what = "text"
+        else:
+            lo = "" if self.min is None else _fmt(self.min)
+            hi = "" if self.max is None else _fmt(self.max)
+            bounds = f"{lo}-{hi}" if lo or hi else ""
+            what = ", ".join(x for x in (self.unit or self.kind, bounds) if x)
+        return f"{self.name} ({what}{'' if self.required else ', optional'})"
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}"
+
+
+def _number(raw: object, *, integer: bool) -> float | int:
+    if isinstance(raw, bool):
+        raise ValueError("is not a number")
+    if isinstance(raw, int | float):
+        value = float(raw)
+    else:
+        try:
+            value = float(str(raw).strip())
+        except ValueError:
+            raise ValueError(f"{str(raw)[:40]!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    if integer:
+        if value != int(value):
+            raise ValueError(f"{_fmt(value)} is not a whole number")
+        return int(value)
+    return value
+
+
+def check_step_data(fields: tuple[StepField, ...], data: Mapping[str, object]
+                    ) -> dict[str, StepValue]:
+    """``data`` checked against ``fields``: every required field given, none unknown, each
+    value parsed and within bounds. Raises ``ValueError`` naming the field and the rule."""
+    by_name = {f.name: f for f in fields}
+    unknown = sorted(set(data) - set(by_name))
+    if unknown:
+        asks = ", ".join(by_name) or "nothing"
+        raise ValueError(f"{unknown[0]}: this step does not ask for it (it asks for: {asks})")
+    out: dict[str, StepValue] = {}
+    for f in fields:
+        if f.name not in data:
+            if f.required:
+                raise ValueError(f"{f.name}: missing (this step needs {f.describe()}; "
+                                 f"give it as --set {f.name}=VALUE)")
+            continue
+        try:
+            out[f.name] = f.parse(data[f.name])
+        except ValueError as exc:
+            raise ValueError(f"{f.name}: {exc}") from None
+    return out
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OperatorStep(_StepBase):
-    """Wait for an operator to confirm ``message``.
+    """Wait for an operator to confirm ``message``, with the values ``fields`` ask for.
 
-    With ``opens_tube``, the furnace must be at or below ``max_c`` first, and the tube counts
-    as full of air afterwards (so the next inert heating needs a fresh purge).
+    With ``opens_tube``, the furnace must be at or below ``max_c`` first; from then on the
+    flows are ``open_flows_sccm`` (the station's open-tube rule: a low inert purge or off),
+    and the tube counts as full of air afterwards (the next inert heating needs a fresh
+    purge). ``sample_action`` says what happens to the sample (``SAMPLE_ACTIONS``).
     """
 
     kind: Literal["operator"] = "operator"
     message: str
     opens_tube: bool = False
     max_c: float | None = None
+    sample_action: str = "none"
+    fields: tuple[StepField, ...] = ()
+    open_flows_sccm: tuple[tuple[str, float], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -161,6 +275,16 @@ class Material:
     precursor: str
     acid_wt: float
     mass_g: float
+
+    @property
+    def acid_g(self) -> float:
+        """Phosphoric-acid reagent in the loaded mass, g (``acid_wt`` % of the mixture)."""
+        return self.mass_g * self.acid_wt / 100.0
+
+    @property
+    def precursor_g(self) -> float:
+        """Precursor (as received) in the loaded mass, g."""
+        return self.mass_g - self.acid_g
 
 
 @dataclass(frozen=True, slots=True)

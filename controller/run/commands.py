@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final, Literal, Protocol
 
-from controller.errors import RunStateError
+from controller.errors import RunStateError, StepDataError
 from controller.run.runstate import Phase
 from controller.text import unsafe_char
 from drivers.errors import ConfigurationError
@@ -59,6 +59,8 @@ STARTING: Final = "starting"
 _MAX_OPERATOR = 64
 _MAX_REASON = 500
 _MAX_ID = 64
+_MAX_DATA_FIELDS = 20
+_MAX_DATA_VALUE = 200
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,6 +68,8 @@ class Command:
     """One operator command. ``id`` makes it idempotent: the same id is applied once.
 
     ``deferred`` (hold only) means "hold at the next checkpoint" (the first Ctrl-C).
+    ``data`` (confirm only) are the operator step's values as (name, text) pairs; the
+    runner checks them against the step's fields.
     """
 
     trigger: Trigger
@@ -74,6 +78,7 @@ class Command:
     source: Source = "ctl"
     deferred: bool = False
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    data: tuple[tuple[str, str], ...] = ()
 
     def validate(self) -> Command:
         """Return self, or raise ``ConfigurationError`` with a one-line reason."""
@@ -106,12 +111,33 @@ class Command:
         if self.deferred and self.trigger != "hold":
             raise ConfigurationError("only a hold can wait for the next checkpoint",
                                      field="deferred")
+        if self.data:
+            self._validate_data()
         return self
+
+    def _validate_data(self) -> None:
+        if self.trigger != "confirm":
+            raise ConfigurationError("step data (--set) goes only with confirm", field="data")
+        if len(self.data) > _MAX_DATA_FIELDS:
+            raise ConfigurationError(f"at most {_MAX_DATA_FIELDS} values", field="data")
+        names = [name for name, _ in self.data]
+        for name, value in self.data:
+            if not (0 < len(name) <= 40 and name.isascii() and name.isidentifier()):
+                raise ConfigurationError(f"{name[:40]!r} is not a field name (letters, "
+                                         "digits and _)", field="data")
+            if names.count(name) > 1:
+                raise ConfigurationError(f"{name} is given twice", field="data")
+            if len(value) > _MAX_DATA_VALUE or unsafe_char(value) is not None:
+                raise ConfigurationError(f"{name}: at most {_MAX_DATA_VALUE} printable "
+                                         "characters on one line", field="data")
 
     def audit_fields(self) -> dict[str, Any]:
         """What the audit log records about this command (who, what, why, from where)."""
-        return {"command_id": self.id, "trigger": self.trigger, "operator": self.operator,
-                "reason": self.reason, "source": self.source, "deferred": self.deferred}
+        fields = {"command_id": self.id, "trigger": self.trigger, "operator": self.operator,
+                  "reason": self.reason, "source": self.source, "deferred": self.deferred}
+        if self.data:
+            fields["data"] = dict(self.data)
+        return fields
 
 
 class Status(StrEnum):
@@ -131,6 +157,7 @@ class CommandResult:
     status: Status
     state: str
     message: str
+    invalid: bool = False  # refused for bad input (step data): ``furnace ctl`` exits 2
 
     @property
     def ok(self) -> bool:
@@ -139,8 +166,11 @@ class CommandResult:
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON reply object."""
-        return {"ok": self.ok, "status": str(self.status), "state": self.state,
+        wire = {"ok": self.ok, "status": str(self.status), "state": self.state,
                 "message": self.message, "id": self.id}
+        if self.invalid:
+            wire["invalid"] = True
+        return wire
 
 
 class Commandable(Protocol):
@@ -151,7 +181,7 @@ class Commandable(Protocol):
 
     def command(self, trigger: str, *, reason: str, operator: str = "") -> None: ...
 
-    def confirm(self, operator: str) -> None: ...
+    def confirm(self, operator: str, data: Mapping[str, object] | None = None) -> None: ...
 
     def halt(self, *, reason: str, operator: str = "") -> None: ...
 
@@ -166,14 +196,15 @@ def apply_command(runner: Commandable, cmd: Command) -> CommandResult:
         return CommandResult(cmd.id, Status.APPLIED, before, f"already {before}")
     try:
         if cmd.trigger == "confirm":
-            runner.confirm(cmd.operator)
+            runner.confirm(cmd.operator, dict(cmd.data))
         elif cmd.trigger == "halt":
             runner.halt(reason=cmd.reason, operator=cmd.operator)
         else:
             reason = cmd.reason or f"{cmd.trigger} requested ({cmd.source})"
             runner.command(cmd.trigger, reason=reason, operator=cmd.operator)
     except RunStateError as exc:
-        return CommandResult(cmd.id, Status.REFUSED, str(runner.phase), str(exc))
+        return CommandResult(cmd.id, Status.REFUSED, str(runner.phase), str(exc),
+                             invalid=isinstance(exc, StepDataError))
     after = str(runner.phase)
     message = "confirmed" if cmd.trigger == "confirm" else f"{before} -> {after}"
     return CommandResult(cmd.id, Status.APPLIED, after, message)
@@ -296,8 +327,8 @@ class CommandQueue:
         return done
 
     def _repeat(self, entry: _Entry, cmd: Command) -> CommandResult:
-        if (entry.cmd.trigger, entry.cmd.operator, entry.cmd.reason) != (
-                cmd.trigger, cmd.operator, cmd.reason):
+        if (entry.cmd.trigger, entry.cmd.operator, entry.cmd.reason, entry.cmd.data) != (
+                cmd.trigger, cmd.operator, cmd.reason, cmd.data):
             return CommandResult(cmd.id, Status.REFUSED, self._state(),
                                  "this command id was already used for another command")
         return entry.result

@@ -17,7 +17,7 @@ from transitions import EventData, MachineError
 
 from controller.errors import RunStateError
 from controller.recipe.station import fallback_rate_c_per_min
-from controller.recipe.steps import End, Step
+from controller.recipe.steps import End, OperatorStep, Step
 from controller.run.interlocks import Severity, Verdict
 from controller.run.runstate import FINAL, Phase, RunState, StepProgress, frozen_map
 from controller.run.snapshot import Commands, Snapshot
@@ -336,6 +336,9 @@ class Cycle:
                                   "setpoint_c": self.setpoint_c}
         if self.inserted:
             fields["inserted"] = True
+        if isinstance(step, OperatorStep):
+            fields["sample_action"] = step.sample_action
+            fields["fields"] = [f.name for f in step.fields]
         if event == "step_resumed":
             fields["counted_s"] = self.progress.counted_s
         self.audit(event, **fields)

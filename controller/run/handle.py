@@ -139,9 +139,10 @@ class RecipeRunner:
         (``Runner.halt``). Raises ``RunStateError`` once the batch has ended."""
         self._take(self.rules.halt(self.run, self.now_t_s, reason=reason, operator=operator))
 
-    def confirm(self, operator: str) -> None:
-        """Confirm the waiting operator step. Raises ``RunStateError`` if there is none."""
-        self._take(self.rules.confirm(self.run, self.now_t_s, operator))
+    def confirm(self, operator: str, data: Mapping[str, object] | None = None) -> None:
+        """Confirm the waiting operator step with its ``data``. Raises ``RunStateError`` if
+        there is none, ``StepDataError`` if ``data`` does not fit its fields."""
+        self._take(self.rules.confirm(self.run, self.now_t_s, operator, data))
 
     def outage(self) -> None:
         """The scan loop stalled: the time since the last cycle counts for nothing."""

@@ -11,6 +11,7 @@ cycles (``handle.RecipeRunner`` does that).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -30,6 +31,7 @@ from controller.run.runstate import (
     initial_state,
 )
 from controller.run.snapshot import Commands, Snapshot
+from controller.run.step_data import Readings, checked_data, confirmation
 
 __all__ = ["SAFE_INERT_FLOW_SCCM", "AuditEvent", "CycleOutput", "Runner"]
 
@@ -72,6 +74,9 @@ class Runner:
         self.plan = plan
         self.station = station
         self.auto_confirm = auto_confirm  # simulated stations confirm operator steps
+        # The simulated operator's hands (``step_data.Readings``), where the simulator runs
+        # in this process; None: fill step data from the recipe's nominal material.
+        self.readings: Readings | None = None
         self.max_hold_s = (station.hold.timeout_min * 60.0 if max_hold_s is None
                            else max_hold_s)
         self.oxidising = frozenset(m.gas for m in station.mfc if m.oxidising)
@@ -167,17 +172,24 @@ class Runner:
             c.fire(trigger, reason=f"resume: {reason}")
         return c.finish()
 
-    def confirm(self, state: RunState, t_s: float, operator: str
-                ) -> tuple[RunState, CycleOutput]:
-        """An operator confirms the current operator step. Raises ``RunStateError`` if
-        none is waiting."""
+    def confirm(self, state: RunState, t_s: float, operator: str,
+                data: Mapping[str, object] | None = None) -> tuple[RunState, CycleOutput]:
+        """An operator confirms the current operator step with the values its fields ask
+        for (``data``, name -> value). Raises ``RunStateError`` if none is waiting or it
+        is already confirmed, and ``StepDataError`` (nothing recorded, the step keeps
+        waiting) if ``data`` is missing a required value, has one the step does not ask for
+        or one out of bounds."""
         step = self.current_step(state)
         if not isinstance(step, OperatorStep):
             raise RunStateError("there is no operator step waiting for confirmation")
+        if state.progress.confirmed:
+            raise RunStateError("this operator step is already confirmed")
+        values = checked_data(step, data or {})
         c = Cycle(self, state, t_s)
         c.progress = replace(c.progress, confirmed=True)
-        c.audit("operator_confirmed", message=step.message, operator=operator,
-                how="confirmed by operator")
+        c.audit("operator_confirmed", **confirmation(
+            step, state.step_index, values, operator=operator, how="confirmed by operator",
+            simulated=False, source="operator"))
         return c.finish()
 
     def halt(self, state: RunState, t_s: float, *, reason: str, operator: str = ""

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from controller.recipe.steps import Cool, Dwell, End, OperatorStep, Purge, Ramp, SetGas
 from controller.run.snapshot import Snapshot
+from controller.run.step_data import confirmation, simulated_data
 
 if TYPE_CHECKING:
     from controller.run.cycle import Cycle
@@ -149,13 +150,17 @@ def _purge(c: Cycle, step: Purge, snap: Snapshot, dt_s: float) -> bool:
 def _operator(c: Cycle, step: OperatorStep, snap: Snapshot) -> bool:
     if step.max_c is not None and not snap.furnace_c <= step.max_c:
         return False  # wait: the tube may not be opened yet
+    if step.open_flows_sccm is not None:
+        c.set_flows(dict(step.open_flows_sccm))  # the station's open-tube rule
     if not c.progress.confirmed:
         if not c.r.auto_confirm:
             return False
         c.progress = replace(c.progress, confirmed=True)
-        c.audit("operator_confirmed", message=step.message, operator="simulator",
-                how="confirmed automatically (simulated station)",
-                furnace_c=snap.furnace_c)
+        data, source = simulated_data(step, c.r.readings, c.r.plan.material, snap.mass_g)
+        c.audit("operator_confirmed", furnace_c=snap.furnace_c, **confirmation(
+            step, c.step_index, data, operator="simulator",
+            how="confirmed automatically (simulated station)", simulated=True,
+            source=source))
     if step.opens_tube:
         c.purged.clear()
         c.tube_opened = True

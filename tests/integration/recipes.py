@@ -154,7 +154,7 @@ MINI_HEADLINE = recipe(
     stage("preheat", ramp(200, 3.5), dwell(5)),
     stage("cool for wash", cool(100, 3.5)),
     stage("wash", step("operator", message="Wash the solid, reload the boat.",
-                       opens_tube=True)),
+                       opens_tube=True, sample_action="wash", flows_sccm={})),
     stage("argon purge", purge()),
     stage("carbonisation", ramp(300, 3.5), dwell(5)),
     stage("cool-down", cool(250, 3.5), end()),

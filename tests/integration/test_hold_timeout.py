@@ -151,7 +151,9 @@ async def test_a_hold_nobody_lifts_ends_as_the_station_says_after_real_time(
     state, audit, real, during = await _held_dry_run(
         tmp_path, _station(timeout_min=5, on_timeout="stop"), resume_after_real_s=None,
         shown=shown)
-    assert state is Phase.ABORTED  # a stop also ends "aborted" (issue 11 tells them apart)
+    assert state is Phase.ABORTED  # the run's phase: a stop, like an abort, ends cooled
+    ended = next(r for r in audit if r["event"] == "batch_ended")
+    assert ended["outcome"] == "stopped"  # the record tells a stop from an abort (issue 11)
     stop = next(r for r in audit if r["event"] == "state_change" and r["new"] == "stopping")
     assert stop["reason"].startswith("held for more than 5 min of real time")
     held_real_s = during[-1][1] - during[0][1]

@@ -501,7 +501,8 @@ async def test_deeply_nested_requests_are_refused_in_one_line(tmp_path: Path) ->
         after = await send_command(tmp_path, "hold", "ann")
     for reply in (deep, inside):
         assert (reply["ok"], reply["status"]) == (False, "refused")
-        assert reply["message"] == "request must be one flat JSON object (nothing nested)"
+        assert reply["message"] == ("request must be one JSON object, nested at most once "
+                                    "(data)")
     assert brackets_in_text["ok"] is True  # brackets inside strings are only text
     assert after["ok"] is True
     assert [(c.id, c.trigger) for c in got][0] == ("n2", "stop")

@@ -78,7 +78,8 @@ def test_headline_compiles(station: Station) -> None:
     assert plan.recipe_name == "POP"
     assert dict(plan.parameters) == {"acid_wt": 70.0, "carbonization_c": 1600.0, "mass_g": 2.0}
     assert isinstance(plan.steps[-1], End)
-    assert [s.name for s in plan.stages][:3] == ["pre-oxidation", "argon switch", "preheat"]
+    assert [s.name for s in plan.stages][:4] == ["load", "pre-oxidation", "argon switch",
+                                                 "preheat"]
     assert frozen.startswith("# Frozen copy")
     purge = next(s for s in plan.steps if isinstance(s, Purge))
     # 8 volumes x 1.96 L / 0.5 L/min = 31.36 min
@@ -88,9 +89,13 @@ def test_headline_compiles(station: Station) -> None:
     assert preheat[1].at_c == 600.0
     assert preheat[1].duration_s == 7200.0
     assert preheat[1].max_holdback_s == station.envelope.max_holdback_default_min * 60
-    wash = next(s for s in plan.steps if isinstance(s, OperatorStep))
+    load, wash, unload = (s for s in plan.steps if isinstance(s, OperatorStep))
+    assert (load.sample_action, wash.sample_action, unload.sample_action) == (
+        "load", "wash", "unload")
     assert wash.opens_tube
     assert wash.max_c == station.envelope.open_tube_max_c
+    assert wash.open_flows_sccm == ()  # every gas off while the tube is open
+    assert [f.role for f in wash.fields] == ["sample_g", "washes", "ph", "note"]
 
 
 def test_headline_with_set(station: Station) -> None:
@@ -326,7 +331,8 @@ def test_heating_under_argon_without_a_purge(station: Station) -> None:
 
 def test_heating_under_argon_after_opening_the_tube(station: Station) -> None:
     rejects(station, stage("purge", "Ar", *PURGE),
-            stage("load", "Ar", {"kind": "operator", "message": "load", "opens_tube": True}),
+            stage("load", "Ar", {"kind": "operator", "message": "load", "opens_tube": True,
+                                   "flows_sccm": {"Ar": 50}}),  # a low purge, as allowed
             stage("heat", "Ar", ramp(600)),
             parts=("stages[heat].steps[1]", "stages[load].steps[1] opened the tube"))
 
@@ -372,7 +378,8 @@ def test_flow_above_full_scale(station: Station) -> None:
 def test_opening_the_tube_when_hot(station: Station) -> None:
     rejects(station, *inert_heat(ramp(600), {"kind": "cool", "to_c": 200,
                                              "rate_c_per_min": 5},
-                                 {"kind": "operator", "message": "wash", "opens_tube": True}),
+                                 {"kind": "operator", "message": "wash", "opens_tube": True,
+                                  "flows_sccm": {}}),
             parts=("stages[heat].steps[3].opens_tube", "setpoint 200 °C",
                    "at or below 100 °C"))
 

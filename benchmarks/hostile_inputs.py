@@ -64,7 +64,7 @@ def main() -> int:
         tmp = Path(tmp_name)
         cases: list[tuple[str, float, Path | None]] = []
         doc = copy.deepcopy(tomllib.loads(RECIPE_TEXT))
-        doc["stages"][2]["steps"][1:1] = [{"kind": "dwell", "duration_min": 1, "band_c": 5}
+        doc["stages"][3]["steps"][1:1] = [{"kind": "dwell", "duration_min": 1, "band_c": 5}
                                           ] * 100_000
         steps = tmp / "100k-steps.toml"
         steps.write_text(tomli_w.dumps(doc), encoding="utf-8")

@@ -160,7 +160,8 @@ async def _with_console(view: LiveView, operator: str,
     never left undefined: the scan loop's ``finally`` makes them safe whatever ends the run.
     The previous signal handlers are back when this returns."""
     commands = CommandQueue()
-    keys = KeyCommands(operator)
+    keys = KeyCommands(operator, asks=lambda: view.asks)
+    view.prompt = lambda: keys.prompt
     policy = InterruptPolicy(operator)
     terminate = TerminationPolicy()
     human = WallClock()  # a double press is measured in real time, even at --speed max

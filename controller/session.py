@@ -185,8 +185,9 @@ def _close_trace(trace: TraceWriter) -> None:
         trace.close()
 
 
-def _runner(plan: Plan, station: Station) -> RecipeRunner:
-    return RecipeRunner(plan, station, auto_confirm=station.is_simulated)
+def _runner(plan: Plan, station: Station, auto_confirm: bool | None = None) -> RecipeRunner:
+    return RecipeRunner(plan, station, auto_confirm=station.is_simulated
+                        if auto_confirm is None else auto_confirm)
 
 
 async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_text: str,
@@ -194,12 +195,15 @@ async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_t
                     station_source: str = "station",
                     observer: Callable[[Snapshot, RecipeRunner], None] | None = None,
                     built: Built | None = None, commands: CommandQueue | None = None,
-                    faults: Sequence[str] = ()) -> BatchResult:
+                    faults: Sequence[str] = (), auto_confirm: bool | None = None
+                    ) -> BatchResult:
     """Run ``plan`` on ``station`` as a batch under ``batches_dir``.
 
     The folder, frozen inputs and first audit record exist (fsync'd) before any device is
     written. ``built`` lets a caller (a test) keep hold of the devices and the simulated
-    world; by default they are built from ``station``. Device errors inside the loop are
+    world; by default they are built from ``station``. ``auto_confirm`` False makes a
+    simulated station wait for a person at operator steps, as a real one does (default:
+    only a simulated station confirms them itself). Device errors inside the loop are
     handled there; an unexpected error still leaves the outputs safe (the scan loop's
     ``finally``) and is re-raised after the audit records it.
     """
@@ -231,8 +235,9 @@ async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_t
         _record_start(audit, clock, 0.0, opened.took_over, injector)
         return await _loop_and_finish(batch_dir=batch_dir, station=station,
                                       built=opened.built, audit=audit, trace=trace,
-                                      runner=_runner(plan, station), clock=clock, t0_s=t0_s,
-                                      observer=observer, commands=commands, reserve=reserve)
+                                      runner=_runner(plan, station, auto_confirm),
+                                      clock=clock, t0_s=t0_s, observer=observer,
+                                      commands=commands, reserve=reserve)
 
 
 def _record_start(audit: AuditLog, clock: Clock, t_s: float, took_over: StaleTakeover | None,

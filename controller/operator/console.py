@@ -12,7 +12,7 @@ import contextlib
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
@@ -21,6 +21,7 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 
+from controller.recipe.steps import OperatorStep, StepField
 from controller.records.columns import Phase
 from controller.text import hms
 
@@ -117,6 +118,10 @@ class LiveView:
                                              info="")
         self._live = Live(self._progress, console=console, refresh_per_second=4,
                           transient=False)
+        self.asks: tuple[StepField, ...] = ()
+        """The fields the operator step now waiting for a person asks for (keys read it)."""
+        self.prompt: Callable[[], str] = str
+        """The keys' pending question or entry (``KeyCommands.prompt``), shown as a row."""
 
     @property
     def started(self) -> bool:
@@ -157,6 +162,7 @@ class LiveView:
             self._gone(error)
 
     def _draw(self, snap: Snapshot, runner: RecipeRunner) -> None:
+        self.asks = waiting_fields(runner)
         if not self._started:
             self._live.__enter__()
             self._started = True
@@ -200,10 +206,38 @@ class LiveView:
         hold = hold_countdown(snap, runner)
         if hold:
             rows.append(("hold", hold))
+        rows += _operator_rows(runner, self.asks, self.prompt())
         rows += [("process time", hms(snap.t_s)), ("ETA", hms(remaining_s))]
         for k, v in rows:
             table.add_row(k, v)
         return table
+
+
+def waiting_fields(runner: RecipeRunner) -> tuple[StepField, ...]:
+    """The fields of the operator step waiting for a person now; () if none waits."""
+    step = runner.current_step
+    if not isinstance(step, OperatorStep) or runner.run.progress.confirmed:
+        return ()
+    return step.fields
+
+
+def _operator_rows(runner: RecipeRunner, asks: tuple[StepField, ...], prompt: str
+                   ) -> list[tuple[str, str]]:
+    """What the operator step waiting for a person asks, and how to answer it."""
+    step = runner.current_step
+    if not isinstance(step, OperatorStep) or runner.run.progress.confirmed:
+        return [("keys", prompt)] if prompt else []
+    rows = [("operator", step.message)]
+    if asks:
+        rows.append(("record", "; ".join(f.describe() for f in asks)))
+        sets = " ".join(f"--set {f.name}=…" for f in asks if f.required)
+        rows.append(("confirm", f"press c and type them in, or: furnace ctl BATCH confirm "
+                                f"{sets}"))
+    else:
+        rows.append(("confirm", "press c then y, or: furnace ctl BATCH confirm"))
+    if prompt:
+        rows.append(("keys", prompt))
+    return rows
 
 
 def summary_table(summary: Mapping[str, Any]) -> Table:

@@ -11,7 +11,9 @@ Key bindings (case-insensitive)::
     h        hold now (safe, so a single key)
     r then y resume          s then y stop (normal cool-down, batch not completed)
     a then y abort (controlled cool-down under inert gas)
-    c then y confirm the operator step shown (e.g. "tube reloaded and closed")
+    c then y confirm the operator step shown (e.g. "tube reloaded and closed"); a step
+             that asks for values (masses, pH, a note) takes each typed in, Enter after
+             each, before the y
     any other key (Esc, arrows...) cancels a pending r/s/a/c
 
 Ctrl-C (``InterruptPolicy``): 1st = hold at the next checkpoint; 2nd = hold now; 3rd within
@@ -44,6 +46,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any, Final, TextIO
 
+from controller.recipe.steps import StepField
 from controller.run.commands import Command, Trigger
 
 if sys.platform == "win32":
@@ -83,38 +86,71 @@ SYSTEM_OPERATOR: Final = "system"  # who the audit names for what the process di
 class KeyCommands:
     """Maps console keys to commands by the scheme in the module docstring. Pure.
 
-    ``prompt`` is the line the live view shows while a confirmation is pending.
+    ``prompt`` is the line the live view shows while a confirmation or an entry is pending.
+    ``asks`` tells the fields the operator step now waiting asks for (the live view's
+    ``LiveView.asks``): after ``c`` each is typed in turn (Enter takes it, an empty Enter
+    skips it, Backspace deletes, Esc cancels the lot), then ``y`` confirms with the values;
+    the runner checks them as it checks ``furnace ctl confirm --set``.
     """
 
-    def __init__(self, operator: str, reason: str = "from the console") -> None:
+    def __init__(self, operator: str, reason: str = "from the console", *,
+                 asks: Callable[[], tuple[StepField, ...]] = tuple) -> None:
         self.operator = operator
         self.reason = reason
+        self.asks = asks
         self._pending: Trigger | None = None
+        self._fields: tuple[StepField, ...] = ()  # still to type, the current one first
+        self._typed = ""
+        self._data: list[tuple[str, str]] = []
 
     @property
     def prompt(self) -> str:
-        """Empty, or the question awaiting ``y``."""
+        """Empty, the field being typed, or the question awaiting ``y``."""
+        if self._fields:
+            return (f"{self._fields[0].describe()}: {self._typed}_   "
+                    "(Enter takes it, Esc cancels)")
         if self._pending is None:
             return ""
-        return f"press y to {self._pending}, any other key cancels"
+        values = ", ".join(f"{k}={v}" for k, v in self._data)
+        with_values = f" with {values}" if values else ""
+        return f"press y to {self._pending}{with_values}, any other key cancels"
 
     def feed(self, key: str) -> Command | None:
         """One key in; a command out when one is complete, else None."""
+        if self._fields:
+            self._type(key)
+            return None
         pending, self._pending = self._pending, None
         key = key.lower()
         if pending is not None:
-            return self._command(pending) if key == CONFIRM_KEY else None
+            command = self._command(pending) if key == CONFIRM_KEY else None
+            self._data = []
+            return command
         trigger = BINDINGS.get(key)
         if trigger is None:
             return None
+        if trigger == "confirm":
+            self._fields, self._typed, self._data = self.asks(), "", []
         if trigger in NEEDS_CONFIRMATION:
             self._pending = trigger
             return None
         return self._command(trigger)
 
+    def _type(self, key: str) -> None:
+        if key == ESCAPE:
+            self._fields, self._typed, self._data, self._pending = (), "", [], None
+        elif key in ("\r", "\n"):
+            if self._typed.strip():
+                self._data.append((self._fields[0].name, self._typed.strip()))
+            self._fields, self._typed = self._fields[1:], ""
+        elif key in ("\x7f", "\b"):
+            self._typed = self._typed[:-1]
+        elif key.isprintable() and len(self._typed) < 200:
+            self._typed += key
+
     def _command(self, trigger: Trigger) -> Command:
         return Command(trigger=trigger, operator=self.operator, reason=self.reason,
-                       source="keys")
+                       source="keys", data=tuple(self._data) if trigger == "confirm" else ())
 
 
 class InterruptPolicy:

@@ -292,9 +292,9 @@ def test_huge_strings(tmp_path: Path, capsys: pytest.CaptureFixture[str], where:
     huge = char * size
     doc = copy.deepcopy(RECIPE_DOC)
     if where == "message":
-        doc["stages"][4]["steps"][0]["message"] = huge
+        doc["stages"][5]["steps"][0]["message"] = huge
     elif where == "key":
-        doc["stages"][0]["steps"][1][huge] = 1
+        doc["stages"][1]["steps"][1][huge] = 1
     else:
         doc[where] = huge
     path = _write(tmp_path / "recipe.toml", tomli_w.dumps(doc))
@@ -310,7 +310,7 @@ def test_many_steps(tmp_path: Path, capsys: pytest.CaptureFixture[str], n: int,
             "end": {"kind": "end"},
             "gas": {"kind": "gas", "flows_sccm": {"Ar": 200}}}[kind]
     doc = copy.deepcopy(RECIPE_DOC)
-    doc["stages"][2]["steps"][1:1] = [step] * n
+    doc["stages"][3]["steps"][1:1] = [step] * n
     path = _write(tmp_path / "recipe.toml", tomli_w.dumps(doc))
     _check(_validate([str(path)], capsys), [path], _compiles(path))
 
@@ -387,7 +387,7 @@ def test_recipe_of_100k_steps_is_handled_within_bounds(
     either is within the contract. How long it takes (budget 30 s):
     ``benchmarks/hostile_inputs.py``."""
     doc = copy.deepcopy(RECIPE_DOC)
-    doc["stages"][2]["steps"][1:1] = [{"kind": "dwell", "duration_min": 1, "band_c": 5}
+    doc["stages"][3]["steps"][1:1] = [{"kind": "dwell", "duration_min": 1, "band_c": 5}
                                       ] * 100_000
     path = _write(tmp_path / "recipe.toml", tomli_w.dumps(doc))
     _check(_validate([str(path)], capsys), [path], lambda: None)

@@ -14,6 +14,8 @@ import pytest
 
 from controller.analysis.data import BatchData, StagePlan, sample_window
 from controller.analysis.events import analyse
+from controller.analysis.figure_text import headline, material_line
+from controller.analysis.report import write_report_png
 from controller.analysis.series import stage_readings
 from controller.analysis.table import format_events
 from controller.analysis.yields import BALANCE, NOMINAL, WEIGHING, mass_balance
@@ -91,6 +93,7 @@ def batch(*, balance: bool = True, weighed: bool = False, recipe: bool = True,
     mass = _mass_g(np.concatenate((["loading"], stage)) if legacy else stage)
     mass = mass[1:] if legacy else mass
     trace = {"elapsed_s": t, "furnace_c": np.full(len(t), 500.0),
+             "setpoint_c": np.full(len(t), 500.0),
              "mass_g": mass if balance else np.full(len(t), np.nan),
              "mass_pct": 100 * mass / mass[0] if balance else np.full(len(t), np.nan)}
     audit = _audit(weighed=weighed, data_source=data_source, legacy=legacy)
@@ -236,3 +239,20 @@ def test_stage_readings_open_at_a_stage_second_row() -> None:
     assert stage_readings(stage, np.full(6, np.nan)) == [("a", None, None), ("b", None, None),
                                                          ("c", None, None)]
 
+
+
+@pytest.mark.parametrize("kind", ["balance", "weighings", "nominal"])
+def test_the_page_names_the_yield_and_draws_with_or_without_a_balance(
+        tmp_path: Path, kind: str) -> None:
+    data = batch(balance=kind == "balance", weighed=kind == "weighings")
+    report = analyse(data)
+    line = headline(report)
+    if kind == "nominal":
+        assert "final yield unknown" in line
+    else:
+        assert "final yield 22.0 % of loaded mixture, 73.3 % of precursor" in line \
+            or "final yield 22.2 % of loaded mixture, 73.8 % of precursor" in line
+    assert "H₃PO₄ 70 wt%" in material_line(data, report.yields)
+    assert "operator ana" in material_line(data, report.yields)
+    png = write_report_png(data, report, tmp_path / "report.png")
+    assert png.stat().st_size > 10_000

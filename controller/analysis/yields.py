@@ -341,9 +341,9 @@ def mass_balance(data: BatchData) -> MassBalance:
     outcome = (data.summary or {}).get("outcome") or next(
         (r.get("outcome") for r in reversed(data.audit) if r.get("event") == "batch_ended"),
         None)
-    if outcome != "completed" and final.source == BALANCE:
-        notes.append(f"the batch did not complete ({outcome or 'no end recorded'}): the final "
-                     "mass is where it stopped, not the product's")
+    if outcome not in (None, "completed") and final.source == BALANCE:  # None: still ending
+        notes.append(f"the batch did not complete ({outcome}): the final mass is where it "
+                     "stopped, not the product's")
     return MassBalance(loaded, precursor, acid_wt, rows, wash, final,
                        _pct(final.mass_g, loaded), _pct(final.mass_g, precursor), found,
                        tuple(notes))

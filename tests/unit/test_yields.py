@@ -256,3 +256,13 @@ def test_the_page_names_the_yield_and_draws_with_or_without_a_balance(
     assert "operator ana" in material_line(data, report.yields)
     png = write_report_png(data, report, tmp_path / "report.png")
     assert png.stat().st_size > 10_000
+
+
+def test_an_aborted_batch_says_its_final_mass_is_not_the_product() -> None:
+    data = batch()
+    audit = tuple(r if r["event"] != "batch_ended" else {**r, "outcome": "aborted"}
+                  for r in data.audit)
+    mb = mass_balance(BatchData(**{**{f: getattr(data, f) for f in data.__dataclass_fields__},
+                                   "audit": audit}))
+    assert any("did not complete (aborted)" in n for n in mb.notes)
+    assert not any("did not complete" in n for n in mass_balance(data).notes)

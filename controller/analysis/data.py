@@ -1,5 +1,6 @@
 """One batch loaded for analysis: the trace's columns as numpy arrays, the audit records,
-the summary, the planned stages and which gases the station declares oxidising.
+the summary, the planned stages, the frozen recipe as written, and what the station is
+(its name, whether it is simulated, which gases it declares oxidising).
 
 The files are read through ``controller.records.folder.BatchFolder`` (the one reader of
 each); this module only turns what it reads into arrays and checks that the numbers are
@@ -23,12 +24,15 @@ from controller.records.columns import REQUIRED_COLUMNS, TEXT_COLUMNS, Phase, ga
 from controller.records.folder import BatchFolder, TraceTable
 from drivers.errors import ConfigurationError
 
-__all__ = ["RUN_STATES", "BatchData", "StagePlan", "load_batch", "sample_window"]
+__all__ = ["RUN_STATES", "BatchData", "StagePlan", "load_batch", "sample_leaves",
+           "sample_window"]
 
 logger = logging.getLogger(__name__)
 
 #: What the trace's stage column holds outside the recipe's steps: the phase's name.
 RUN_STATES: Final = frozenset(p.value for p in Phase)
+#: An operator step with one of these ``sample_action``s takes the sample out of the furnace.
+SAMPLE_LEAVES: Final = frozenset({"wash", "unload"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +66,9 @@ class BatchData:
     summary: Mapping[str, Any] | None
     stages: tuple[StagePlan, ...]
     oxidising_gases: frozenset[str] | None = None
+    recipe_doc: Mapping[str, Any] | None = None
+    station: str | None = None
+    simulated: bool | None = None
 
     @property
     def rows(self) -> int:
@@ -80,14 +87,37 @@ class BatchData:
         return gases_in(self.columns)
 
 
+def sample_leaves(data: BatchData) -> Mapping[str, Any] | None:
+    """The ``step_started`` record of the operator step that takes the sample out of the
+    furnace (the wash or the unload), or None if no step does.
+
+    An operator step says so by its ``sample_action`` ("wash" or "unload"; "load" and
+    "none" leave it in). A batch recorded before operator steps had an action: its first
+    operator step after a step of another kind (one at the very start loads the boat).
+    """
+    started = False  # a step of another kind has started: the batch is under way
+    for r in data.audit:
+        if r.get("event") != "step_started":
+            continue
+        if r.get("kind") != "operator":
+            started = True
+        elif "sample_action" in r:
+            if r.get("sample_action") in SAMPLE_LEAVES:
+                return r
+        elif started:
+            return r
+    return None
+
+
 def sample_window(data: BatchData) -> int:
-    """Rows before the first operator step (the sample leaves the furnace there)."""
+    """Rows before the sample leaves the furnace (``sample_leaves``); all rows if it never
+    does. Events that describe one material (mass minimum, exotherm) use these rows."""
     t = data.trace["elapsed_s"]
-    starts = [float(r.get("t_s", math.nan)) for r in data.audit
-              if r.get("event") == "step_started" and r.get("kind") == "operator"]
-    if not starts or not math.isfinite(starts[0]):
+    leaves = sample_leaves(data)
+    t_s = math.nan if leaves is None else leaves.get("t_s", math.nan)
+    if isinstance(t_s, bool) or not isinstance(t_s, int | float) or not math.isfinite(t_s):
         return len(t)
-    return int(np.searchsorted(t, starts[0], side="left"))
+    return int(np.searchsorted(t, float(t_s), side="left"))
 
 
 # ----------------------------------------------------------------------------- loading
@@ -150,17 +180,20 @@ def _stages(recipe: Mapping[str, Any] | None, path: Path,
     return tuple(plans)
 
 
-def _oxidising_gases(folder: BatchFolder) -> frozenset[str] | None:
-    """The gases the frozen station declares oxidising; None if it cannot be loaded (a
-    report still reads a batch whose station this version no longer accepts)."""
+def _station_facts(folder: BatchFolder) -> tuple[frozenset[str] | None, str | None,
+                                                 bool | None]:
+    """The frozen station's oxidising gases, name and whether it is simulated; Nones if it
+    cannot be loaded (a report still reads a batch whose station this version no longer
+    accepts)."""
     if not folder.station_toml.is_file():
-        return None
+        return None, None, None
     try:
         station, _ = folder.read_station()
     except ConfigurationError as exc:
         logger.warning("the batch's station cannot be read; oxidising gases unknown (%s)", exc)
-        return None
-    return frozenset(m.gas for m in station.mfc if m.oxidising)
+        return None, None, None
+    return (frozenset(m.gas for m in station.mfc if m.oxidising), station.name,
+            station.simulated or station.bus.kind == "sim")
 
 
 def load_batch(batch_dir: Path) -> BatchData:
@@ -178,11 +211,15 @@ def load_batch(batch_dir: Path) -> BatchData:
     summary = folder.read_summary()
     created = next((r for r in audit if r.get("event") == "batch_created"), {})
     info: Mapping[str, Any] = summary or {}
+    oxidising, station, simulated = _station_facts(folder)
+    recorded_sim = created.get("simulated")
+    recipe_doc = folder.read_recipe_toml()
     return BatchData(
         batch_dir=folder.path,
         batch_id=str(created.get("batch_id") or info.get("batch_id") or folder.path.name),
         sample=str(created.get("sample") or info.get("sample") or ""),
         recipe=str(created.get("recipe") or info.get("recipe") or ""),
         columns=table.columns, trace=numeric, text=texts, audit=audit, summary=summary,
-        stages=_stages(folder.read_recipe_toml(), folder.recipe_toml, audit),
-        oxidising_gases=_oxidising_gases(folder))
+        stages=_stages(recipe_doc, folder.recipe_toml, audit), oxidising_gases=oxidising,
+        recipe_doc=recipe_doc, station=str(created.get("station") or station or "") or None,
+        simulated=recorded_sim if isinstance(recorded_sim, bool) else simulated)

@@ -1,11 +1,13 @@
 """The report's events and numbers of one batch: mass minimum, per-stage durations and
-mass change, gas used, incidents, the pre-oxidation suggestion (pure numpy, no I/O).
+mass change, gas used, incidents, the pre-oxidation suggestion, the mass balance (pure
+numpy, no I/O).
 
-Not here: loading the batch (``data``), the exotherm (``exotherm``), drawing (``report``) or
-the console rows (``table``).
+Not here: loading the batch (``data``), the exotherm (``exotherm``), the yields
+(``yields``), drawing (``report``) or the console rows (``table``).
 
-Events use only the rows before the first operator step: that is where the sample leaves
-the furnace (unload, wash, reload), so later rows describe another material.
+The mass minimum and the exotherm use only the rows before the sample leaves the furnace
+(``data.sample_window``: the wash or unload step), since later rows describe another
+material; the per-stage mass change runs over the whole batch, boundary to boundary.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from controller.analysis.series import (
     FloatArray,
     heating_rate_c_per_min,
     moving_mean,
+    stage_readings,
     stage_runs,
     true_runs,
     window_rows,
 )
+from controller.analysis.yields import MassBalance, mass_balance
 from controller.records.columns import Phase
 from controller.records.folder import STATION_FILE, SUMMARY_FILE, TRACE_FILE
 
@@ -98,7 +102,8 @@ class Report:
     ``mass_note`` and ``exotherm_note`` say how the events were found or why they are None.
     ``suggested_preoxidation_c`` is set only for a screening batch with an exotherm, in a gas
     the batch's station declares oxidising (air); ``suggestion`` gives the reasoning (or why
-    there is none) in one line.
+    there is none) in one line. ``yields`` is the mass balance (``yields.mass_balance``),
+    the same numbers as summary.json's ``yields``.
     """
 
     batch_id: str
@@ -121,10 +126,12 @@ class Report:
     screening: bool
     suggested_preoxidation_c: float | None
     suggestion: str
+    yields: MassBalance
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dicts, lists, str, float, bool and None: ``json.dumps`` takes it as it is."""
         plain: dict[str, Any] = _lists(dataclasses.asdict(self))
+        plain["yields"] = self.yields.to_dict()
         return plain
 
 
@@ -206,12 +213,16 @@ def _turning_point(mass: FloatArray) -> int | None:
 
 
 def _stages(data: BatchData) -> tuple[StageResult, ...]:
+    """Planned against actual time per stage, and its mass change boundary to boundary
+    (``stage_readings``: the wash's loss on the wash's row)."""
     summary_stages = _mapping(data.summary, "stages")
     stage = data.text["stage"]
     seen = [n for n, _, _ in stage_runs(stage) if n not in RUN_STATES]
     names = list(dict.fromkeys([*(s.name for s in data.stages), *summary_stages, *seen]))
     t = data.trace["elapsed_s"]
     mass = data.channel("mass_pct")
+    bounds = ({} if mass is None else
+              {n: (a, b) for n, a, b in stage_readings(stage, mass, RUN_STATES)})
     out: list[StageResult] = []
     for name in names:
         timing = summary_stages.get(name)
@@ -220,11 +231,9 @@ def _stages(data: BatchData) -> tuple[StageResult, ...]:
         actual = _num(timing.get("actual_s"))
         if actual is None and len(rows):
             actual = float(t[rows[-1]] - t[rows[0]])
-        start = end = None
-        if mass is not None:
-            readings = rows[np.isfinite(mass[rows])]
-            if len(readings):
-                start, end = float(mass[readings[0]]), float(mass[readings[-1]])
+        a, b = bounds.get(name, (None, None))
+        start = None if mass is None or a is None else float(mass[a])
+        end = None if mass is None or b is None else float(mass[b])
         out.append(StageResult(name, _num(timing.get("planned_s")), actual, start, end,
                                None if start is None or end is None else end - start))
     return tuple(out)
@@ -327,4 +336,5 @@ def analyse(data: BatchData) -> Report:
         analysed_until_s=float(t[end - 1]) if 0 < end <= len(t) else None,
         mass_minimum=mass_min, mass_note=mass_note, exotherm=exo, exotherm_note=exo_note,
         stages=_stages(data), gases=_gases(data), incidents=_incidents(data.audit),
-        screening=screening, suggested_preoxidation_c=suggested, suggestion=suggestion)
+        screening=screening, suggested_preoxidation_c=suggested, suggestion=suggestion,
+        yields=mass_balance(data))

@@ -1,11 +1,15 @@
 """report.png: the batch drawn on one A4 landscape page (matplotlib's Agg canvas).
 
 Panels: temperature and setpoint with shaded stages over process hours, flows (and O2)
-beneath; TGA (mass %, DTG) and DSC-like ΔT against temperature. Drawing uses the Agg
-canvas directly, never pyplot, so it needs no display and leaves no global state behind.
+beneath, the mass balance table under them; TGA over the whole batch (mass % of the loaded
+mixture and of the precursor over process hours, the wash marked, the final yield) and
+DSC-like ΔT against temperature while the sample is in before the wash (exo up). Drawing
+uses the Agg canvas directly, never pyplot, so it needs no display and leaves no global
+state behind.
 
-Not here: loading the batch (``data``), the events (``events``, ``exotherm``) or the
-console rows (``table``); ``furnace report`` in ``controller/cli.py`` calls them in turn.
+Not here: loading the batch (``data``), the events (``events``, ``exotherm``, ``yields``),
+the page's words and table (``figure_text``) or the console rows (``table``); ``furnace
+report`` in ``controller/cli.py`` calls them in turn.
 """
 
 from __future__ import annotations
@@ -23,13 +27,15 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 from numpy.typing import NDArray
 
-from controller.analysis.data import RUN_STATES, BatchData, sample_window
+from controller.analysis.data import RUN_STATES, BatchData, sample_leaves, sample_window
 from controller.analysis.events import Report
+from controller.analysis.figure_text import draw_mass_table, headline, material_line
 from controller.analysis.series import (
     HEATING_MIN_C_PER_MIN,
     SMOOTH_S,
     heating_rate_c_per_min,
     moving_mean,
+    stage_readings,
     stage_runs,
 )
 from controller.records.columns import Phase, flow_column
@@ -195,42 +201,105 @@ def _by_stage(ax: Axes, x: NDArray[np.float64], y: NDArray[np.float64],
             _plot(ax, x, np.where(mask, y, np.nan), color=colour, label=name, **style)
 
 
-def _draw_tga(ax: Axes, data: BatchData, report: Report, colours: Mapping[str, str],
-              temp: NDArray[np.float64], keep: NDArray[np.bool_], tlabel: str) -> None:
-    mass = data.channel("mass_pct")
-    title = "TGA: mass % and DTG (heating and holds)"
-    if mass is None:
-        _no_channel(ax, title, f"no balance\n(no mass_pct readings in {TRACE_FILE})")
+def _wash_span_h(data: BatchData) -> tuple[float, float] | None:
+    """Hours from the start of the step where the sample leaves to the scan that closes its
+    stage (``stage_readings``: the first reading with the sample back): the wash's gap."""
+    leaves = sample_leaves(data)
+    t_s = data.trace["elapsed_s"]
+    if leaves is None or not isinstance(leaves.get("t_s"), int | float):
+        return None
+    closes = {n: b for n, _, b in stage_readings(data.text["stage"], t_s, RUN_STATES)}
+    row = closes.get(str(leaves.get("stage")))
+    return None if row is None else (float(leaves["t_s"]) / 3600.0, float(t_s[row]) / 3600.0)
+
+
+def _draw_tga(ax: Axes, data: BatchData, report: Report, colours: Mapping[str, str]) -> None:
+    """Mass % of the loaded mixture over the whole batch (right axis: % of precursor),
+    the wash's gap and loss marked, the final yield drawn; weighings as points."""
+    mb = report.yields
+    title = "TGA, whole batch: mass (% of loaded mixture)"
+    hours = data.trace["elapsed_s"] / 3600.0
+    grams = data.channel("mass_g")
+    loaded = mb.loaded.mass_g
+    pct = 100.0 * grams / loaded if grams is not None and loaded else data.channel("mass_pct")
+    if pct is None and not mb.rows:
+        _no_channel(ax, title, f"no balance (no mass readings in {TRACE_FILE})\n"
+                               "and no weighings after loading")
         return
     ax.set_title(title, fontsize=10, loc="left")
-    _by_stage(ax, temp, mass, keep, data, colours, lw=1.4)
-    dtg = data.channel("dtg_pct_per_min")
-    if dtg is not None:
-        axd = ax.twinx()
-        smooth = moving_mean(dtg, _smooth_rows(data))
-        shown = np.where(keep, smooth, np.nan)
-        _plot(axd, temp, shown, color="#444444", lw=0.9, ls="--")
-        _robust_ylim(axd, shown, include_zero=True)
-        axd.set_ylabel(f"DTG (%/min, {SMOOTH_S:.0f} s mean), dashed", color="#444444")
+    gap = _wash_span_h(data)
+    if pct is not None:
+        shown = pct.copy()
+        if gap is not None:  # the boat is out (or just back): no line across the wash
+            shown[(hours > gap[0]) & (hours < gap[1])] = np.nan
+        stage = data.text["stage"]
+        for name, colour in colours.items():
+            mask = stage == name
+            if mask.any():
+                _plot(ax, hours, np.where(mask, shown, np.nan), color=colour, lw=1.4,
+                      label=name)
+    weighed = [((w.elapsed_s or 0.0) / 3600.0, 100.0 * w.mass_g / loaded, w.sample_action)
+               for w in mb.weighings if w.role == "sample_g" and loaded
+               and w.sample_action != "load"]
+    if weighed:  # points, not a line: nothing is known between weighings
+        points = [(0.0, 100.0, "load"), *weighed]
+        xs, ys, actions = zip(*points, strict=True)
+        ax.plot(xs, ys, ls="none", marker="s", ms=5, color="#444444", label="weighed")
+        for x, y, action in points:
+            ax.annotate(action, (x, y), xytext=(4, 4), textcoords="offset points",
+                        fontsize=7, color="#444444")
+    wash = mb.wash
+    if gap is not None:
+        wide = 0.004 * float(hours[-1] - hours[0])  # visible even when the wash took 2 s
+        ax.axvspan(gap[0], max(gap[1], gap[0] + wide), color="#555555", alpha=0.18, lw=0,
+                   hatch="//")
+        if wash is not None and wash.remaining_loaded_pct is not None \
+                and wash.change_loaded_pct is not None:
+            top = wash.remaining_loaded_pct - wash.change_loaded_pct
+            ax.annotate("", (gap[1], wash.remaining_loaded_pct), xytext=(gap[0], top),
+                        arrowprops={"arrowstyle": "->", "color": "black", "lw": 0.9})
+            ax.annotate(f"wash {wash.change_loaded_pct:+.1f} pts\n({wash.change_g:+.3f} g)",
+                        (gap[1], (top + wash.remaining_loaded_pct) / 2), xytext=(5, 0),
+                        textcoords="offset points", fontsize=8, va="center")
+    if mb.yield_loaded_pct is not None:
+        ax.axhline(mb.yield_loaded_pct, color="black", lw=0.8, ls="--")
+        yp = ("" if mb.yield_precursor_pct is None
+              else f" = {mb.yield_precursor_pct:.1f} % of precursor")
+        ax.annotate(f"final yield {mb.yield_loaded_pct:.1f} % of loaded{yp}\n"
+                    f"({mb.final.label})",
+                    (1.0, mb.yield_loaded_pct), xycoords=("axes fraction", "data"),
+                    xytext=(-3, 3), textcoords="offset points", ha="right", va="bottom",
+                    fontsize=8, fontweight="bold")
     mm = report.mass_minimum
-    if mm is not None:
+    if mm is not None and pct is not None and data.channel("mass_g") is not None and loaded:
+        i = int(np.searchsorted(data.trace["elapsed_s"], mm.elapsed_s))
         at = mm.sample_c if report.temperature_channel == "sample_c" else mm.furnace_c
-        if at is not None:
-            ax.plot([at], [mm.mass_pct], marker="v", color="black", ms=7)
-            x0, x1 = ax.get_xlim()
-            side = "right" if at > (x0 + x1) / 2 else "left"
-            ax.annotate(f"min {mm.mass_pct:.2f} % at {at:.0f} °C", (at, mm.mass_pct),
-                        xytext=(-4 if side == "right" else 4, 9), textcoords="offset points",
-                        ha=side, va="bottom", fontsize=8, fontweight="bold")
-    ax.set_xlabel(tlabel)
-    ax.set_ylabel("mass (%)")
+        y = float(moving_mean(pct, _smooth_rows(data))[min(i, len(pct) - 1)])
+        ax.plot([mm.elapsed_s / 3600.0], [y], marker="v", color="black", ms=6)
+        ax.annotate(f"min at {at:.0f} °C", (mm.elapsed_s / 3600.0, y), xytext=(4, -12),
+                    textcoords="offset points", fontsize=7)
+    if loaded and mb.precursor.mass_g:
+        ratio = loaded / mb.precursor.mass_g
+
+        def to_precursor(y: Any) -> Any:
+            return y * ratio
+
+        def to_loaded(y: Any) -> Any:
+            return y / ratio
+
+        sec = ax.secondary_yaxis("right", functions=(to_precursor, to_loaded))
+        sec.set_ylabel(f"% of precursor ({mb.precursor.label})", fontsize=8)
+    ax.set_ylim(bottom=0.0, top=105.0)
+    ax.set_xlim(float(hours[0]), float(hours[-1]) if hours[-1] > hours[0] else 1.0)
+    ax.set_xlabel("process time (h)")
+    ax.set_ylabel("mass (% of loaded mixture)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=7)
+    ax.legend(loc="upper right", fontsize=6.5, ncol=2)
 
 
 def _draw_dsc(ax: Axes, data: BatchData, report: Report, colours: Mapping[str, str],
               temp: NDArray[np.float64], keep: NDArray[np.bool_], tlabel: str) -> None:
-    title = f"DSC-like: ΔT (sample − furnace, {SMOOTH_S:.0f} s mean)"
+    title = f"DSC-like, before the wash: ΔT, {SMOOTH_S:.0f} s mean (exo up)"
     delta = data.channel("delta_t_c")
     sample = data.channel("sample_c")
     if delta is None and sample is not None:
@@ -258,27 +327,9 @@ def _draw_dsc(ax: Axes, data: BatchData, report: Report, colours: Mapping[str, s
                     textcoords="offset points", ha="right", va="top", rotation=90,
                     fontsize=8)
     ax.set_xlabel(tlabel)
-    ax.set_ylabel("ΔT (°C)")
+    ax.set_ylabel("ΔT = sample − furnace (°C)   exo ↑")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=7)
-
-
-def _headline(report: Report) -> str:
-    parts = []
-    mm = report.mass_minimum
-    if mm is not None:
-        at = mm.sample_c if mm.sample_c is not None else mm.furnace_c
-        parts.append(f"mass minimum {mm.mass_pct:.2f} % at {at:.0f} °C")
-    elif report.mass_note.startswith("no balance"):
-        parts.append("no balance")
-    if report.exotherm is not None:
-        parts.append(f"exotherm peak {report.exotherm.peak_c:.1f} °C "
-                     f"(onset {report.exotherm.onset_c:.1f} °C)")
-    else:
-        parts.append(report.exotherm_note.split(":")[0].split(" (")[0])
-    if report.suggested_preoxidation_c is not None:
-        parts.append(f"suggested pre-oxidation {report.suggested_preoxidation_c:.0f} °C")
-    return "   ·   ".join(parts)
 
 
 def write_report_png(data: BatchData, report: Report, path: Path) -> Path:
@@ -291,25 +342,27 @@ def write_report_png(data: BatchData, report: Report, path: Path) -> Path:
     path = Path(path)
     fig = Figure(figsize=FIGSIZE_IN, dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
-    outer = fig.add_gridspec(1, 2, width_ratios=(1.45, 1.0))
-    left = outer[0].subgridspec(2, 1, height_ratios=(3.0, 1.25), hspace=0.0)
+    outer = fig.add_gridspec(1, 2, width_ratios=(1.35, 1.0))
+    left = outer[0].subgridspec(3, 1, height_ratios=(2.6, 1.0, 1.75), hspace=0.0)
     right = outer[1].subgridspec(2, 1)
     ax_t = fig.add_subplot(left[0])
     ax_f = fig.add_subplot(left[1], sharex=ax_t)
-    ax_m = fig.add_subplot(right[0])
-    ax_d = fig.add_subplot(right[1])  # not sharex: a "no balance" panel drops its ticks
+    ax_b = fig.add_subplot(left[2])
+    ax_m = fig.add_subplot(right[0])  # not sharex: a "no balance" panel drops its ticks
+    ax_d = fig.add_subplot(right[1])
     colours = _stage_colours(data)
     channel = report.temperature_channel
     temp = data.trace[channel]
     keep = _thermal_rows(data, temp)
     tlabel = f"{'sample' if channel == 'sample_c' else 'furnace'} temperature (°C)"
     _draw_process(ax_t, ax_f, data, colours)
-    _draw_tga(ax_m, data, report, colours, temp, keep, tlabel)
+    draw_mass_table(ax_b, report.yields)
+    _draw_tga(ax_m, data, report, colours)
     _draw_dsc(ax_d, data, report, colours, temp, keep, tlabel)
     end = f" ({report.end_reason})" if report.end_reason else ""
     fig.suptitle(f"{report.sample or '?'}  ·  batch {report.batch_id}  ·  {report.outcome}{end}"
                  f"  ·  {hms(report.actual_s)} actual, {hms(report.planned_s)} planned\n"
-                 f"{_headline(report)}", fontsize=10.5)
+                 f"{material_line(data, report.yields)}\n{headline(report)}", fontsize=9.5)
     tmp = path.with_name(path.name + ".tmp")
     fig.savefig(tmp, format="png", dpi=DPI)
     os.replace(tmp, path)

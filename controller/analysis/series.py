@@ -5,6 +5,7 @@ Shared by the event extraction (``events``, ``exotherm``) and the drawing (``rep
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Final
 
 import numpy as np
@@ -16,6 +17,7 @@ __all__ = [
     "FloatArray",
     "heating_rate_c_per_min",
     "moving_mean",
+    "stage_readings",
     "stage_runs",
     "true_runs",
     "window_rows",
@@ -74,3 +76,36 @@ def true_runs(mask: NDArray[np.bool_]) -> list[tuple[int, int]]:
     edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
     return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(),
                     strict=True))
+
+
+def stage_readings(stage: NDArray[np.str_], values: FloatArray,
+                   skip: Collection[str] = ()) -> list[tuple[str, int | None, int | None]]:
+    """Each stage (names not in ``skip``, in order of first appearance) with the rows of its
+    opening and closing readings of ``values``, boundary to boundary; None where a boundary
+    has no finite reading.
+
+    A row's readings are taken at the start of its scan, before the runner moves on, and
+    its stage is where the runner is after it: a stage's first row still carries the last
+    reading of the stage before. So a stage opens at its second row (the batch's first
+    stage at the first row) and closes where the next stage opens; the last stage closes
+    at the last reading. A jump at a boundary (the wash, applied as its operator step
+    ends) belongs to the stage that ended.
+    """
+    firsts: dict[str, int] = {}
+    for name, a, _ in stage_runs(stage):
+        if name not in skip:
+            firsts.setdefault(name, a)
+    if not firsts:
+        return []
+    n = len(values)
+    opens = [0 if a == 0 else min(a + 1, n - 1) for a in firsts.values()] + [n]
+    finite = np.flatnonzero(np.isfinite(values))
+
+    def first_in(lo: int, hi: int) -> int | None:
+        k = int(np.searchsorted(finite, lo, side="left"))
+        return int(finite[k]) if k < len(finite) and finite[k] < hi else None
+
+    bounds = [first_in(opens[k], opens[k + 1]) for k in range(len(firsts))]
+    last = int(finite[-1]) if len(finite) else None
+    bounds.append(last if last is not None and last >= opens[-2] else None)
+    return [(name, bounds[k], bounds[k + 1]) for k, name in enumerate(firsts)]

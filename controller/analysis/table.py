@@ -6,14 +6,56 @@ Not here: finding the numbers (``events``) or drawing them (``report``).
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from controller.analysis.events import Report
+from controller.analysis.yields import Mass, MassBalance, MassRow
 from controller.text import hms
 
-__all__ = ["format_events"]
+__all__ = ["format_events", "format_yields"]
 
 
 def _c(value: float | None, spec: str = ".1f") -> str:
     return "—" if value is None else f"{value:{spec}} °C"
+
+
+def _g(mass: Mass) -> str:
+    return "—" if mass.mass_g is None else f"{mass.mass_g:.4f} g ({mass.label})"
+
+
+def _pts(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.2f}"
+
+
+def _left(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f} %"
+
+
+def _change(row: MassRow) -> str:
+    change = "—" if row.change_g is None else f"{row.change_g:+.4f} g"
+    return (f"{change} ({_pts(row.change_loaded_pct)} / {_pts(row.change_precursor_pct)} "
+            "pts of loaded / precursor)")
+
+
+def format_yields(mb: MassBalance, *, staged: Collection[str] = ()) -> list[tuple[str, str]]:
+    """(what, value) rows of the mass balance: the two bases, where the rows come from,
+    the rows not already on a stage's line (``staged``), the wash's loss and the yield."""
+    acid = "" if mb.acid_wt_pct is None else f", recipe acid {mb.acid_wt_pct:g} wt%"
+    rows = [("loaded mixture", _g(mb.loaded)), ("precursor", _g(mb.precursor) + acid)]
+    sources = sorted({r.end.label for r in mb.rows})
+    if sources:
+        rows.append(("mass per stage", f"from {' and '.join(sources)}, boundary to boundary"))
+    rows += [(f"mass: {r.name}", _change(r)) for r in mb.rows if r.name not in staged]
+    if mb.wash is not None:
+        rows.append(("wash loss", _change(mb.wash)))
+    final = ("—" if mb.final.mass_g is None else
+             f"{_left(mb.yield_loaded_pct)} of loaded mixture, {_left(mb.yield_precursor_pct)}"
+             f" of precursor: {_g(mb.final)}")
+    rows.append(("final yield", final))
+    rows += [(f"weighed: {w.field}", f"{w.mass_g:.4f} g at {w.sample_action or w.stage} "
+                                     f"({'simulated' if w.simulated else w.source})")
+             for w in mb.weighings]
+    return rows
 
 
 def format_events(report: Report) -> list[tuple[str, str]]:
@@ -38,12 +80,13 @@ def format_events(report: Report) -> list[tuple[str, str]]:
                                        f"{_c(exo.extrapolated_onset_c)}"))
     if report.screening or report.suggested_preoxidation_c is not None:
         rows.append(("pre-oxidation", report.suggestion))
+    per_stage = {r.name: r for r in report.yields.rows if len(r.stages) == 1}
     for s in report.stages:
-        mass = ("" if s.mass_change_pct is None
-                else f", mass {s.mass_change_pct:+.2f} % ({s.mass_start_pct:.2f} → "
-                     f"{s.mass_end_pct:.2f} %)")
-        rows.append((f"stage: {s.name}",
-                     f"{hms(s.actual_s)} actual, {hms(s.planned_s)} planned{mass}"))
+        mass = per_stage.get(s.name)
+        rows.append((f"stage: {s.name}", f"{hms(s.actual_s)} actual, {hms(s.planned_s)} "
+                                         f"planned" + ("" if mass is None else
+                                                       f"; mass {_change(mass)}")))
+    rows += format_yields(report.yields, staged=per_stage)
     for g in report.gases:
         used = "—" if g.used_l is None else f"{g.used_l:.1f} L"
         planned = "—" if g.planned_l is None else f"{g.planned_l:.1f} L"

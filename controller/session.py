@@ -21,6 +21,7 @@ from typing import Any
 from controller import software_version
 from controller.analysis.data import BatchData, load_batch
 from controller.analysis.facts import record_facts
+from controller.analysis.yields import mass_balance
 from controller.operator.control import ControlServer
 from controller.operator.lock import StaleTakeover, StationLock, lock_for_station
 from controller.recipe.plan import PlanSummary, summarize
@@ -81,7 +82,7 @@ def _clock_basis(clock: Clock) -> str:
 def _facts(batch_dir: Path, runner: RecipeRunner, station: Station, clock: Clock
            ) -> dict[str, Any]:
     """summary.json's facts read back from the records just written (``analysis.facts``,
-    the yields). A trace that cannot be read leaves its facts None; the audit
+    ``analysis.yields``). A trace that cannot be read leaves its facts None; the audit
     always can (it is this process's own)."""
     try:
         data: BatchData | None = load_batch(batch_dir)
@@ -98,6 +99,7 @@ def _facts(batch_dir: Path, runner: RecipeRunner, station: Station, clock: Clock
     facts["ended_utc"] = format_utc(clock.wall())
     facts["time_basis"] = _clock_basis(clock)
     facts["station"] = {"name": station.name, "simulated": station.is_simulated}
+    facts["yields"] = mass_balance(data).to_dict() if data is not None else None
     return facts
 
 

@@ -80,7 +80,8 @@ def test_600_held_for_120_min(batch: Batch) -> None:
 
 
 def test_cooled_under_argon_below_100_before_wash(batch: Batch) -> None:
-    confirm = batch.events("operator_confirmed")[0]
+    confirm = next(e for e in batch.events("operator_confirmed")
+                   if e["sample_action"] == "wash")
     assert confirm["furnace_c"] < 100.0
     assert confirm["how"].startswith("confirmed automatically")
     t_confirm = confirm["t_s"]
@@ -146,3 +147,47 @@ def test_frozen_recipe_reproduces_the_plan(batch: Batch, tmp_path: Path,
 
     _, plan, _ = load_recipe(batch.result.batch_dir / "recipe.toml", {}, sim_station)
     assert plan == batch.plan
+
+
+def test_the_operator_steps_record_what_a_person_would(batch: Batch) -> None:
+    """Issue 11 item 1: load, wash and unload, filled in by the simulated operator."""
+    steps = {e["sample_action"]: e for e in batch.events("operator_confirmed")}
+    assert set(steps) == {"load", "wash", "unload"}
+    assert all(e["simulated"] and e["data_source"] == "simulated sample"
+               for e in steps.values())
+    load, wash = steps["load"]["data"], steps["wash"]["data"]
+    assert load["pitch_g"] + load["acid_g"] == pytest.approx(2.0)
+    assert load["acid_g"] / 2.0 == pytest.approx(0.70)
+    assert 0.2 < wash["mass_after_wash_g"] < load["pitch_g"] + load["acid_g"]
+    assert wash["washes"] >= 2
+    assert wash["final_ph"] >= 6.0
+    # While the tube is open the gas is off, as the recipe declares (the station's rule).
+    for action in ("wash", "unload"):
+        opened_t_s = next(e["t_s"] for e in batch.events("step_started")
+                          if e.get("sample_action") == action)
+        gas = next(e for e in batch.events("gas_change") if e["t_s"] >= opened_t_s)
+        assert gas["t_s"] <= opened_t_s + 5  # at once: the furnace is already below 100 °C
+        assert not any(gas["new"].values())
+
+
+def test_summary_carries_the_batch_record_a_scientist_wants(batch: Batch) -> None:
+    """Issue 11 items 2 and 6: yields with the wash's loss on the wash, the end, the
+    dwells' time in band, the peak measured temperature, the step data."""
+    summary = batch.result.summary
+    yields = summary["yields"]
+    assert list(yields["wash"]["stages"]) == ["wash"]
+    assert yields["wash"]["change_loaded_pct"] < -30  # the free acid and water washed out
+    assert 15 < yields["yield_loaded_pct"] < 35
+    assert 60 < yields["yield_precursor_pct"] < 85
+    assert yields["final"]["source"] == "operator weighing"
+    argon_purge = next(r for r in yields["rows"] if list(r["stages"]) == ["argon purge"])
+    assert abs(argon_purge["change_loaded_pct"]) < 1  # not the wash's loss any more
+    assert summary["end"] == {"kind": "completed", "reason": "recipe completed", "by": None}
+    assert summary["station"] == {"name": "sim-builtin", "simulated": True}
+    assert summary["time_basis"].startswith("virtual")
+    assert summary["started_utc"] < summary["ended_utc"]
+    assert 1600 <= summary["peak_measured_c"]["furnace_c"] < 1610
+    dwells = {d["at_c"]: d for d in summary["dwells"]}
+    assert set(dwells) == {220.0, 600.0, 1600.0}
+    assert dwells[1600.0]["in_band_s"] == pytest.approx(180 * 60, abs=3)
+    assert [d["sample_action"] for d in summary["step_data"]] == ["load", "wash", "unload"]

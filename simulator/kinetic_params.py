@@ -133,7 +133,7 @@ def _uptake_heat(fraction: float) -> float:
 
 # MODEL ASSUMPTION, for every precursor: O2 uptake releases 0.3 × Thornton per gram of net O
 # gain and, where acid is present, the P–O–C cross-linking of the oxidised sites releases a
-# further 0.9 × φ_acid (``AcidParams.crosslink_heat_frac``): 0.68-0.91 × 13.1 kJ per g gained
+# further 0.9 × φ_acid (``AcidParams.crosslink_heat_frac``): 0.68-0.92 × 13.1 kJ per g gained
 # at the paper's loadings (φ = 0.43-0.68), at most 1.2 × at φ = 1. §5.1 bounds the heat per
 # g O2 *consumed*, which exceeds the net gain whenever H leaves as water ([S70]: H2O, CO and
 # CO2 evolve; −CH2− + O2 → −C(=O)− + H2O consumes 32 g O2 per 14 g gained): 1.2 × needs a

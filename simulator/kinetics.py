@@ -2,28 +2,27 @@
 
 Integrates the kinetic tables of ``simulator.kinetic_params`` (reference/hardware.md §5) at
 the sample temperature and gas O2 fraction it is given. Not responsible for the sample or
-furnace temperature (``sample``, ``thermal``), the gas (``gas``) or the balance.
+furnace temperature (``sample``, ``thermal``), the gas (``gas``) or the balance; what is in
+the boat and how the acid loading splits its mass is ``simulator.sample_spec``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Final
 
 from simulator.kinetic_params import (
     ACID,
     AIR_O2_FRACTION,
-    BOAT_HEAT_CAPACITY_J_PER_K,
     GAS_CONSTANT_J_PER_MOL_K,
     O2_HALF_SATURATION_FRACTION,
     PRECURSORS,
-    SAMPLE_SPECIFIC_HEAT_J_PER_G_K,
     THORNTON_J_PER_G_O2,
     Atmosphere,
     PrecursorParams,
     Step,
 )
+from simulator.sample_spec import SampleSpec, sample_heat_capacity_j_per_k
 
 __all__ = ["SampleKinetics", "SampleSpec", "sample_heat_capacity_j_per_k"]
 
@@ -32,32 +31,6 @@ _K_MIN_PER_S: Final = 1e-12  # below this a step moves < 1e-7 in a 30 h run: ski
 _WATER_G_PER_MOL: Final = 18.015
 _H3PO4_G_PER_MOL: Final = 97.995
 _GATE: Final = {Atmosphere.ANY: 0, Atmosphere.OXIDISING: 1, Atmosphere.INERT: 2}
-
-
-@dataclass(frozen=True, slots=True)
-class SampleSpec:
-    """What is in the boat: ``precursor`` (a key of ``PRECURSORS``), ``acid_wt`` (wt% of
-    phosphoric-acid reagent, 85 % H3PO4, in the mixture as loaded, 0-100) and ``mass_g``
-    (as loaded, > 0). Raises ``ValueError`` otherwise."""
-
-    precursor: str
-    acid_wt: float
-    mass_g: float
-
-    def __post_init__(self) -> None:
-        if self.precursor not in PRECURSORS:
-            known = ", ".join(sorted(PRECURSORS))
-            raise ValueError(f"unknown precursor {self.precursor!r} (known: {known})")
-        if not 0.0 <= self.acid_wt <= 100.0:
-            raise ValueError(f"acid_wt must be 0-100 wt%, not {self.acid_wt}")
-        if not self.mass_g > 0.0 or not math.isfinite(self.mass_g):
-            raise ValueError(f"mass_g must be a positive number of grams, not {self.mass_g}")
-
-
-def sample_heat_capacity_j_per_k(spec: SampleSpec) -> float:
-    """C_s of §4.4 in J/K: the alumina boat plus the sample as loaded (MODEL ASSUMPTION,
-    ``BOAT_HEAT_CAPACITY_J_PER_K`` + ``SAMPLE_SPECIFIC_HEAT_J_PER_G_K``·mass)."""
-    return BOAT_HEAT_CAPACITY_J_PER_K + SAMPLE_SPECIFIC_HEAT_J_PER_G_K * spec.mass_g
 
 
 class _Rate:
@@ -83,11 +56,12 @@ class SampleKinetics:
     ``pool ← pool·exp(−k·dt)``, so any ``dt`` is stable and no pool goes negative; steps
     with k < 1e-12 /s or an empty pool are skipped (about 1-4 µs per call).
 
-    Behaviour (tests/unit/test_kinetics.py, 2 g, 5 °C/min, τ_s = 120 s): in air a 50-70 wt%
-    pitch mixture bottoms out at 172-177 °C, gains 0.7-2.2 % and shows its exotherm at
-    218-225 °C; in N2 the mass only falls and there is no exotherm. After 220 °C (2 h) /
-    600 °C / wash / 1600 °C the carbon yield is 49 % (PN), 57 % (PNP50), 62 % (PO), 73-74 %
-    (POP50, POP70).
+    Behaviour (tests/unit/test_kinetics.py, 2 g, 5 °C/min, τ_s = 120 s): in air pitch with
+    50-80 g of reagent per 100 g (``SampleSpec.acid_wt``) bottoms out at 174 °C, gains
+    2.0-2.4 points of mass % by 230 °C and shows its exotherm at 225-227 °C (ΔT above the
+    no-reaction lag); in N2 the mass only falls and there is no exotherm. After 220 °C
+    (2 h) / 600 °C / wash / 1600 °C the carbon yield is 49 % (PN), 53 % (PNP50), 62 % (PO),
+    71-72 % (POP50, POP70, POP80).
     """
 
     __slots__ = (
@@ -101,13 +75,14 @@ class SampleKinetics:
     )
 
     def __init__(self, spec: SampleSpec) -> None:
-        """Load ``spec``: reagent = acid_wt % of the mass (85 % H3PO4, 15 % water), the rest
-        precursor as received (its moisture, then dry matter). Nothing has reacted yet."""
+        """Load ``spec``: ``spec.reagent_g`` of reagent (85 % H3PO4, 15 % water) and
+        ``spec.precursor_g`` of precursor as received (its moisture, then dry matter).
+        Nothing has reacted yet."""
         self.spec = spec
         p: PrecursorParams = PRECURSORS[spec.precursor]
         self._params = p
-        reagent_g = spec.mass_g * spec.acid_wt / 100.0
-        precursor_g = spec.mass_g - reagent_g
+        reagent_g = spec.reagent_g
+        precursor_g = spec.precursor_g
         self._h0 = reagent_g * ACID.reagent_h3po4_frac
         self._h3po4 = self._h0
         self._pyro = 0.0  # g H4P2O7

@@ -88,7 +88,7 @@ class SimStationSpec:
     sample_precursor: str | None = "pitch"
     """What is in the boat (``simulator.kinetics``); None: an inert boat, no chemistry."""
     sample_acid_wt: float = 70.0
-    """H3PO4 in the mixture, wt%."""
+    """The acid loading: g of 85 % H3PO4 reagent per 100 g precursor (decision 0011)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,8 +255,7 @@ class SimWorld:
             return {"sample_g": self.sample.mass_g}
         out: dict[str, float | int] = {}
         if sample_action == "load":
-            reagent_g = k.spec.mass_g * k.spec.acid_wt / 100.0
-            out.update(precursor_g=k.spec.mass_g - reagent_g, acid_g=reagent_g)
+            out.update(precursor_g=k.spec.precursor_g, acid_g=k.spec.reagent_g)
         elif sample_action == "wash":
             before_g = k.mass_g
             k.wash()

@@ -272,7 +272,8 @@ def mass_balance(data: BatchData) -> MassBalance:
 
     Loaded mixture: the loading step's precursor_g + acid_g (or its sample_g), else the
     balance's first reading with the sample in, else the recipe's nominal mass_g.
-    Precursor: the loading step's precursor_g, else nominal mass_g × (1 − acid_wt/100).
+    Precursor: the loading step's precursor_g, else nominal mass_g / (1 + acid_wt/100)
+    (``acid_wt`` is g reagent per 100 g precursor, decision 0011).
     Rows: per stage from the balance, boundary to boundary (``stage_readings``: the wash's
     loss on the wash's row); where the balance has no reading, between the operator's
     weighings (sample_g after the wash, at the unload). Final: the unload step's sample_g,
@@ -304,7 +305,7 @@ def mass_balance(data: BatchData) -> MassBalance:
     if pre is not None:
         precursor = _as_mass(pre)
     elif nominal_g is not None and acid_wt is not None:
-        precursor = Mass(nominal_g * (1.0 - acid_wt / 100.0), NOMINAL)
+        precursor = Mass(nominal_g / (1.0 + acid_wt / 100.0), NOMINAL)
         notes.append(f"precursor: nominal {nominal_g:g} g × (1 − {acid_wt:g}/100)")
     else:
         precursor = Mass()

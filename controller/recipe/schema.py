@@ -91,7 +91,8 @@ class SampleMaterial(_Model):
     """What is in the boat; the simulator's sample model uses it."""
 
     precursor: Literal["pitch", "bituminous_coal", "hazelnut_shell"]
-    acid_wt: Annotated[float, Field(strict=True, ge=0, le=100)] = 0.0  # H3PO4, wt%
+    # g of 85 % H3PO4 reagent per 100 g precursor (the paper's "wt%", decision 0011)
+    acid_wt: Annotated[float, Field(strict=True, ge=0, le=100)] = 0.0
     mass_g: Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0,
                                    le=MAX_SAMPLE_MASS_G)]
 

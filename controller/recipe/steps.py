@@ -270,21 +270,22 @@ class Stage:
 
 @dataclass(frozen=True, slots=True)
 class Material:
-    """What is in the boat: precursor, H3PO4 loading (wt%) and mass (g)."""
+    """What is in the boat: precursor, acid loading and mass (g). ``acid_wt`` is g of
+    phosphoric-acid reagent (85 % H3PO4) per 100 g of precursor (decision 0011)."""
 
     precursor: str
     acid_wt: float
     mass_g: float
 
     @property
-    def acid_g(self) -> float:
-        """Phosphoric-acid reagent in the loaded mass, g (``acid_wt`` % of the mixture)."""
-        return self.mass_g * self.acid_wt / 100.0
+    def precursor_g(self) -> float:
+        """Precursor (as received) in the loaded mass, g: ``mass_g / (1 + acid_wt/100)``."""
+        return self.mass_g / (1.0 + self.acid_wt / 100.0)
 
     @property
-    def precursor_g(self) -> float:
-        """Precursor (as received) in the loaded mass, g."""
-        return self.mass_g - self.acid_g
+    def acid_g(self) -> float:
+        """Phosphoric-acid reagent in the loaded mass, g."""
+        return self.mass_g - self.precursor_g
 
 
 @dataclass(frozen=True, slots=True)

@@ -157,7 +157,7 @@ def test_the_operator_steps_record_what_a_person_would(batch: Batch) -> None:
                for e in steps.values())
     load, wash = steps["load"]["data"], steps["wash"]["data"]
     assert load["pitch_g"] + load["acid_g"] == pytest.approx(2.0)
-    assert load["acid_g"] / 2.0 == pytest.approx(0.70)
+    assert load["acid_g"] / load["pitch_g"] == pytest.approx(0.70, abs=1e-3)  # decision 0011
     assert 0.2 < wash["mass_after_wash_g"] < load["pitch_g"] + load["acid_g"]
     assert wash["washes"] >= 2
     assert wash["final_ph"] >= 6.0
@@ -176,9 +176,11 @@ def test_summary_carries_the_batch_record_a_scientist_wants(batch: Batch) -> Non
     summary = batch.result.summary
     yields = summary["yields"]
     assert list(yields["wash"]["stages"]) == ["wash"]
-    assert yields["wash"]["change_loaded_pct"] < -30  # the free acid and water washed out
-    assert 15 < yields["yield_loaded_pct"] < 35
-    assert 60 < yields["yield_precursor_pct"] < 85
+    assert yields["wash"]["change_loaded_pct"] < -20  # the free acid washed out
+    # 2 g at 70 g acid per 100 g pitch is 1.18 g pitch (decision 0011): a stabilised
+    # pitch's carbon yield (hardware.md §5.1: 65-80 %) is then 38-47 % of the mixture.
+    assert 35 < yields["yield_loaded_pct"] < 50
+    assert 65 < yields["yield_precursor_pct"] < 80
     assert yields["final"]["source"] == "operator weighing"
     argon_purge = next(r for r in yields["rows"] if list(r["stages"]) == ["argon purge"])
     assert abs(argon_purge["change_loaded_pct"]) < 1  # not the wash's loss any more

@@ -130,7 +130,8 @@ def test_without_the_simulated_sample_the_recipe_s_nominal_load_is_recorded() ->
                             StepField("acid_g", unit="g", min=0.01, max=40, role="acid_g")))
     data, source = simulated_data(load, None, Material("pitch", 70.0, 2.0), 2.0)
     assert source == "nominal (recipe)"
-    assert data == {"pitch_g": pytest.approx(0.6), "acid_g": pytest.approx(1.4)}
+    # 70 g of reagent per 100 g of pitch (decision 0011): 2 g is 1.1765 g pitch + 0.8235 g
+    assert data == {"pitch_g": pytest.approx(1.1765), "acid_g": pytest.approx(0.8235)}
 
 
 def test_the_simulated_wash_goes_on_to_a_neutral_filtrate() -> None:

@@ -123,15 +123,16 @@ def test_with_a_balance_the_wash_row_carries_the_wash_loss() -> None:
     assert wash.start.mass_g == pytest.approx(1.4)
     assert wash.end.mass_g == pytest.approx(0.5)
     assert wash.change_loaded_pct == pytest.approx(-45.0)  # 0.9 g of 2 g
-    assert wash.change_precursor_pct == pytest.approx(-150.0)  # of 2 g × 30 %
+    precursor_g = 2.0 / 1.7  # 70 g reagent per 100 g pitch (decision 0011)
+    assert wash.change_precursor_pct == pytest.approx(-0.9 / precursor_g * 100)
     # 0.06 g lost evenly over carbonisation (100 rows) and cool-down (48 rows after it)
     assert _row(mb.rows, "carbonisation").change_g == pytest.approx(-0.06 * 100 / 148)
     assert mb.loaded.mass_g == pytest.approx(2.0)
     assert mb.loaded.source == BALANCE
-    assert mb.precursor == type(mb.precursor)(pytest.approx(0.6), NOMINAL, False)
+    assert mb.precursor == type(mb.precursor)(pytest.approx(2.0 / 1.7), NOMINAL, False)
     assert mb.final.source == BALANCE
     assert mb.yield_loaded_pct == pytest.approx(22.0)
-    assert mb.yield_precursor_pct == pytest.approx(73.33, abs=0.01)
+    assert mb.yield_precursor_pct == pytest.approx(37.40, abs=0.01)
     # the rows chain: each opens where the one before closed
     assert all(a.end == b.start for a, b in zip(mb.rows, mb.rows[1:], strict=False))
 
@@ -144,7 +145,7 @@ def test_the_events_stage_rows_agree_boundary_to_boundary() -> None:
         == pytest.approx(25.0)
     rows = dict(format_events(report))
     assert "-45.00" in rows["stage: wash"]
-    assert rows["final yield"].startswith("22.00 % of loaded mixture, 73.33 % of precursor")
+    assert rows["final yield"].startswith("22.00 % of loaded mixture, 37.40 % of precursor")
 
 
 def test_weighings_without_a_balance() -> None:
@@ -177,7 +178,7 @@ def test_the_unload_weighing_wins_over_the_balance_for_the_final_yield() -> None
 def test_nominal_recipe_only() -> None:
     mb = mass_balance(batch(balance=False))
     assert mb.loaded == type(mb.loaded)(2.0, NOMINAL, False)
-    assert mb.precursor.mass_g == pytest.approx(0.6)
+    assert mb.precursor.mass_g == pytest.approx(2.0 / 1.7)
     assert mb.acid_wt_pct == 70.0
     assert mb.rows == ()
     assert mb.final.mass_g is None
@@ -250,7 +251,7 @@ def test_the_page_names_the_yield_and_draws_with_or_without_a_balance(
     if kind == "nominal":
         assert "final yield unknown" in line
     else:
-        assert "final yield 22.0 % of loaded mixture, 73.3 % of precursor" in line \
+        assert "final yield 22.0 % of loaded mixture, 37.4 % of precursor" in line \
             or "final yield 22.2 % of loaded mixture, 73.8 % of precursor" in line
     assert "H₃PO₄ 70 wt%" in material_line(data, report.yields)
     assert "operator ana" in material_line(data, report.yields)

@@ -50,7 +50,7 @@ def material_line(data: BatchData, mb: MassBalance) -> str:
     sources, operators, station (and "simulated" for a dry run)."""
     what = str(_material(data).get("precursor", "")).replace("_", " ") or "sample"
     parts = [what + ("" if mb.acid_wt_pct is None
-                     else f" + H₃PO₄ {mb.acid_wt_pct:g} wt% (recipe)")]
+                     else f" + H₃PO₄ {mb.acid_wt_pct:g} wt% (recipe: g reagent per 100 g)")]
     parts.append(f"loaded {_mass(mb.loaded)}")
     parts.append(f"precursor {_mass(mb.precursor)}")
     who = operators(data)

@@ -40,7 +40,8 @@ def _change(row: MassRow) -> str:
 def format_yields(mb: MassBalance, *, staged: Collection[str] = ()) -> list[tuple[str, str]]:
     """(what, value) rows of the mass balance: the two bases, where the rows come from,
     the rows not already on a stage's line (``staged``), the wash's loss and the yield."""
-    acid = "" if mb.acid_wt_pct is None else f", recipe acid {mb.acid_wt_pct:g} wt%"
+    acid = "" if mb.acid_wt_pct is None else (
+        f", recipe acid {mb.acid_wt_pct:g} wt% (g reagent per 100 g precursor)")
     rows = [("loaded mixture", _g(mb.loaded)), ("precursor", _g(mb.precursor) + acid)]
     sources = sorted({r.end.label for r in mb.rows})
     if sources:

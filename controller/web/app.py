@@ -159,8 +159,9 @@ def make_app(*, live: LiveBatch | None, shelf: BatchShelf | None,
             except ValueError:
                 continue
             if isinstance(rec, dict):
-                records.append({k: v for k, v in rec.items()
-                                if "hash" not in k and k not in ("state", "seq")})
+                records.append({k: v for k, v in rec.items()  # the chain's own fields out
+                                if "hash" not in k and not k.startswith("trace_")
+                                and k not in ("state", "seq", "prev")})
         return records
 
     async def api_audit(request: Request) -> Response:

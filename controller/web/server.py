@@ -244,9 +244,14 @@ class BatchWebServer:
         self.feed.row(row)
 
     @property
+    def address(self) -> tuple[str, int]:
+        """The bound (host, port); before ``__aenter__``, the requested one."""
+        return self._web.address if self._web is not None else (self.host, self.port)
+
+    @property
     def url(self) -> str:
         """The dashboard's address with the token in the fragment (never sent over)."""
-        host, port = self._web.address if self._web is not None else (self.host, self.port)
+        host, port = self.address
         shown = LOOPBACK if ipaddress.ip_address(host).is_unspecified else host
         shown = f"[{shown}]" if ":" in shown else shown
         return f"http://{shown}:{port}/#token={self.token}"

@@ -12,7 +12,8 @@ imported only once that command is chosen on the command line:
 - ``controller.cli_station``: run, resume, sim serve (the session and the station
   factory, and with them pymodbus and the simulator);
 - ``controller.cli_tools``: validate, plan, verify, report, ctl (never a bus or the
-  simulator; matplotlib only while report draws its figure).
+  simulator; matplotlib only while report draws its figure);
+- ``controller.web.cli``: web (the finished batches' pages).
 
 The command modules import this one (for the exit codes); it reaches them by name only.
 """
@@ -42,6 +43,8 @@ COMMANDS: Final = {
     "report": ("controller.cli_tools", "events, summary and report.png of a batch"),
     "sim": ("controller.cli_station", "the furnace simulator"),
     "ctl": ("controller.cli_tools", "hold, resume, stop, abort or confirm a running batch"),
+    "web": ("controller.web.cli", "browse batches in a web browser: list, summary, report, "
+                                  "TGA overlay"),
 }
 
 _N = TypeVar("_N")

@@ -48,9 +48,10 @@ from controller.run.clock import (
 )
 from controller.run.commands import STARTING, CommandQueue
 from controller.run.runstate import Phase
-from controller.session import BatchResult, resume_batch, run_batch
+from controller.session import BatchResult, Serve, resume_batch, run_batch
 from controller.station_factory import serve_simulator
 from controller.text import unsafe_char
+from controller.web.server import is_loopback, parse_web, serve_batch
 from drivers.errors import ConfigurationError
 
 __all__ = ["add_arguments", "main"]
@@ -96,6 +97,36 @@ def _port_or_none(text: str) -> int:
     return _port(text, lowest=0)
 
 
+def _web(text: str) -> tuple[str, int]:
+    """``--web [HOST:]PORT``: where the dashboard and the control API listen."""
+    try:
+        return parse_web(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_web(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--web", type=_web, default=None, metavar="[HOST:]PORT",
+                        help="serve the dashboard and the control API here (default host "
+                             "127.0.0.1); without it they are served on an ephemeral "
+                             "loopback port, announced in the batch's control.json")
+
+
+def _serve_batch(out: Console, web: tuple[str, int] | None) -> Serve:
+    """Every run serves its control API (``furnace ctl``) and dashboard; ``--web`` says
+    where. A non-loopback address is reachable from other machines: said so."""
+    host, port = web if web is not None else ("127.0.0.1", 0)
+    if not is_loopback(host):
+        out.print(f"warning: --web {host}: the dashboard is reachable from other machines; "
+                  "commands need the token", markup=False, highlight=False)
+
+    def ready(url: str) -> None:
+        if web is not None:
+            out.print(f"dashboard: {url}", markup=False, highlight=False, soft_wrap=True)
+
+    return serve_batch(host=host, port=port, on_ready=ready)
+
+
 def _balance(text: str) -> str:
     """``--balance``: a serial device, or ``tcp:PORT``."""
     if text.startswith("tcp:"):
@@ -116,6 +147,7 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     run.add_argument("--fault", action="append", default=[], metavar="SPEC",
                      help="inject a fault into the built-in simulator: KIND[:TARGET]@TIME")
+    _add_web(run)
 
 
 def _resume_arguments(resume: argparse.ArgumentParser) -> None:
@@ -123,6 +155,7 @@ def _resume_arguments(resume: argparse.ArgumentParser) -> None:
     resume.add_argument("--speed", type=_speed, default=None,
                         help="as for run: a factor for a simulated station")
     resume.add_argument("--yes", action="store_true", help="do not ask before resuming")
+    _add_web(resume)
 
 
 def _sim_arguments(sim: argparse.ArgumentParser) -> None:
@@ -250,7 +283,7 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
             station_text=station_text, clock=clock, batches_dir=Path(args.batches),
             operator=args.operator, seed=args.seed, observer=view,
             station_source=args.station or "built-in station", commands=commands,
-            faults=args.fault)))
+            faults=args.fault, serve=_serve_batch(out, args.web))))
     return _finished(out, result)
 
 
@@ -278,7 +311,7 @@ def cmd_resume(args: argparse.Namespace, out: Console) -> int:
         result = asyncio.run(_with_console(view, "resume", lambda commands: resume_batch(
             batch_dir, make_clock=make_clock, speed=rate,
             station_source=str(folder.station_toml), observer=view,
-            commands=commands)))
+            commands=commands, serve=_serve_batch(out, args.web))))
     return _finished(out, result)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from controller.records.audit import AuditLog, RecordError
@@ -42,6 +42,8 @@ class BatchRecorder:
         self._last_t_s: float | None = None
         self._rows = 0
         self.trace_stopped = ""  # why the trace stopped (disk full), "" while it runs
+        # also handed each trace row (the batch's server; must return at once)
+        self.on_row: Callable[[Sequence[object]], None] | None = None
 
     def audit(self, event: str, t_s: float, fields: dict[str, Any]) -> None:
         """Append to the audit log, durable on return. On a full disk the reserve is given
@@ -82,6 +84,8 @@ class BatchRecorder:
     def trace(self, row: Sequence[object]) -> None:
         """Append a trace row. The trace is the non-essential record: if the disk fills,
         it stops (recorded in the audit) and the batch goes on with the audit alone."""
+        if self.on_row is not None:
+            self.on_row(row)
         if self.trace_stopped:
             return
         try:

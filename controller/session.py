@@ -11,18 +11,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import platform
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from controller import software_version
 from controller.analysis.data import BatchData, load_batch
 from controller.analysis.facts import record_facts
 from controller.analysis.yields import mass_balance
-from controller.operator.control import ControlServer
 from controller.operator.lock import StaleTakeover, StationLock, lock_for_station
 from controller.recipe.plan import PlanSummary, summarize
 from controller.recipe.station import Station
@@ -56,7 +55,8 @@ from controller.run.snapshot import Snapshot
 from controller.station_factory import Built, FaultInjector, build_devices, inject_faults
 from drivers.errors import ConfigurationError
 
-__all__ = ["BatchRecorder", "BatchResult", "resume_batch", "run_batch", "software_version"]
+__all__ = ["BatchRecorder", "BatchResult", "BatchServer", "Serve", "Serving", "resume_batch",
+           "run_batch", "software_version"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,50 @@ class BatchResult:
     batch_dir: Path
     state: Phase
     summary: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Serving:
+    """What a batch's server is given: the batch, its runner (read through published
+    frames), the queue its commands go to, the clock, the trace's columns, and how long a
+    command's reply waits for the scan cycle's verdict."""
+
+    batch_dir: Path
+    station: Station
+    runner: RecipeRunner
+    commands: CommandQueue
+    clock: Clock
+    columns: list[str]
+    reply_timeout_s: float
+
+
+class BatchServer(Protocol):
+    """Serves a running batch (``controller.web.server.BatchWebServer``): entered before
+    the scan loop starts (it yields the bound host and port), left when the loop ends. The
+    scan loop calls ``observe`` each cycle and ``trace_row`` with each trace row; both
+    must return at once."""
+
+    async def __aenter__(self) -> tuple[str, int]: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    def observe(self, snap: Snapshot, runner: RecipeRunner) -> None: ...
+
+    def trace_row(self, row: Sequence[object]) -> None: ...
+
+
+Serve = Callable[[Serving], BatchServer]
+"""Builds the server of a batch; the composition root (the CLI) chooses it."""
+
+
+@contextlib.asynccontextmanager
+async def _serving(server: BatchServer | None) -> AsyncIterator[tuple[str, int] | None]:
+    """The server's bound address while it serves; None without a server."""
+    if server is None:
+        yield None
+        return
+    async with server as address:
+        yield address
 
 
 def _clock_basis(clock: Clock) -> str:
@@ -197,17 +241,18 @@ async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_t
                     station_source: str = "station",
                     observer: Callable[[Snapshot, RecipeRunner], None] | None = None,
                     built: Built | None = None, commands: CommandQueue | None = None,
-                    faults: Sequence[str] = (), auto_confirm: bool | None = None
-                    ) -> BatchResult:
+                    faults: Sequence[str] = (), auto_confirm: bool | None = None,
+                    serve: Serve | None = None) -> BatchResult:
     """Run ``plan`` on ``station`` as a batch under ``batches_dir``.
 
     The folder, frozen inputs and first audit record exist (fsync'd) before any device is
     written. ``built`` lets a caller (a test) keep hold of the devices and the simulated
     world; by default they are built from ``station``. ``auto_confirm`` False makes a
     simulated station wait for a person at operator steps, as a real one does (default:
-    only a simulated station confirms them itself). Device errors inside the loop are
-    handled there; an unexpected error still leaves the outputs safe (the scan loop's
-    ``finally``) and is re-raised after the audit records it.
+    only a simulated station confirms them itself). ``serve`` builds the batch's server
+    (the control API of ``furnace ctl`` and the dashboard); None: none. Device errors
+    inside the loop are handled there; an unexpected error still leaves the outputs safe
+    (the scan loop's ``finally``) and is re-raised after the audit records it.
     """
     planned = summarize(plan, station)
     check_free_space(batches_dir, required_free_bytes(
@@ -239,7 +284,7 @@ async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_t
                                       built=opened.built, audit=audit, trace=trace,
                                       runner=_runner(plan, station, auto_confirm),
                                       clock=clock, t0_s=t0_s, observer=observer,
-                                      commands=commands, reserve=reserve)
+                                      commands=commands, reserve=reserve, serve=serve)
 
 
 def _record_start(audit: AuditLog, clock: Clock, t_s: float, took_over: StaleTakeover | None,
@@ -260,17 +305,27 @@ async def _loop_and_finish(*, batch_dir: Path, station: Station, built: Built,
                            prepare: Callable[[ScanLoop, BatchRecorder], Awaitable[None]]
                            | None = None, commands: CommandQueue | None = None,
                            mass0_g: float | None = None,
-                           reserve: DiskReserve | None = None) -> BatchResult:
+                           reserve: DiskReserve | None = None,
+                           serve: Serve | None = None) -> BatchResult:
     """Run the scan loop to the batch's end, then record the end and write the summary.
 
-    Operator commands reach the loop through ``commands``, from the loopback control
-    server (``furnace ctl``) and from the console. The caller's exit stack closes the
-    records and the devices and releases the lock, whatever happens here."""
+    Operator commands reach the loop through ``commands``, from the batch's server
+    (``serve``: ``furnace ctl`` and the web page) and from the console. The caller's exit
+    stack closes the records and the devices and releases the lock, whatever happens
+    here."""
     recorder = BatchRecorder(audit, trace, clock, reserve)
     commands = commands if commands is not None else CommandQueue()
 
+    server = serve(Serving(batch_dir, station, runner, commands, clock,
+                           trace_columns(station), max(5.0, 3 * station.scan_period_s))
+                   ) if serve is not None else None
+    if server is not None:
+        recorder.on_row = server.trace_row
+
     def observe(snap: Snapshot, r: RecipeRunner) -> None:
         recorder.observe(snap)
+        if server is not None:
+            server.observe(snap, r)
         if observer is not None:
             observer(snap, r)
 
@@ -295,12 +350,11 @@ async def _loop_and_finish(*, batch_dir: Path, station: Station, built: Built,
                 told(ev)
 
         clock.on_slowdown = on_slowdown
-    server = ControlServer(batch_dir, commands.submit, state=commands.state,
-                           reply_timeout_s=max(5.0, 3 * station.scan_period_s))
     try:
-        async with server:
-            host, port = server.address
-            recorder.audit("control_server", clock.now() - t0_s, {"host": host, "port": port})
+        async with _serving(server) as address:
+            if address is not None:
+                recorder.audit("control_server", clock.now() - t0_s, {
+                    "host": address[0], "port": address[1], "protocol": "http"})
             if prepare is not None:
                 await prepare(loop, recorder)
             state = await loop.run()
@@ -364,7 +418,8 @@ async def resume_batch(batch_dir: Path, *, make_clock: Callable[[float], Clock],
                        observer: Callable[[Snapshot, RecipeRunner], None] | None = None,
                        built: Built | None = None,
                        commands: CommandQueue | None = None,
-                       now_utc: Callable[[], datetime] = utc_now) -> BatchResult:
+                       now_utc: Callable[[], datetime] = utc_now,
+                       serve: Serve | None = None) -> BatchResult:
     """Continue an interrupted batch from its folder (never the original recipe file).
 
     ``make_clock(start_s)`` builds the clock, its process time starting where the batch
@@ -433,4 +488,4 @@ async def resume_batch(batch_dir: Path, *, make_clock: Callable[[float], Clock],
                                       built=opened.built, audit=audit, trace=trace,
                                       runner=runner, clock=clock, t0_s=0.0, observer=observer,
                                       on_start=start, prepare=prepare, commands=commands,
-                                      mass0_g=rec.mass0_g, reserve=reserve)
+                                      mass0_g=rec.mass0_g, reserve=reserve, serve=serve)

@@ -78,6 +78,8 @@ def setup_logging(console: Console, level: int = logging.INFO) -> None:
     # pymodbus logs every failed transaction itself; our bus translates those into one
     # error that the caller reports with context, so its own chatter stays at DEBUG.
     logging.getLogger("pymodbus").setLevel(max(level, logging.CRITICAL))
+    # furnace ctl's HTTP client would log every request it makes
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
 
 
 def _fmt(value: float | None, spec: str = ".1f", unit: str = "") -> str:

@@ -1,6 +1,7 @@
-"""``furnace ctl`` end to end in one process: the client against a real ControlServer whose
-commands go through a CommandQueue that a stand-in scan loop drains each cycle into a real
-RecipeRunner; duplicate storms (faults.md O7); console keys from a pty; Ctrl-C as SIGINT."""
+"""``furnace ctl`` end to end in one process: the client against the batch's real HTTP server
+(uvicorn on its own thread, ``POST /api/commands``) whose commands go through a CommandQueue
+that a stand-in scan loop drains each cycle into a real RecipeRunner; duplicate storms
+(faults.md O7); console keys from a pty; Ctrl-C as SIGINT."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from controller.operator.control import ControlServer
 from controller.operator.control_client import send_command
 from controller.operator.keys import (
     InterruptPolicy,
@@ -32,6 +32,7 @@ from controller.run.clock import VirtualClock, WallClock
 from controller.run.commands import Command, CommandQueue
 from controller.run.handle import RecipeRunner
 from controller.run.runstate import Phase
+from tests.web import served
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -77,8 +78,7 @@ async def running(station: Station, tmp_path: Path, **server_kw: Any
     scan = FakeScan(runner, queue)
     task = asyncio.create_task(scan.run(VirtualClock()))
     try:
-        async with ControlServer(tmp_path, queue.submit, state=lambda: str(runner.phase),
-                                 **server_kw):
+        async with served(tmp_path, station, queue=queue, runner=runner, **server_kw):
             yield scan
     finally:
         task.cancel()

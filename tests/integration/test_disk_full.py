@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 import pytest
 
 from controller import session as session_module
-from controller.operator.control import ControlServer
+from controller.operator.control import ControlFile
 from controller.recipe.plan import load_recipe
 from controller.recipe.station import load_station
 from controller.records import audit as audit_module
@@ -25,12 +25,12 @@ from controller.records.storage import AUDIT_RESERVE_BYTES, DiskReserve
 from controller.records.trace import TraceWriter
 from controller.records.verify import verify_batch
 from controller.run.clock import VirtualClock
-from controller.run.commands import Command, CommandResult, Status
 from controller.run.handle import RecipeRunner
 from controller.run.runstate import Phase
 from controller.run.snapshot import Snapshot
-from controller.session import BatchResult, resume_batch, run_batch
+from controller.session import BatchResult, Serve, resume_batch, run_batch
 from controller.station_factory import Built, build_devices
+from controller.web.server import serve_batch
 from tests.conftest import PROFILES
 
 SMOKE = PROFILES / "smoke-600.toml"
@@ -164,12 +164,12 @@ class FullDisk:
 
 
 async def _smoke(batches: Path, built: Built | None = None, clock: VirtualClock | None = None,
-                 observer: Any = None) -> BatchResult:
+                 observer: Any = None, serve: Serve | None = None) -> BatchResult:
     station, text = load_station(None)
     _, plan, frozen = load_recipe(SMOKE, {}, station)
     return await run_batch(plan=plan, station=station, recipe_text=frozen, station_text=text,
                            clock=clock or VirtualClock(), batches_dir=batches,
-                           operator="pytest", built=built, observer=observer)
+                           operator="pytest", built=built, observer=observer, serve=serve)
 
 
 def _events(batch_dir: Path) -> list[dict[str, Any]]:
@@ -230,7 +230,7 @@ async def test_a_disk_full_stop_leaves_no_control_file(
     clock = VirtualClock()
     built = build_devices(station, clock, material=load_recipe(SMOKE, {}, station)[1].material)
     with pytest.raises(RecordError, match="disk full"):
-        await _smoke(tmp_path, built, clock, observer)
+        await _smoke(tmp_path, built, clock, observer, serve=serve_batch())
     assert served
     assert all(served)  # the control endpoint was there while the run went on
     assert [what for what, _ in disk.refused][:2] == ["audit", "audit"]  # the retry too
@@ -248,13 +248,9 @@ async def test_a_control_file_that_cannot_be_written_is_not_left_behind(
     def full(fd: int, data: bytes) -> int:
         raise _enospc()
 
-    def post(command: Command) -> CommandResult:
-        return CommandResult(command.id, Status.QUEUED, "running", "")
-
-    server = ControlServer(tmp_path, post)
     monkeypatch.setattr(os, "write", full)  # control.json is written with os.write
     with pytest.raises(OSError, match="No space"):
-        await server.start()
+        ControlFile(tmp_path).write(host="127.0.0.1", port=1, token="t")
     monkeypatch.undo()
     assert not (tmp_path / CONTROL_FILE).exists()
 

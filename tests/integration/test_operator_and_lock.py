@@ -24,6 +24,7 @@ from controller.run.runstate import Phase
 from controller.run.snapshot import Snapshot
 from controller.session import run_batch
 from controller.station_factory import serve_simulator
+from controller.web.server import serve_batch
 from tests.conftest import ROOT
 from tests.integration.helpers import free_port
 from tests.integration.recipes import TINY, write
@@ -50,7 +51,8 @@ async def test_commands_from_the_queue_and_the_socket_are_applied(tmp_path: Path
 
     result = await run_batch(plan=plan, station=station, recipe_text=frozen,
                              station_text=text, clock=VirtualClock(), batches_dir=tmp_path,
-                             operator="pytest", observer=observer, commands=queue)
+                             operator="pytest", observer=observer, commands=queue,
+                             serve=serve_batch())
     assert result.state is Phase.COMPLETED
     reply = await sent[0]
     assert reply["ok"], reply

@@ -16,6 +16,7 @@ import pytest
 from controller.cli import main
 from controller.records.folder import BatchFolder
 from controller.session import run_batch
+from controller.web.server import serve_batch
 from tests.integration.helpers import in_process
 
 pytestmark = pytest.mark.timeout(60)
@@ -108,7 +109,7 @@ async def test_confirm_with_missing_or_out_of_bounds_data_is_refused_with_exit_2
     run = asyncio.create_task(run_batch(
         plan=ip.plan, station=ip.station, recipe_text=ip.recipe_text,
         station_text=ip.station_text, clock=ip.clock, batches_dir=batches, operator="ann",
-        built=ip.built, auto_confirm=False))
+        built=ip.built, auto_confirm=False, serve=serve_batch()))
     await until(lambda: batches.exists() and any(batches.iterdir()), "the batch folder")
     batch = next(batches.iterdir())
     await until(lambda: (batch / "control.json").exists()

@@ -18,10 +18,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import httpx
 import pytest
 
 from controller.operator.console import LiveView, TerminalConsole, hang_up
-from controller.operator.control import ControlServer
 from controller.operator.control_client import send_command
 from controller.operator.keys import (
     SYSTEM_OPERATOR,
@@ -37,7 +37,6 @@ from controller.run.commands import (
     STARTING,
     Command,
     CommandQueue,
-    CommandResult,
     Status,
     apply_command,
 )
@@ -45,6 +44,7 @@ from controller.run.handle import RecipeRunner
 from controller.run.snapshot import Snapshot
 from drivers.errors import ConfigurationError
 from drivers.roles import ControllerReading
+from tests.web import served, url_of
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -123,30 +123,22 @@ def test_the_queue_never_refuses_a_halt_and_it_supersedes_a_deferred_hold(
     assert CommandQueue().state() == STARTING
 
 
-async def test_furnace_ctl_cannot_halt(tmp_path: Path) -> None:
+async def test_furnace_ctl_cannot_halt(station: Station, tmp_path: Path) -> None:
     """An operator ends a batch with stop or abort, which keep the PC supervising the
     cool-down; a halt abandons supervision and is only for a process that is going away."""
-    got: list[Command] = []
-
-    def post(cmd: Command) -> CommandResult:
-        got.append(cmd)
-        return CommandResult(cmd.id, Status.QUEUED, "running", "queued")
-
-    async with ControlServer(tmp_path, post) as server:
+    queue = CommandQueue(lambda: "running")
+    async with served(tmp_path, station, queue=queue):
         token = json.loads((tmp_path / CONTROL_FILE).read_text())["token"]
-        req = {"token": token, "id": "h1", "trigger": "halt", "operator": "ann",
-               "reason": "going home"}
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        writer.write(json.dumps(req).encode() + b"\n")
-        await writer.drain()
-        reply = json.loads(await asyncio.wait_for(reader.readline(), 5))
-        writer.close()
-        await writer.wait_closed()
+        req = {"id": "h1", "trigger": "halt", "operator": "ann", "reason": "going home"}
+        async with httpx.AsyncClient(base_url=url_of(tmp_path), trust_env=False) as client:
+            response = await client.post("/api/commands", json=req,
+                                         headers={"Authorization": f"Bearer {token}"})
+        reply = response.json()
         with pytest.raises(ConfigurationError, match="only by the controller itself"):
             await send_command(tmp_path, "halt", "ann", "going home")
     assert (reply["ok"], reply["status"]) == (False, "refused")
     assert "only by the controller itself" in reply["message"]
-    assert got == []
+    assert len(queue) == 0
 
 
 # ---------------------------------------------------------------------- handlers

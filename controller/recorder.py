@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from controller.records.audit import AuditLog, RecordError
@@ -44,6 +44,9 @@ class BatchRecorder:
         self.trace_stopped = ""  # why the trace stopped (disk full), "" while it runs
         # also handed each trace row (the batch's server; must return at once)
         self.on_row: Callable[[Sequence[object]], None] | None = None
+        # Told of every audit record once it is durable (notifications). Must not block;
+        # an exception is logged and ignored.
+        self.listeners: list[Callable[[str, float, Mapping[str, Any]], None]] = []
 
     def audit(self, event: str, t_s: float, fields: dict[str, Any]) -> None:
         """Append to the audit log, durable on return. On a full disk the reserve is given
@@ -51,6 +54,7 @@ class BatchRecorder:
         the record cannot be written: the run must then go safe, since nothing it does
         could be recorded."""
         if self._append(event, t_s, fields):
+            self._tell(event, t_s, fields)
             return
         freed_bytes = self.reserve.release() if self.reserve is not None else 0
         if not (freed_bytes and self._append(event, t_s, fields)):  # once more, into it
@@ -58,6 +62,14 @@ class BatchRecorder:
         self._reserve_released(t_s, f"an {AUDIT_FILE} append", freed_bytes)
         if not self.trace_stopped:  # the trace would soon take that space from the audit
             self._stop_trace("disk full", disk_full=True)
+        self._tell(event, t_s, fields)
+
+    def _tell(self, event: str, t_s: float, fields: Mapping[str, Any]) -> None:
+        for listener in self.listeners:
+            try:
+                listener(event, t_s, fields)
+            except Exception:  # a listener is never worth the batch
+                logger.exception("audit listener failed on %s", event)
 
     def _append(self, event: str, t_s: float, fields: dict[str, Any]) -> bool:
         """One append: True if it landed, False if the disk was full (the log is left

@@ -8,6 +8,7 @@ audit and the trace (``recorder``), or device construction (``station_factory``)
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import platform
@@ -22,7 +23,10 @@ from controller import software_version
 from controller.analysis.data import BatchData, load_batch
 from controller.analysis.facts import record_facts
 from controller.analysis.yields import mass_balance
+from controller.operator.channels import channels_for
 from controller.operator.lock import StaleTakeover, StationLock, lock_for_station
+from controller.operator.notify import NoticeRules, Notifier
+from controller.recipe.notify_config import resolve_notify
 from controller.recipe.plan import PlanSummary, summarize
 from controller.recipe.station import Station
 from controller.recipe.steps import Dwell, Plan
@@ -45,7 +49,14 @@ from controller.records.storage import (
     required_free_bytes,
 )
 from controller.records.trace import TraceWriter
-from controller.run.clock import Clock, ClockSlowdown, ScaledClock, VirtualClock, utc_now
+from controller.run.clock import (
+    Clock,
+    ClockSlowdown,
+    ScaledClock,
+    VirtualClock,
+    utc_now,
+    wait_real,
+)
 from controller.run.commands import CommandQueue
 from controller.run.handle import RecipeRunner
 from controller.run.resume import Decision, decide, recover
@@ -287,6 +298,23 @@ async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_t
                                       commands=commands, reserve=reserve, serve=serve)
 
 
+def _notifier(station: Station, runner: RecipeRunner, batch_dir: Path, clock: Clock,
+              recorder: BatchRecorder) -> Notifier | None:
+    """The batch's notifier, told of every audit record, if the station or the user's
+    notify file says whom to tell (``notify_config.resolve_notify``); None otherwise."""
+    config = resolve_notify(station.notify)
+    if config is None:
+        return None
+    rules = NoticeRules(config, runner.plan, summarize(runner.plan, station).step_durations_s,
+                        batch_id=batch_dir.name, station=station.name,
+                        hold_timeout_s=station.hold.timeout_min * 60.0,
+                        on_timeout=station.hold.on_timeout)
+    notifier = Notifier(rules, channels_for(config), wait=wait_real)
+    recorder.listeners.append(
+        lambda event, t_s, fields: notifier.audit(event, t_s, fields, clock.wall()))
+    return notifier
+
+
 def _record_start(audit: AuditLog, clock: Clock, t_s: float, took_over: StaleTakeover | None,
                   injector: FaultInjector | None) -> None:
     if took_over is not None:
@@ -322,68 +350,76 @@ async def _loop_and_finish(*, batch_dir: Path, station: Station, built: Built,
     if server is not None:
         recorder.on_row = server.trace_row
 
-    def observe(snap: Snapshot, r: RecipeRunner) -> None:
-        recorder.observe(snap)
-        if server is not None:
-            server.observe(snap, r)
-        if observer is not None:
-            observer(snap, r)
-
-    world = built.world
-    loop = ScanLoop(station=station, runner=runner, devices=built.devices, clock=clock,
-                    recorder=recorder, observer=observe, t0_s=t0_s, on_start=on_start,
-                    commands=commands, mass0_g=mass0_g, align_to_pv=on_start is not None,
-                    on_tube_opened=world.open_tube if world is not None else None)
-    if world is not None:  # the simulated operator's hands fill in the step data
-        runner.rules.readings = world.operator_step
-    commands.state = lambda: str(loop.runner.phase)
-    if isinstance(clock, ScaledClock):  # a scaled clock that slows itself says so here
-        told = clock.on_slowdown
-
-        def on_slowdown(ev: ClockSlowdown) -> None:
-            recorder.audit(f"clock_{ev.kind}", ev.t_s - t0_s, {
-                "requested_speed": ev.requested_speed, "speed": ev.speed,
-                "not_simulated_s": ev.skipped_s,
-                "action": "process time waited for the scan loop, so the setpoints never "
-                          "ran ahead of what the instrument could follow"})
-            if told is not None:
-                told(ev)
-
-        clock.on_slowdown = on_slowdown
+    notifier = _notifier(station, runner, batch_dir, clock, recorder)
     try:
-        async with _serving(server) as address:
-            if address is not None:
-                recorder.audit("control_server", clock.now() - t0_s, {
-                    "host": address[0], "port": address[1], "protocol": "http"})
-            if prepare is not None:
-                await prepare(loop, recorder)
-            state = await loop.run()
-    except BaseException as exc:
-        with contextlib.suppress(RecordError):  # the audit itself may be what failed
-            recorder.audit("supervisor_error", clock.now() - t0_s,
-                           {"error": type(exc).__name__, "detail": str(exc)})
-        raise
-    trace_fields = recorder.sync_trace()
-    _close_trace(trace)
-    actual_s = clock.now() - t0_s
-    summary = _summary(batch_dir, runner.plan, summarize(runner.plan, station), runner,
-                       actual_s, loop.cycles)
-    summary.update(_facts(batch_dir, runner, station, clock))
-    summary["outcome"] = summary["end"]["kind"]  # a stop is not an abort (issue 11)
-    if runner.run.interrupted:
-        return _interrupted(batch_dir, recorder, runner, summary, state, actual_s)
-    # Every field of the summary is bound to the chain by its digest, and the whole
-    # trace by its hash (furnace verify checks both).
-    recorder.audit("batch_ended", actual_s, {
-        "outcome": summary["outcome"], "end_reason": runner.run.end_reason,
-        "summary_sha256": summary_digest(summary), **trace_fields})
-    summary["audit_final_hash"] = audit.final_hash
-    summary["audit_records"] = audit.count
-    audit.close()
-    write_summary(batch_dir, summary)
-    _anchor(batch_dir, station, audit, clock)
-    logger.info("batch %s %s", batch_dir.name, summary["outcome"])
-    return BatchResult(batch_dir, state, summary)
+
+        def observe(snap: Snapshot, r: RecipeRunner) -> None:
+            recorder.observe(snap)
+            if server is not None:
+                server.observe(snap, r)
+            if notifier is not None:
+                notifier.observe(snap.t_s, clock.real_s(), clock.wall())
+            if observer is not None:
+                observer(snap, r)
+
+        world = built.world
+        loop = ScanLoop(station=station, runner=runner, devices=built.devices, clock=clock,
+                        recorder=recorder, observer=observe, t0_s=t0_s, on_start=on_start,
+                        commands=commands, mass0_g=mass0_g, align_to_pv=on_start is not None,
+                        on_tube_opened=world.open_tube if world is not None else None)
+        if world is not None:  # the simulated operator's hands fill in the step data
+            runner.rules.readings = world.operator_step
+        commands.state = lambda: str(loop.runner.phase)
+        if isinstance(clock, ScaledClock):  # a scaled clock that slows itself says so here
+            told = clock.on_slowdown
+
+            def on_slowdown(ev: ClockSlowdown) -> None:
+                recorder.audit(f"clock_{ev.kind}", ev.t_s - t0_s, {
+                    "requested_speed": ev.requested_speed, "speed": ev.speed,
+                    "not_simulated_s": ev.skipped_s,
+                    "action": "process time waited for the scan loop, so the setpoints never "
+                              "ran ahead of what the instrument could follow"})
+                if told is not None:
+                    told(ev)
+
+            clock.on_slowdown = on_slowdown
+        try:
+            async with _serving(server) as address:
+                if address is not None:
+                    recorder.audit("control_server", clock.now() - t0_s, {
+                        "host": address[0], "port": address[1], "protocol": "http"})
+                if prepare is not None:
+                    await prepare(loop, recorder)
+                state = await loop.run()
+        except BaseException as exc:
+            with contextlib.suppress(RecordError):  # the audit itself may be what failed
+                recorder.audit("supervisor_error", clock.now() - t0_s,
+                               {"error": type(exc).__name__, "detail": str(exc)})
+            raise
+        trace_fields = recorder.sync_trace()
+        _close_trace(trace)
+        actual_s = clock.now() - t0_s
+        summary = _summary(batch_dir, runner.plan, summarize(runner.plan, station), runner,
+                           actual_s, loop.cycles)
+        summary.update(_facts(batch_dir, runner, station, clock))
+        summary["outcome"] = summary["end"]["kind"]  # a stop is not an abort (issue 11)
+        if runner.run.interrupted:
+            return _interrupted(batch_dir, recorder, runner, summary, state, actual_s)
+        # Every field of the summary is bound to the chain by its digest, and the whole
+        # trace by its hash (furnace verify checks both).
+        recorder.audit("batch_ended", actual_s, {
+            "outcome": summary["outcome"], "end_reason": runner.run.end_reason,
+            "summary_sha256": summary_digest(summary), **trace_fields})
+        summary["audit_final_hash"] = audit.final_hash
+        summary["audit_records"] = audit.count
+        audit.close()
+        write_summary(batch_dir, summary)
+        _anchor(batch_dir, station, audit, clock)
+        logger.info("batch %s %s", batch_dir.name, summary["outcome"])
+        return BatchResult(batch_dir, state, summary)
+    finally:
+        if notifier is not None:  # the last notices (the end) get their chance to go
+            await asyncio.to_thread(notifier.close)
 
 
 def _interrupted(batch_dir: Path, recorder: BatchRecorder, runner: RecipeRunner,

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from controller.recipe.notify_config import NotifyConfig
 from controller.recipe.validation import FieldRuleError, load_model, read_text
 from controller.text import printable_line
 
@@ -246,6 +247,7 @@ class Station(_Model):
     balance: BalanceDevice | None = None
     envelope: Envelope
     hold: HoldPolicy = HoldPolicy()
+    notify: NotifyConfig | None = None  # who is told what, and how (notify_config)
 
     @model_validator(mode="after")
     def _unique_units_and_gases(self) -> Station:

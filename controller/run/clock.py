@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ __all__ = [
     "WallClock",
     "check_speed",
     "utc_now",
+    "wait_real",
 ]
 
 logger = logging.getLogger(__name__)
@@ -350,3 +352,9 @@ class VirtualClock:
 
     def wall(self) -> datetime:
         return self._wall_start + timedelta(seconds=self._now)
+
+
+def wait_real(event: threading.Event, seconds: float) -> bool:
+    """Block this (non-scan-loop) thread for up to ``seconds`` of real time, or until
+    ``event`` is set (True then): a delivery thread's pause between retries."""
+    return event.wait(max(seconds, 0.0))

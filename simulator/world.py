@@ -89,6 +89,9 @@ class SimStationSpec:
     """What is in the boat (``simulator.kinetics``); None: an inert boat, no chemistry."""
     sample_acid_wt: float = 70.0
     """H3PO4 in the mixture, wt%."""
+    initial_c: float | None = None
+    """The furnace and the sample start in equilibrium at this temperature, °C (default:
+    ambient): a prediction that goes on from a running batch's measured temperature."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +161,8 @@ class SimWorld:
         """World time, s: how far the physics has been integrated."""
         master = random.Random(seed)
         self.furnace = SimEurotherm3216(spec.decimals, spec.thermocouple,
-                                        random.Random(master.getrandbits(64)), spec.ambient_c)
+                                        random.Random(master.getrandbits(64)), spec.ambient_c,
+                                        initial_c=spec.initial_c)
         self.mfcs: dict[str, SimAlicatMFC] = {
             m.gas: SimAlicatMFC(m.gas, m.full_scale_sccm, random.Random(master.getrandbits(64)))
             for m in spec.mfcs
@@ -170,7 +174,8 @@ class SimWorld:
         self.o2 = SimO2Analyser(o2_rng) if spec.o2_unit is not None else None
         indicator_rng = random.Random(master.getrandbits(64))
         balance_rng = random.Random(master.getrandbits(64))
-        self.sample = SampleBoat(spec.ambient_c, spec.sample_mass_g)
+        self.sample = SampleBoat(spec.ambient_c if spec.initial_c is None else spec.initial_c,
+                                 spec.sample_mass_g)
         """The sample in its boat: true temperature and mass."""
         self.kinetics: SampleKinetics | None = None
         """The sample's chemistry (mass, reaction heat), or None for an inert boat."""

@@ -153,14 +153,14 @@ def _operator(c: Cycle, step: OperatorStep, snap: Snapshot, dt_s: float) -> bool
     if step.open_flows_sccm is not None:
         c.set_flows(dict(step.open_flows_sccm))  # the station's open-tube rule
     if not c.progress.confirmed:
-        if not c.r.auto_confirm:
-            return False
-        # The simulated operator takes the step's expected time from when the step may
-        # begin (counted like a dwell, so a checkpoint carries it), as a person would: a
-        # dry run and a prediction (``controller.predict``) both count it.
+        # The time since the step may begin, counted like a dwell's (a checkpoint carries
+        # it): the simulated operator takes the step's expected time, as a person would, so
+        # a dry run and a prediction (``controller.predict``) both count it; a prediction
+        # from a running batch counts what a real person has already spent.
         counted_s = c.progress.counted_s
         if counted_s < step.expected_s:
             c.progress = replace(c.progress, counted_s=counted_s + dt_s)
+        if not c.r.auto_confirm or counted_s < step.expected_s:
             return False
         c.progress = replace(c.progress, confirmed=True)
         data, source = simulated_data(step, c.r.readings, c.r.plan.material, snap.mass_g)

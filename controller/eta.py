@@ -95,10 +95,13 @@ def compile_frozen(recipe_text: str, station_text: str) -> tuple[Plan, Station]:
 
 def predict_request(plan: Plan, station: Station, request: dict[str, Any]) -> dict[str, Any]:
     """One prediction from ``request`` (``state``: a ``to_record`` run state, ``t_s``: its
-    process time, ``furnace_c``: the measured furnace temperature); its ``to_dict``.
+    process time, ``furnace_c``: the measured furnace temperature, ``o2_ppm``: the tube's
+    O2 or None); its ``to_dict``.
     Raises whatever the prediction raises (the child turns it into an error answer)."""
     state = from_record(request["state"], plan)
-    present = Present(state, float(request["t_s"]), float(request["furnace_c"]))
+    o2 = request.get("o2_ppm")
+    present = Present(state, float(request["t_s"]), float(request["furnace_c"]),
+                      None if o2 is None else float(o2))
     return predict_plan(plan, station, present=present).to_dict()
 
 
@@ -235,7 +238,7 @@ class EtaForecaster:
             self._last_asked_s = snap.t_s
             self._asked = (snap.t_s, self._wall())
             self._worker.send({"state": to_record(runner.run), "t_s": snap.t_s,
-                               "furnace_c": snap.furnace_c})
+                               "furnace_c": snap.furnace_c, "o2_ppm": snap.o2_ppm})
 
     def _take(self, answer: dict[str, Any]) -> None:
         asked = self._asked

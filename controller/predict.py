@@ -96,11 +96,20 @@ class PredictionRecorder:
 @dataclass(frozen=True, slots=True)
 class Present:
     """Where a running batch is: its run state (``runstate.from_record`` of a checkpoint
-    record) at process time ``t_s`` (s) with the furnace measured at ``furnace_c``."""
+    record) at process time ``t_s`` (s) with the furnace measured at ``furnace_c`` and the
+    tube's O2 at ``o2_ppm`` (None: no analyser; then a tube the state says is purged is
+    taken as inert, else as air)."""
 
     state: RunState
     t_s: float
     furnace_c: float
+    o2_ppm: float | None = None
+
+    def tube_o2_ppm(self) -> float | None:
+        """The twin's starting O2 (None: air)."""
+        if self.o2_ppm is not None:
+            return self.o2_ppm
+        return 0.0 if self.state.purged else None
 
 
 def _ready(state: RunState) -> tuple[RunState, str]:
@@ -125,7 +134,8 @@ async def predict(plan: Plan, station: Station, *, seed: int = 0,
     start_s = present.t_s if present is not None else 0.0
     clock = VirtualClock(start_s)
     built = build_devices(twin, clock, seed=seed, material=plan.material,
-                          start_c=present.furnace_c if present is not None else None)
+                          start_c=present.furnace_c if present is not None else None,
+                          start_o2_ppm=present.tube_o2_ppm() if present is not None else None)
     recorder = PredictionRecorder(plan)
     runner = RecipeRunner(plan, twin, auto_confirm=True)
     on_start: Callable[[Snapshot], None] | None = None

@@ -146,18 +146,19 @@ class Built:
 
 def build_devices(station: Station, clock: Clock, *, seed: int = 0,
                   material: Material | None = None, world: SimWorld | None = None,
-                  start_c: float | None = None) -> Built:
+                  start_c: float | None = None, start_o2_ppm: float | None = None) -> Built:
     """Drivers for every instrument of ``station`` on its bus (not yet connected); for
     the in-process simulator, ``material`` is what its boat holds, and ``world`` an
     existing simulated world to go on with (a dry run resumed in the same process).
     ``start_c``: a new simulated world starts with its furnace in equilibrium at this
-    temperature (°C) at the clock's present time (a prediction from a running batch)."""
+    temperature (°C) at the clock's present time (a prediction from a running batch), its
+    tube at ``start_o2_ppm`` (default: air)."""
     bus: RegisterBus
     if station.bus.kind == "sim":
         if world is None:
             spec = sim_spec(station, material)
             if start_c is not None:
-                spec = replace(spec, initial_c=start_c)
+                spec = replace(spec, initial_c=start_c, initial_o2_ppm=start_o2_ppm)
             world = SimWorld(spec, seed=seed)
             if start_c is not None:
                 world.now_s = clock.now()

@@ -92,6 +92,9 @@ class SimStationSpec:
     initial_c: float | None = None
     """The furnace and the sample start in equilibrium at this temperature, °C (default:
     ambient): a prediction that goes on from a running batch's measured temperature."""
+    initial_o2_ppm: float | None = None
+    """The tube and the O2 analyser start at this O2 level, ppm (default: air): a
+    prediction that goes on from a running batch's purged tube."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,9 +172,11 @@ class SimWorld:
         }
         """MFCs by gas name."""
         self._inlet_ppm = tuple(inlet_o2_ppm(m.o2_fraction) for m in spec.mfcs)
-        self.tube = TubeGas(spec.tube_volume_l)
+        self.tube = (TubeGas(spec.tube_volume_l) if spec.initial_o2_ppm is None
+                     else TubeGas(spec.tube_volume_l, spec.initial_o2_ppm))
         o2_rng = random.Random(master.getrandbits(64))
-        self.o2 = SimO2Analyser(o2_rng) if spec.o2_unit is not None else None
+        self.o2 = (SimO2Analyser(o2_rng, initial_ppm=self.tube.o2_ppm)
+                   if spec.o2_unit is not None else None)
         indicator_rng = random.Random(master.getrandbits(64))
         balance_rng = random.Random(master.getrandbits(64))
         self.sample = SampleBoat(spec.ambient_c if spec.initial_c is None else spec.initial_c,

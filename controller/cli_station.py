@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ from controller.cli_tools import (
     load_inputs,
     operator_name,
 )
+from controller.eta import EtaForecaster, fan_out
 from controller.operator.console import LiveView, hang_up, summary_table
 from controller.operator.keys import (
     InterruptPolicy,
@@ -244,11 +246,17 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
     summary = summarize(plan, station)
     compact = args.speed is None
     view = LiveView(out, summary, compact=compact, refresh_every=500 if compact else 1)
-    with view:
+    # the live ETA, re-predicted in a low-priority process; not at --speed max (a whole
+    # batch is over in the time one prediction takes)
+    eta = None if compact else EtaForecaster(summary=summary, wall=clock.wall,
+                                             recipe_text=frozen, station_text=station_text)
+    observer = view if eta is None else fan_out(view, eta)
+    view.forecast = eta.latest if eta is not None else None
+    with view, contextlib.closing(eta) if eta is not None else contextlib.nullcontext():
         result = asyncio.run(_with_console(view, args.operator, lambda commands: run_batch(
             plan=plan, station=station, recipe_text=frozen,
             station_text=station_text, clock=clock, batches_dir=Path(args.batches),
-            operator=args.operator, seed=args.seed, observer=view,
+            operator=args.operator, seed=args.seed, observer=observer,
             station_source=args.station or "built-in station", commands=commands,
             faults=args.fault)))
     return _finished(out, result)

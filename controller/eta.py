@@ -39,7 +39,8 @@ from controller.run.handle import RecipeRunner
 from controller.run.runstate import RunState, from_record, to_record
 from controller.run.snapshot import Snapshot
 
-__all__ = ["ETA_EVERY_S", "EtaForecaster", "ProcessWorker", "Worker", "predict_request"]
+__all__ = ["ETA_EVERY_S", "EtaForecaster", "ProcessWorker", "Worker", "fan_out",
+           "predict_request"]
 
 logger = logging.getLogger(__name__)
 
@@ -259,3 +260,14 @@ class EtaForecaster:
         """Stop the worker. Idempotent."""
         self._dead = True
         self._worker.close()
+
+
+def fan_out(*observers: Callable[[Snapshot, RecipeRunner], None]
+            ) -> Callable[[Snapshot, RecipeRunner], None]:
+    """One scan-loop observer that calls each of ``observers`` in turn."""
+
+    def observe(snap: Snapshot, runner: RecipeRunner) -> None:
+        for observer in observers:
+            observer(snap, runner)
+
+    return observe

@@ -39,7 +39,8 @@ class StageTimes:
 @dataclass(frozen=True, slots=True)
 class OperatorTimes:
     """One operator step: when it may begin (the person is needed: the tube cool enough
-    to open) and when it is confirmed, seconds of process time."""
+    to open) and when it is confirmed, seconds of process time (None: not reached by the
+    prediction, or already confirmed before a prediction from the present started)."""
 
     index: int
     stage: str

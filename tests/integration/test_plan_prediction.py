@@ -58,6 +58,7 @@ def test_prediction_is_the_dry_run_of_a_short_recipe(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(480)  # a whole-batch prediction, and the dry run unless shared
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 def test_plan_predicts_every_profile_within_2_percent(path: Path, dry_runs: DryRuns) -> None:
     station, _ = load_station(None)

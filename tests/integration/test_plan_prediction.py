@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from controller.predict import predict_plan
-from controller.recipe.plan import load_recipe
+from controller.predict import predict_plan, twin_station
+from controller.recipe.plan import load_recipe, summarize
 from controller.recipe.station import load_station
-from tests.conftest import PROFILES
+from tests.conftest import PROFILES, ROOT
 from tests.integration.helpers import DryRuns, dry_run
 from tests.integration.recipes import cool, dwell, end, purge, ramp, recipe, stage, step, write
 
@@ -69,3 +69,17 @@ def test_plan_predicts_every_profile_within_2_percent(path: Path, dry_runs: DryR
                                                            summary["actual_s"])
     for gas, litres in summary["gas_used_l"].items():
         assert _close(predicted.gas_l[gas], litres), (gas, predicted.gas_l[gas], litres)
+
+
+def test_a_real_station_is_predicted_on_its_twin() -> None:
+    """A Modbus station (no bus is opened): its layout on the built-in physics."""
+    station, _ = load_station(ROOT / "stations" / "example-eurotherm-alicat.toml")
+    assert station.bus.kind != "sim"
+    twin = twin_station(station)
+    assert twin.bus.kind == "sim"
+    assert twin.mfc == station.mfc
+    assert twin.envelope == station.envelope
+    _, plan, _ = load_recipe(PROFILES / "smoke-600.toml", {}, station)
+    predicted = predict_plan(plan, station)
+    assert predicted.outcome == "completed"
+    assert predicted.total_s == pytest.approx(summarize(plan, station).duration_s, rel=0.02)

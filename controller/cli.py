@@ -11,8 +11,10 @@ imported only once that command is chosen on the command line:
 
 - ``controller.cli_station``: run, resume, sim serve (the session and the station
   factory, and with them pymodbus and the simulator);
-- ``controller.cli_tools``: validate, plan, verify, report, ctl (never a bus or the
-  simulator; matplotlib only while report draws its figure);
+- ``controller.cli_plan``: plan (runs the recipe on the simulated twin, so it brings the
+  station factory and the simulator, never a real bus);
+- ``controller.cli_tools``: validate, verify, report, ctl (never a bus or the simulator;
+  matplotlib only while report draws its figure);
 - ``controller.web.cli``: web (the finished batches' pages).
 
 The command modules import this one (for the exit codes); it reaches them by name only.
@@ -37,7 +39,8 @@ COMMANDS: Final = {
     "run": ("controller.cli_station", "run a recipe as a batch"),
     "resume": ("controller.cli_station", "continue an interrupted batch from its folder"),
     "validate": ("controller.cli_tools", "check a recipe against a station"),
-    "plan": ("controller.cli_tools", "show a recipe's plan: durations, peak, gas use"),
+    "plan": ("controller.cli_plan", "predict a recipe on the simulated station: stages, "
+                                    "operator steps, duration, peak, gas use"),
     "verify": ("controller.cli_tools", "check a batch folder: audit chain, frozen files, "
                                        "trace and summary (exit 0 intact, 1 tampered)"),
     "report": ("controller.cli_tools", "events, summary and report.png of a batch"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ from controller.cli_tools import (
     load_inputs,
     operator_name,
 )
+from controller.eta import EtaForecaster, fan_out
 from controller.operator.console import LiveView, hang_up, summary_table
 from controller.operator.keys import (
     InterruptPolicy,
@@ -34,7 +36,7 @@ from controller.operator.keys import (
     install_interrupt_handler,
     install_termination_handlers,
 )
-from controller.recipe.plan import load_recipe, summarize
+from controller.recipe.plan import PlanSummary, load_recipe, summarize
 from controller.recipe.station import Station, load_station
 from controller.records.folder import BatchFolder, check_batches_dir
 from controller.run.clock import (
@@ -47,11 +49,13 @@ from controller.run.clock import (
     check_speed,
 )
 from controller.run.commands import STARTING, CommandQueue
+from controller.run.handle import RecipeRunner
 from controller.run.runstate import Phase
 from controller.session import BatchResult, Serve, resume_batch, run_batch
 from controller.station_factory import serve_simulator
 from controller.text import unsafe_char
 from controller.web.server import is_loopback, parse_web, serve_batch
+from controller.web.state import EtaSource
 from drivers.errors import ConfigurationError
 
 __all__ = ["add_arguments", "main"]
@@ -112,9 +116,12 @@ def _add_web(parser: argparse.ArgumentParser) -> None:
                              "loopback port, announced in the batch's control.json")
 
 
-def _serve_batch(out: Console, web: tuple[str, int] | None) -> Serve:
+def _serve_batch(out: Console, web: tuple[str, int] | None,
+                 eta: EtaForecaster | None = None) -> Serve:
     """Every run serves its control API (``furnace ctl``) and dashboard; ``--web`` says
-    where. A non-loopback address is reachable from other machines: said so."""
+    where. A non-loopback address is reachable from other machines: said so. With ``eta``
+    the page's ``eta_utc`` is its re-predicted ETA (read from the web thread: ``latest``
+    only reads a reference the scan loop replaces whole), else the plan counted down."""
     host, port = web if web is not None else ("127.0.0.1", 0)
     if not is_loopback(host):
         out.print(f"warning: --web {host}: the dashboard is reachable from other machines; "
@@ -124,7 +131,15 @@ def _serve_batch(out: Console, web: tuple[str, int] | None) -> Serve:
         if web is not None:
             out.print(f"dashboard: {url}", markup=False, highlight=False, soft_wrap=True)
 
-    return serve_batch(host=host, port=port, on_ready=ready)
+    if eta is None:
+        return serve_batch(host=host, port=port, on_ready=ready)
+    forecaster = eta
+
+    def predicted(summary: PlanSummary, runner: RecipeRunner) -> EtaSource:
+        del summary, runner
+        return lambda frame: forecaster.latest().eta_utc
+
+    return serve_batch(host=host, port=port, on_ready=ready, eta=predicted)
 
 
 def _balance(text: str) -> str:
@@ -277,13 +292,19 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
     summary = summarize(plan, station)
     compact = args.speed is None
     view = LiveView(out, summary, compact=compact, refresh_every=500 if compact else 1)
-    with view:
+    # the live ETA, re-predicted in a low-priority process; not at --speed max (a whole
+    # batch is over in the time one prediction takes)
+    eta = None if compact else EtaForecaster(summary=summary, wall=clock.wall,
+                                             recipe_text=frozen, station_text=station_text)
+    observer = view if eta is None else fan_out(view, eta)
+    view.forecast = eta.latest if eta is not None else None
+    with view, contextlib.closing(eta) if eta is not None else contextlib.nullcontext():
         result = asyncio.run(_with_console(view, args.operator, lambda commands: run_batch(
             plan=plan, station=station, recipe_text=frozen,
             station_text=station_text, clock=clock, batches_dir=Path(args.batches),
-            operator=args.operator, seed=args.seed, observer=view,
+            operator=args.operator, seed=args.seed, observer=observer,
             station_source=args.station or "built-in station", commands=commands,
-            faults=args.fault, serve=_serve_batch(out, args.web))))
+            faults=args.fault, serve=_serve_batch(out, args.web, eta))))
     return _finished(out, result)
 
 

@@ -1,6 +1,6 @@
-"""The commands that never open a bus: validate, plan, verify, report and ctl; and what
-every command shares: the consoles, bad input as one line with exit code 2, the recipe
-arguments and the operator's name.
+"""The commands that never open a bus: validate, verify, report and ctl; and what every
+command shares: the consoles, bad input as one line with exit code 2, the recipe arguments
+and the operator's name. (``plan`` runs the simulator: ``cli_plan``.)
 
 Imported by the front door (``controller.cli``) only when one of these commands is chosen.
 Not here: anything that needs the session, a device or the simulator (``cli_station``);
@@ -23,14 +23,14 @@ from controller.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from controller.operator.console import TerminalConsole, setup_logging
 from controller.operator.control_client import send_command
 from controller.recipe.parameters import ResolvedRecipe, parse_overrides
-from controller.recipe.plan import load_recipe, summarize
+from controller.recipe.plan import load_recipe
 from controller.recipe.station import Station, load_station
 from controller.recipe.steps import Plan
 from controller.records.audit import RecordError
 from controller.records.folder import BatchFolder
 from controller.records.verify import Verdict, verify_batch
 from controller.run.commands import TRIGGERS
-from controller.text import hm, unsafe_char
+from controller.text import unsafe_char
 from drivers.errors import ConfigurationError
 
 __all__ = ["Command", "add_arguments", "add_recipe_arguments", "execute", "load_inputs",
@@ -165,32 +165,6 @@ def _print_notes(out: Console, recipe: str, notes: tuple[str, ...]) -> None:
         out.print(f"{recipe}: note: {note}", markup=False, highlight=False, soft_wrap=True)
 
 
-def cmd_plan(args: argparse.Namespace, out: Console) -> int:
-    station, _, _, plan, _ = load_inputs(args)
-    summary = summarize(plan, station)
-    table = Table(title=f"{summary.sample_name} on {station.name}")
-    for col in ("stage", "atmosphere", "steps", "planned"):
-        table.add_column(col)
-    for s in summary.stages:
-        table.add_row(s.name, s.atmosphere, str(s.steps), hm(s.duration_s))
-    table.add_section()
-    table.add_row("total", "", str(summary.steps), hm(summary.duration_s))
-    out.print(table)
-    out.print(f"peak temperature: {summary.peak_c:g} °C")
-    for gas, litres in summary.gas_l.items():
-        out.print(f"{gas}: {litres:.1f} L")
-    steps = Table(title="steps")
-    for col in ("#", "stage", "step", "planned"):
-        steps.add_column(col)
-    for i, (step, dur) in enumerate(zip(plan.steps, summary.step_durations_s, strict=True)):
-        steps.add_row(str(i), step.stage, step.label, hm(dur))
-    out.print(steps)
-    out.print("cooling below ~400 °C is slower than programmed (natural cooling): "
-              "planned times are lower bounds")
-    _print_notes(out, args.recipe, summary.notes)
-    return EXIT_OK
-
-
 def cmd_verify(args: argparse.Namespace, out: Console) -> int:
     """Exit 0 intact or intact so far (interrupted), 1 tampered or damaged, 2 not a batch
     or an unreadable ``--anchor`` log. One verdict line, then any warnings."""
@@ -248,7 +222,6 @@ def cmd_report(args: argparse.Namespace, out: Console) -> int:
 # --------------------------------------------------------------------- the front door's
 _COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Command]] = {
     "validate": (add_recipe_arguments, cmd_validate),
-    "plan": (add_recipe_arguments, cmd_plan),
     "verify": (_verify_arguments, cmd_verify),
     "report": (_report_arguments, cmd_report),
     "ctl": (_ctl_arguments, cmd_ctl),

@@ -26,6 +26,7 @@ from controller.analysis.yields import mass_balance
 from controller.operator.channels import channels_for
 from controller.operator.lock import StaleTakeover, StationLock, lock_for_station
 from controller.operator.notify import NoticeRules, Notifier
+from controller.predict import scan_loop
 from controller.recipe.notify_config import resolve_notify
 from controller.recipe.plan import PlanSummary, summarize
 from controller.recipe.station import Station
@@ -362,13 +363,11 @@ async def _loop_and_finish(*, batch_dir: Path, station: Station, built: Built,
             if observer is not None:
                 observer(snap, r)
 
-        world = built.world
-        loop = ScanLoop(station=station, runner=runner, devices=built.devices, clock=clock,
-                        recorder=recorder, observer=observe, t0_s=t0_s, on_start=on_start,
-                        commands=commands, mass0_g=mass0_g, align_to_pv=on_start is not None,
-                        on_tube_opened=world.open_tube if world is not None else None)
-        if world is not None:  # the simulated operator's hands fill in the step data
-            runner.rules.readings = world.operator_step
+        # the same loop as a prediction's (``predict.scan_loop``): plan and dry run agree
+        loop = scan_loop(station=station, runner=runner, built=built, clock=clock,
+                         recorder=recorder, observer=observe, t0_s=t0_s, on_start=on_start,
+                         commands=commands, mass0_g=mass0_g,
+                         align_to_pv=on_start is not None)
         commands.state = lambda: str(loop.runner.phase)
         if isinstance(clock, ScaledClock):  # a scaled clock that slows itself says so here
             told = clock.on_slowdown

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from controller.recipe.station import Station
@@ -145,14 +145,23 @@ class Built:
 
 
 def build_devices(station: Station, clock: Clock, *, seed: int = 0,
-                  material: Material | None = None, world: SimWorld | None = None) -> Built:
+                  material: Material | None = None, world: SimWorld | None = None,
+                  start_c: float | None = None, start_o2_ppm: float | None = None) -> Built:
     """Drivers for every instrument of ``station`` on its bus (not yet connected); for
     the in-process simulator, ``material`` is what its boat holds, and ``world`` an
-    existing simulated world to go on with (a dry run resumed in the same process)."""
+    existing simulated world to go on with (a dry run resumed in the same process).
+    ``start_c``: a new simulated world starts with its furnace in equilibrium at this
+    temperature (°C) at the clock's present time (a prediction from a running batch), its
+    tube at ``start_o2_ppm`` (default: air)."""
     bus: RegisterBus
     if station.bus.kind == "sim":
         if world is None:
-            world = SimWorld(sim_spec(station, material), seed=seed)
+            spec = sim_spec(station, material)
+            if start_c is not None:
+                spec = replace(spec, initial_c=start_c, initial_o2_ppm=start_o2_ppm)
+            world = SimWorld(spec, seed=seed)
+            if start_c is not None:
+                world.now_s = clock.now()
         bus = SimBus(world, clock.now, unit_names(station))
     else:
         b = station.bus

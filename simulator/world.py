@@ -89,6 +89,12 @@ class SimStationSpec:
     """What is in the boat (``simulator.kinetics``); None: an inert boat, no chemistry."""
     sample_acid_wt: float = 70.0
     """The acid loading: g of 85 % H3PO4 reagent per 100 g precursor (decision 0011)."""
+    initial_c: float | None = None
+    """The furnace and the sample start in equilibrium at this temperature, °C (default:
+    ambient): a prediction that goes on from a running batch's measured temperature."""
+    initial_o2_ppm: float | None = None
+    """The tube and the O2 analyser start at this O2 level, ppm (default: air): a
+    prediction that goes on from a running batch's purged tube."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,19 +164,23 @@ class SimWorld:
         """World time, s: how far the physics has been integrated."""
         master = random.Random(seed)
         self.furnace = SimEurotherm3216(spec.decimals, spec.thermocouple,
-                                        random.Random(master.getrandbits(64)), spec.ambient_c)
+                                        random.Random(master.getrandbits(64)), spec.ambient_c,
+                                        initial_c=spec.initial_c)
         self.mfcs: dict[str, SimAlicatMFC] = {
             m.gas: SimAlicatMFC(m.gas, m.full_scale_sccm, random.Random(master.getrandbits(64)))
             for m in spec.mfcs
         }
         """MFCs by gas name."""
         self._inlet_ppm = tuple(inlet_o2_ppm(m.o2_fraction) for m in spec.mfcs)
-        self.tube = TubeGas(spec.tube_volume_l)
+        self.tube = (TubeGas(spec.tube_volume_l) if spec.initial_o2_ppm is None
+                     else TubeGas(spec.tube_volume_l, spec.initial_o2_ppm))
         o2_rng = random.Random(master.getrandbits(64))
-        self.o2 = SimO2Analyser(o2_rng) if spec.o2_unit is not None else None
+        self.o2 = (SimO2Analyser(o2_rng, initial_ppm=self.tube.o2_ppm)
+                   if spec.o2_unit is not None else None)
         indicator_rng = random.Random(master.getrandbits(64))
         balance_rng = random.Random(master.getrandbits(64))
-        self.sample = SampleBoat(spec.ambient_c, spec.sample_mass_g)
+        self.sample = SampleBoat(spec.ambient_c if spec.initial_c is None else spec.initial_c,
+                                 spec.sample_mass_g)
         """The sample in its boat: true temperature and mass."""
         self.kinetics: SampleKinetics | None = None
         """The sample's chemistry (mass, reaction heat), or None for an inert boat."""

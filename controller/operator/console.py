@@ -27,6 +27,7 @@ from controller.text import hms
 
 if TYPE_CHECKING:  # annotations only: `furnace ctl` and `validate` need none of the run
     from controller.recipe.summary import PlanSummary
+    from controller.run.forecast import Forecast
     from controller.run.handle import RecipeRunner
     from controller.run.snapshot import Snapshot
 
@@ -124,6 +125,9 @@ class LiveView:
         """The fields the operator step now waiting for a person asks for (keys read it)."""
         self.prompt: Callable[[], str] = str
         """The keys' pending question or entry (``KeyCommands.prompt``), shown as a row."""
+        self.forecast: Callable[[], Forecast] | None = None
+        """The live ETA (``controller.eta.EtaForecaster.latest``); None: the plan counted
+        down (``remaining_s``)."""
 
     @property
     def started(self) -> bool:
@@ -174,6 +178,9 @@ class LiveView:
                 and runner.phase is not Phase.HELD):
             return
         remaining = self.remaining_s(runner, snap.t_s)
+        if self.forecast is not None:  # re-predicted from the batch's present state
+            f = self.forecast()
+            remaining = max(f.remaining_s - (snap.t_s - f.as_of_s), 0.0)
         done = max(self.summary.duration_s - remaining, 0.0)
         info = (f"{runner.stage_name} · {runner.phase} · {_fmt(snap.furnace_c, '.0f', ' °C')}"
                 f" · ETA {hms(remaining)}")

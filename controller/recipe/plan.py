@@ -314,13 +314,16 @@ class _Compiler:
         if spec.flows_sccm is not None:
             open_flows = self.open_tube_flows(f"{where}.flows_sccm", spec.flows_sccm)
             self.walk.flows_sccm = {g: f for g, f in open_flows if f > 0}
+        self.check_duration(f"{where}.expected_min", spec.expected_min * 60.0,
+                            "the operator step's expected time")
         fields = tuple(StepField(name=f.name, kind=f.kind, unit=f.unit, min=f.min, max=f.max,
                                  required=f.required, role=f.role,
                                  description=f.description) for f in spec.fields)
         return OperatorStep(stage=stage.name, message=spec.message, opens_tube=spec.opens_tube,
                             max_c=max_c, label=f"operator: {spec.message.splitlines()[0]}",
                             sample_action=spec.sample_action, fields=fields,
-                            open_flows_sccm=open_flows)
+                            open_flows_sccm=open_flows,
+                            expected_s=spec.expected_min * 60.0)
 
     def open_tube_flows(self, where: str, flows: dict[str, float]
                         ) -> tuple[tuple[str, float], ...]:

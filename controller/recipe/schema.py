@@ -223,10 +223,15 @@ class FieldSpec(_Model):
 class OperatorSpec(_Model):
     """Wait for an operator; ``opens_tube`` lets air into the tube, and then the flows are
     ``flows_sccm`` (declared, as the station's open-tube rule allows). ``sample_action``
-    says what happens to the sample; ``fields`` are the values the operator records."""
+    says what happens to the sample; ``fields`` are the values the operator records.
+    ``expected_min`` is how long the person is expected to take once the step may begin
+    (the tube cool enough to open): the simulated operator takes that long before it
+    confirms, so a dry run and ``furnace plan`` count it (default 0; a real station still
+    waits for the real confirmation)."""
 
     kind: Literal["operator"]
     message: Annotated[Text, Field(min_length=1)]
+    expected_min: NonNegative = 0.0
     opens_tube: Annotated[bool, Field(strict=True)] = False
     sample_action: Literal["load", "wash", "unload", "none"] = "none"
     flows_sccm: dict[str, NonNegative] | None = None

@@ -228,6 +228,8 @@ class OperatorStep(_StepBase):
     flows are ``open_flows_sccm`` (the station's open-tube rule: a low inert purge or off),
     and the tube counts as full of air afterwards (the next inert heating needs a fresh
     purge). ``sample_action`` says what happens to the sample (``SAMPLE_ACTIONS``).
+    ``expected_s`` is how long a person is expected to take once the step may begin (the
+    tube cool enough to open): a simulated operator confirms after that much process time.
     """
 
     kind: Literal["operator"] = "operator"
@@ -237,6 +239,7 @@ class OperatorStep(_StepBase):
     sample_action: str = "none"
     fields: tuple[StepField, ...] = ()
     open_flows_sccm: tuple[tuple[str, float], ...] | None = None
+    expected_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -45,8 +45,12 @@ def summarize(plan: Plan, station: Station) -> PlanSummary:
     """Planned durations, peak setpoint and gas use of a plan, without hardware.
 
     Ramps and cools take |Δ| / rate; dwells and purges their duration (holdback and O2 waits
-    can only lengthen them); gas changes, operator steps and ``end`` count zero time. Gas
-    use is flow × time for every step in which the gas flows.
+    can only lengthen them); operator steps their expected time; gas changes and ``end``
+    count zero time. Gas use is flow × time for every step in which the gas flows.
+
+    This is the recipe's nominal programme (summary.json's ``planned_s``, the live view's
+    progress bar before a prediction arrives). What a batch will really take comes from
+    running it on the simulator: ``controller.predict`` (``furnace plan``).
 
     Cooling below about 400 °C is limited by natural cooling, not by the programmed rate
     (reference/hardware.md §4.4: natural cooling is slower than 5 °C/min below ~414 °C), so
@@ -69,7 +73,11 @@ def summarize(plan: Plan, station: Station) -> PlanSummary:
             case Purge():
                 flows = {step.gas: step.flow_sccm}
                 duration_s = step.duration_s
-            case OperatorStep() | End():
+            case OperatorStep():
+                if step.open_flows_sccm is not None:  # the tube's open-tube flows
+                    flows = {g: f for g, f in step.open_flows_sccm if f > 0}
+                duration_s = step.expected_s
+            case End():
                 pass
         peak_c = max(peak_c, setpoint_c)
         for gas, flow_sccm in flows.items():

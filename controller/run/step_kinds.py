@@ -45,7 +45,7 @@ def run_step(c: Cycle, snap: Snapshot, dt_s: float) -> None:
             c.ramp_toward(c.env.ambient_c, step.rate_c_per_min, dt_s)
             done = snap.furnace_c <= step.to_c
         case OperatorStep():
-            done = _operator(c, step, snap)
+            done = _operator(c, step, snap, dt_s)
         case End():
             c.ramp_toward(c.env.ambient_c, c.env.max_cooling_rate_c_per_min, dt_s)
             done = True
@@ -147,13 +147,20 @@ def _purge(c: Cycle, step: Purge, snap: Snapshot, dt_s: float) -> bool:
     return True
 
 
-def _operator(c: Cycle, step: OperatorStep, snap: Snapshot) -> bool:
+def _operator(c: Cycle, step: OperatorStep, snap: Snapshot, dt_s: float) -> bool:
     if step.max_c is not None and not snap.furnace_c <= step.max_c:
         return False  # wait: the tube may not be opened yet
     if step.open_flows_sccm is not None:
         c.set_flows(dict(step.open_flows_sccm))  # the station's open-tube rule
     if not c.progress.confirmed:
-        if not c.r.auto_confirm:
+        # The time since the step may begin, counted like a dwell's (a checkpoint carries
+        # it): the simulated operator takes the step's expected time, as a person would, so
+        # a dry run and a prediction (``controller.predict``) both count it; a prediction
+        # from a running batch counts what a real person has already spent.
+        counted_s = c.progress.counted_s
+        if counted_s < step.expected_s:
+            c.progress = replace(c.progress, counted_s=counted_s + dt_s)
+        if not c.r.auto_confirm or counted_s < step.expected_s:
             return False
         c.progress = replace(c.progress, confirmed=True)
         data, source = simulated_data(step, c.r.readings, c.r.plan.material, snap.mass_g)

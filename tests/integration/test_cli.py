@@ -113,11 +113,28 @@ def test_bad_arguments_are_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -
 
 
 def test_plan_prints_duration_peak_and_gas(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["plan", str(PROFILES / "pop70-600-1600.toml")]) == 0
+    """The shortest shipped profile (a prediction is a whole run on the simulator; every
+    profile's prediction is checked against its dry run in test_plan_prediction)."""
+    assert main(["plan", str(PROFILES / "smoke-600.toml")]) == 0
     out = capsys.readouterr().out
-    assert "peak temperature: 1600" in out
-    assert "Ar:" in out
-    assert "carbonisation" in out
+    assert "peak temperature: 60" in out
+    assert "(setpoint 600 °C)" in out
+    assert "Ar: 62." in out
+    assert "heat" in out
+
+
+def test_plan_json_gives_stages_steps_total_gas_peak(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", str(PROFILES / "smoke-600.toml"), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [s["name"] for s in doc["stages"]] == ["purge", "heat", "cool"]
+    assert doc["stages"][0]["start_s"] == 0.0
+    assert sum(s["predicted_s"] for s in doc["stages"]) == pytest.approx(doc["total_s"],
+                                                                         abs=10)
+    assert doc["operator_steps"] == []
+    assert set(doc["gas_l"]) == {"Ar", "air", "N2"}
+    assert 595 < doc["peak_c"] < 615
+    assert doc["outcome"] == "completed"
 
 
 def test_run_prints_batch_folder_and_verify_detects_tampering(

@@ -1,5 +1,6 @@
 """Which modules each CLI command imports (issue 10): --help nothing beyond the standard
-library; validate, plan, verify and ctl neither pymodbus nor the simulator nor matplotlib.
+library; validate, verify and ctl neither pymodbus nor the simulator nor matplotlib; plan
+runs the simulator (issue 12) but opens no batch and no session.
 Pinned by module names in a fresh process, not by timing (benchmarks/cli_startup.py
 times it)."""
 
@@ -59,11 +60,10 @@ def test_help_imports_only_the_standard_library(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("argv", "exit_code"), [
     (("validate", RECIPE), 0),
-    (("plan", RECIPE), 0),
     (("ctl", "--help"), 0),
     (("ctl", ".", "hold", "--operator", "ann"), 2),  # not running: no control.json
     (("verify", "."), 2),  # not a batch folder
-], ids=["validate", "plan", "ctl-help", "ctl", "verify"])
+], ids=["validate", "ctl-help", "ctl", "verify"])
 def test_commands_that_open_no_bus_import_no_bus(tmp_path: Path, argv: tuple[str, ...],
                                                  exit_code: int) -> None:
     code, modules = imported(tmp_path, *argv)
@@ -79,3 +79,15 @@ def test_run_help_does_import_the_bus_and_the_simulator(tmp_path: Path) -> None:
     assert code == 0
     assert present(modules, ("pymodbus", "simulator", "controller.cli_station")) == [
         "pymodbus", "simulator", "controller.cli_station"]
+
+
+def test_plan_runs_the_simulator_but_no_session(tmp_path: Path) -> None:
+    """``plan`` predicts by running the recipe on the simulated twin (issue 12): it brings
+    the simulator, never the session (no batch folder, no lock, no control server) nor
+    matplotlib."""
+    code, modules = imported(tmp_path, "plan", str(ROOT / "profiles" / "smoke-600.toml"))
+    assert code == 0
+    assert present(modules, ("controller.cli_plan", "controller.predict", "simulator")) == [
+        "controller.cli_plan", "controller.predict", "simulator"]
+    assert present(modules, ("controller.session", "controller.cli_station",
+                             "matplotlib")) == []

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -47,6 +48,7 @@ from controller.run.clock import (
     VirtualClock,
     WallClock,
     check_speed,
+    utc_now,
 )
 from controller.run.commands import STARTING, CommandQueue
 from controller.run.handle import RecipeRunner
@@ -318,21 +320,33 @@ def _finished(out: Console, result: BatchResult) -> int:
 def cmd_resume(args: argparse.Namespace, out: Console) -> int:
     folder = BatchFolder.open(Path(args.batch_dir), needs=())
     batch_dir = folder.path
-    station, _ = folder.read_station()
+    station, station_text = folder.read_station()
     speed = args.speed
     _clock(station, speed)  # the same speed rules as a run
+    made: list[Clock] = []
 
     def make_clock(start_s: float) -> Clock:
-        return _clock(station, speed, start_s)
+        made.append(_clock(station, speed, start_s))
+        return made[-1]
+
+    def wall() -> datetime:  # the resumed batch's clock, once resume has made it
+        return made[-1].wall() if made else utc_now()
 
     rate = speed if speed is not None and station.is_simulated else 1.0
-    with LiveView(out, summarize(load_recipe(folder.recipe_toml, {}, station)[1],
-                                 station), compact=speed is None,
-                  refresh_every=500 if speed is None else 1) as view:
+    summary = summarize(load_recipe(folder.recipe_toml, {}, station)[1], station)
+    compact = speed is None
+    view = LiveView(out, summary, compact=compact, refresh_every=500 if compact else 1)
+    # the live ETA, re-predicted from the resumed state, as for a run (not at --speed max)
+    eta = None if compact else EtaForecaster(
+        summary=summary, wall=wall, station_text=station_text,
+        recipe_text=folder.recipe_toml.read_text(encoding="utf-8"))
+    observer = view if eta is None else fan_out(view, eta)
+    view.forecast = eta.latest if eta is not None else None
+    with view, contextlib.closing(eta) if eta is not None else contextlib.nullcontext():
         result = asyncio.run(_with_console(view, "resume", lambda commands: resume_batch(
             batch_dir, make_clock=make_clock, speed=rate,
-            station_source=str(folder.station_toml), observer=view,
-            commands=commands, serve=_serve_batch(out, args.web))))
+            station_source=str(folder.station_toml), observer=observer,
+            commands=commands, serve=_serve_batch(out, args.web, eta))))
     return _finished(out, result)
 
 

@@ -100,6 +100,7 @@ def _upgrade(engine: Engine) -> None:
     from alembic.script import ScriptDirectory
     from alembic.util import CommandError
 
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its set-up chatter, per connect
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:

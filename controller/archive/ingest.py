@@ -120,7 +120,7 @@ def archive_batch(engine: Engine, batch_dir: Path) -> Archived:
         except IntegrityError:  # another process archived it since we looked
             connection.rollback()
         else:
-            logger.info("batch archived", extra={"batch_id": data.batch_id})
+            logger.debug("batch archived", extra={"batch_id": data.batch_id})
             return Archived(Status.ADDED, data.batch_id,
                             f"archived ({result.records} records, {data.rows} trace rows, "
                             f"final hash {final_hash[:16]}...)")

@@ -193,3 +193,28 @@ def test_the_migrations_build_the_schema(db: str) -> None:
         diff = compare_metadata(MigrationContext.configure(c), metadata)
     engine.dispose()
     assert diff == []
+
+
+def test_a_batch_is_archived_as_it_ends_when_configured(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+
+    from tests.integration.helpers import dry_run
+
+    url = f"sqlite:///{tmp_path / 'lab.sqlite'}"
+    monkeypatch.setenv("FURNACE_ARCHIVE_DB", url)
+    batch = asyncio.run(dry_run(PROFILES / "screen-air.toml", tmp_path / "a",
+                                {"acid_wt": "70"}))
+    engine = connect(url)
+    with engine.connect() as c:
+        ids = c.execute(select(batches.c.batch_id)).scalars().all()
+    engine.dispose()
+    assert ids == [batch.result.batch_dir.name]
+
+    # an archive that cannot be reached: one warning, the batch completes all the same
+    monkeypatch.setenv("FURNACE_ARCHIVE_DB", "postgresql://nobody@127.0.0.1:1/none")
+    batch = asyncio.run(dry_run(PROFILES / "screen-air.toml", tmp_path / "b",
+                                {"acid_wt": "70"}))
+    assert batch.result.summary["outcome"] == "completed"
+    assert any("the batch was not archived" in r.getMessage() for r in caplog.records)

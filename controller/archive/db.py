@@ -79,8 +79,12 @@ def connect(url: str | None = None) -> Engine:
     shown = parsed.render_as_string(hide_password=True)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(full, connect_args={"connect_timeout": 10}
-                           if parsed.get_backend_name() == "postgresql" else {})
+    try:
+        engine = create_engine(full, connect_args={"connect_timeout": 10}
+                               if parsed.get_backend_name() == "postgresql" else {})
+    except ImportError:
+        raise ConfigurationError("PostgreSQL needs its driver: pip install 'furnace[postgres]' "
+                                 "(psycopg 3)", source=shown, field="--db") from None
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     try:

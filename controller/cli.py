@@ -15,6 +15,8 @@ imported only once that command is chosen on the command line:
   station factory and the simulator, never a real bus);
 - ``controller.cli_tools``: validate, verify, report, ctl (never a bus or the simulator;
   matplotlib only while report draws its figure);
+- ``controller.cli_archive``: archive, batches, compare (SQLAlchemy and Alembic;
+  matplotlib only while compare draws);
 - ``controller.web.cli``: web (the finished batches' pages).
 
 The command modules import this one (for the exit codes); it reaches them by name only.
@@ -46,6 +48,11 @@ COMMANDS: Final = {
     "report": ("controller.cli_tools", "events, summary and report.png of a batch"),
     "sim": ("controller.cli_station", "the furnace simulator"),
     "ctl": ("controller.cli_tools", "hold, resume, stop, abort or confirm a running batch"),
+    "archive": ("controller.cli_archive", "put ended batch folders into the archive database "
+                                          "(SQLite by default, or PostgreSQL)"),
+    "batches": ("controller.cli_archive", "list and filter the archived batches"),
+    "compare": ("controller.cli_archive", "a table of yields, exotherm and time in band, "
+                                          "and a TGA overlay, of several batches"),
     "web": ("controller.web.cli", "browse batches in a web browser: list, summary, report, "
                                   "TGA overlay"),
 }

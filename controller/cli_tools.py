@@ -92,6 +92,9 @@ def _verify_arguments(verify: argparse.ArgumentParser) -> None:
     verify.add_argument("--anchor", default=None, metavar="LOG",
                         help="also check the batch against this anchor log (the station's "
                              "log in the machine-wide state folder)")
+    verify.add_argument("--db", default=None, metavar="URL",
+                        help="also check the batch against its final hash in this archive "
+                             "database (sqlite:///FILE or postgresql://USER@HOST/DB)")
 
 
 def _report_arguments(report: argparse.ArgumentParser) -> None:
@@ -166,8 +169,9 @@ def _print_notes(out: Console, recipe: str, notes: tuple[str, ...]) -> None:
 
 
 def cmd_verify(args: argparse.Namespace, out: Console) -> int:
-    """Exit 0 intact or intact so far (interrupted), 1 tampered or damaged, 2 not a batch
-    or an unreadable ``--anchor`` log. One verdict line, then any warnings."""
+    """Exit 0 intact or intact so far (interrupted), 1 tampered or damaged (or, with
+    ``--db``, another final hash than the archive's), 2 not a batch or an unreadable
+    ``--anchor`` log or archive. One verdict line, then any warnings."""
     path = Path(args.batch_dir)
     anchor = Path(args.anchor) if args.anchor is not None else None
     if anchor is not None and not anchor.is_file():
@@ -187,7 +191,13 @@ def cmd_verify(args: argparse.Namespace, out: Console) -> int:
         else f"{path}: TAMPERED or damaged: {result.reason}")
     for warning in result.warnings:
         say(f"{path}: warning: {warning}")
-    return EXIT_OK if result.ok else EXIT_FAILED
+    archived_ok = True
+    if args.db is not None and result.ok:
+        from controller.archive.verify import check_archived  # SQLAlchemy: only when asked
+
+        archived_ok, line = check_archived(args.db, path)
+        say(f"{path}: {line}")
+    return EXIT_OK if result.ok and archived_ok else EXIT_FAILED
 
 
 def cmd_report(args: argparse.Namespace, out: Console) -> int:

@@ -414,6 +414,7 @@ async def _loop_and_finish(*, batch_dir: Path, station: Station, built: Built,
         audit.close()
         write_summary(batch_dir, summary)
         _anchor(batch_dir, station, audit, clock)
+        _archive(batch_dir, station)
         logger.info("batch %s %s", batch_dir.name, summary["outcome"])
         return BatchResult(batch_dir, state, summary)
     finally:
@@ -446,6 +447,34 @@ def _anchor(batch_dir: Path, station: Station, audit: AuditLog, clock: Clock) ->
     except (OSError, ValueError) as exc:
         logger.warning("the batch's final hash could not be anchored in %s (%s); keep "
                        "%s's audit_final_hash somewhere safe", log_path, exc, SUMMARY_FILE)
+
+
+def _archive(batch_dir: Path, station: Station) -> None:
+    """Archive the ended batch where the station (``[archive] db``) or the user
+    (``$FURNACE_ARCHIVE_DB``) says; best effort: a failure is one logged line, never the
+    batch's (``furnace archive BATCH_DIR`` later does the same)."""
+    import os
+
+    url = station.archive.db if station.archive is not None else os.environ.get(
+        "FURNACE_ARCHIVE_DB")
+    if not url:
+        return
+    from sqlalchemy.exc import SQLAlchemyError  # the archive's libraries: only when used
+
+    from controller.archive.db import connect
+    from controller.archive.ingest import archive_batch
+
+    try:
+        engine = connect(url)
+        try:
+            result = archive_batch(engine, batch_dir)
+        finally:
+            engine.dispose()
+    except (ConfigurationError, SQLAlchemyError, OSError, ValueError) as exc:
+        logger.warning("the batch was not archived (%s); run furnace archive %s later",
+                       str(exc).splitlines()[0] if str(exc) else type(exc).__name__, batch_dir)
+        return
+    logger.info("archive: %s", result.reason)
 
 
 async def resume_batch(batch_dir: Path, *, make_clock: Callable[[float], Clock],

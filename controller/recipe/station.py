@@ -230,6 +230,12 @@ class HoldPolicy(_Model):
     # recorded as stopped (the lab's choice of outcome)
 
 
+class ArchiveConfig(_Model):
+    """``[archive]``: where each ended batch is archived (``furnace archive``), best effort."""
+
+    db: OneLine  # sqlite:///FILE or postgresql://USER@HOST/DB
+
+
 class Station(_Model):
     """A furnace station: its line, instruments and envelope."""
 
@@ -248,6 +254,7 @@ class Station(_Model):
     envelope: Envelope
     hold: HoldPolicy = HoldPolicy()
     notify: NotifyConfig | None = None  # who is told what, and how (notify_config)
+    archive: ArchiveConfig | None = None  # the lab's batch archive (controller.archive)
 
     @model_validator(mode="after")
     def _unique_units_and_gases(self) -> Station:

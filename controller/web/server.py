@@ -219,6 +219,8 @@ class BatchWebServer:
     the dashboard on the same port. ``async with`` starts it (bound, control.json
     written) and yields the address; leaving stops it and removes control.json."""
 
+    protocol = "http"
+
     def __init__(self, serving: Serving, *, host: str = LOOPBACK, port: int = 0,
                  eta: EtaFactory | None = None,
                  on_ready: Callable[[str], None] | None = None) -> None:

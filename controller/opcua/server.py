@@ -229,7 +229,8 @@ class BatchOpcUaServer:
         server.set_endpoint(f"opc.tcp://{shown}:{self.port}/furnace/")
         server.set_security_policy([ua.SecurityPolicyType.NoSecurity],
                                    permission_ruleset=_Rules(loopback=self.loopback))
-        server.set_identity_tokens([ua.AnonymousIdentityToken, ua.UserNameIdentityToken])
+        server.set_identity_tokens([ua.AnonymousIdentityToken, ua.UserNameIdentityToken]
+                                   if self.passwords else [ua.AnonymousIdentityToken])
         idx = await server.register_namespace(NAMESPACE_URI)
         nodes = await self._build(server, idx)
         await server.start()

@@ -58,7 +58,9 @@ class _Clients:
         self.notices += 1
 
     async def _one(self, started: list[int]) -> None:
-        async with Client(self.url) as client:
+        client = Client(self.url)
+        client.session_timeout = 600_000  # ms: what the server grants anyway
+        async with client:
             idx = await client.get_namespace_index(NAMESPACE_URI)
             program = client.get_node(ua.NodeId(ACTIVE_PROGRAM, idx))
             sub = await client.create_subscription(1000, self)

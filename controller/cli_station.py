@@ -169,6 +169,8 @@ def _serves(out: Console, station: Station, args: argparse.Namespace,
                   markup=False, highlight=False)
     from controller.opcua import serve_opcua  # asyncua only when OPC UA is asked for
 
+    logging.getLogger("asyncua").setLevel(logging.WARNING)  # its INFO is one line a request
+
     def ready(url: str) -> None:
         out.print(f"opc ua: {url}", markup=False, highlight=False, soft_wrap=True)
 

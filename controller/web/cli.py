@@ -9,6 +9,7 @@ Not here: a running batch's dashboard (``furnace run --web``, ``server.BatchWebS
 from __future__ import annotations
 
 import argparse
+import logging
 import threading
 from pathlib import Path
 
@@ -53,6 +54,8 @@ def cmd_web(args: argparse.Namespace, out: Console) -> int:
     reader = None
     if fleet is not None:
         from controller.opcua.fleet import FleetReader  # asyncua only for the overview
+
+        logging.getLogger("asyncua").setLevel(logging.WARNING)  # its INFO: one line a read
 
         reader = FleetReader(fleet)
         reader.start()

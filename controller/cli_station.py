@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +38,7 @@ from controller.operator.keys import (
     install_interrupt_handler,
     install_termination_handlers,
 )
+from controller.recipe.opcua_config import DEFAULT_OPCUA_PORT, user_passwords
 from controller.recipe.plan import PlanSummary, load_recipe, summarize
 from controller.recipe.station import Station, load_station
 from controller.records.folder import BatchFolder, check_batches_dir
@@ -56,7 +58,7 @@ from controller.run.runstate import Phase
 from controller.session import BatchResult, Serve, resume_batch, run_batch
 from controller.station_factory import serve_simulator
 from controller.text import unsafe_char
-from controller.web.server import is_loopback, parse_web, serve_batch
+from controller.web.server import EtaFactory, is_loopback, parse_web, serve_batch
 from controller.web.state import EtaSource
 from drivers.errors import ConfigurationError
 
@@ -133,15 +135,56 @@ def _serve_batch(out: Console, web: tuple[str, int] | None,
         if web is not None:
             out.print(f"dashboard: {url}", markup=False, highlight=False, soft_wrap=True)
 
+    return serve_batch(host=host, port=port, on_ready=ready, eta=_eta_factory(eta))
+
+
+def _eta_factory(eta: EtaForecaster | None) -> EtaFactory | None:
+    """The live servers' ETA: the forecaster's re-predicted one, else (None) the plan
+    counted down. ``latest`` only reads a reference the scan loop replaces whole."""
     if eta is None:
-        return serve_batch(host=host, port=port, on_ready=ready)
+        return None
     forecaster = eta
 
     def predicted(summary: PlanSummary, runner: RecipeRunner) -> EtaSource:
         del summary, runner
         return lambda frame: forecaster.latest().eta_utc
 
-    return serve_batch(host=host, port=port, on_ready=ready, eta=predicted)
+    return predicted
+
+
+def _serves(out: Console, station: Station, args: argparse.Namespace,
+            eta: EtaForecaster | None = None) -> list[Serve]:
+    """The batch's servers: the control API and dashboard always; the OPC UA server with
+    ``--opcua`` or the station's ``[opcua]`` (the flag's address wins). Its users'
+    passwords come from the environment variables the station names."""
+    serves = [_serve_batch(out, args.web, eta)]
+    config = station.opcua
+    if args.opcua is None and config is None:
+        return serves
+    host, port = args.opcua if args.opcua is not None else (config.host, config.port) \
+        if config is not None else ("127.0.0.1", DEFAULT_OPCUA_PORT)
+    passwords = user_passwords(config, os.environ)
+    if not is_loopback(host):
+        out.print(f"warning: OPC UA on {host}: reachable from other machines; anonymous "
+                  "clients only read" + ("" if passwords else ", and with no [opcua] users "
+                                         "nobody can call its methods"),
+                  markup=False, highlight=False)
+    from controller.opcua import serve_opcua  # asyncua only when OPC UA is asked for
+
+    logging.getLogger("asyncua").setLevel(logging.WARNING)  # its INFO is one line a request
+
+    def ready(url: str) -> None:
+        out.print(f"opc ua: {url}", markup=False, highlight=False, soft_wrap=True)
+
+    serves.append(serve_opcua(host=host, port=port, passwords=passwords,
+                              eta=_eta_factory(eta), on_ready=ready))
+    return serves
+
+
+def _add_opcua(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--opcua", type=_web, default=None, metavar="[HOST:]PORT",
+                        help="serve the station over OPC UA here (default host 127.0.0.1; "
+                             "the station's [opcua] section also switches it on)")
 
 
 def _balance(text: str) -> str:
@@ -165,6 +208,7 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--fault", action="append", default=[], metavar="SPEC",
                      help="inject a fault into the built-in simulator: KIND[:TARGET]@TIME")
     _add_web(run)
+    _add_opcua(run)
 
 
 def _resume_arguments(resume: argparse.ArgumentParser) -> None:
@@ -173,6 +217,7 @@ def _resume_arguments(resume: argparse.ArgumentParser) -> None:
                         help="as for run: a factor for a simulated station")
     resume.add_argument("--yes", action="store_true", help="do not ask before resuming")
     _add_web(resume)
+    _add_opcua(resume)
 
 
 def _sim_arguments(sim: argparse.ArgumentParser) -> None:
@@ -306,7 +351,7 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
             station_text=station_text, clock=clock, batches_dir=Path(args.batches),
             operator=args.operator, seed=args.seed, observer=observer,
             station_source=args.station or "built-in station", commands=commands,
-            faults=args.fault, serve=_serve_batch(out, args.web, eta))))
+            faults=args.fault, serve=_serves(out, station, args, eta))))
     return _finished(out, result)
 
 
@@ -346,7 +391,7 @@ def cmd_resume(args: argparse.Namespace, out: Console) -> int:
         result = asyncio.run(_with_console(view, "resume", lambda commands: resume_batch(
             batch_dir, make_clock=make_clock, speed=rate,
             station_source=str(folder.station_toml), observer=observer,
-            commands=commands, serve=_serve_batch(out, args.web, eta))))
+            commands=commands, serve=_serves(out, station, args, eta))))
     return _finished(out, result)
 
 

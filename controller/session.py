@@ -101,7 +101,11 @@ class BatchServer(Protocol):
     """Serves a running batch (``controller.web.server.BatchWebServer``): entered before
     the scan loop starts (it yields the bound host and port), left when the loop ends. The
     scan loop calls ``observe`` each cycle and ``trace_row`` with each trace row; both
-    must return at once."""
+    must return at once. ``protocol`` names what it serves in the audit (``http``,
+    ``opc.tcp``)."""
+
+    @property
+    def protocol(self) -> str: ...
 
     async def __aenter__(self) -> tuple[str, int]: ...
 
@@ -117,13 +121,19 @@ Serve = Callable[[Serving], BatchServer]
 
 
 @contextlib.asynccontextmanager
-async def _serving(server: BatchServer | None) -> AsyncIterator[tuple[str, int] | None]:
-    """The server's bound address while it serves; None without a server."""
-    if server is None:
-        yield None
-        return
-    async with server as address:
-        yield address
+async def _serving(servers: Sequence[BatchServer]
+                   ) -> AsyncIterator[list[tuple[str, tuple[str, int]]]]:
+    """Each server's protocol and bound address while they all serve (in order; left in
+    reverse)."""
+    async with AsyncExitStack() as stack:
+        yield [(server.protocol, await stack.enter_async_context(server))
+               for server in servers]
+
+
+def _serves(serve: Serve | Sequence[Serve] | None) -> list[Serve]:
+    if serve is None:
+        return []
+    return list(serve) if isinstance(serve, Sequence) else [serve]
 
 
 def _clock_basis(clock: Clock) -> str:
@@ -254,7 +264,7 @@ async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_t
                     observer: Callable[[Snapshot, RecipeRunner], None] | None = None,
                     built: Built | None = None, commands: CommandQueue | None = None,
                     faults: Sequence[str] = (), auto_confirm: bool | None = None,
-                    serve: Serve | None = None) -> BatchResult:
+                    serve: Serve | Sequence[Serve] | None = None) -> BatchResult:
     """Run ``plan`` on ``station`` as a batch under ``batches_dir``.
 
     The folder, frozen inputs and first audit record exist (fsync'd) before any device is
@@ -262,7 +272,8 @@ async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_t
     world; by default they are built from ``station``. ``auto_confirm`` False makes a
     simulated station wait for a person at operator steps, as a real one does (default:
     only a simulated station confirms them itself). ``serve`` builds the batch's server
-    (the control API of ``furnace ctl`` and the dashboard); None: none. Device errors
+    (the control API of ``furnace ctl`` and the dashboard), or several (and the OPC UA
+    server); None: none. Device errors
     inside the loop are handled there; an unexpected error still leaves the outputs safe
     (the scan loop's ``finally``) and is re-raised after the audit records it.
     """
@@ -335,7 +346,7 @@ async def _loop_and_finish(*, batch_dir: Path, station: Station, built: Built,
                            | None = None, commands: CommandQueue | None = None,
                            mass0_g: float | None = None,
                            reserve: DiskReserve | None = None,
-                           serve: Serve | None = None) -> BatchResult:
+                           serve: Serve | Sequence[Serve] | None = None) -> BatchResult:
     """Run the scan loop to the batch's end, then record the end and write the summary.
 
     Operator commands reach the loop through ``commands``, from the batch's server
@@ -345,18 +356,23 @@ async def _loop_and_finish(*, batch_dir: Path, station: Station, built: Built,
     recorder = BatchRecorder(audit, trace, clock, reserve)
     commands = commands if commands is not None else CommandQueue()
 
-    server = serve(Serving(batch_dir, station, runner, commands, clock,
-                           trace_columns(station), max(5.0, 3 * station.scan_period_s))
-                   ) if serve is not None else None
-    if server is not None:
-        recorder.on_row = server.trace_row
+    serving = Serving(batch_dir, station, runner, commands, clock, trace_columns(station),
+                      max(5.0, 3 * station.scan_period_s))
+    servers = [make(serving) for make in _serves(serve)]
+    if servers:
+
+        def on_row(row: Sequence[object]) -> None:
+            for server in servers:
+                server.trace_row(row)
+
+        recorder.on_row = on_row
 
     notifier = _notifier(station, runner, batch_dir, clock, recorder)
     try:
 
         def observe(snap: Snapshot, r: RecipeRunner) -> None:
             recorder.observe(snap)
-            if server is not None:
+            for server in servers:
                 server.observe(snap, r)
             if notifier is not None:
                 notifier.observe(snap.t_s, clock.real_s(), clock.wall())
@@ -383,10 +399,10 @@ async def _loop_and_finish(*, batch_dir: Path, station: Station, built: Built,
 
             clock.on_slowdown = on_slowdown
         try:
-            async with _serving(server) as address:
-                if address is not None:
+            async with _serving(servers) as addresses:
+                for protocol, (host, port) in addresses:
                     recorder.audit("control_server", clock.now() - t0_s, {
-                        "host": address[0], "port": address[1], "protocol": "http"})
+                        "host": host, "port": port, "protocol": protocol})
                 if prepare is not None:
                     await prepare(loop, recorder)
                 state = await loop.run()
@@ -483,7 +499,7 @@ async def resume_batch(batch_dir: Path, *, make_clock: Callable[[float], Clock],
                        built: Built | None = None,
                        commands: CommandQueue | None = None,
                        now_utc: Callable[[], datetime] = utc_now,
-                       serve: Serve | None = None) -> BatchResult:
+                       serve: Serve | Sequence[Serve] | None = None) -> BatchResult:
     """Continue an interrupted batch from its folder (never the original recipe file).
 
     ``make_clock(start_s)`` builds the clock, its process time starting where the batch

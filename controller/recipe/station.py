@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from controller.recipe.notify_config import NotifyConfig
+from controller.recipe.opcua_config import OpcUaConfig
 from controller.recipe.validation import FieldRuleError, load_model, read_text
 from controller.text import printable_line
 
@@ -255,6 +256,7 @@ class Station(_Model):
     hold: HoldPolicy = HoldPolicy()
     notify: NotifyConfig | None = None  # who is told what, and how (notify_config)
     archive: ArchiveConfig | None = None  # the lab's batch archive (controller.archive)
+    opcua: OpcUaConfig | None = None  # the station's OPC UA server (opcua_config)
 
     @model_validator(mode="after")
     def _unique_units_and_gases(self) -> Station:

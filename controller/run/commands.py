@@ -38,14 +38,15 @@ __all__ = [
 ]
 
 Trigger = Literal["hold", "resume", "stop", "abort", "confirm", "halt"]
-Source = Literal["ctl", "keys", "ctrl-c", "signal"]
+Source = Literal["ctl", "keys", "ctrl-c", "signal", "opcua"]
 # What an operator may send (``furnace ctl``, keys, Ctrl-C).
 TRIGGERS: Final = ("hold", "resume", "stop", "abort", "confirm")
 # What only the controller itself posts: ``halt`` (source ``signal``) when the process is
 # told to end (SIGTERM, SIGHUP, SIGBREAK): the batch ends faulted, the heat left to the
 # instrument's own fallback, through the same queue, validation and audit as the rest.
 PROCESS_TRIGGERS: Final = ("halt",)
-SOURCES: Final = ("ctl", "keys", "ctrl-c", "signal")
+# ``opcua``: a method called on the station's OPC UA server (its audit records say so).
+SOURCES: Final = ("ctl", "keys", "ctrl-c", "signal", "opcua")
 # Anything that changes the recipe's course needs a reason (faults.md O3). A hold only
 # pauses it and a confirmation answers the recipe's own question; both may omit one.
 NEEDS_REASON: Final = frozenset({"resume", "stop", "abort", "halt"})

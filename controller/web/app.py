@@ -100,10 +100,13 @@ def _rows_json(rows: list[tuple[int, Row]]) -> list[list[object]]:
 
 
 def make_app(*, live: LiveBatch | None, shelf: BatchShelf | None,
-             allowed_hosts: frozenset[str] | None = LOOPBACK_NAMES) -> Starlette:
+             allowed_hosts: frozenset[str] | None = LOOPBACK_NAMES,
+             fleet: Callable[[], list[dict[str, Any]]] | None = None) -> Starlette:
     """The Starlette app. ``allowed_hosts``: the host names a ``Host`` header (every
     request) and an ``Origin`` (commands, the WebSocket) may carry; None accepts any Host
-    (a server bound to every address), though an Origin must still match the Host."""
+    (a server bound to every address), though an Origin must still match the Host.
+    ``fleet``: the lab overview's latest reading of its stations (``furnace web --fleet``;
+    a reference read, never I/O on this thread)."""
 
     def host_ok(host: str | None) -> bool:
         return allowed_hosts is None or _host_name(host or "") in allowed_hosts
@@ -130,8 +133,18 @@ def make_app(*, live: LiveBatch | None, shelf: BatchShelf | None,
     # ------------------------------------------------------------------ pages
     async def index(request: Request) -> Response:
         if live is None:
-            return RedirectResponse("/batches")
+            return RedirectResponse("/fleet" if fleet is not None else "/batches")
         return FileResponse(STATIC / "live.html")
+
+    async def fleet_page(request: Request) -> Response:
+        if fleet is None:
+            raise _NotFoundError
+        return FileResponse(STATIC / "fleet.html")
+
+    async def api_fleet(request: Request) -> Response:
+        if fleet is None:
+            raise _NotFoundError
+        return JSONResponse(fleet())
 
     async def batches_page(request: Request) -> Response:
         return FileResponse(STATIC / "batches.html")
@@ -274,6 +287,8 @@ def make_app(*, live: LiveBatch | None, shelf: BatchShelf | None,
     app = Starlette(routes=[
         Route("/", index),
         Route("/batches", batches_page),
+        Route("/fleet", fleet_page),
+        Route("/api/fleet", api_fleet),
         Route("/api/state", api_state),
         Route("/api/audit", api_audit),
         Route("/api/commands", api_commands, methods=["POST"]),

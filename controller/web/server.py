@@ -219,6 +219,8 @@ class BatchWebServer:
     the dashboard on the same port. ``async with`` starts it (bound, control.json
     written) and yields the address; leaving stops it and removes control.json."""
 
+    protocol = "http"
+
     def __init__(self, serving: Serving, *, host: str = LOOPBACK, port: int = 0,
                  eta: EtaFactory | None = None,
                  on_ready: Callable[[str], None] | None = None) -> None:
@@ -313,12 +315,16 @@ def serve_batch(*, host: str = LOOPBACK, port: int = 0, eta: EtaFactory | None =
     return serve
 
 
-def serve_batches(root: Path, host: str, port: int) -> tuple[WebServer, Any]:
-    """``furnace web``: the finished batches under ``root`` (no live batch, no commands).
-    Returns the started server and the cache directory to clean up."""
+def serve_batches(root: Path | None, host: str, port: int,
+                  fleet: Callable[[], list[dict[str, Any]]] | None = None
+                  ) -> tuple[WebServer, Any]:
+    """``furnace web``: the finished batches under ``root`` (no live batch, no commands),
+    and with ``fleet`` the lab overview. Returns the started server and the cache
+    directory to clean up."""
     cache = tempfile.TemporaryDirectory(prefix="furnace-web-")
     allowed = LOOPBACK_NAMES if is_loopback(host) else None
-    app = make_app(live=None, shelf=BatchShelf(root, Path(cache.name)), allowed_hosts=allowed)
+    shelf = BatchShelf(root, Path(cache.name)) if root is not None else None
+    app = make_app(live=None, shelf=shelf, allowed_hosts=allowed, fleet=fleet)
     server = WebServer(app, host, port)
     server.start()
     return server, cache

@@ -22,7 +22,8 @@ from controller.web.feed import LiveFeed, LiveFrame
 if TYPE_CHECKING:
     from controller.run.handle import RecipeRunner
 
-__all__ = ["EtaSource", "planned_eta", "remaining_s", "state_json", "utc_text"]
+__all__ = ["EtaSource", "alarms", "planned_eta", "remaining_s", "runner_at", "state_json",
+           "utc_text"]
 
 EtaSource = Callable[[LiveFrame], datetime | None]
 """When the batch is expected to end (UTC, in the clock's wall-time basis), or None."""
@@ -33,7 +34,7 @@ def utc_text(when: datetime | None) -> str | None:
     return None if when is None else when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _view(runner: RecipeRunner, frame: LiveFrame) -> RecipeRunner:
+def runner_at(runner: RecipeRunner, frame: LiveFrame) -> RecipeRunner:
     """The runner as it was at ``frame``: a shallow copy whose state is the frame's (the
     plan and rules are shared and immutable; the live runner is never touched)."""
     view = copy.copy(runner)
@@ -60,7 +61,7 @@ def planned_eta(summary: PlanSummary, runner: RecipeRunner) -> EtaSource:
     """The ETA counted down from the plan (process seconds taken as wall seconds of the
     clock's basis): the stand-in until a predictor re-plans from the present."""
     def eta(frame: LiveFrame) -> datetime | None:
-        view = _view(runner, frame)
+        view = runner_at(runner, frame)
         if view.run.phase in FINAL:
             return None
         return frame.wall + timedelta(seconds=remaining_s(summary, view, frame.snap.t_s))
@@ -73,7 +74,7 @@ def _num(value: float | None, digits: int = 2) -> float | None:
     return round(value, digits)
 
 
-def _alarms(frame: LiveFrame, view: RecipeRunner) -> list[dict[str, str]]:
+def alarms(frame: LiveFrame, view: RecipeRunner) -> list[dict[str, str]]:
     """What needs attention now: the hold and its cause, stale devices, interlock notes,
     lost gases, a paused ramp, settings changed under us."""
     run, snap = frame.run, frame.snap
@@ -159,7 +160,7 @@ def state_json(feed: LiveFeed, summary: PlanSummary, eta: EtaSource, *,
         return {**base, "state": "starting", "stage": "", "step": None, "setpoint_c": None,
                 "furnace_c": None, "eta_utc": None, "alarms": [], "timeline": [],
                 "waiting": None, "hold": "", "flows": {}}
-    view = _view(runner, frame)
+    view = runner_at(runner, frame)
     snap = frame.snap
     step = view.current_step
     reading = snap.furnace
@@ -188,7 +189,7 @@ def state_json(feed: LiveFeed, summary: PlanSummary, eta: EtaSource, *,
                   for gas in frame.run.flows_sccm},
         "eta_utc": utc_text(eta(frame)),
         "remaining_s": round(remaining_s(summary, view, snap.t_s), 1),
-        "alarms": _alarms(frame, view),
+        "alarms": alarms(frame, view),
         "hold": hold_countdown(snap, view),
         "hold_left_s": _num(hold_left, 0),
         "waiting": _waiting(view),

@@ -1,0 +1,247 @@
+"""The station's OPC UA server (issue 13 acceptance), with asyncua's Client as a plain client
+on its own thread and loop: it browses the station, reads live values that match the trace
+row of the same cycle, subscribes to the state, and calls Hold, Resume and Confirm with
+operator and reason: applied and audited (source ``opcua``). Bound beyond loopback, an
+anonymous client reads but cannot call a method; a logged-in user can.
+
+Every server is on 127.0.0.1 or 0.0.0.0 with an ephemeral port, reached through 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+import pytest
+from asyncua import Client, ua
+from asyncua.crypto.permission_rules import UserRole
+from asyncua.ua.uaerrors import BadUserAccessDenied, UaStatusCodeError
+
+from controller.opcua import BatchOpcUaServer, may_call, serve_opcua
+from controller.opcua.space import FUNCTIONAL_UNIT, NAMESPACE_URI, program_id
+from controller.recipe.station import load_station
+from controller.records.columns import trace_columns
+from controller.records.folder import BatchFolder
+from controller.run.clock import VirtualClock
+from controller.run.commands import CommandQueue
+from controller.run.snapshot import Snapshot
+from controller.session import Serving, run_batch
+from controller.web.server import serve_batch
+from tests.integration.helpers import in_process
+from tests.web import make_runner
+
+pytestmark = [pytest.mark.timeout(90), pytest.mark.xdist_group("opcua")]
+T = TypeVar("T")
+
+RECIPE = '''schema_version = 1
+name = "T"
+sample = "UATEST"
+
+[[stages]]
+name = "load"
+atmosphere = "Ar"
+
+[[stages.steps]]
+kind = "operator"
+message = "Load the boat."
+opens_tube = true
+flows_sccm = {Ar = 40}
+
+[[stages.steps.fields]]
+name = "boat"
+role = "note"
+kind = "text"
+
+[[stages.steps]]
+kind = "end"
+'''
+
+
+def client_side(work: Callable[[], Awaitable[T]]) -> Awaitable[T]:
+    """Run ``work`` (an asyncua client session) on a thread of its own: the client shares
+    nothing with the scan loop, as a SCADA client on another machine would."""
+    return asyncio.to_thread(asyncio.run, work())  # type: ignore[arg-type]
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Yield to the running batch until ``condition`` holds (no real sleep)."""
+    for _ in range(2_000_000):
+        if condition():
+            return
+        await asyncio.sleep(0)  # noqa: TID251 - one loop turn for the batch to run
+    raise AssertionError(f"never: {what}")
+
+
+class States:
+    """A subscription handler: every State value seen."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.changed = asyncio.Event()
+
+    def datachange_notification(self, node: Any, val: Any, data: Any) -> None:
+        self.seen.append(val)
+        self.changed.set()
+
+
+async def wait_for_state(states: States, wanted: str) -> None:
+    while wanted not in states.seen:
+        states.changed.clear()
+        await asyncio.wait_for(states.changed.wait(), 30)
+
+
+async def test_a_plain_client_browses_reads_subscribes_and_holds_and_resumes(
+        tmp_path: Path) -> None:
+    ip = in_process(tmp_path, RECIPE)
+    batches = tmp_path / "batches"
+    servers: list[BatchOpcUaServer] = []
+
+    def opcua(serving: Serving) -> BatchOpcUaServer:
+        servers.append(serve_opcua()(serving))
+        return servers[-1]
+
+    run = asyncio.create_task(run_batch(
+        plan=ip.plan, station=ip.station, recipe_text=ip.recipe_text,
+        station_text=ip.station_text, clock=ip.clock, batches_dir=batches, operator="ann",
+        built=ip.built, auto_confirm=False, serve=[serve_batch(), opcua]))
+    await until(lambda: bool(servers) and servers[0].feed.frame is not None
+                and str(servers[0].feed.frame.run.phase) == "running", "waiting to load")
+    url = servers[0].url
+
+    async def session() -> dict[str, Any]:
+        async with Client(url) as client:
+            idx = await client.get_namespace_index(NAMESPACE_URI)
+            furnace = await client.nodes.objects.get_child(f"{idx}:Furnace")
+            components = await furnace.get_child(f"{idx}:Components")
+            names = {(await n.read_browse_name()).Name for n in await components.get_children()}
+            program = await furnace.get_child([f"{idx}:FunctionalUnit",
+                                               f"{idx}:ActiveProgram"])
+            variables = {(await n.read_browse_name()).Name
+                         for n in await program.get_children()}
+            wanted = ["CurrentRuntimeS", "Cycle", "State", "StepNumber", "SetpointC",
+                      "FurnaceC", "OutputPct", "Flow_Ar_sccm", "Alarms", "EstimatedRuntimeS"]
+            read = dict(zip(wanted, await client.read_values(  # one Read: one cycle
+                [client.get_node(ua.NodeId(program_id(w), idx)) for w in wanted]),
+                strict=True))
+
+            states = States()
+            sub = await client.create_subscription(50, states)
+            await sub.subscribe_data_change(client.get_node(
+                ua.NodeId(program_id("State"), idx)))
+            unit = client.get_node(ua.NodeId(FUNCTIONAL_UNIT, idx))
+            held = await unit.call_method(f"{idx}:Hold", "ann", "checking the boat")
+            await wait_for_state(states, "held")
+            with pytest.raises(UaStatusCodeError) as refused:  # a resume needs a reason
+                await unit.call_method(f"{idx}:Resume", "ann", "")
+            resumed = await unit.call_method(f"{idx}:Resume", "ann", "boat is fine")
+            await wait_for_state(states, "running")
+            confirmed = await unit.call_method(f"{idx}:Confirm", "bob", "", "boat=B7")
+            await sub.delete()
+            return {"components": names, "variables": variables, "read": read,
+                    "held": held, "refused": refused.value, "resumed": resumed,
+                    "confirmed": confirmed, "states": states.seen}
+
+    seen = await client_side(session)
+    result = await run
+
+    assert {"TemperatureController", "MFC_Ar", "MFC_N2", "MFC_air"} <= seen["components"]
+    assert {"State", "Stage", "StepName", "StepNumber", "SetpointC", "FurnaceC",
+            "CurrentRuntimeS", "EstimatedRuntimeS", "Alarms"} <= seen["variables"]
+    assert seen["held"][::2] == ["applied", "held"]
+    assert "BadInvalidArgument" in type(seen["refused"]).__name__
+    assert seen["resumed"][::2] == ["applied", "running"]
+    assert seen["confirmed"][0] == "applied"
+    assert seen["states"][0] == "running"
+    assert "held" in seen["states"]
+
+    # the values read are the trace row of the same cycle
+    folder = BatchFolder.open(result.batch_dir)
+    read = seen["read"]
+    [row] = [r for r in folder.read_trace().records()
+             if float(r["elapsed_s"]) == round(read["CurrentRuntimeS"], 3)]
+    assert row["state"] == read["State"]
+    assert int(row["step"]) == read["StepNumber"]
+    for column, name in (("setpoint_c", "SetpointC"), ("furnace_c", "FurnaceC"),
+                         ("output_pct", "OutputPct"), ("flow_Ar_sccm", "Flow_Ar_sccm")):
+        assert float(row[column]) == pytest.approx(read[name], abs=0.0011), column
+    assert read["EstimatedRuntimeS"] >= read["CurrentRuntimeS"]
+
+    commands = [a for a in folder.read_audit() if a["event"] == "operator_command"]
+    applied = [(c["trigger"], c["operator"], c["reason"], c["source"]) for c in commands
+               if c["status"] == "applied"]
+    assert applied == [("hold", "ann", "checking the boat", "opcua"),
+                       ("resume", "ann", "boat is fine", "opcua"),
+                       ("confirm", "bob", "", "opcua")]
+    confirmed = [a for a in folder.read_audit() if a["event"] == "operator_confirmed"]
+    assert [c["data"] for c in confirmed] == [{"boat": "B7"}]
+    servers_audited = [a for a in folder.read_audit() if a["event"] == "control_server"]
+    assert [a["protocol"] for a in servers_audited] == ["http", "opc.tcp"]
+
+
+def test_only_a_logged_in_user_calls_methods_beyond_loopback() -> None:
+    assert may_call(UserRole.Anonymous, loopback=True)
+    assert not may_call(UserRole.Anonymous, loopback=False)
+    assert may_call(UserRole.User, loopback=False)
+
+
+async def test_anonymous_clients_only_read_on_a_server_bound_beyond_loopback(
+        tmp_path: Path) -> None:
+    station, _ = load_station(None)
+    runner = make_runner(station)
+
+    class Draining(CommandQueue):
+        """The scan cycle's part, at once: each command is applied as it arrives."""
+
+        def submit(self, cmd: Any) -> Any:
+            fut = super().submit(cmd)
+            asyncio.get_running_loop().call_soon(
+                lambda: self.apply_due(runner, at_checkpoint=True))
+            return fut
+
+    queue = Draining(lambda: str(runner.phase))
+    serving = Serving(tmp_path, station, runner, queue, VirtualClock(),
+                      trace_columns(station), 5.0)
+    server = BatchOpcUaServer(serving, host="0.0.0.0", port=0, passwords={"ann": "s3cret"})
+    async with server as (_, port):
+        url = f"opc.tcp://127.0.0.1:{port}/furnace/"
+
+        async def anonymous() -> tuple[str, type[BaseException] | None]:
+            async with Client(url) as client:
+                idx = await client.get_namespace_index(NAMESPACE_URI)
+                name = await client.get_node(ua.NodeId("Furnace.StationName", idx)).read_value()
+                unit = client.get_node(ua.NodeId(FUNCTIONAL_UNIT, idx))
+                try:
+                    await unit.call_method(f"{idx}:Hold", "mallory", "")
+                except UaStatusCodeError as exc:
+                    return name, type(exc)
+                return name, None
+
+        async def logged_in(password: str) -> list[str]:
+            client = Client(url)
+            client.set_user("ann")
+            client.set_password(password)
+            async with client:
+                idx = await client.get_namespace_index(NAMESPACE_URI)
+                unit = client.get_node(ua.NodeId(FUNCTIONAL_UNIT, idx))
+                out: list[str] = await unit.call_method(f"{idx}:Hold", "ann", "a look")
+                return out
+
+        server.observe(runner_snapshot(station), runner)
+        name, refused = await client_side(anonymous)
+        assert name == station.name
+        assert refused is BadUserAccessDenied
+        assert str(runner.phase) == "running"
+        with pytest.raises(UaStatusCodeError):
+            await client_side(lambda: logged_in("wrong"))
+        assert str(runner.phase) == "running"
+        assert (await client_side(lambda: logged_in("s3cret")))[0] == "applied"
+        assert str(runner.phase) == "held"
+
+
+def runner_snapshot(station: Any) -> Snapshot:
+    """A snapshot of nothing read (every device stale), for a frame to publish."""
+    return Snapshot(t_s=0.0, furnace=None,
+                    flows=MappingProxyType(dict.fromkeys(m.gas for m in station.mfc)))

@@ -206,6 +206,10 @@ def test_while_halting_another_signal_or_ctrl_c_changes_nothing(
         return BatchResult(Path("."), Phase.FAULTED, {})
 
     caplog.set_level("WARNING")
+    # What was there before (a job started in the background by a non-interactive shell
+    # inherits SIGINT ignored; Python then installs no default_int_handler): it must be
+    # back afterwards, whatever it was.
+    sigint_before = signal.getsignal(signal.SIGINT)
     result = asyncio.run(cli_station._with_console(View(), "ann", halting))  # type: ignore[arg-type]
     assert result.state is Phase.FAULTED  # not cancelled
     [commands] = queued
@@ -215,7 +219,7 @@ def test_while_halting_another_signal_or_ctrl_c_changes_nothing(
     assert messages.count("Ctrl-C ignored: halting on SIGTERM") == 5
     assert messages.count("SIGTERM ignored: already halting on SIGTERM") == 1
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is sigint_before
 
 
 async def test_sigterm_during_a_heating_ramp_leaves_the_instrument_on_its_local_fallback(

@@ -32,12 +32,45 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,120}$")
 
 
 class BatchShelf:
-    """The batch folders directly under ``root``."""
+    """The batch folders directly under ``root``, and with ``archive`` (a database URL,
+    ``furnace web --db``) the archived batches too: those whose folder is not here are
+    listed from the archive, and their summary is the archived one."""
 
-    def __init__(self, root: Path, cache_dir: Path) -> None:
+    def __init__(self, root: Path, cache_dir: Path, archive: str | None = None) -> None:
         self.root = root
         self.cache_dir = cache_dir
+        self.archive = archive
+        self._engine: Any = None
         self._report_lock = threading.Lock()  # matplotlib figures one at a time
+
+    def _archive_engine(self) -> Any:
+        if self._engine is None:
+            from controller.archive.db import connect  # SQLAlchemy only with --db
+
+            self._engine = connect(self.archive)
+        return self._engine
+
+    def _archived(self) -> list[dict[str, Any]]:
+        """The archive's batches, as ``batches`` lists them (newest first)."""
+        from controller.archive.query import list_batches
+
+        with self._archive_engine().connect() as connection:
+            rows = list_batches(connection)
+        return [{"id": r["batch_id"], "sample": r["sample"], "recipe": r["recipe"],
+                 "outcome": r["outcome"], "planned_s": None, "actual_s": r["actual_s"],
+                 "running": False, "archived": True, "station": r["station"],
+                 "yield_loaded_pct": r["yield_loaded_pct"],
+                 "yield_precursor_pct": r["yield_precursor_pct"]} for r in rows]
+
+    def _archived_summary(self, batch_id: str) -> dict[str, Any]:
+        from controller.archive.query import find_batch
+
+        with self._archive_engine().connect() as connection:
+            row = find_batch(connection, batch_id)
+        if row is None or row["batch_id"] != batch_id:
+            raise KeyError(batch_id)
+        summary: dict[str, Any] = row["summary"]
+        return summary
 
     def folder(self, batch_id: str) -> Path:
         """The folder of ``batch_id``. Raises ``KeyError`` for anything but the name of a
@@ -53,9 +86,8 @@ class BatchShelf:
         """Every batch under the root, newest first: id, sample, recipe, outcome, start,
         planned and actual seconds (None while running or interrupted)."""
         rows: list[dict[str, Any]] = []
-        if not self.root.is_dir():
-            return rows
-        for path in sorted(self.root.iterdir(), reverse=True):
+        folders = sorted(self.root.iterdir(), reverse=True) if self.root.is_dir() else []
+        for path in folders:
             if not (path / AUDIT_FILE).is_file():
                 continue
             try:
@@ -68,11 +100,21 @@ class BatchShelf:
                          "planned_s": summary.get("planned_s"),
                          "actual_s": summary.get("actual_s"),
                          "running": (path / "control.json").exists()})
+        if self.archive is not None:
+            here = {r["id"] for r in rows}
+            rows += [r for r in self._archived() if r["id"] not in here]
         return rows
 
     def summary(self, batch_id: str) -> dict[str, Any] | None:
-        """summary.json of ``batch_id`` (None while it runs). Raises ``KeyError``."""
-        return BatchFolder.open(self.folder(batch_id), needs=()).read_summary()
+        """summary.json of ``batch_id`` (None while it runs); an archived batch whose folder
+        is not here: its archived summary. Raises ``KeyError``."""
+        try:
+            folder = self.folder(batch_id)
+        except KeyError:
+            if self.archive is None or not _ID.match(batch_id):
+                raise
+            return self._archived_summary(batch_id)
+        return BatchFolder.open(folder, needs=()).read_summary()
 
     def report_png(self, batch_id: str) -> Path:
         """report.png of ``batch_id``, drawn into the server's cache (never into the batch

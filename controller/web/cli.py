@@ -31,6 +31,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default loopback only)")
     parser.add_argument("--port", default="8080", help="TCP port (default 8080; 0: any)")
+    parser.add_argument("--db", default=None, metavar="URL",
+                        help="also list the batches of this archive (furnace archive's "
+                             "--db; SQLite file or postgresql://...)")
     parser.add_argument("--fleet", default=None, metavar="FILE",
                         help="the lab overview: the stations of this fleet file (their OPC "
                              "UA endpoints), at /fleet")
@@ -40,9 +43,13 @@ def cmd_web(args: argparse.Namespace, out: Console) -> int:
     root: Path | None = Path(args.batches)
     fleet = load_fleet(Path(args.fleet)) if args.fleet is not None else None
     if root is not None and not root.is_dir():
-        if fleet is None:
+        if fleet is None and args.db is None:
             raise ConfigurationError("no such folder", source=str(root), field="--batches")
-        root = None  # the overview alone
+        root = None  # the overview, or the archive, alone
+    if args.db is not None:  # a bad URL or an unreachable database: one line, now
+        from controller.archive.db import connect
+
+        connect(args.db).dispose()
     try:
         host, port = parse_web(f"[{args.host}]:{args.port}" if ":" in args.host
                                else f"{args.host}:{args.port}")
@@ -60,10 +67,13 @@ def cmd_web(args: argparse.Namespace, out: Console) -> int:
         reader = FleetReader(fleet)
         reader.start()
     server, cache = serve_batches(root, host, port,
-                                  fleet=reader.views if reader is not None else None)
+                                  fleet=reader.views if reader is not None else None,
+                                  archive=args.db)
     bound_host, bound_port = server.address
-    if root is not None:
-        out.print(f"batches of {root}: http://{bound_host}:{bound_port}/batches",
+    if root is not None or args.db is not None:
+        where = " and ".join(x for x in (str(root) if root else "", "the archive"
+                                         if args.db else "") if x)
+        out.print(f"batches of {where}: http://{bound_host}:{bound_port}/batches",
                   markup=False, highlight=False, soft_wrap=True)
     if fleet is not None:
         out.print(f"lab overview ({len(fleet.stations)} stations): "

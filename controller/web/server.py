@@ -316,14 +316,15 @@ def serve_batch(*, host: str = LOOPBACK, port: int = 0, eta: EtaFactory | None =
 
 
 def serve_batches(root: Path | None, host: str, port: int,
-                  fleet: Callable[[], list[dict[str, Any]]] | None = None
-                  ) -> tuple[WebServer, Any]:
+                  fleet: Callable[[], list[dict[str, Any]]] | None = None,
+                  archive: str | None = None) -> tuple[WebServer, Any]:
     """``furnace web``: the finished batches under ``root`` (no live batch, no commands),
-    and with ``fleet`` the lab overview. Returns the started server and the cache
-    directory to clean up."""
+    with ``archive`` (a database URL) the archived ones too, and with ``fleet`` the lab
+    overview. Returns the started server and the cache directory to clean up."""
     cache = tempfile.TemporaryDirectory(prefix="furnace-web-")
     allowed = LOOPBACK_NAMES if is_loopback(host) else None
-    shelf = BatchShelf(root, Path(cache.name)) if root is not None else None
+    shelf = (BatchShelf(root or Path("batches"), Path(cache.name), archive)
+             if root is not None or archive is not None else None)
     app = make_app(live=None, shelf=shelf, allowed_hosts=allowed, fleet=fleet)
     server = WebServer(app, host, port)
     server.start()

@@ -7,11 +7,15 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
+from controller.archive.db import connect
+from controller.archive.ingest import archive_batch
 from controller.web.server import serve_batches
 from tests.conftest import PROFILES
 from tests.integration.helpers import dry_run
@@ -84,3 +88,33 @@ def test_there_is_no_live_batch_to_command(shelf: tuple[httpx.Client, list[str]]
     reply = client.post("/api/commands", json={"trigger": "hold", "operator": "a"},
                         headers={"Authorization": "Bearer x"})
     assert reply.status_code in (401, 404)
+
+
+def test_archived_batches_are_listed_with_db(tmp_path: Path) -> None:
+    """``furnace web --db``: a batch archived and no longer in the folder is still listed,
+    with its archived summary; the folder's own batches are listed beside it."""
+    root = tmp_path / "batches"
+    gone = asyncio.run(dry_run(PROFILES / "smoke-600.toml", root)).result.batch_dir
+    url = f"sqlite:///{tmp_path / 'archive.sqlite'}"
+    engine = connect(url)
+    try:
+        archive_batch(engine, gone)
+    finally:
+        engine.dispose()
+    shutil.move(gone, tmp_path / "elsewhere")
+    here = asyncio.run(dry_run(PROFILES / "screen-air.toml", root,
+                               {"mass_g": "1"})).result.batch_dir
+    server, cache = serve_batches(root, "127.0.0.1", 0, archive=url)
+    host, port = server.address
+    try:
+        with httpx.Client(base_url=f"http://{host}:{port}", timeout=30) as client:
+            listed = {b["id"]: b for b in client.get("/api/batches").json()}
+            summary = client.get(f"/api/batches/{gone.name}/summary").json()
+    finally:
+        server.stop()
+        cache.cleanup()
+    assert set(listed) == {gone.name, here.name}
+    assert listed[gone.name].get("archived") is True
+    assert "archived" not in listed[here.name]
+    assert summary["sample"] == "SMOKE-600"
+    assert summary["outcome"] == "completed"

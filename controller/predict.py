@@ -15,7 +15,7 @@ import asyncio
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Final
 
 from controller.recipe.station import BusConfig, Station
 from controller.recipe.steps import OperatorStep, Plan
@@ -121,16 +121,26 @@ def _ready(state: RunState) -> tuple[RunState, str]:
                    hold_started_real_s=None), trigger
 
 
+#: The prediction scans at most this often (s of process time): the furnace's time
+#: constants are minutes, so a coarser scan moves a 35 h prediction by about 0.1 % (a 2.5 h
+#: screen by 0.3 %) against the station's own 2 s, at well under half the CPU (decision
+#: 0013; benchmarks/plan_prediction.py prints both).
+PREDICTION_SCAN_PERIOD_S: Final = 5.0
+
+
 async def predict(plan: Plan, station: Station, *, seed: int = 0,
                   present: Present | None = None,
                   observer: Callable[[Snapshot, RecipeRunner], None] | None = None
                   ) -> Prediction:
     """Run ``plan`` on ``station``'s simulated twin (``twin_station``) on a virtual clock,
     from the start or from ``present``, and return what it took. The simulated operator
-    confirms each operator step after its expected time. Writes no file; takes as much
-    CPU as a dry run (no real waiting). Raises ``ConfigurationError`` if the simulated
+    confirms each operator step after its expected time. It scans every
+    ``PREDICTION_SCAN_PERIOD_S`` at most (a dry run at the station's period). Writes no
+    file; no real waiting. Raises ``ConfigurationError`` if the simulated
     devices cannot be connected (a station layout the simulator cannot play)."""
     twin = twin_station(station)
+    if twin.scan_period_s < PREDICTION_SCAN_PERIOD_S:
+        twin = twin.model_copy(update={"scan_period_s": PREDICTION_SCAN_PERIOD_S})
     start_s = present.t_s if present is not None else 0.0
     clock = VirtualClock(start_s)
     built = build_devices(twin, clock, seed=seed, material=plan.material,

@@ -1,6 +1,7 @@
 """``furnace plan``'s prediction against the dry run (issue 12, acceptance 1): the same
 recipe run on the simulator through the same scan loop, once with a batch folder and once
-without, must agree within 2 % in total duration and gas use; here they agree exactly.
+without, must agree within 2 % in total duration and gas use. The prediction scans every 5 s
+(``PREDICTION_SCAN_PERIOD_S``), the dry run every 2 s: they agree to a few scans.
 
 The whole-profile comparisons are ``slow``: each profile is dry-run once per session
 (``dry_runs``, shared with test_profiles_dry_run and the others) and predicted once.
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.predict import predict_plan, twin_station
+from controller.predict import PREDICTION_SCAN_PERIOD_S, predict_plan, twin_station
 from controller.recipe.plan import load_recipe, summarize
 from controller.recipe.station import load_station
 from tests.conftest import PROFILES, ROOT
@@ -44,16 +45,20 @@ def test_prediction_is_the_dry_run_of_a_short_recipe(tmp_path: Path) -> None:
     predicted = predict_plan(plan, station)
     batch = asyncio.run(dry_run(path, tmp_path / "batches"))
     summary = batch.result.summary
+    scans_s = 4 * PREDICTION_SCAN_PERIOD_S  # a step boundary lands on either's next scan
     assert predicted.outcome == "completed"
-    assert predicted.total_s == summary["actual_s"]
-    assert dict(predicted.gas_l) == pytest.approx(dict(summary["gas_used_l"]), abs=1e-3)
+    assert predicted.total_s == pytest.approx(summary["actual_s"], abs=len(plan.steps) * scans_s)
+    assert _close(predicted.total_s, summary["actual_s"])
+    assert dict(predicted.gas_l) == pytest.approx(dict(summary["gas_used_l"]), rel=0.02)
     for times in predicted.stages:
-        assert times.duration_s == summary["stages"][times.name]["actual_s"]
+        assert times.duration_s == pytest.approx(summary["stages"][times.name]["actual_s"],
+                                                 abs=len(plan.steps) * scans_s)
     (wash,) = predicted.operator_steps
     confirmed = batch.events("operator_confirmed")[0]
-    assert wash.confirmed_s == confirmed["t_s"]
+    assert wash.confirmed_s == pytest.approx(confirmed["t_s"], abs=len(plan.steps) * scans_s)
     # the simulated operator took the expected time from when the tube could be opened
-    assert wash.confirmed_s - wash.start_s == WASH_MIN * 60
+    assert wash.confirmed_s - wash.start_s == pytest.approx(WASH_MIN * 60,
+                                                            abs=PREDICTION_SCAN_PERIOD_S)
     assert wash.start_s >= predicted.stages[2].start_s
 
 

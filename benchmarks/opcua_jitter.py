@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import statistics
 import tempfile
 import threading
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from asyncua import Client, ua
+from web_overhead import jitter  # run as a script: benchmarks/ is on sys.path
 
 from controller.opcua import BatchOpcUaServer, serve_opcua
 from controller.opcua.space import ACTIVE_PROGRAM, NAMESPACE_URI
@@ -127,13 +127,6 @@ async def _paced(batches: Path, speed: float, cycles: int, clients: int
             station.scan_period_s / speed, notices)
 
 
-def _jitter(intervals: list[float], period: float) -> dict[str, float]:
-    dev = sorted(abs(i - period) / period for i in intervals)
-    return {"mean_interval_ms": 1000 * statistics.mean(intervals),
-            "p50_dev": dev[len(dev) // 2], "p95_dev": dev[int(len(dev) * 0.95)],
-            "max_dev": dev[-1]}
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--speed", type=float, default=10.0)
@@ -148,7 +141,7 @@ def main() -> None:
         for n in (0, args.clients):
             intervals, period, notices = asyncio.run(
                 _paced(Path(tmp) / f"c{n}", args.speed, args.cycles, n))
-            j = results[n] = _jitter(intervals, period)
+            j = results[n] = jitter(intervals, period)
             print(f"   {n:>2} clients subscribed at 1 s  period {1000 * period:6.1f} ms  "
                   f"mean {j['mean_interval_ms']:7.2f} ms  p50 {100 * j['p50_dev']:5.2f} %  "
                   f"p95 {100 * j['p95_dev']:5.2f} %  max {100 * j['max_dev']:5.2f} %"

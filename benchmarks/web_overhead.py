@@ -136,7 +136,9 @@ async def _paced(batches: Path, speed: float, cycles: int, client: bool
             station.scan_period_s / speed, counts)
 
 
-def _jitter(intervals: list[float], period: float) -> dict[str, float]:
+def jitter(intervals: list[float], period: float) -> dict[str, float]:
+    """Scan intervals' deviation from ``period`` as fractions of it: p50, p95, max (and the
+    mean interval, ms). Shared with ``opcua_jitter``."""
     dev = sorted(abs(i - period) / period for i in intervals)
     return {"mean_interval_ms": 1000 * statistics.mean(intervals),
             "p50_dev": dev[len(dev) // 2], "p95_dev": dev[int(len(dev) * 0.95)],
@@ -168,7 +170,7 @@ def main() -> None:
         for client, name in ((False, "no client"), (True, "one page client (WS + state)")):
             intervals, period, counts = asyncio.run(
                 _paced(Path(tmp) / name.replace(" ", "_"), args.speed, args.cycles, client))
-            j = _jitter(intervals, period)
+            j = jitter(intervals, period)
             print(f"   {name:<30} period {1000 * period:5.1f} ms  mean "
                   f"{j['mean_interval_ms']:6.2f} ms  p50 {100 * j['p50_dev']:5.1f} %  "
                   f"p95 {100 * j['p95_dev']:5.1f} %  max {100 * j['max_dev']:5.1f} %"

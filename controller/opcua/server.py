@@ -160,6 +160,7 @@ class BatchOpcUaServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
+        self.published_cycle = 0  # the scan cycle whose values the address space holds
         self._error: BaseException | None = None
 
     # ------------------------------------------------------------ scan loop side
@@ -284,6 +285,7 @@ class BatchOpcUaServer:
                 for node_id, (ua_id, var) in nodes.items():
                     await server.write_attribute_value(ua_id, ua.DataValue(
                         ua.Variant(current[node_id], _TYPES[var.kind])))
+                self.published_cycle = last
             try:  # real time on this (the server's) loop
                 await asyncio.wait_for(stop.wait(), PUBLISH_S)
             except TimeoutError:

@@ -107,8 +107,11 @@ async def test_a_plain_client_browses_reads_subscribes_and_holds_and_resumes(
         plan=ip.plan, station=ip.station, recipe_text=ip.recipe_text,
         station_text=ip.station_text, clock=ip.clock, batches_dir=batches, operator="ann",
         built=ip.built, auto_confirm=False, serve=[serve_batch(), opcua]))
+    # running, and its values in the address space (a client connecting earlier would
+    # see the nodes' initial empty values first)
     await until(lambda: bool(servers) and servers[0].feed.frame is not None
-                and str(servers[0].feed.frame.run.phase) == "running", "waiting to load")
+                and str(servers[0].feed.frame.run.phase) == "running"
+                and servers[0].published_cycle > 0, "waiting to load")
     url = servers[0].url
 
     async def session() -> dict[str, Any]:

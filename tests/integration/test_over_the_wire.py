@@ -32,9 +32,11 @@ SETS = {"peak_c": str(PEAK_C)}
 
 def _station(name: str, modbus_port: int, balance_port: int) -> tuple[Station, str]:
     text = (ROOT / "stations" / name).read_text(encoding="utf-8")
-    text = text.replace("port = 5020", f"port = {modbus_port}")
-    text = text.replace("socket://127.0.0.1:5021", f"socket://127.0.0.1:{modbus_port}")
-    text = text.replace("socket://127.0.0.1:5022", f"socket://127.0.0.1:{balance_port}")
+    # Whole quoted values: a port put in first must not match a later pattern (a Modbus
+    # port 5022x once became "socket://127.0.0.1:<balance port>x").
+    text = text.replace("port = 5020\n", f"port = {modbus_port}\n")
+    text = text.replace('"socket://127.0.0.1:5021"', f'"socket://127.0.0.1:{modbus_port}"')
+    text = text.replace('"socket://127.0.0.1:5022"', f'"socket://127.0.0.1:{balance_port}"')
     return load_station_text(text, name), text
 
 

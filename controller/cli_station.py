@@ -17,6 +17,7 @@ import os
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Final
 
 from rich.console import Console
 
@@ -332,6 +333,21 @@ def _clock(station: Station, speed: float | None, start_s: float = 0.0) -> Clock
     return WallClock(start_s)
 
 
+#: Set to 1 to run without the live ETA's prediction process (the plan counted down
+#: instead): a PC short of CPU, or a test suite running many batches at --speed.
+NO_ETA_ENV: Final = "FURNACE_NO_ETA"
+
+
+def _forecaster(compact: bool, summary: PlanSummary, wall: Callable[[], datetime],
+                recipe_text: str, station_text: str) -> EtaForecaster | None:
+    """The live ETA, re-predicted in a low-priority process; none at --speed max (a whole
+    batch is over in the time one prediction takes) or with ``$FURNACE_NO_ETA=1``."""
+    if compact or os.environ.get(NO_ETA_ENV) == "1":
+        return None
+    return EtaForecaster(summary=summary, wall=wall, recipe_text=recipe_text,
+                         station_text=station_text)
+
+
 def cmd_run(args: argparse.Namespace, out: Console) -> int:
     station, station_text, _, plan, frozen = load_inputs(args)
     check_batches_dir(Path(args.batches))
@@ -339,10 +355,7 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
     summary = summarize(plan, station)
     compact = args.speed is None
     view = LiveView(out, summary, compact=compact, refresh_every=500 if compact else 1)
-    # the live ETA, re-predicted in a low-priority process; not at --speed max (a whole
-    # batch is over in the time one prediction takes)
-    eta = None if compact else EtaForecaster(summary=summary, wall=clock.wall,
-                                             recipe_text=frozen, station_text=station_text)
+    eta = _forecaster(compact, summary, clock.wall, frozen, station_text)
     observer = view if eta is None else fan_out(view, eta)
     view.forecast = eta.latest if eta is not None else None
     with view, contextlib.closing(eta) if eta is not None else contextlib.nullcontext():
@@ -381,10 +394,8 @@ def cmd_resume(args: argparse.Namespace, out: Console) -> int:
     summary = summarize(load_recipe(folder.recipe_toml, {}, station)[1], station)
     compact = speed is None
     view = LiveView(out, summary, compact=compact, refresh_every=500 if compact else 1)
-    # the live ETA, re-predicted from the resumed state, as for a run (not at --speed max)
-    eta = None if compact else EtaForecaster(
-        summary=summary, wall=wall, station_text=station_text,
-        recipe_text=folder.recipe_toml.read_text(encoding="utf-8"))
+    eta = _forecaster(compact, summary, wall, folder.recipe_toml.read_text(encoding="utf-8"),
+                      station_text)
     observer = view if eta is None else fan_out(view, eta)
     view.forecast = eta.latest if eta is not None else None
     with view, contextlib.closing(eta) if eta is not None else contextlib.nullcontext():

@@ -18,6 +18,10 @@ os.environ["FURNACE_LOCK_DIR"] = tempfile.mkdtemp(prefix="furnace-locks-")
 os.environ["FURNACE_ANCHOR_DIR"] = tempfile.mkdtemp(prefix="furnace-anchors-")
 # Batches end without archiving unless a test says where (never into the user's archive).
 os.environ.pop("FURNACE_ARCHIVE_DB", None)
+# The furnace processes the tests start at --speed N predict no live ETA in a child process
+# of their own (tests/integration/test_eta.py tests the forecaster): dozens of whole-batch
+# predictions would compete with the suite for the cores.
+os.environ["FURNACE_NO_ETA"] = "1"
 PROFILES = ROOT / "profiles"
 
 

@@ -1,7 +1,8 @@
 """Where a batch's scan loop puts its records: the audit (fsync'd per record) and the
-trace (buffered, flushed about once a minute, made durable at each checkpoint). On a full
-disk the space held for the audit is given back and the trace stops, so the audit, the
-safe-state record and the summary can still be written (docs/decisions/0010).
+trace (buffered; to the OS about once a minute of process time, fsync'd at most once a
+minute of real time, durable at each checkpoint). On a full disk the space held for the
+audit is given back and the trace stops, so the audit, the safe-state record and the
+summary can still be written (docs/decisions/0010).
 
 Not here: the file formats (``controller.records``), opening and closing the files or
 writing the summary (``session``), or what gets recorded when (the scan loop).
@@ -25,7 +26,11 @@ __all__ = ["BatchRecorder"]
 
 logger = logging.getLogger(__name__)
 
-_TRACE_FLUSH_ROWS = 30  # flush the trace about once a minute of process time at 2 s/cycle
+_TRACE_FLUSH_ROWS = 30  # rows to the OS about once a minute of process time at 2 s/cycle
+# ... and to the disk (fsync) at most this often in real time. A batch in real time
+# fsyncs every flush, as before; a dry run (a virtual clock racing through hours a second)
+# would otherwise fsync thousands of times for rows a checkpoint makes durable anyway.
+_TRACE_SYNC_REAL_S = 60.0
 
 
 class BatchRecorder:
@@ -41,6 +46,7 @@ class BatchRecorder:
         self.reserve = reserve
         self._last_t_s: float | None = None
         self._rows = 0
+        self._synced_real_s = clock.real_s()  # when the trace was last fsync'd
         self.trace_stopped = ""  # why the trace stopped (disk full), "" while it runs
         # also handed each trace row (the batch's server; must return at once)
         self.on_row: Callable[[Sequence[object]], None] | None = None
@@ -104,7 +110,11 @@ class BatchRecorder:
             self.trace_writer.write_row(row)
             self._rows += 1
             if self._rows % _TRACE_FLUSH_ROWS == 0:
-                self.trace_writer.flush()
+                real_s = self.clock.real_s()
+                sync = real_s - self._synced_real_s >= _TRACE_SYNC_REAL_S
+                self.trace_writer.flush(sync=sync)
+                if sync:
+                    self._synced_real_s = real_s
         except (OSError, RecordError) as exc:
             self._trace_failed(exc)
 
@@ -133,8 +143,10 @@ class BatchRecorder:
                 return dict(self.trace_writer.digest().as_fields())
             return {}
         try:
-            self.trace_writer.flush()
-            return dict(self.trace_writer.digest().as_fields())
+            self.trace_writer.flush(sync=False)  # (raises once the writer is closed)
+            digest = self.trace_writer.digest()  # the one fsync
+            self._synced_real_s = self.clock.real_s()
+            return dict(digest.as_fields())
         except (OSError, RecordError) as exc:
             self._trace_failed(exc)
             return {}

@@ -20,7 +20,7 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -85,6 +85,50 @@ def _cell(value: object, spec: str) -> str:
     else:
         text = str(value)
     return text if _NEEDS_CARE.search(text) is None else _text_cell(text)
+
+
+# The value types a row's precompiled format handles; any other (bool, enum, datetime, a
+# str subclass, numpy's floats) takes the cell-by-cell path.
+_FAST_CODES: Final[Mapping[type, str]] = {float: "", int: "%d", str: "%s", type(None): ""}
+_MAX_FORMATS: Final = 64  # a row layout changes rarely (a stale reading is a None)
+
+
+class _RowFormat:
+    """The ``%`` template of one row layout (the type of each value), compiled once: one
+    C-level format per row instead of a Python call per cell. It declines (``None``) a row
+    the template would get wrong: a NaN or infinity (an empty cell), or text that must be
+    quoted; the caller then formats cell by cell, so both paths write the same bytes."""
+
+    __slots__ = ("_floats", "_pick", "_template", "_texts")
+
+    def __init__(self, kinds: Sequence[type], specs: Sequence[str]) -> None:
+        cells: list[str] = []
+        kept: list[int] = []
+        texts: list[int] = []
+        for i, (kind, spec) in enumerate(zip(kinds, specs, strict=True)):
+            if kind is type(None):
+                cells.append("")
+                continue
+            kept.append(i)
+            if kind is str:
+                texts.append(i)
+            cells.append(f"%{spec}" if kind is float else _FAST_CODES[kind])
+        self._template = ",".join(cells)
+        everything = len(kept) == len(specs)
+        self._pick: Callable[[Sequence[object]], tuple[object, ...]] = (
+            tuple if everything else (lambda values: tuple(values[i] for i in kept)))
+        self._texts: tuple[int, ...] = tuple(texts)
+        self._floats = float in kinds
+
+    def line(self, values: Sequence[object]) -> str | None:
+        line = self._template % self._pick(values)
+        if self._floats and ("nan" in line or "inf" in line):
+            return None  # (or a text holding those letters: the slow path is right too)
+        texts = self._texts
+        if texts and _NEEDS_CARE.search("".join(
+                [values[i] for i in texts])) is not None:  # type: ignore[misc]
+            return None
+        return line
 
 
 def _write_all(file: BinaryIO, data: bytes) -> tuple[int, OSError | None]:
@@ -208,6 +252,7 @@ class TraceWriter:
         self._columns = names
         self._specs = tuple(f".{int(wanted.get(c, DEFAULT_DECIMALS))}f" for c in names)
         self._pending: list[str] = []
+        self._formats: dict[tuple[type, ...], _RowFormat | None] = {}
         self._max_pending = max_pending_rows
         self._rows = 0
         self._sha256 = hashlib.sha256()
@@ -267,28 +312,28 @@ class TraceWriter:
             raise self._closed_error()
         if len(values) != len(self._specs):
             raise ValueError(f"{len(values)} values for {len(self._specs)} columns")
-        cells: list[str] = []
-        add = cells.append
-        # Hot path (once per scan cycle): floats and text first, the rest in _cell.
-        for value, spec in zip(values, self._specs, strict=True):
-            if isinstance(value, float):  # x - x == 0 only for finite x
-                add(format(value, spec) if value - value == 0.0 else "")
-            elif isinstance(value, str):  # str subclasses (StrEnum) join as their value
-                add(value if _NEEDS_CARE.search(value) is None else _text_cell(value))
-            elif value is None:
-                add("")
-            else:
-                add(_cell(value, spec))
-        self._pending.append(",".join(cells))
+        # Hot path (once per scan cycle): the row layout's precompiled format.
+        kinds = tuple(map(type, values))
+        compiled = self._formats.get(kinds)
+        if compiled is None and kinds not in self._formats and len(self._formats) < _MAX_FORMATS:
+            fast = all(kind in _FAST_CODES for kind in kinds)
+            compiled = self._formats[kinds] = _RowFormat(kinds, self._specs) if fast else None
+        line = compiled.line(values) if compiled is not None else None
+        if line is None:
+            line = ",".join([_cell(value, spec)
+                             for value, spec in zip(values, self._specs, strict=True)])
+        self._pending.append(line)
         self._rows += 1
         if len(self._pending) >= self._max_pending:
             self._write_pending(sync=False)
 
-    def flush(self) -> None:
-        """Hand buffered rows to the OS and fsync them. Raises ``OSError`` on failure."""
+    def flush(self, *, sync: bool = True) -> None:
+        """Hand buffered rows to the OS and fsync them (unless ``sync`` is False: the
+        caller fsyncs on its own cadence, or ``digest()`` will). Raises ``OSError`` on
+        failure."""
         if self._file is None:
             raise self._closed_error()
-        self._write_pending(sync=True)
+        self._write_pending(sync=sync)
 
     def close(self) -> None:
         """Flush, fsync and close. Idempotent; raises ``OSError`` if the final write fails."""

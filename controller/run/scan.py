@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import datetime
 
 from controller.recipe.station import Station
 from controller.recipe.steps import Dwell
@@ -35,6 +36,27 @@ __all__ = ["Devices", "Recorder", "ScanLoop", "safe_flows"]
 CHECKPOINT_INTERVAL_S = 300.0
 # The loop this many periods late is an outage (recorded), not a run of missed cycles.
 OVERRUN_PERIODS = 5
+
+
+class _WallText:
+    """The trace's ``wall_utc`` cell, ``YYYY-MM-DDTHH:MM:SSZ``, of a UTC time: the date
+    formatted once a day and the time of day from the offset into it (a ``strftime`` per
+    row cost as much as the rest of the row's cells)."""
+
+    __slots__ = ("_day", "_prefix")
+
+    def __init__(self) -> None:
+        self._day = datetime.min
+        self._prefix = ""
+
+    def __call__(self, wall: datetime) -> str:
+        into = wall.replace(tzinfo=None) - self._day
+        if into.days != 0:  # another day (or the first row): format its date once
+            self._day = wall.replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0)
+            self._prefix = self._day.strftime("%Y-%m-%dT")
+            into = wall.replace(tzinfo=None) - self._day
+        s = into.seconds
+        return f"{self._prefix}{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}Z"
 
 
 class ScanLoop:
@@ -73,6 +95,7 @@ class ScanLoop:
         self._checkpoint_t_s: float | None = None
         self._checkpoint_key: tuple[Phase, int, int] | None = None
         self.cycles = 0
+        self._wall_text = _WallText()
         self.io = DeviceIO(station=station, devices=devices, clock=clock, recorder=recorder,
                            runner=runner, t0_s=self._t0_s, mass0_g=mass0_g)
         self.safety = Safety(station=station, devices=devices, clock=clock,
@@ -134,7 +157,7 @@ class ScanLoop:
         if r.run.inserted and step is not None:
             flags.append("ramp_back")
         row: list[object] = [
-            snap.t_s, self.clock.wall().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            snap.t_s, self._wall_text(self.clock.wall()),
             r.stage_name, r.step_index if step is not None else "", str(r.phase),
             cmds.setpoint_c,
             reading.working_setpoint_c if reading else None,

@@ -18,15 +18,15 @@ from drivers.alicat.registers import (
 )
 from drivers.bus import RegisterBus
 from drivers.errors import ConfigurationError, ReadbackMismatchError
-from drivers.registers import decode, encode
+from drivers.registers import RegisterBlock, decode, encode
 from drivers.roles import FlowReading
 
 __all__ = ["AlicatMFC"]
 
-_FAULT: Final = Status.ADC_ERROR | Status.PID_HOLD | Status.MEASUREMENT_ABORTED
-# One block from STATUS through SETPOINT_READBACK: status, P, T, Qv, Qm, setpoint.
-_BLOCK_START: Final = STATUS.address
-_BLOCK_COUNT: Final = SETPOINT_READBACK.address + 2 - STATUS.address
+_FAULT: Final = int(Status.ADC_ERROR | Status.PID_HOLD | Status.MEASUREMENT_ABORTED)
+# One block from STATUS through SETPOINT_READBACK: status, P, T, Qv, Qm, setpoint (the
+# words between are read and skipped).
+_BLOCK: Final = RegisterBlock([STATUS, MASS_FLOW, SETPOINT_READBACK])
 _GAS_NAME: Final = {number: gas for gas, number in reversed(GAS_INDEX.items())}
 
 
@@ -43,15 +43,10 @@ class AlicatMFC:
 
     async def read(self) -> FlowReading:
         """Poll status, mass flow and setpoint in one transaction."""
-        words = await self._bus.read_registers(self._unit, _BLOCK_START, _BLOCK_COUNT)
-        status = Status(int(decode(STATUS, words[0:2])))
-        off_flow = MASS_FLOW.address - _BLOCK_START
-        off_sp = SETPOINT_READBACK.address - _BLOCK_START
-        return FlowReading(
-            flow_sccm=decode(MASS_FLOW, words[off_flow:off_flow + 2]),
-            setpoint_sccm=decode(SETPOINT_READBACK, words[off_sp:off_sp + 2]),
-            is_faulted=bool(status & _FAULT),
-        )
+        status, flow_sccm, setpoint_sccm = _BLOCK.decode(
+            await self._bus.read_registers(self._unit, _BLOCK.address, _BLOCK.count))
+        return FlowReading(flow_sccm=flow_sccm, setpoint_sccm=setpoint_sccm,
+                           is_faulted=int(status) & _FAULT != 0)
 
     async def verify(self) -> None:
         """Connect check: the instrument at this unit id meters the station's gas.

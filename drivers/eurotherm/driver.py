@@ -13,7 +13,7 @@ from typing import Final
 from drivers.bus import RegisterBus
 from drivers.errors import ConfigurationError, ReadbackMismatchError
 from drivers.eurotherm.registers import Status, build_map
-from drivers.registers import DType, Register, decode, encode
+from drivers.registers import DType, Register, RegisterBlock, decode, encode
 from drivers.roles import ControllerReading
 
 __all__ = ["Eurotherm3216"]
@@ -23,6 +23,14 @@ logger = logging.getLogger(__name__)
 _READBACK_TOLERANCE: Final = 1e-3  # float32 round trip of a setpoint in °C
 # PV.IN as the raw signed word, whatever the decimal places (the connect check decodes it).
 _RAW_INT16: Final = Register("PV.IN.RAW", 1, DType.INT16)
+# The status bits the scan cycle looks at, as plain int masks (an IntFlag per poll costs
+# ten times the test).
+_MANUAL: Final = int(Status.MANUAL)
+_SENSOR_BREAK: Final = int(Status.SENSOR_BREAK)
+_PV_OVER_RANGE: Final = int(Status.PV_OVER_RANGE)
+_REMOTE_SP_FAIL: Final = int(Status.REMOTE_SP_FAIL)
+_RAMP_RUNNING: Final = int(Status.RAMP_RUNNING)
+_POLLED: Final = ("PV.IN", "TG.SP", "MAN.OP", "WRK.OP", "WKG.SP")
 
 
 def _places(decimals: int) -> str:
@@ -44,11 +52,10 @@ class Eurotherm3216:
         self._regs = regs
         self._decimals = decimals
         # One block read of addresses 1-5 as floats: PV, TG.SP, MAN.OP, WRK.OP, WKG.SP.
-        first, last = regs["PV.IN.F"], regs["WKG.SP.F"]
-        self._block_start = first.address
-        self._block_count = last.address + last.word_count - first.address
-        self._status = regs["StAt"]
-        self._lr = regs["L-R"]
+        self._block = RegisterBlock([regs[f"{n}.F"] for n in _POLLED])
+        self._status_address = regs["StAt"].address
+        self._lr_address = regs["L-R"].address
+        self._setpoint = regs["Rm.SP.F"]
         self._indicator = indicator  # a second input only: no setpoint source to check
 
     def _f(self, name: str) -> Register:
@@ -57,27 +64,24 @@ class Eurotherm3216:
     async def read(self) -> ControllerReading:
         """Poll PV, the local target setpoint TG.SP, working setpoint, output, the status
         word and (unless an indicator) the setpoint source: three transactions."""
-        words = await self._bus.read_registers(self._unit, self._block_start,
-                                               self._block_count)
-        values = [decode(self._f(n), words[i:i + 2])
-                  for i, n in zip(range(0, 10, 2), ("PV.IN", "TG.SP", "MAN.OP", "WRK.OP",
-                                                     "WKG.SP"), strict=True)]
-        status_words = await self._bus.read_registers(self._unit, self._status.address, 1)
-        status = Status(status_words[0])
+        bus, unit, block = self._bus, self._unit, self._block
+        pv_c, target_c, _, output_pct, working_c = block.decode(
+            await bus.read_registers(unit, block.address, block.count))
+        status = (await bus.read_registers(unit, self._status_address, 1))[0]
         remote = True
         if not self._indicator:
-            remote = (await self._bus.read_registers(self._unit, self._lr.address, 1))[0] == 1
+            remote = (await bus.read_registers(unit, self._lr_address, 1))[0] == 1
         return ControllerReading(
-            temperature_c=values[0],
-            working_setpoint_c=values[4],
-            output_pct=values[3],
-            is_manual=Status.MANUAL in status,
-            is_sensor_break=Status.SENSOR_BREAK in status,
-            is_over_range=Status.PV_OVER_RANGE in status,
-            is_remote_failed=Status.REMOTE_SP_FAIL in status,
-            is_ramping=Status.RAMP_RUNNING in status,
+            temperature_c=pv_c,
+            working_setpoint_c=working_c,
+            output_pct=output_pct,
+            is_manual=status & _MANUAL != 0,
+            is_sensor_break=status & _SENSOR_BREAK != 0,
+            is_over_range=status & _PV_OVER_RANGE != 0,
+            is_remote_failed=status & _REMOTE_SP_FAIL != 0,
+            is_ramping=status & _RAMP_RUNNING != 0,
             is_remote_selected=remote,
-            target_setpoint_c=values[1],
+            target_setpoint_c=target_c,
         )
 
     async def _write_checked(self, reg: Register, value: float) -> None:
@@ -145,7 +149,7 @@ class Eurotherm3216:
 
     async def write_setpoint_c(self, setpoint_c: float) -> None:
         """Write the remote (comms) setpoint Rm.SP and read it back."""
-        await self._write_checked(self._f("Rm.SP"), setpoint_c)
+        await self._write_checked(self._setpoint, setpoint_c)
 
     async def write_rate_limit_c_per_min(self, rate_c_per_min: float) -> None:
         """Write SP.RAT (°C/min, 0 = no limit) and read it back."""

@@ -8,9 +8,11 @@ from __future__ import annotations
 from drivers.bus import RegisterBus
 from drivers.errors import DeviceFaultError
 from drivers.o2.registers import O2_PPM, STATUS
-from drivers.registers import decode
+from drivers.registers import RegisterBlock
 
 __all__ = ["O2Analyser"]
+
+_BLOCK = RegisterBlock([O2_PPM, STATUS])  # ppm (float32) and the status word: one read
 
 
 class O2Analyser:
@@ -31,7 +33,8 @@ class O2Analyser:
 
     async def read_o2_ppm(self) -> float:
         """O2 in ppm (one transaction). Raises ``DeviceFaultError`` on a sensor fault."""
-        words = await self._bus.read_registers(self._unit, O2_PPM.address, 3)
-        if int(decode(STATUS, words[2:3])) & 1:
+        o2_ppm, status = _BLOCK.decode(
+            await self._bus.read_registers(self._unit, _BLOCK.address, _BLOCK.count))
+        if int(status) & 1:
             raise DeviceFaultError("O2 sensor fault", device=self.name, register="STATUS")
-        return decode(O2_PPM, words[0:2])
+        return o2_ppm

@@ -12,7 +12,16 @@ from hypothesis import strategies as st
 from drivers.alicat import registers as alicat
 from drivers.eurotherm.registers import FLOAT_BASE, build_map
 from drivers.o2 import registers as o2
-from drivers.registers import Access, DType, Register, RegisterMap, WordOrder, decode, encode
+from drivers.registers import (
+    Access,
+    DType,
+    Register,
+    RegisterBlock,
+    RegisterMap,
+    WordOrder,
+    decode,
+    encode,
+)
 
 EURO = {r.name: r for r in build_map(1).registers}
 ALL_MAPS = [build_map(0), build_map(1), build_map(2), alicat.MAP, o2.MAP]
@@ -104,3 +113,50 @@ def test_scaled_and_float_regions_are_disjoint() -> None:
     regmap = build_map(1)
     scaled = [r for r in regmap.registers if r.address < FLOAT_BASE]
     assert all(r.address + r.word_count <= FLOAT_BASE for r in scaled)
+
+
+# ---- RegisterBlock: one precompiled struct per block read, the same numbers as decode()
+
+_BLOCK_REGS = (
+    Register("I16", 10, DType.INT16, scale=0.1),
+    Register("U16", 11, DType.UINT16),
+    # a gap word at 12
+    Register("U32", 13, DType.UINT32, scale=0.01),
+    Register("U32.LO", 15, DType.UINT32, word_order=WordOrder.LOW_FIRST),
+    Register("F", 17, DType.FLOAT32),
+    Register("F.LO", 19, DType.FLOAT32, word_order=WordOrder.LOW_FIRST),
+)
+
+
+@given(st.lists(st.integers(0, 0xFFFF), min_size=11, max_size=11))
+def test_block_decode_equals_decode_register_by_register(words: list[int]) -> None:
+    block = RegisterBlock(_BLOCK_REGS)
+    assert (block.address, block.count) == (10, 11)
+    got = block.decode(words)
+    want = [decode(r, words[r.address - 10:r.address - 10 + r.word_count])
+            for r in _BLOCK_REGS]
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):  # bit for bit, NaN included
+        assert struct.pack(">d", g) == struct.pack(">d", w)
+
+
+def test_block_of_every_map_decodes_as_its_registers() -> None:
+    for reg_map in ALL_MAPS:
+        for reg in reg_map:
+            block = RegisterBlock([reg])
+            words = encode(reg, 12.5) if reg.dtype is not DType.UINT16 else [7]
+            assert block.decode(words) == (decode(reg, words),)
+
+
+@pytest.mark.parametrize(("words", "message"), [
+    ([1] * 10, "expected 11 words, got 10"),
+    ([1] * 10 + [0x10000], "register word out of range"),
+])
+def test_block_refuses_a_wrong_reply(words: list[int], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RegisterBlock(_BLOCK_REGS).decode(words)
+
+
+def test_block_refuses_overlapping_registers() -> None:
+    with pytest.raises(ValueError, match="overlaps"):
+        RegisterBlock([Register("A", 0, DType.FLOAT32), Register("B", 1, DType.INT16)])

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controller.records.audit import RecordError
-from controller.records.trace import TraceWriter
+from controller.records.trace import TraceWriter, _cell
 
 COLUMNS = ["elapsed_s", "wall_utc", "stage", "step", "state", "setpoint_c", "furnace_c",
            "output_pct", "mass_g", "o2_ppm", "flow_Ar_sccm", "flow_Ar_setpoint_sccm"]
@@ -310,3 +310,28 @@ def test_a_write_cut_short_by_a_full_disk_leaves_file_and_hash_agreeing(
     assert path.read_bytes().endswith(b"\n")  # the partial row was cut
     with pytest.raises(RecordError, match="closed after"):
         trace.write_row(row())
+
+
+# ---- the precompiled row format writes exactly what the cell-by-cell path writes
+
+_CELL_VALUES = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**6, 10**6),
+    st.booleans(), st.none(), st.sampled_from(["", "wash", "a,b", 'say "x"', "nan", "li\nne",
+                                               "stale:o2;pv_spike", "infinite"]),
+    st.just(State.RUNNING))
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=200)
+@given(st.lists(st.lists(_CELL_VALUES, min_size=4, max_size=4), min_size=1, max_size=6))
+def test_the_precompiled_format_writes_what_the_cells_would(
+        tmp_path_factory: pytest.TempPathFactory, rows: list[list[Any]]) -> None:
+    folder = tmp_path_factory.mktemp("fast")
+    columns = ["elapsed_s", "mass_g", "stage", "note"]
+    with TraceWriter(folder / "t.csv", columns) as tw:
+        specs = [".3f", ".5f", ".3f", ".3f"]
+        for row in rows:
+            tw.write_row(row)
+            tw.write_row(row)  # the second time through the layout's compiled format
+    want = "".join(",".join(_cell(v, s) for v, s in zip(row, specs, strict=True)) + "\n"
+                   for row in rows for _ in (1, 2))
+    assert (folder / "t.csv").read_text(encoding="utf-8") == ",".join(columns) + "\n" + want

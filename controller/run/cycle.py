@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from transitions import EventData, MachineError
@@ -55,6 +56,12 @@ class CycleOutput:
     boundary: bool = False  # a step or phase changed: a checkpoint is due
 
 
+def _kept(was: MappingProxyType[str, float], now: dict[str, float]
+          ) -> MappingProxyType[str, float]:
+    """``was`` if the cycle left the mapping as it was, else a frozen copy of ``now``."""
+    return was if was == now else frozen_map(now)
+
+
 class Cycle:
     """One call of the runner: a mutable working copy of a ``RunState``, frozen again by
     ``finish``. Internal to ``runner``; nothing outlives the call."""
@@ -95,19 +102,27 @@ class Cycle:
         self.end_reason = state.end_reason
         self.interrupted = state.interrupted
         self.supervise = state.supervise
+        self._state = state
         self._start = (state.phase, state.step_index, len(state.inserted))
 
     def finish(self) -> tuple[RunState, CycleOutput]:
+        was = self._state
+        # The frozen containers a cycle did not change are the last state's, so that a
+        # cache keyed on them (the runner's context) sees the same objects.
         state = RunState(
             self.phase, self.step_index, self.inserted, self.progress, self.suspended,
             self.setpoint_c,
-            frozen_map(self.flows_sccm), self.rate_limit_c_per_min, frozenset(self.purged),
-            self.last_t_s, frozen_map(self.stage_started), frozen_map(self.stage_ended),
-            self.holdback_total_s, frozen_map(self.gas_used_l), self.hold_cause,
+            _kept(was.flows_sccm, self.flows_sccm), self.rate_limit_c_per_min,
+            was.purged if was.purged == self.purged else frozenset(self.purged),
+            self.last_t_s, _kept(was.stage_started_t_s, self.stage_started),
+            _kept(was.stage_ended_t_s, self.stage_ended),
+            self.holdback_total_s, _kept(was.gas_used_l, self.gas_used_l), self.hold_cause,
             self.hold_auto_resume_s, self.held_since_t_s, self.hold_started_real_s,
             self.hold_clear_since_t_s,
             self.notes, self.ramp_paused, self.heater_off, self.needs_reconfigure,
-            frozenset(self.failed_gases), self.end_reason, self.interrupted, self.supervise)
+            (was.failed_gases if was.failed_gases == self.failed_gases
+             else frozenset(self.failed_gases)),
+            self.end_reason, self.interrupted, self.supervise)
         boundary = (self.phase, self.step_index, len(self.inserted)) != self._start
         out = CycleOutput(self.r.commands(state), tuple(self.events), self.heater_off_now,
                           self.tube_opened, boundary)

@@ -80,6 +80,8 @@ class Runner:
         self.max_hold_s = (station.hold.timeout_min * 60.0 if max_hold_s is None
                            else max_hold_s)
         self.oxidising = frozenset(m.gas for m in station.mfc if m.oxidising)
+        self._context: Context | None = None
+        self._context_key: tuple[object, ...] = ()
         self._transit = _Transit()
         self._machine = Machine(model=self._transit, states=Phase, transitions=TRANSITIONS,
                                 initial=P.IDLE, auto_transitions=False, queued=True,
@@ -98,7 +100,16 @@ class Runner:
         return current_step(self.plan, state)
 
     def context(self, state: RunState) -> Context:
-        """What the interlocks need from the runner."""
+        """What the interlocks need from the runner (the last one again while what it is
+        made of has not changed: most cycles of a dwell)."""
+        key = (state.phase, state.step_index, state.inserted, state.setpoint_c,
+               state.flows_sccm, state.purged, state.ramp_paused)
+        if key != self._context_key or self._context is None:
+            self._context = self._make_context(state)
+            self._context_key = key
+        return self._context
+
+    def _make_context(self, state: RunState) -> Context:
         flowing = {g for g, f in state.flows_sccm.items() if f > 0}
         inert_only = bool(flowing) and not (flowing & self.oxidising)
         step = self.current_step(state)

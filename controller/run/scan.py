@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from controller.recipe.station import Station
 from controller.recipe.steps import Dwell
@@ -38,25 +38,34 @@ CHECKPOINT_INTERVAL_S = 300.0
 OVERRUN_PERIODS = 5
 
 
-class _WallText:
-    """The trace's ``wall_utc`` cell, ``YYYY-MM-DDTHH:MM:SSZ``, of a UTC time: the date
-    formatted once a day and the time of day from the offset into it (a ``strftime`` per
-    row cost as much as the rest of the row's cells)."""
+_SECONDS_TEXT = tuple(f"{second:02d}Z" for second in range(60))
 
-    __slots__ = ("_day", "_prefix")
+
+class _WallText:
+    """The trace's ``wall_utc`` cell, ``YYYY-MM-DDTHH:MM:SSZ``, of a UTC time: from its
+    offset into the day, the date formatted once a day and the hour and minute once a
+    minute (a ``strftime`` per row cost as much as the rest of the row's cells)."""
+
+    __slots__ = ("_day", "_day_text", "_minute", "_minute_text")
 
     def __init__(self) -> None:
-        self._day = datetime.min
-        self._prefix = ""
+        self._day = datetime.min.replace(tzinfo=UTC)
+        self._day_text = ""
+        self._minute = -1
+        self._minute_text = ""
 
     def __call__(self, wall: datetime) -> str:
-        into = wall.replace(tzinfo=None) - self._day
+        into = wall - self._day
         if into.days != 0:  # another day (or the first row): format its date once
-            self._day = wall.replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0)
-            self._prefix = self._day.strftime("%Y-%m-%dT")
-            into = wall.replace(tzinfo=None) - self._day
-        s = into.seconds
-        return f"{self._prefix}{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}Z"
+            self._day = wall.replace(hour=0, minute=0, second=0, microsecond=0)
+            self._day_text = self._day.strftime("%Y-%m-%dT")
+            self._minute = -1
+            into = wall - self._day
+        minute, second = divmod(into.seconds, 60)
+        if minute != self._minute:
+            self._minute = minute
+            self._minute_text = f"{self._day_text}{minute // 60:02d}:{minute % 60:02d}:"
+        return self._minute_text + _SECONDS_TEXT[second]
 
 
 class ScanLoop:

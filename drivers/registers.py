@@ -11,6 +11,7 @@ import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from operator import mul
 from typing import Final
 
 __all__ = [
@@ -176,10 +177,9 @@ class RegisterBlock:
         self._words = struct.Struct(f">{self.count}H")
         self._values = struct.Struct(">" + "".join(codes))
         self._order = None if order == list(range(self.count)) else tuple(order)
-        # None where the value is a float32 (no scaling), else the integer's scale; None
-        # for the whole block when it holds floats alone
-        scales = tuple(None if r.dtype is DType.FLOAT32 else r.scale for r in regs)
-        self._scales = scales if any(s is not None for s in scales) else None
+        # Integers are raw * scale; a float32 times 1.0 is itself. None: floats alone.
+        self._scales = (None if all(r.dtype is DType.FLOAT32 for r in regs) else
+                        tuple(1.0 if r.dtype is DType.FLOAT32 else r.scale for r in regs))
 
     def decode(self, words: Sequence[int]) -> tuple[float, ...]:
         """Words read from ``address`` -> one engineering value per register, in address
@@ -195,10 +195,7 @@ class RegisterBlock:
             raise ValueError(f"register word out of range: {exc}") from None
         values: tuple[float, ...] = self._values.unpack(packed)
         scales = self._scales
-        if scales is None:
-            return values
-        return tuple(raw if scale is None else raw * scale
-                     for raw, scale in zip(values, scales, strict=True))
+        return values if scales is None else tuple(map(mul, values, scales))
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,29 +3,32 @@ station with a virtual clock, in simulated seconds per wall second and µs per s
 
 Every measured run is a fresh child process (``dry_run_child.py``, passed with ``python -P
 -c``) whose ``PYTHONPATH`` is the tree under test; it times ``run_batch`` alone and reports the
-``__file__`` of the packages it imported, which must lie in that tree. A real time baseline
-does not exist for a dry run, so speed is compared against another revision (``--baseline``).
+``__file__`` of the packages it imported, which must lie in that tree. This process imports no
+project package, so no PYTHONPATH is needed. A dry run has no real-time baseline worth
+comparing, so speed is compared against another revision (``--baseline``).
 
     python benchmarks/dry_run.py [--repeat N]   median and best of N runs (default 3)
-    python benchmarks/dry_run.py --baseline REF [--repeat N]
-        the same for git REF side by side: REF is checked out into a temporary git worktree
-        (removed afterwards, on Ctrl-C and on failure too) and the runs alternate baseline,
-        candidate, baseline, candidate... so machine load hits both alike; prints both and
-        the ratio candidate/baseline. The candidate is this working tree, uncommitted
-        changes included.
+    python benchmarks/dry_run.py --baseline GIT_REF [--repeat N]
+        the same for GIT_REF side by side: it is checked out into a temporary git worktree
+        (removed afterwards, on Ctrl-C/SIGTERM and on failure too) and the runs alternate
+        baseline, candidate, baseline, candidate... so machine load hits both alike; prints
+        both and the ratio candidate/baseline. The candidate is this working tree,
+        uncommitted changes included.
     python benchmarks/dry_run.py --breakdown    one plain and one cProfile'd run: time per
-        layer (physics, registers+bus, drivers, controller, records, other; mapping in
-        dry_run_layers.py) and the top 15 functions
-    python benchmarks/dry_run.py --rss          peak RSS of a ~1 h and a ~25 h batch (same
+        layer (physics, registers+bus, drivers, controller, records, other; the mapping is
+        in dry_run_layers.py) and the top 15 functions
+    python benchmarks/dry_run.py --rss          peak RSS of a ~1 h and a ~25 h batch (the same
         simple recipe, longer dwell), each in a fresh process: memory must stay flat
 
-To compare against main, from the candidate's worktree (the issue 14 acceptance figure):
-    PYTHONPATH=. python benchmarks/dry_run.py --baseline main --repeat 3
-or as a command pair, one in each tree (not interleaved, so noisier):
-    cd /path/to/main && PYTHONPATH=. python benchmarks/dry_run.py --repeat 3
-    cd /path/to/candidate && PYTHONPATH=. python benchmarks/dry_run.py --repeat 3
---tmp DIR puts batch folders (and the baseline worktree) under DIR instead of the system temp
-directory; fsync costs depend on its file system.
+Issue 14's acceptance figure, from the candidate's worktree (one invocation, interleaved):
+    python benchmarks/dry_run.py --baseline main --repeat 3
+or as a command pair, one per tree (not interleaved, so noisier on a busy machine):
+    cd /path/to/main-worktree && python benchmarks/dry_run.py --repeat 3
+    cd /path/to/candidate-worktree && python benchmarks/dry_run.py --repeat 3
+A single run per tree on a loaded machine can be off by 50 % either way: use --repeat 3 or
+more and read the medians. --tmp DIR puts batch folders (and the baseline worktree) under DIR
+instead of the system temp directory (fsync costs depend on its file system); --timeout S
+bounds each run (default 1800 s).
 """
 
 from __future__ import annotations
@@ -170,11 +173,15 @@ def candidate() -> Tree:
 @contextlib.contextmanager
 def baseline_worktree(ref: str, workdir: Path) -> Iterator[Tree]:
     """``ref`` checked out (detached) into a temporary git worktree, removed on leaving."""
-    sha = git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    try:
+        sha = git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except BenchError:
+        raise BenchError(f"--baseline {ref}: not a commit in {ROOT}") from None
     path = workdir / "baseline"
     git("worktree", "add", "--detach", "--quiet", str(path), sha)
     try:
-        yield Tree("baseline", path, f"{ref} = " + short(git("log", "-1", "--format=%h %s", sha)))
+        subject = short(git("log", "-1", "--format=%h %s", sha))
+        yield Tree("baseline", path, subject if sha.startswith(ref) else f"{ref} = {subject}")
     finally:
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a 2nd Ctrl-C: still clean up
         try:

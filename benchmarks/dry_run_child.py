@@ -4,7 +4,8 @@ temporary git worktree), so it runs unchanged against older revisions.
 
 It therefore uses only entry points every measured revision has: ``load_station(None)``,
 ``load_recipe(path, {}, station)``, ``run_batch(plan=, station=, recipe_text=, station_text=,
-clock=VirtualClock(), batches_dir=, operator=)`` and ``summary["actual_s"]`` /
+clock=VirtualClock.for_dry_run(), batches_dir=, operator=)`` (the clock ``furnace run`` gives
+a dry run; ``VirtualClock()`` on a revision without it) and ``summary["actual_s"]`` /
 ``summary["scan_cycles"]``; and only the standard library (psutil if importable on Windows).
 
 Usage: ``python -P -c "$(cat dry_run_child.py)" RECIPE BATCHES_DIR [--profile OUT]
@@ -57,6 +58,9 @@ def main(argv: list[str]) -> int:
     from controller.recipe.plan import load_recipe
     from controller.recipe.station import load_station
     from controller.run.clock import VirtualClock
+
+    # furnace run's clock for a dry run (real-time cadences: hold timeouts, trace fsyncs)
+    clock = getattr(VirtualClock, "for_dry_run", VirtualClock)
     from controller.session import run_batch
 
     station, station_text = load_station(None)
@@ -71,7 +75,7 @@ def main(argv: list[str]) -> int:
 
     async def batch() -> Any:
         return await run_batch(plan=plan, station=station, recipe_text=frozen,
-                               station_text=station_text, clock=VirtualClock(),
+                               station_text=station_text, clock=clock(),
                                batches_dir=batches, operator="benchmark", **extra)
 
     prof = cProfile.Profile() if profile_out else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from numpy.typing import NDArray
 
 from controller.analysis.series import FloatArray
 from controller.records.columns import REQUIRED_COLUMNS, TEXT_COLUMNS, Phase, gases_in
-from controller.records.folder import BatchFolder, TraceTable
+from controller.records.folder import BatchFolder, iter_trace
 from drivers.errors import ConfigurationError
 
 __all__ = ["RUN_STATES", "BatchData", "StagePlan", "load_batch", "sample_leaves",
@@ -121,41 +122,46 @@ def sample_window(data: BatchData) -> int:
 
 
 # ----------------------------------------------------------------------------- loading
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell or "nan")
-    except ValueError:
-        return False
-    return True
-
-
-def _arrays(table: TraceTable, path: Path) -> tuple[dict[str, FloatArray],
-                                                    dict[str, NDArray[np.str_]]]:
-    """The trace's float columns (NaN for empty cells) and text columns. Raises
-    ``ConfigurationError`` naming ``path`` for a trace without rows, a required column
-    that is not numeric, or time that is empty or goes backwards."""
-    if not table.rows:
+def _arrays(path: Path, as_text: frozenset[str] = frozenset()
+            ) -> tuple[tuple[str, ...], dict[str, FloatArray], dict[str, NDArray[np.str_]]]:
+    """The trace's columns, its float columns (NaN for empty cells) and its text columns,
+    read row by row into arrays: a 30 h batch's trace is never held as Python strings, and
+    text cells that repeat (stage, state) are kept once. Raises ``ConfigurationError``
+    naming ``path`` for a trace without rows, a required column that is not numeric, or
+    time that is empty or goes backwards (and as ``iter_trace`` does)."""
+    rows = iter_trace(path)
+    columns = next(rows)
+    text_names = TEXT_COLUMNS | as_text
+    floats = [(i, name, array("d")) for i, name in enumerate(columns)
+              if name not in text_names]
+    texts = [(i, name, list[str]()) for i, name in enumerate(columns) if name in text_names]
+    kept: dict[str, str] = {}
+    nan = math.nan
+    line = 1
+    for line, row in enumerate(rows, start=2):
+        for i, name, values in floats:
+            cell = row[i]
+            try:
+                values.append(float(cell) if cell else nan)
+            except ValueError:
+                if name in REQUIRED_COLUMNS:
+                    raise ConfigurationError(f"line {line}: {name} is {cell!r}, not a number",
+                                             source=str(path)) from None
+                return _arrays(path, as_text | {name})  # someone's extra text column
+        for i, _, cells in texts:
+            cell = row[i]
+            cells.append(kept.setdefault(cell, cell))
+    if line == 1:
         raise ConfigurationError("no data rows", source=str(path))
-    numeric: dict[str, FloatArray] = {}
-    texts: dict[str, NDArray[np.str_]] = {}
-    for name, cells in zip(table.columns, zip(*table.rows, strict=True), strict=True):
-        if name in TEXT_COLUMNS:
-            texts[name] = np.array(cells, dtype=np.str_)
-            continue
-        try:
-            numeric[name] = np.array([c or "nan" for c in cells], dtype=np.float64)
-        except ValueError:
-            if name in REQUIRED_COLUMNS:
-                line = next(i for i, c in enumerate(cells, start=2) if not _is_number(c))
-                raise ConfigurationError(f"line {line}: {name} is {cells[line - 2]!r}, "
-                                         "not a number", source=str(path)) from None
-            texts[name] = np.array(cells, dtype=np.str_)  # someone's extra text column
+    numeric: dict[str, FloatArray] = {name: np.frombuffer(values, dtype=np.float64)
+                                      for _, name, values in floats}
+    text = {name: np.array(cells, dtype=np.str_) for _, name, cells in texts}
     t = numeric["elapsed_s"]
     bad = np.flatnonzero(~np.isfinite(t) | (np.diff(t, prepend=-np.inf) < 0))
     if len(bad):
         raise ConfigurationError(f"line {bad[0] + 2}: elapsed_s is empty or goes backwards",
                                  source=str(path))
-    return numeric, texts
+    return columns, numeric, text
 
 
 def _stages(recipe: Mapping[str, Any] | None, path: Path,
@@ -205,8 +211,7 @@ def load_batch(batch_dir: Path) -> BatchData:
     not a batch, or a malformed trace, audit, recipe or summary.
     """
     folder = BatchFolder.open(batch_dir)
-    table = folder.read_trace()
-    numeric, texts = _arrays(table, folder.trace_csv)
+    columns, numeric, texts = _arrays(folder.trace_csv)
     audit = folder.read_audit()
     summary = folder.read_summary()
     created = next((r for r in audit if r.get("event") == "batch_created"), {})
@@ -219,7 +224,7 @@ def load_batch(batch_dir: Path) -> BatchData:
         batch_id=str(created.get("batch_id") or info.get("batch_id") or folder.path.name),
         sample=str(created.get("sample") or info.get("sample") or ""),
         recipe=str(created.get("recipe") or info.get("recipe") or ""),
-        columns=table.columns, trace=numeric, text=texts, audit=audit, summary=summary,
+        columns=columns, trace=numeric, text=texts, audit=audit, summary=summary,
         stages=_stages(recipe_doc, folder.recipe_toml, audit), oxidising_gases=oxidising,
         recipe_doc=recipe_doc, station=str(created.get("station") or station or "") or None,
         simulated=recorded_sim if isinstance(recorded_sim, bool) else simulated)

@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +42,7 @@ __all__ = [
     "TraceTable",
     "batch_id",
     "check_batches_dir",
+    "iter_trace",
     "read_trace",
 ]
 
@@ -134,30 +135,62 @@ def read_trace(path: Path, *, tail_bytes: int | None = None) -> TraceTable:
     wrong width or with bytes that are not UTF-8 is passed over, not refused (resume wants
     the last row that survived, not a verdict).
     """
-    try:
-        if tail_bytes is not None:
+    if tail_bytes is not None:
+        try:
             return _read_tail(path, tail_bytes)
-        raw = path.read_bytes()
+        except OSError as exc:
+            raise _fail(path, f"cannot read ({exc.strerror or exc})") from exc
+    rows = iter_trace(path)
+    header = next(rows)
+    return TraceTable(header, tuple(tuple(row) for row in rows))
+
+
+def iter_trace(path: Path) -> Iterator[tuple[str, ...]]:
+    """The header, then each complete row, read from the file as they are needed (a 30 h
+    batch's trace is never held as text), as strictly as ``read_trace``: the same
+    ``ConfigurationError`` for the same faults, raised when reading reaches them, and a torn
+    last row passed over."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            whole_header = f.readline().endswith(b"\n")  # else no header line, or a torn one
+            f.seek(max(size - 1, 0))
+            torn = size > 0 and f.read(1) != b"\n"
+        text = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise _fail(path, f"cannot read ({exc.strerror or exc})") from exc
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise _fail(path, "not UTF-8 text") from None
-    lines = text.split("\n")
-    if lines.pop():  # the last piece has no newline: a row torn by a crash
-        logger.warning("ignoring a torn last trace row", extra={"path": str(path)})
-    rows = list(csv.reader(lines))
-    if not rows or not rows[0]:
-        raise _fail(path, "empty, no header line")
-    header = tuple(rows[0])
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
-    if missing:
-        raise _fail(path, f"not a batch trace: missing column(s) {', '.join(missing)}")
-    for n, row in enumerate(rows[1:], start=2):
-        if len(row) != len(header):
-            raise _fail(path, f"line {n}: {len(row)} cells, the header has {len(header)}")
-    return TraceTable(header, tuple(tuple(row) for row in rows[1:]))
+    with text:
+        reader = csv.reader(text)
+        try:
+            header = tuple(next(reader, ()))
+            if not header or not whole_header:
+                raise _fail(path, "empty, no header line")
+            missing = [c for c in REQUIRED_COLUMNS if c not in header]
+            if missing:
+                raise _fail(path, f"not a batch trace: missing column(s) {', '.join(missing)}")
+            yield header
+            width = len(header)
+            pending: list[str] | None = None
+            for row in reader:  # one row behind, so that a torn last row is never yielded
+                if pending is not None:
+                    if len(pending) != width:
+                        raise _fail(path, f"line {reader.line_num - 1}: {len(pending)} cells, "
+                                          f"the header has {width}")
+                    yield tuple(pending)
+                pending = row
+        except UnicodeDecodeError:
+            raise _fail(path, "not UTF-8 text") from None
+        except OSError as exc:
+            raise _fail(path, f"cannot read ({exc.strerror or exc})") from exc
+        if pending is None:
+            return
+        if torn:
+            logger.warning("ignoring a torn last trace row", extra={"path": str(path)})
+            return
+        if len(pending) != width:
+            raise _fail(path, f"line {reader.line_num}: {len(pending)} cells, the header has "
+                              f"{width}")
+        yield tuple(pending)
 
 
 def _read_tail(path: Path, tail_bytes: int) -> TraceTable:

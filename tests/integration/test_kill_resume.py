@@ -65,6 +65,23 @@ def _acknowledged(batch: Path) -> bytes:
     return data[:data.rfind(b"\n") + 1]  # complete lines: each was fsync'd when written
 
 
+def _wait_until_running(life: subprocess.Popen[bytes], batches: Path, acknowledged: bytes
+                        ) -> None:
+    """Return once ``life`` has appended a complete audit record past ``acknowledged`` (or
+    has exited; within 60 s)."""
+    for _ in range(1200):
+        folders = list(batches.iterdir()) if batches.exists() else []
+        if folders and (folders[0] / "audit.jsonl").exists() and len(
+                _acknowledged(folders[0])) > len(acknowledged):
+            return
+        try:  # a short wait that notices the life ending
+            life.wait(timeout=0.05)
+        except subprocess.TimeoutExpired:
+            continue
+        return
+    raise AssertionError("the batch recorded nothing within 60 s")
+
+
 def _records(batch: Path) -> list[dict[str, object]]:
     return [json.loads(x) for x in _acknowledged(batch).decode().splitlines()]
 
@@ -122,7 +139,10 @@ def test_kill_nine_at_random_points_then_resume(tmp_path: Path) -> None:
         for _ in range(KILLS):
             life = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
-                code = life.wait(timeout=rng.uniform(1.0, 3.0))
+                # a random point of a life that is running: past its start-up (which a busy
+                # machine can stretch to seconds), once it has recorded something
+                _wait_until_running(life, batches, acknowledged)
+                code = life.wait(timeout=rng.uniform(0.2, 2.0))
             except subprocess.TimeoutExpired:
                 _kill(life)
             else:  # the batch ended before this kill, by policy

@@ -8,6 +8,7 @@ the file, the field (``registers[3].address``, ``roles.rate_limit.register``) an
 from __future__ import annotations
 
 import difflib
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -118,10 +119,18 @@ def _parse(text: str, source: str) -> dict[str, Any]:
 # ------------------------------------------------------------- pydantic, in one line
 
 
+# The names pydantic gives the members of a union in an error's location
+# (decimals: int | "configured" -> "constrained-int", "literal['configured']"): not fields.
+_UNION_TAG: Final = re.compile(r"^(constrained-\w+|literal\[.*\]|function-[\w-]+\[.*\]|"
+                               r"int|float|str|bool|none|(tuple|dict|list)\[.*\])$")
+
+
 def _path(loc: Sequence[str | int]) -> str:
     """``("registers", 3, "address")`` -> ``registers[3].address``."""
     out = ""
     for part in loc:
+        if isinstance(part, str) and _UNION_TAG.match(part):
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
         elif part == "[key]":

@@ -2,7 +2,7 @@
 
 Not here: the checks that need more than one field (overlapping registers, roles bound to
 registers, units of roles; ``loader``), the frozen result (``instrument``) and the safety
-completeness check (``safety``). Run ``python -m drivers.maps.schema`` to rewrite
+completeness check (``safety``). Run ``python -m drivers.maps`` to rewrite
 ``schema.json`` after changing a model; a test compares the two.
 """
 
@@ -47,6 +47,7 @@ __all__ = [
     "TcRolesSpec",
     "json_schema",
     "render_json_schema",
+    "write_json_schema",
 ]
 
 SCHEMA_PATH: Final = Path(__file__).with_name("schema.json")
@@ -128,6 +129,14 @@ def _known_type(value: Any) -> Any:
     return value
 
 
+def _decimals_word(value: Any) -> Any:
+    if isinstance(value, str) and value != "configured":
+        raise ValueError('decimals is a number of decimal places (0-6) or "configured"')
+    return value
+
+
+Decimals = Annotated[Annotated[int, Field(strict=True, ge=0, le=6)] | Literal["configured"],
+                     BeforeValidator(_decimals_word)]
 RegisterType = Annotated[Literal["int16", "uint16", "uint32", "float32"],
                          BeforeValidator(_known_type)]
 TableName = Literal["holding", "input"]
@@ -203,7 +212,7 @@ class RegisterSpec(_Model):
     name: RegisterName
     address: Address
     type: RegisterType
-    decimals: Annotated[int, Field(strict=True, ge=0, le=6)] | Literal["configured"] | None = None
+    decimals: Decimals | None = None
     scale: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)] | None = None
     word_order: WordOrderName | None = None
     table: TableName | None = None
@@ -448,5 +457,7 @@ def render_json_schema() -> str:
     return json.dumps(json_schema(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-if __name__ == "__main__":
-    SCHEMA_PATH.write_text(render_json_schema(), encoding="utf-8")
+
+def write_json_schema(path: Path = SCHEMA_PATH) -> None:
+    """Rewrite ``schema.json`` from the models (``python -m drivers.maps``)."""
+    path.write_text(render_json_schema(), encoding="utf-8")

@@ -110,9 +110,7 @@ def _one_line(text: str, limit: int = 300) -> str:
 def _parse(text: str, source: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise MapFileError(f"not valid TOML: {_one_line(str(exc))}", source=source) from None
-    except (RecursionError, ValueError) as exc:
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError, absurd nesting or digits
         raise MapFileError(f"not valid TOML: {_one_line(str(exc))}", source=source) from None
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "InstrumentKind",
     "InstrumentMap",
     "ManualReference",
+    "MapFileError",
     "MassFlowControllerRoles",
     "OxygenAnalyserRoles",
     "RateLimit",
@@ -28,6 +29,11 @@ __all__ = [
     "StatusWord",
     "TemperatureControllerRoles",
 ]
+
+class MapFileError(ConfigurationError):
+    """An instrument map file that cannot be used: ``str()`` is one line naming the file
+    (``source``), the field and the rule. The CLI turns it into exit 2."""
+
 
 _PER_MINUTE: Final = {"second": 1.0 / 60.0, "minute": 1.0, "hour": 60.0}
 

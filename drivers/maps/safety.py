@@ -18,8 +18,7 @@ from types import MappingProxyType
 from typing import Final
 
 from drivers.errors import ConfigurationError
-from drivers.maps.instrument import InstrumentMap, TemperatureControllerRoles
-from drivers.maps.loader import MapFileError
+from drivers.maps.instrument import InstrumentMap, MapFileError, TemperatureControllerRoles
 
 __all__ = ["WHAT_IS_LOST", "SafetyFeature", "check_safety", "missing_safety_features"]
 

@@ -1,9 +1,10 @@
 """Instrument map files: the pydantic models of what a map file may say, and its JSON Schema.
 
-Not here: the checks that need more than one field (overlapping registers, roles bound to
-registers, units of roles; ``loader``), the frozen result (``instrument``) and the safety
-completeness check (``safety``). Run ``python -m drivers.maps`` to rewrite
-``schema.json`` after changing a model; a test compares the two.
+Not here: the checks that need more than one field (overlapping registers: ``loader``;
+roles bound to registers, units of roles: ``binding``), the frozen result
+(``instrument``) and the safety completeness check (``safety``). Run
+``python -m drivers.maps`` to rewrite ``schema.json`` after changing a model; a test
+compares the two.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ __all__ = [
     "WordOrder",
     "decode",
     "encode",
+    "read_spans",
 ]
 
 
@@ -58,6 +59,7 @@ class WordOrder(StrEnum):
     LOW_FIRST = "low_first"  # "CDAB": some legacy Alicat firmware
 
 
+MAX_READ_WORDS: Final = 125  # FC03's limit, Modbus application protocol v1.1b3 §6.3
 _WORDS: Final = {DType.INT16: 1, DType.UINT16: 1, DType.UINT32: 2, DType.FLOAT32: 2}
 
 
@@ -222,3 +224,44 @@ class RegisterMap:
     def span(self, first: Register, last: Register) -> tuple[int, int]:
         """(start address, word count) of a block read from ``first`` through ``last``."""
         return first.address, last.address + last.word_count - first.address
+
+
+def _covered(register_map: RegisterMap, start: int, stop: int) -> bool:
+    """True if the words ``start``..``stop - 1`` are whole readable registers of the map
+    (an instrument answers a read only over registers it has)."""
+    address = start
+    while address < stop:
+        reg = register_map.by_address.get(address)
+        if (reg is None or reg.address != address or reg.access is Access.WO
+                or reg.address + reg.word_count > stop):
+            return False
+        address += reg.word_count
+    return True
+
+
+def read_spans(register_map: RegisterMap, wanted: Sequence[Register], *,
+               max_words: int = MAX_READ_WORDS) -> tuple[tuple[Register, ...], ...]:
+    """``wanted`` grouped into block reads, in address order (each group one
+    ``RegisterBlock``): registers share a read when every word between them is a whole
+    readable register of ``register_map`` (read and skipped), they are in one table and the
+    span stays within ``max_words``; else a new read starts. A register wanted twice is
+    read once.
+    """
+    regs = sorted({reg.name: reg for reg in wanted}.values(), key=lambda r: r.address)
+    groups: list[tuple[Register, ...]] = []
+    current: list[Register] = []
+    end = 0
+    for reg in regs:
+        if current and (reg.table is current[0].table
+                        and reg.address >= end
+                        and reg.address + reg.word_count - current[0].address <= max_words
+                        and _covered(register_map, end, reg.address)):
+            current.append(reg)
+        else:
+            if current:
+                groups.append(tuple(current))
+            current = [reg]
+        end = reg.address + reg.word_count
+    if current:
+        groups.append(tuple(current))
+    return tuple(groups)

@@ -1,27 +1,51 @@
-"""Driver for the generic O2 analyser map (``drivers.o2.registers``).
+"""Driver for an O2 analyser described by its map (default: the built-in generic map file,
+``drivers/maps/o2-analyser.toml``).
 
 Not here: purge logic; this only reads ppm.
 """
 
 from __future__ import annotations
 
+from typing import Final
+
 from drivers.bus import RegisterBus
-from drivers.errors import DeviceFaultError
-from drivers.o2.registers import O2_PPM, STATUS
-from drivers.registers import RegisterBlock
+from drivers.errors import ConfigurationError, DeviceFaultError
+from drivers.maps import InstrumentMap, OxygenAnalyserRoles, load_builtin_map
+from drivers.registers import RegisterBlock, read_spans
 
-__all__ = ["O2Analyser"]
+__all__ = ["BUILTIN_MAP", "O2Analyser"]
 
-_BLOCK = RegisterBlock([O2_PPM, STATUS])  # ppm (float32) and the status word: one read
+BUILTIN_MAP: Final = "o2-analyser"
 
 
 class O2Analyser:
-    """An O2 analyser at ``unit`` on ``bus``."""
+    """An O2 analyser at ``unit`` on ``bus``; ``imap``: its map (default: the built-in one).
+    Raises ``ConfigurationError`` if ``imap`` is not an oxygen analyser's map."""
 
-    def __init__(self, bus: RegisterBus, unit: int, *, name: str = "o2") -> None:
+    def __init__(self, bus: RegisterBus, unit: int, *, name: str = "o2",
+                 imap: InstrumentMap | None = None) -> None:
+        imap = imap or load_builtin_map(BUILTIN_MAP)
+        roles = imap.roles
+        if not isinstance(roles, OxygenAnalyserRoles):
+            raise ConfigurationError(f"{imap.model} ({imap.source}) is a {imap.kind}, not an "
+                                     "oxygen analyser", field=f"{name}.map")
         self.name = name
+        self.imap = imap
         self._bus = bus
         self._unit = unit
+        regs = {r.name: r for r in imap.registers.registers}
+        status = roles.status
+        self._status_register = status.register if status is not None else ""
+        self._fault = 0
+        if status is not None:
+            for bit in status.fault:
+                self._fault |= status.bits.get(bit, 0)
+        slot = {roles.o2: 0}
+        if status is not None:
+            slot.setdefault(status.register, 1)
+        # ppm (float32) and the status word: one read where they are adjacent
+        self._blocks = tuple((RegisterBlock(g), tuple(slot[r.name] for r in g))
+                             for g in read_spans(imap.registers, [regs[n] for n in slot]))
 
     async def verify(self) -> None:
         """Connect check: the O2 reading and status word are readable at this unit id.
@@ -29,12 +53,19 @@ class O2Analyser:
         A sensor fault is not an error here (the interlocks judge readings); a wrong unit
         id shows up as the bus's ``DeviceTimeoutError`` or ``DeviceRejectedError``.
         """
-        await self._bus.read_registers(self._unit, O2_PPM.address, 3)
+        for block, _ in self._blocks:
+            await self._bus.read_registers(self._unit, block.address, block.count)
 
     async def read_o2_ppm(self) -> float:
-        """O2 in ppm (one transaction). Raises ``DeviceFaultError`` on a sensor fault."""
-        o2_ppm, status = _BLOCK.decode(
-            await self._bus.read_registers(self._unit, _BLOCK.address, _BLOCK.count))
-        if int(status) & 1:
-            raise DeviceFaultError("O2 sensor fault", device=self.name, register="STATUS")
-        return o2_ppm
+        """O2 in ppm (one transaction on the built-in map). Raises ``DeviceFaultError`` on a
+        sensor fault."""
+        values = [0.0, 0.0]
+        for block, where in self._blocks:
+            decoded = block.decode(await self._bus.read_registers(self._unit, block.address,
+                                                                  block.count))
+            for index, value in zip(where, decoded, strict=True):
+                values[index] = value
+        if int(values[1]) & self._fault:
+            raise DeviceFaultError("O2 sensor fault", device=self.name,
+                                   register=self._status_register)
+        return values[0]

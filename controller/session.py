@@ -34,7 +34,12 @@ from controller.recipe.steps import Dwell, Plan
 from controller.recorder import BatchRecorder
 from controller.records.anchor import append_anchor, default_anchor_path
 from controller.records.audit import AuditLog, RecordError, format_utc
-from controller.records.batch import summary_digest, write_frozen, write_summary
+from controller.records.batch import (
+    summary_digest,
+    write_frozen,
+    write_frozen_maps,
+    write_summary,
+)
 from controller.records.columns import trace_columns
 from controller.records.folder import (
     AUDIT_FILE,
@@ -290,6 +295,8 @@ async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_t
         reserve = _hold_reserve(stack, batch_dir)
         recipe_sha256 = write_frozen(batch_dir, RECIPE_FILE, recipe_text)
         station_sha256 = write_frozen(batch_dir, STATION_FILE, station_text)
+        maps = station.maps
+        write_frozen_maps(batch_dir, [(m.device, m.text) for m in maps.all()])
         t0_s = clock.now()
         audit = AuditLog.create(folder.audit_jsonl, software_version(),
                                 recipe_sha256, station_sha256,
@@ -298,7 +305,7 @@ async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_t
                                 recipe=plan.recipe_name, station=station.name,
                                 parameters=dict(plan.parameters), host=platform.node(),
                                 simulated=station.is_simulated,
-                                plan_notes=list(planned.notes))
+                                plan_notes=list(planned.notes), **maps.audit_fields())
         stack.callback(audit.close)
         trace = TraceWriter(folder.trace_csv, trace_columns(station))
         stack.callback(_close_trace, trace)

@@ -17,7 +17,6 @@ from controller.recipe.station import Station
 from controller.recipe.steps import Material
 from controller.run.clock import Clock
 from controller.run.scan import Devices
-from drivers.alicat import AlicatMFC
 from drivers.balance import SicsBalance
 from drivers.bus import RegisterBus
 from drivers.errors import (
@@ -27,7 +26,7 @@ from drivers.errors import (
     DeviceRejectedError,
     DeviceTimeoutError,
 )
-from drivers.eurotherm import Eurotherm3216
+from drivers.instrument import ModbusMassFlowController, ModbusTemperatureController
 from drivers.modbus_bus import ModbusBus
 from drivers.o2 import O2Analyser
 from drivers.roles import MassFlowController, OxygenAnalyser, TemperatureController
@@ -170,13 +169,20 @@ def build_devices(station: Station, clock: Clock, *, seed: int = 0,
                         baudrate=b.baudrate, parity=b.parity, stopbits=b.stopbits,
                         timeout_s=b.timeout_s, retries=b.retries, name=station.name,
                         unit_names=unit_names(station))
-    furnace = Eurotherm3216(bus, station.furnace.unit, decimals=station.furnace.decimals)
-    mfcs = tuple(AlicatMFC(bus, m.unit, gas=m.gas, full_scale_sccm=m.full_scale_sccm)
+    maps = station.maps
+    furnace = ModbusTemperatureController(bus, station.furnace.unit, maps.furnace.imap,
+                                          decimals=station.furnace.decimals)
+    mfcs = tuple(ModbusMassFlowController(bus, m.unit, maps.mfcs[m.gas].imap, gas=m.gas,
+                                          full_scale_sccm=m.full_scale_sccm,
+                                          gas_number=m.gas_number)
                  for m in station.mfc)
-    o2 = O2Analyser(bus, station.o2.unit) if station.o2 is not None else None
-    sample_tc = (Eurotherm3216(bus, station.sample_tc.unit, name="sample_tc",
-                               decimals=station.sample_tc.decimals, indicator=True)
-                 if station.sample_tc is not None else None)
+    o2 = (O2Analyser(bus, station.o2.unit, imap=maps.o2.imap)
+          if station.o2 is not None and maps.o2 is not None else None)
+    sample_tc = (ModbusTemperatureController(bus, station.sample_tc.unit,
+                                             maps.sample_tc.imap, name="sample_tc",
+                                             decimals=station.sample_tc.decimals,
+                                             indicator=True)
+                 if station.sample_tc is not None and maps.sample_tc is not None else None)
     balance = None
     if station.balance is not None:
         bal = station.balance

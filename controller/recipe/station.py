@@ -10,8 +10,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from controller.recipe.instruments import StationMaps, load_station_maps
 from controller.recipe.notify_config import NotifyConfig
 from controller.recipe.opcua_config import OpcUaConfig
 from controller.recipe.validation import FieldRuleError, load_model, read_text
@@ -66,6 +67,10 @@ class _Model(BaseModel):
 
 
 OneLine = Annotated[str, Field(min_length=1, max_length=80), AfterValidator(printable_line)]
+# An instrument map: "builtin:eurotherm2400" or a path relative to the station file.
+MapRef = Annotated[str, Field(min_length=1, max_length=260), AfterValidator(printable_line)]
+# A safety feature the furnace's map may lack (drivers.maps.SafetyFeature); checked with it.
+Feature = Annotated[str, Field(min_length=1, max_length=40), AfterValidator(printable_line)]
 Timeout = Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)]
 
 
@@ -97,6 +102,10 @@ class FurnaceDevice(_Model):
     unit: Annotated[int, Field(ge=1, le=247)]
     decimals: Literal[0, 1, 2] = 1
     thermocouple: Literal["B", "R", "S", "K", "N"] = "S"
+    map: MapRef | None = None  # default: builtin:eurotherm3216
+    # What the map lacks of the safety design and the lab accepts running without
+    # (volatile_setpoint, rate_limit, sensor_break, output_off): recorded in every batch.
+    accept_missing: Annotated[tuple[Feature, ...], Field(max_length=4)] = ()
 
 
 class MfcDevice(_Model):
@@ -108,6 +117,10 @@ class MfcDevice(_Model):
     full_scale_sccm: Annotated[float, Field(ge=MIN_FULL_SCALE_SCCM, le=MAX_FULL_SCALE_SCCM)]
     oxidising: bool = False
     o2_fraction: Annotated[float, Field(ge=0, le=1)] = 0.0
+    map: MapRef | None = None  # default: builtin:alicat
+    # The number the instrument's gas register shows for this gas, where the map has no gas
+    # table (a Bronkhorst's own fluid numbers); default: the map's number for the gas.
+    gas_number: Annotated[int, Field(ge=0, le=65535)] | None = None
 
     @model_validator(mode="after")
     def _oxygen_is_oxidising(self) -> MfcDevice:
@@ -131,6 +144,7 @@ class SampleTcDevice(_Model):
     unit: Annotated[int, Field(ge=1, le=247)]
     decimals: Literal[0, 1, 2] = 1
     thermocouple: Literal["B", "R", "S", "K", "N"] = "K"
+    map: MapRef | None = None  # default: builtin:eurotherm3216
 
 
 class BalanceDevice(_Model):
@@ -150,6 +164,7 @@ class O2Device(_Model):
 
     driver: Literal["o2-analyser"] = "o2-analyser"
     unit: Annotated[int, Field(ge=1, le=247)]
+    map: MapRef | None = None  # default: builtin:o2-analyser
 
 
 class RampBand(_Model):
@@ -257,6 +272,7 @@ class Station(_Model):
     notify: NotifyConfig | None = None  # who is told what, and how (notify_config)
     archive: ArchiveConfig | None = None  # the lab's batch archive (controller.archive)
     opcua: OpcUaConfig | None = None  # the station's OPC UA server (opcua_config)
+    _maps: StationMaps | None = PrivateAttr(default=None)  # load_station_text loads them
 
     @model_validator(mode="after")
     def _unique_units_and_gases(self) -> Station:
@@ -296,6 +312,16 @@ class Station(_Model):
         return next((m for m in self.mfc if m.gas == name), None)
 
     @property
+    def maps(self) -> StationMaps:
+        """Every device's instrument map, loaded and checked (``load_station_text`` does it
+        as it loads the station; a station built otherwise loads them here, paths relative
+        to the working folder). Raises ``ConfigurationError`` as ``load_station_maps``."""
+        maps = self._maps
+        if maps is None:
+            maps = self._maps = load_station_maps(self, "station", base_dir=Path())
+        return maps
+
+    @property
     def inert_gases(self) -> tuple[str, ...]:
         """Names of the non-oxidising gases, the first being the default purge gas."""
         return tuple(m.gas for m in self.mfc if not m.oxidising)
@@ -315,20 +341,29 @@ def fallback_rate_c_per_min(station: Station) -> float:
     return FALLBACK_RATE_FRACTION * station.envelope.max_cooling_rate_c_per_min
 
 
-def load_station_text(text: str, source: str) -> Station:
-    """Parse a station from TOML text. Raises ``ConfigurationError`` naming source and field."""
-    return load_model(Station, text, source)
+def load_station_text(text: str, source: str, *, base_dir: Path | None = None,
+                      frozen_maps: Path | None = None) -> Station:
+    """Parse a station from TOML text and load its instrument maps (``Station.maps``):
+    paths relative to ``base_dir`` (default: ``source``'s folder), or each device's map
+    from ``frozen_maps`` (a batch folder's ``maps/``). Raises ``ConfigurationError`` naming
+    source and field."""
+    station = load_model(Station, text, source)
+    station._maps = load_station_maps(station, source, base_dir=base_dir,  # noqa: SLF001
+                                      frozen_dir=frozen_maps)
+    return station
 
 
-def load_station(path: str | Path | None) -> tuple[Station, str]:
+def load_station(path: str | Path | None, *, frozen_maps: Path | None = None
+                 ) -> tuple[Station, str]:
     """Load a station file, or the built-in simulated station when ``path`` is None.
 
-    Returns the station and its TOML text (frozen into the batch folder).
-    Raises ``ConfigurationError`` on a missing, unreadable or invalid file.
+    Returns the station and its TOML text (frozen into the batch folder); its maps as
+    ``load_station_text`` loads them (``frozen_maps``: a batch's frozen copies).
+    Raises ``ConfigurationError`` on a missing, unreadable or invalid file or map.
     """
     if path is None or str(path) == BUILTIN_STATION:
         text = resources.files("controller").joinpath("builtin/sim.toml").read_text("utf-8")
         return load_station_text(text, BUILTIN_STATION), text
     text = read_text(Path(path))
-    return load_station_text(text, str(path)), text
+    return load_station_text(text, str(path), frozen_maps=frozen_maps), text
 

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -23,13 +23,14 @@ from controller.records.audit import (
     fsync_dir,
     replace_non_finite,
 )
-from controller.records.folder import SUMMARY_FILE
+from controller.records.folder import MAPS_DIR, SUMMARY_FILE
 
 __all__ = [
     "SUMMARY_AUDIT_KEYS",
     "read_summary",
     "summary_digest",
     "write_frozen",
+    "write_frozen_maps",
     "write_summary",
 ]
 
@@ -57,6 +58,16 @@ def write_frozen(batch_dir: Path, name: str, text: str) -> str:
     # Read-only guards the frozen copy against an editor's "save"; the hash catches the rest.
     path.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
     return hashlib.sha256(data).hexdigest()
+
+
+def write_frozen_maps(batch_dir: Path, maps: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Freeze each ``(device, text)`` as ``batch_dir/maps/<device>.toml``, as
+    ``write_frozen`` does; return each one's sha256 by device. Raises ``FileExistsError``
+    if ``maps/`` exists, ``ValueError`` on a device name that is not a plain file name."""
+    folder = batch_dir / MAPS_DIR
+    folder.mkdir()
+    fsync_dir(batch_dir)
+    return {device: write_frozen(folder, f"{device}.toml", text) for device, text in maps}
 
 
 def _summary_text(data: Mapping[str, Any]) -> str:

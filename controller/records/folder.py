@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AUDIT_FILE",
     "CONTROL_FILE",
+    "MAPS_DIR",
     "RECIPE_FILE",
     "REPORT_FILE",
     "RESERVE_FILE",
@@ -50,6 +51,9 @@ logger = logging.getLogger(__name__)
 
 RECIPE_FILE: Final = "recipe.toml"  # the resolved recipe, frozen at start
 STATION_FILE: Final = "station.toml"  # the station, frozen at start
+#: Each device's instrument map, frozen at start as ``maps/<device>.toml`` (furnace,
+#: mfc_<gas>, o2, sample_tc); record 0 names each with its SHA-256.
+MAPS_DIR: Final = "maps"
 AUDIT_FILE: Final = "audit.jsonl"
 TRACE_FILE: Final = "trace.csv"
 SUMMARY_FILE: Final = "summary.json"
@@ -226,6 +230,10 @@ class BatchFolder:
         return self.path / STATION_FILE
 
     @property
+    def maps_dir(self) -> Path:
+        return self.path / MAPS_DIR
+
+    @property
     def audit_jsonl(self) -> Path:
         return self.path / AUDIT_FILE
 
@@ -322,10 +330,13 @@ class BatchFolder:
         return tuple(records)
 
     def read_station(self) -> tuple[Station, str]:
-        """The frozen station, validated, and its text. Raises ``ConfigurationError``."""
+        """The frozen station, validated, with its frozen maps (``maps/``; a batch from
+        before maps were frozen: as the station names them), and its text. Raises
+        ``ConfigurationError``."""
         from controller.recipe.station import load_station  # pydantic: only when asked
 
-        return load_station(self.station_toml)
+        maps = self.maps_dir
+        return load_station(self.station_toml, frozen_maps=maps if maps.is_dir() else None)
 
     def read_recipe_toml(self) -> dict[str, Any] | None:
         """The frozen recipe as plain TOML (not validated: a report reads old batches too),

@@ -31,6 +31,7 @@ from controller.records.audit import FIRST_EVENT, RecordError, scan_chain
 from controller.records.batch import read_summary, summary_digest
 from controller.records.folder import (
     AUDIT_FILE,
+    MAPS_DIR,
     RECIPE_FILE,
     STATION_FILE,
     SUMMARY_FILE,
@@ -196,6 +197,46 @@ def _check_frozen(batch_dir: Path, first: dict[str, Any]) -> None:
         if actual != first[key]:
             raise _TamperedError(f"{name}: sha256 {actual[:12]}... differs from {key} "
                                  f"{first[key][:12]}... in record 0 (changed since start)")
+    _check_maps(batch_dir, first)
+
+
+def _check_maps(batch_dir: Path, first: dict[str, Any]) -> None:
+    """The frozen instrument maps (``maps/<device>.toml``) are the ones record 0 names, by
+    SHA-256, and no others (a batch recorded before maps were frozen has none)."""
+    folder = batch_dir / MAPS_DIR
+    try:
+        present = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+    except OSError as exc:
+        raise _TamperedError(f"{MAPS_DIR}/: cannot read ({exc.strerror or exc})") from None
+    recorded = first.get("maps")
+    if recorded is None:
+        if present:
+            raise _TamperedError(f"{MAPS_DIR}/{min(present)}: record 0 names no maps "
+                                 "(added since start)")
+        return
+    if not isinstance(recorded, dict):
+        raise _TamperedError(f"{AUDIT_FILE}: record 0: maps is not a table", 0)
+    for device, entry in recorded.items():
+        name = f"{device}.toml"
+        digest = entry.get("sha256") if isinstance(entry, dict) else None
+        if Path(name).name != name or not (isinstance(digest, str)
+                                           and _HEX64.fullmatch(digest)):
+            raise _TamperedError(f"{AUDIT_FILE}: record 0: maps.{device[:40]} is not a map "
+                                 "file's name and sha256", 0)
+        try:
+            actual = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+        except FileNotFoundError:
+            raise _TamperedError(f"{MAPS_DIR}/{name}: missing (deleted since start)") from None
+        except OSError as exc:
+            raise _TamperedError(f"{MAPS_DIR}/{name}: cannot read "
+                                 f"({exc.strerror or exc})") from None
+        if actual != digest:
+            raise _TamperedError(f"{MAPS_DIR}/{name}: sha256 {actual[:12]}... differs from "
+                                 f"record 0's {digest[:12]}... (changed since start)")
+        present.discard(name)
+    if present:
+        raise _TamperedError(f"{MAPS_DIR}/{min(present)}: not named in record 0 (added "
+                             "since start)")
 
 
 def _check_summary(batch_dir: Path, records: list[dict[str, Any]],

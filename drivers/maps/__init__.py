@@ -22,11 +22,13 @@ from drivers.maps.instrument import (
 )
 from drivers.maps.loader import (
     BUILTIN_MAPS,
+    BUILTIN_PREFIX,
     MapFileError,
     builtin_map_text,
     load_builtin_map,
     load_map_file,
     load_map_text,
+    read_map_file,
 )
 from drivers.maps.safety import (
     WHAT_IS_LOST,
@@ -37,6 +39,7 @@ from drivers.maps.safety import (
 
 __all__ = [
     "BUILTIN_MAPS",
+    "BUILTIN_PREFIX",
     "WHAT_IS_LOST",
     "AutoManual",
     "GasTable",
@@ -58,4 +61,5 @@ __all__ = [
     "load_map_file",
     "load_map_text",
     "missing_safety_features",
+    "read_map_file",
 ]

@@ -42,12 +42,14 @@ from drivers.registers import Access, DType, Register, RegisterMap, Table, WordO
 
 __all__ = [
     "BUILTIN_MAPS",
+    "BUILTIN_PREFIX",
     "MAX_FILE_BYTES",
     "MapFileError",
     "builtin_map_text",
     "load_builtin_map",
     "load_map_file",
     "load_map_text",
+    "read_map_file",
 ]
 
 MAX_FILE_BYTES: Final = 256 * 1024  # the 3216's map is ~10 kB
@@ -351,8 +353,13 @@ def load_map_file(path: str | Path) -> InstrumentMap:
     Raises ``MapFileError`` (a ``ConfigurationError``: exit 2, one line naming the file,
     the field and the rule) if it cannot be read or is not a valid map.
     """
-    path = Path(path)
-    return load_map_text(_read(path), str(path))
+    return load_map_text(read_map_file(path), str(path))
+
+
+def read_map_file(path: str | Path) -> str:
+    """The text of the map file at ``path`` (what a batch freezes), read as
+    ``load_map_file`` reads it. Raises ``MapFileError`` if it cannot be read."""
+    return _read(Path(path))
 
 
 def builtin_map_text(name: str) -> str:

@@ -101,7 +101,8 @@ def check_safety(imap: InstrumentMap, waived: Collection[str] = (), *, station: 
     ``station`` and ``field`` name where it says so, for messages. Raises
     ``MapFileError`` (naming the map file and the missing role) for a missing feature that
     is not waived, or for a map with neither a volatile setpoint nor a rate limit (every
-    ramp would be streamed to EEPROM: not waivable); ``ConfigurationError`` (naming the
+    ramp would be streamed to EEPROM: not waivable) or no setpoint at all;
+    ``ConfigurationError`` (naming the
     station field) for an unknown feature or a waiver of something the map has.
     """
     known = {f.value: f for f in SafetyFeature}
@@ -121,6 +122,10 @@ def check_safety(imap: InstrumentMap, waived: Collection[str] = (), *, station: 
                            "with: every ramp would be written to an EEPROM-backed setpoint "
                            "(this cannot be waived)", source=imap.source,
                            field="roles.remote_setpoint")
+    if roles.remote_setpoint is None and roles.local_setpoint is None:
+        raise MapFileError("no setpoint to write: bind roles.remote_setpoint (volatile), or "
+                           "at least roles.local_setpoint", source=imap.source,
+                           field="roles.local_setpoint")
     missing = _missing(roles)
     for name in waived:
         if known[name] not in missing:

@@ -15,6 +15,8 @@ imported only once that command is chosen on the command line:
   station factory and the simulator, never a real bus);
 - ``controller.cli_tools``: validate, verify, report, ctl (never a bus or the simulator;
   matplotlib only while report draws its figure);
+- ``controller.cli_probe``: probe (reads a station's instruments once and runs the connect
+  checks: the station factory, pymodbus, and the simulator for a simulated station);
 - ``controller.cli_archive``: archive, batches, compare (SQLAlchemy and Alembic;
   matplotlib only while compare draws);
 - ``controller.web.cli``: web (the finished batches' pages).
@@ -47,6 +49,8 @@ COMMANDS: Final = {
                                        "trace and summary (exit 0 intact, 1 tampered)"),
     "report": ("controller.cli_tools", "events, summary and report.png of a batch"),
     "sim": ("controller.cli_station", "the furnace simulator"),
+    "probe": ("controller.cli_probe", "read every mapped register of a station's "
+                                      "instruments once, then run the connect checks"),
     "ctl": ("controller.cli_tools", "hold, resume, stop, abort or confirm a running batch"),
     "archive": ("controller.cli_archive", "put ended batch folders into the archive database "
                                           "(SQLite by default, or PostgreSQL)"),

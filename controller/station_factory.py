@@ -27,6 +27,8 @@ from drivers.errors import (
     DeviceTimeoutError,
 )
 from drivers.instrument import ModbusMassFlowController, ModbusTemperatureController
+from drivers.instrument.probe import ProbedRegister, probe_instrument
+from drivers.maps import WHAT_IS_LOST
 from drivers.modbus_bus import ModbusBus
 from drivers.o2 import O2Analyser
 from drivers.roles import MassFlowController, OxygenAnalyser, TemperatureController
@@ -37,6 +39,7 @@ from simulator.modbus_server import SimModbusServer
 
 __all__ = [
     "Built",
+    "DeviceProbe",
     "FaultInjector",
     "ServedSimulator",
     "build_devices",
@@ -83,6 +86,44 @@ def unit_names(station: Station) -> dict[int, str]:
     return names
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceProbe:
+    """One device as ``furnace probe`` found it: its registers as read and its connect
+    check (``failed``: "" if it passed, else the station field and the reason)."""
+
+    name: str
+    field: str
+    unit: int
+    map_ref: str
+    model: str
+    registers: tuple[ProbedRegister, ...]
+    failed: str
+    notes: tuple[str, ...] = ()
+
+
+async def _connect_check(device: TemperatureController | MassFlowController | OxygenAnalyser,
+                         where: str, unit: int, source: str) -> ConfigurationError | None:
+    """Run ``device``'s connect check; the one-line error naming ``source`` and the field
+    to fix, or None if it passed."""
+    name = device.name
+    try:
+        await device.verify()
+    except DeviceTimeoutError:
+        return ConfigurationError(f"{name} (unit {unit}) does not answer: wrong unit id, "
+                                  "wiring, baud rate or power?", source=source,
+                                  field=f"{where}.unit")
+    except DeviceRejectedError as exc:
+        return ConfigurationError(f"{name} (unit {unit}) answered exception "
+                                  f"{exc.exception_code:02d} to its identity check: another "
+                                  "kind of device at this unit id?", source=source,
+                                  field=f"{where}.driver")
+    except ConfigurationError as exc:
+        return ConfigurationError(str(exc), source=source, field=where)
+    except DeviceError as exc:
+        return ConfigurationError(str(exc), source=source, field=where)
+    return None
+
+
 @dataclass
 class Built:
     """Devices, what must be opened and closed, and the world when simulated in-process."""
@@ -93,15 +134,9 @@ class Built:
     world: SimWorld | None = None
     balance: SicsBalance | None = None
 
-    async def connect(self, source: str) -> None:
-        """Open the lines and check every device. Raises ``ConfigurationError`` naming
-        ``source`` (the station file) and the field to fix."""
-        for bus in self.buses:
-            if isinstance(bus, ModbusBus):
-                try:
-                    await bus.connect()
-                except CommunicationError as exc:
-                    raise ConfigurationError(str(exc), source=source, field="bus") from None
+    def _checked(self) -> list[tuple[TemperatureController | MassFlowController
+                                      | OxygenAnalyser, str, int]]:
+        """(device, station field, unit id) of every device with a connect check."""
         st = self.station
         checks: list[tuple[TemperatureController | MassFlowController | OxygenAnalyser,
                            str, int]] = [(self.devices.furnace, "furnace", st.furnace.unit)]
@@ -111,29 +146,54 @@ class Built:
             checks.append((self.devices.o2, "o2", st.o2.unit))
         if self.devices.sample_tc is not None and st.sample_tc is not None:
             checks.append((self.devices.sample_tc, "sample_tc", st.sample_tc.unit))
-        for device, where, unit in checks:
-            name = device.name
-            try:
-                await device.verify()
-            except DeviceTimeoutError:
-                raise ConfigurationError(f"{name} (unit {unit}) does not answer: wrong unit "
-                                         "id, wiring, baud rate or power?", source=source,
-                                         field=f"{where}.unit") from None
-            except DeviceRejectedError as exc:
-                raise ConfigurationError(f"{name} (unit {unit}) answered exception "
-                                         f"{exc.exception_code:02d} to its identity check: "
-                                         "another kind of device at this unit id?",
-                                         source=source, field=f"{where}.driver") from None
-            except ConfigurationError as exc:
-                raise ConfigurationError(str(exc), source=source, field=where) from None
-            except DeviceError as exc:
-                raise ConfigurationError(str(exc), source=source, field=where) from None
+        return checks
+
+    async def open_buses(self, source: str) -> None:
+        """Open the Modbus lines. Raises ``ConfigurationError`` naming ``source`` (the
+        station file) and ``bus``."""
+        for bus in self.buses:
+            if isinstance(bus, ModbusBus):
+                try:
+                    await bus.connect()
+                except CommunicationError as exc:
+                    raise ConfigurationError(str(exc), source=source, field="bus") from None
+
+    async def connect(self, source: str) -> None:
+        """Open the lines and check every device. Raises ``ConfigurationError`` naming
+        ``source`` (the station file) and the field to fix."""
+        await self.open_buses(source)
+        for device, where, unit in self._checked():
+            failed = await _connect_check(device, where, unit, source)
+            if failed is not None:
+                raise failed
         if self.balance is not None:
             try:
                 await self.balance.open()
             except CommunicationError as exc:
                 raise ConfigurationError(str(exc), source=source,
                                          field="balance.port") from None
+
+    async def probe(self, source: str) -> list[DeviceProbe]:
+        """``furnace probe``: every mapped register of every device read once, then each
+        device's connect check (open the lines first: ``open_buses``). A device that does
+        not answer is reported, not raised."""
+        maps = self.station.maps
+        by_field = {m.field: m for m in maps.all()}
+        bus = self.buses[0]
+        out: list[DeviceProbe] = []
+        for device, where, unit in self._checked():
+            dm = by_field[where]
+            registers = await probe_instrument(bus, unit, dm.imap)
+            failed = await _connect_check(device, where, unit, source)
+            notes: list[str] = []
+            if isinstance(device, ModbusTemperatureController):
+                notes.append(f"decimals: {device.decimals_check}")
+                if where == "furnace":
+                    notes += [f"switched off ({f}): {WHAT_IS_LOST[f]}" for f in maps.waived]
+            out.append(DeviceProbe(device.name, where, unit, dm.ref, dm.imap.model,
+                                   registers, "" if failed is None else
+                                   f"{failed.field}: {failed.reason}", tuple(notes)))
+        return out
 
     async def close(self) -> None:
         """Close every bus and the balance. Idempotent."""

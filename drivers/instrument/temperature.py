@@ -110,6 +110,20 @@ class ModbusTemperatureController:
         self._poll = tuple(blocks)
         self._blank = [math.nan] * 6
 
+    @property
+    def decimals_check(self) -> str:
+        """How ``verify`` checks the station's decimal places against the instrument (for
+        ``furnace probe``); the map decides."""
+        roles = self._roles
+        if (roles.process_value_scaled is not None
+                and self._regs[roles.process_value].dtype is DType.FLOAT32):
+            return (f"scaled PV {roles.process_value_scaled} compared with float PV "
+                    f"{roles.process_value}")
+        if roles.display_decimals is not None:
+            return f"display-decimals register {roles.display_decimals} read"
+        return ("not checkable: the map has neither a float and a scaled PV nor a "
+                "display-decimals register")
+
     def _role(self, name: str | None) -> Register | None:
         return self._regs[name] if name is not None else None
 

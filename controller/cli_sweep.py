@@ -219,7 +219,8 @@ def cmd_sweep(args: argparse.Namespace, out: Console) -> int:
     stopped = asyncio.run(run_sweep(jobs, workers, on_result))
     wall_s = stopwatch.real_s()
     results.sort(key=lambda r: r.job.index)
-    out.print(_table(results, names, gases))
+    # a table as wide as it needs where no terminal wraps it (a file, a pipe)
+    out.print(_table(results, names, gases), width=None if out.is_terminal else 200)
     try:
         _say(out, f"table: {write_csv(csv_path, names, gases, results)}")
         found = [r.compared for r in results if r.compared is not None]

@@ -220,6 +220,16 @@ def _clock(speed: float | None, period_s: float) -> Clock:
         speed, period_s=period_s, pace_holds=True)
 
 
+def _compared(batch_dir: Path) -> Compared | None:
+    """The batch's numbers and TGA curve for the table and the overlay; None (and a
+    warning) if its records cannot give them: the batch itself has ended either way."""
+    try:
+        return from_folder(batch_dir)
+    except (ConfigurationError, OSError, ValueError) as exc:
+        logger.warning("%s: no comparison numbers (%s)", batch_dir, exc)
+        return None
+
+
 def _count(batch_dir: Path, event: str) -> int:
     return sum(r.get("event") == event for r in BatchFolder(batch_dir).read_audit())
 
@@ -241,15 +251,10 @@ async def _run(job: VariantJob, stopwatch: WallClock) -> VariantResult:
     finally:
         uninstall_term()
         uninstall_int()
-    try:
-        compared: Compared | None = from_folder(result.batch_dir)
-    except ConfigurationError as exc:
-        logger.warning("%s: no comparison numbers (%s)", result.batch_dir, exc)
-        compared = None
     summary = result.summary
     return VariantResult(job, str(summary.get("outcome", result.state)),
                          str(summary.get("end_reason", "")), stopwatch.real_s(),
-                         str(result.batch_dir), summary, compared,
+                         str(result.batch_dir), summary, _compared(result.batch_dir),
                          _count(result.batch_dir, "interlock_trip"),
                          _count(result.batch_dir, "alarm"))
 

@@ -230,8 +230,10 @@ def _compared(batch_dir: Path) -> Compared | None:
         return None
 
 
-def _count(batch_dir: Path, event: str) -> int:
-    return sum(r.get("event") == event for r in BatchFolder(batch_dir).read_audit())
+def _trips_and_alarms(batch_dir: Path) -> tuple[int, int]:
+    """How many interlock trips and alarms the batch's audit records."""
+    events = [r.get("event") for r in BatchFolder(batch_dir).read_audit()]
+    return events.count("interlock_trip"), events.count("alarm")
 
 
 async def _run(job: VariantJob, stopwatch: WallClock) -> VariantResult:
@@ -255,8 +257,7 @@ async def _run(job: VariantJob, stopwatch: WallClock) -> VariantResult:
     return VariantResult(job, str(summary.get("outcome", result.state)),
                          str(summary.get("end_reason", "")), stopwatch.real_s(),
                          str(result.batch_dir), summary, _compared(result.batch_dir),
-                         _count(result.batch_dir, "interlock_trip"),
-                         _count(result.batch_dir, "alarm"))
+                         *_trips_and_alarms(result.batch_dir))
 
 
 def run_variant(job: VariantJob) -> VariantResult:

@@ -14,7 +14,6 @@ the comparison's numbers (``controller.archive.compare``). A real bus is refused
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 from collections.abc import Sequence
@@ -216,7 +215,7 @@ def cmd_sweep(args: argparse.Namespace, out: Console) -> int:
             logger.warning("%s not written (%s); trying again at the end", csv_path, exc)
 
     stopwatch = WallClock()
-    stopped = asyncio.run(run_sweep(jobs, workers, on_result))
+    stopped = run_sweep(jobs, workers, on_result)
     wall_s = stopwatch.real_s()
     results.sort(key=lambda r: r.job.index)
     # a table as wide as it needs where no terminal wraps it (a file, a pipe)

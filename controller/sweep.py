@@ -10,6 +10,11 @@ console sends Ctrl-C to every process attached to it) the same way, and a batch 
 once whichever comes first. Workers are started with ``spawn`` on every platform, so POSIX
 and Windows behave alike; each sees no console (no live view, no live ETA).
 
+This module's top level imports the standard library alone, so that a worker has put
+Ctrl-C aside (``_init_worker``) before it imports the session and the simulator; on POSIX
+the parent also starts each worker with SIGINT blocked (``_submit``). What a variant or the
+parent needs beyond that is imported where it is used.
+
 Not here: arguments, printing and the figure (``controller.cli_sweep``), running one batch
 (``controller.session``), the table's yields and exotherm (``controller.archive.compare``).
 """
@@ -29,26 +34,19 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
+from multiprocessing.context import BaseContext
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from controller.archive.compare import Compared, from_folder
-from controller.operator.console import TerminalConsole, setup_logging
-from controller.operator.keys import (
-    TerminationPolicy,
-    install_interrupt_handler,
-    install_termination_handlers,
-)
-from controller.recipe.plan import load_recipe
-from controller.recipe.schema import format_number
-from controller.recipe.station import load_station
-from controller.records.folder import BatchFolder, batch_id
-from controller.run.clock import Clock, ScaledClock, VirtualClock, WallClock
-from controller.run.commands import CommandQueue
-from controller.run.handle import RecipeRunner
-from controller.run.snapshot import Snapshot
-from controller.session import run_batch
 from drivers.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from controller.archive.compare import Compared
+    from controller.operator.keys import TerminationPolicy
+    from controller.run.clock import Clock, WallClock
+    from controller.run.commands import CommandQueue
+    from controller.run.handle import RecipeRunner
+    from controller.run.snapshot import Snapshot
 
 __all__ = ["ERROR", "NOT_RUN", "SWEEP_CSV", "SWEEP_PNG", "VariantJob", "VariantResult",
            "grid_variants", "label", "make_sweep_dir", "parameter_cells", "parse_grid",
@@ -110,6 +108,8 @@ def label(overrides: Sequence[tuple[str, str]]) -> str:
 def parameter_cells(job: VariantJob, names: Sequence[str]) -> list[str]:
     """The variant's value of each swept parameter as the sample name writes it (``70``,
     ``72.5``); "" for one it does not set."""
+    from controller.recipe.schema import format_number
+
     values = dict(job.overrides)
     return [format_number(float(values[n])) if n in values else "" for n in names]
 
@@ -117,6 +117,8 @@ def parameter_cells(job: VariantJob, names: Sequence[str]) -> list[str]:
 def make_sweep_dir(batches_dir: Path, recipe_name: str, wall: datetime) -> Path:
     """Create ``<batches>/<UTC stamp>_sweep_<recipe name>``, never an existing one (``-2``,
     ``-3``... appended, as for a batch folder). Raises ``OSError``."""
+    from controller.records.folder import batch_id
+
     base = batch_id(f"sweep_{recipe_name}", wall)
     batches_dir.mkdir(parents=True, exist_ok=True)
     for n in itertools.count(1):
@@ -182,8 +184,12 @@ def _init_worker(stop: _Flag) -> None:
     """A worker process's start: keep the stop flag; between batches a Ctrl-C is the
     parent's to act on (ignored here, never a traceback); warnings to stderr."""
     global _stop_flag
-    _stop_flag = stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):  # POSIX: started with SIGINT blocked (``_submit``)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    _stop_flag = stop
+    from controller.operator.console import TerminalConsole, setup_logging
+
     setup_logging(TerminalConsole(stderr=True, emoji=False), logging.WARNING)
 
 
@@ -193,12 +199,13 @@ class _Halt:
     at the next scan cycle; later ones change nothing. Observes every scan cycle, so it
     must stay cheap: one attribute read of shared memory."""
 
-    def __init__(self, stop: _Flag | None, name: str) -> None:
-        self.commands = CommandQueue()
+    def __init__(self, stop: _Flag | None, name: str, commands: CommandQueue,
+                 policy: TerminationPolicy) -> None:
+        self.commands = commands
         self._stop = stop
         self._name = name
         self._asked = ""
-        self._policy = TerminationPolicy()
+        self._policy = policy
 
     def request(self, signal_name: str) -> None:
         self._asked = self._asked or signal_name
@@ -216,6 +223,8 @@ class _Halt:
 
 def _clock(speed: float | None, period_s: float) -> Clock:
     """As ``furnace run`` on the in-process simulator: virtual, or scaled by ``speed``."""
+    from controller.run.clock import ScaledClock, VirtualClock
+
     return VirtualClock.for_dry_run() if speed is None else ScaledClock(
         speed, period_s=period_s, pace_holds=True)
 
@@ -223,6 +232,8 @@ def _clock(speed: float | None, period_s: float) -> Clock:
 def _compared(batch_dir: Path) -> Compared | None:
     """The batch's numbers and TGA curve for the table and the overlay; None (and a
     warning) if its records cannot give them: the batch itself has ended either way."""
+    from controller.archive.compare import from_folder
+
     try:
         return from_folder(batch_dir)
     except (ConfigurationError, OSError, ValueError) as exc:
@@ -232,14 +243,26 @@ def _compared(batch_dir: Path) -> Compared | None:
 
 def _trips_and_alarms(batch_dir: Path) -> tuple[int, int]:
     """How many interlock trips and alarms the batch's audit records."""
+    from controller.records.folder import BatchFolder
+
     events = [r.get("event") for r in BatchFolder(batch_dir).read_audit()]
     return events.count("interlock_trip"), events.count("alarm")
 
 
 async def _run(job: VariantJob, stopwatch: WallClock) -> VariantResult:
+    from controller.operator.keys import (
+        TerminationPolicy,
+        install_interrupt_handler,
+        install_termination_handlers,
+    )
+    from controller.recipe.plan import load_recipe
+    from controller.recipe.station import load_station
+    from controller.run.commands import CommandQueue
+    from controller.session import run_batch
+
     station, station_text = load_station(job.station)
     _, plan, frozen = load_recipe(job.recipe, dict(job.overrides), station)
-    halt = _Halt(_stop_flag, label(job.overrides))
+    halt = _Halt(_stop_flag, label(job.overrides), CommandQueue(), TerminationPolicy())
     loop = asyncio.get_running_loop()
     uninstall_int = install_interrupt_handler(loop, lambda: halt.request("SIGINT"))
     uninstall_term = install_termination_handlers(loop, halt.request)
@@ -264,6 +287,8 @@ def run_variant(job: VariantJob) -> VariantResult:
     """Run one variant as ``furnace run RECIPE --set ...`` would (a worker process's task).
     Never raises: an error is the variant's outcome (``error``) and reason, so that one
     variant's failure is its own row, never the sweep's."""
+    from controller.run.clock import WallClock
+
     stopwatch = WallClock()
     if _stop_flag is not None and _stop_flag.value:
         return VariantResult(job, NOT_RUN, "the sweep was stopped before it began")
@@ -275,48 +300,92 @@ def run_variant(job: VariantJob) -> VariantResult:
 
 
 # --------------------------------------------------------------------- the pool
-async def run_sweep(jobs: Sequence[VariantJob], workers: int,
-                    on_result: Callable[[VariantResult], None]) -> str:
-    """Run ``jobs`` on ``workers`` spawned processes, at most one each at a time; call
-    ``on_result`` (on this loop) with each result as it comes, and with a ``not run`` one
-    for each job never started. Returns the name of the signal that stopped the sweep
-    early ("" if none): Ctrl-C, SIGTERM, SIGHUP or SIGBREAK stop handing out variants and
-    halt the running batches (see the module docstring); the signal handlers are put back
-    on return. Call from the main thread."""
-    ctx = multiprocessing.get_context("spawn")
-    stop: _Flag = ctx.RawValue("i", 0)
-    stopped: list[str] = []
+class _Stop:
+    """Whether and why the sweep stops early: the first signal's ``name`` ("" if none),
+    also raised in the workers' shared ``flag`` (its number); later signals change
+    nothing, and none once the pool has finished (nothing is left to stop)."""
 
-    def on_signal(name: str) -> None:
-        if stopped:
-            logger.warning("%s ignored: the sweep is already stopping on %s", name, stopped[0])
+    def __init__(self, flag: _Flag) -> None:
+        self.flag = flag
+        self.name = ""
+        self.pool_done = False
+
+    def on_signal(self, name: str) -> None:
+        if self.pool_done:
             return
-        stopped.append(name)
-        stop.value = int(getattr(signal, name))
+        if self.name:
+            logger.warning("%s ignored: the sweep is already stopping on %s", name, self.name)
+            return
+        self.name = name
+        self.flag.value = int(getattr(signal, name))
         logger.warning("%s: no more variants; the running batches halt at their next scan "
                        "cycle", name)
 
+
+def run_sweep(jobs: Sequence[VariantJob], workers: int,
+              on_result: Callable[[VariantResult], None]) -> str:
+    """Run ``jobs`` on ``workers`` spawned processes, at most one each at a time; call
+    ``on_result`` with each result as it comes, and with a ``not run`` one for each job
+    never started. Returns the name of the signal that stopped the sweep early ("" if
+    none): Ctrl-C, SIGTERM, SIGHUP or SIGBREAK stop handing out variants and halt the
+    running batches (see the module docstring). Ctrl-C never raises KeyboardInterrupt
+    here, even before the pool's event loop has taken it in hand; the previous handlers
+    are back on return. Blocks (its own event loop); call from the main thread."""
+    ctx = multiprocessing.get_context("spawn")
+    stop = _Stop(ctx.RawValue("i", 0))
+
+    def on_sigint(signum: int, frame: object) -> None:
+        stop.on_signal("SIGINT")
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        asyncio.run(_sweep(ctx, stop, jobs, workers, on_result))
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+    return stop.name
+
+
+async def _sweep(ctx: BaseContext, stop: _Stop, jobs: Sequence[VariantJob], workers: int,
+                 on_result: Callable[[VariantResult], None]) -> None:
+    from controller.operator.keys import install_interrupt_handler, install_termination_handlers
+
     loop = asyncio.get_running_loop()
-    uninstall_int = install_interrupt_handler(loop, lambda: on_signal("SIGINT"))
-    uninstall_term = install_termination_handlers(loop, on_signal)
+    uninstall_int = install_interrupt_handler(loop, lambda: stop.on_signal("SIGINT"))
+    uninstall_term = install_termination_handlers(loop, stop.on_signal)
     try:
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                 initializer=_init_worker, initargs=(stop,)) as pool:
-            await _drain(pool, deque(jobs), workers, stopped, on_result)
+                                 initializer=_init_worker, initargs=(stop.flag,)) as pool:
+            await _drain(pool, deque(jobs), workers, stop, on_result)
+        stop.pool_done = True
     finally:
         uninstall_term()
         uninstall_int()
-    return stopped[0] if stopped else ""
+
+
+def _submit(pool: ProcessPoolExecutor, job: VariantJob) -> Future[VariantResult]:
+    """``pool.submit``, which is where a worker process is started. POSIX: with SIGINT
+    blocked meanwhile, so that the worker starts with it blocked (a Ctrl-C to the whole
+    process group waits instead of raising KeyboardInterrupt in a half-started worker,
+    which ``_init_worker`` then ignores) and this process takes its own once unblocked.
+    Windows has no signal mask; there a worker is exposed for the moment before its
+    ``_init_worker``, which the light imports of this module keep short."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return pool.submit(run_variant, job)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        return pool.submit(run_variant, job)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 async def _drain(pool: ProcessPoolExecutor, todo: deque[VariantJob], workers: int,
-                 stopped: list[str], on_result: Callable[[VariantResult], None]) -> None:
+                 stop: _Stop, on_result: Callable[[VariantResult], None]) -> None:
     running: dict[asyncio.Future[VariantResult], VariantJob] = {}
     while todo or running:
-        while todo and len(running) < workers and not stopped:
+        while todo and len(running) < workers and not stop.name:
             job = todo.popleft()
             try:
-                submitted: Future[VariantResult] = pool.submit(run_variant, job)
+                submitted = _submit(pool, job)
             except BrokenProcessPool:
                 on_result(VariantResult(job, NOT_RUN, "the process pool broke"))
                 continue
@@ -329,7 +398,7 @@ async def _drain(pool: ProcessPoolExecutor, todo: deque[VariantJob], workers: in
             exc = future.exception()
             on_result(future.result() if exc is None else VariantResult(
                 job, ERROR, f"the worker process failed: {type(exc).__name__}: {exc}"))
-    why = f"the sweep was stopped ({stopped[0]})" if stopped else "the process pool broke"
+    why = f"the sweep was stopped ({stop.name})" if stop.name else "the process pool broke"
     for job in todo:
         on_result(VariantResult(job, NOT_RUN, why))
 

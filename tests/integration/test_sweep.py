@@ -137,15 +137,22 @@ def test_a_faulted_variant_leaves_the_others_completed(
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("to", ["parent", "group"])
 def test_sigint_halts_the_running_batches_and_keeps_the_table(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], to: str) -> None:
+    """SIGINT to the sweep alone (the parent tells its workers), or to its whole process
+    group as a terminal's Ctrl-C (each worker has it twice: its own and the parent's)."""
     batches = tmp_path / "b"
     with (tmp_path / "out.txt").open("wb") as out, (tmp_path / "err.txt").open("wb") as err:
         proc = subprocess.Popen(_sweep(batches, "--set", "peak_c=500,600,700"),
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=ROOT)
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=ROOT,
+                                start_new_session=to == "group")
         try:
             _wait_for_trace_rows(proc, batches)
-            os.kill(proc.pid, signal.SIGINT)  # as Ctrl-C would, to the parent alone
+            if to == "group":
+                os.killpg(proc.pid, signal.SIGINT)
+            else:
+                os.kill(proc.pid, signal.SIGINT)
             code = proc.wait(timeout=120)
         finally:
             if proc.poll() is None:

@@ -225,9 +225,8 @@ def cmd_sweep(args: argparse.Namespace, out: Console) -> int:
         found = [r.compared for r in results if r.compared is not None]
         if found:
             _say(out, f"overlay: {write_overlay_png(found, sweep_dir / SWEEP_PNG)}")
-    except OSError as exc:
-        _say(out, f"furnace: {sweep_dir}: cannot write the sweep's files "
-                  f"({exc.strerror or exc})")
+    except OSError as exc:  # the batches are written; only the sweep's own files are not
+        logger.error("%s: cannot write the sweep's files (%s)", sweep_dir, exc.strerror or exc)
         return EXIT_FAILED
     _timing(out, wall_s, results, workers)
     if stopped:

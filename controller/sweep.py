@@ -3,17 +3,18 @@ variant one whole dry run (a normal batch folder, what ``furnace run`` writes) i
 pool, and the sweep's table ``sweep.csv``.
 
 The parent (``run_sweep``) hands each worker one variant at a time and stops handing them
-out on Ctrl-C, SIGTERM or SIGBREAK; it raises the pool's stop flag, and each running batch
-ends at its next scan cycle the way a termination signal ends ``furnace run`` (``halt``:
-faulted, the summary written, the chain intact). A worker takes a signal of its own (a
-console sends Ctrl-C to every process attached to it) the same way, and a batch is halted
-once whichever comes first. Workers are started with ``spawn`` on every platform, so POSIX
-and Windows behave alike; each sees no console (no live view, no live ETA).
+out on Ctrl-C or a termination signal (SIGTERM, SIGHUP, SIGBREAK); it raises the pool's
+stop flag, and each running batch ends at its next scan cycle the way a termination signal
+ends ``furnace run`` (``halt``: faulted, the summary written, the chain intact). A worker
+takes a signal of its own (a console sends Ctrl-C to every process attached to it) the
+same way, and a batch is halted once whichever comes first. Workers are started with
+``spawn`` on every platform, so POSIX and Windows behave alike; each sees no console (no
+live view, no live ETA).
 
-This module's top level imports the standard library alone, so that a worker has put
-Ctrl-C aside (``_init_worker``) before it imports the session and the simulator; on POSIX
-the parent also starts each worker with SIGINT blocked (``_submit``). What a variant or the
-parent needs beyond that is imported where it is used.
+This module's top level imports the standard library (and the error classes) alone, so
+that a worker has put Ctrl-C aside (``_init_worker``) before it imports the session and the
+simulator; on POSIX the parent also starts each worker with SIGINT blocked (``_submit``).
+What a variant or the parent needs beyond that is imported where it is used.
 
 Not here: arguments, printing and the figure (``controller.cli_sweep``), running one batch
 (``controller.session``), the table's yields and exotherm (``controller.archive.compare``).

@@ -19,6 +19,8 @@ imported only once that command is chosen on the command line:
   checks: the station factory, pymodbus, and the simulator for a simulated station);
 - ``controller.cli_archive``: archive, batches, compare (SQLAlchemy and Alembic;
   matplotlib only while compare draws);
+- ``controller.cli_sweep``: sweep (worker processes that each run batches as run does, so
+  the session, the station factory and the simulator; the archive's comparison);
 - ``controller.web.cli``: web (the finished batches' pages).
 
 The command modules import this one (for the exit codes); it reaches them by name only.
@@ -57,6 +59,7 @@ COMMANDS: Final = {
     "batches": ("controller.cli_archive", "list and filter the archived batches"),
     "compare": ("controller.cli_archive", "a table of yields, exotherm and time in band, "
                                           "and a TGA overlay, of several batches"),
+    "sweep": ("controller.cli_sweep", "dry-run a parameter grid on every core: table, overlay"),
     "web": ("controller.web.cli", "browse batches in a web browser: list, summary, report, "
                                   "TGA overlay"),
 }

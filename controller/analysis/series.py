@@ -36,8 +36,13 @@ def moving_mean(y: FloatArray, window: int) -> FloatArray:
         return y.astype(np.float64, copy=True)
     ok = np.isfinite(y)
     kernel = np.ones(n)
-    sums = np.convolve(np.where(ok, y, 0.0), kernel, mode="same")
-    counts = np.convolve(ok.astype(np.float64), kernel, mode="same")
+    if n > len(y):  # "same" would give max(n, len(y)) values: take the centred len(y)
+        first = (n - 1) // 2
+        sums = np.convolve(np.where(ok, y, 0.0), kernel)[first:first + len(y)]
+        counts = np.convolve(ok.astype(np.float64), kernel)[first:first + len(y)]
+    else:
+        sums = np.convolve(np.where(ok, y, 0.0), kernel, mode="same")
+        counts = np.convolve(ok.astype(np.float64), kernel, mode="same")
     with np.errstate(invalid="ignore", divide="ignore"):
         out: FloatArray = np.where(counts > 0, sums / np.maximum(counts, 1.0), np.nan)
     return out

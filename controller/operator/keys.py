@@ -80,6 +80,8 @@ TERMINATION_SIGNALS: Final[dict[str, str]] = {
     "SIGHUP": "the terminal or SSH session running it closed",
     "SIGBREAK": "Ctrl-Break, or the console or a process manager ended it",
 }
+# ...and why a halt names a signal that is not one of them (a sweep's workers halt on Ctrl-C)
+_HALT_REASONS: Final = {**TERMINATION_SIGNALS, "SIGINT": "Ctrl-C: an interrupt asked it to stop"}
 SYSTEM_OPERATOR: Final = "system"  # who the audit names for what the process did itself
 
 
@@ -200,7 +202,7 @@ class TerminationPolicy:
         if self.halting:
             return None
         self.halting = name
-        why = TERMINATION_SIGNALS.get(name, "the process was told to end")
+        why = _HALT_REASONS.get(name, "the process was told to end")
         return Command(trigger="halt", operator=SYSTEM_OPERATOR, source="signal",
                        reason=f"{name}: {why}; halted to the instrument's fallback")
 

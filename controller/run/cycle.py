@@ -10,6 +10,7 @@ Not here: the public API and the ``transitions`` machine that checks each phase 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -56,10 +57,10 @@ class CycleOutput:
     boundary: bool = False  # a step or phase changed: a checkpoint is due
 
 
-def _kept(was: MappingProxyType[str, float], now: dict[str, float]
+def _kept(was: MappingProxyType[str, float], now: Mapping[str, float]
           ) -> MappingProxyType[str, float]:
     """``was`` if the cycle left the mapping as it was, else a frozen copy of ``now``."""
-    return was if was == now else frozen_map(now)
+    return was if now is was or was == now else frozen_map(now)
 
 
 class Cycle:
@@ -81,12 +82,13 @@ class Cycle:
         self.progress = state.progress
         self.suspended = state.suspended
         self.setpoint_c = state.setpoint_c
-        self.flows_sccm = dict(state.flows_sccm)
+        # Mappings a cycle rarely changes are the state's own until it does (copy on write)
+        self.flows_sccm: Mapping[str, float] = state.flows_sccm
         self.rate_limit_c_per_min = state.rate_limit_c_per_min
         self.purged = set(state.purged)
         self.last_t_s = state.last_t_s
-        self.stage_started = dict(state.stage_started_t_s)
-        self.stage_ended = dict(state.stage_ended_t_s)
+        self.stage_started: Mapping[str, float] = state.stage_started_t_s
+        self.stage_ended: Mapping[str, float] = state.stage_ended_t_s
         self.holdback_total_s = state.holdback_total_s
         self.gas_used_l = dict(state.gas_used_l)
         self.hold_cause = state.hold_cause
@@ -345,7 +347,8 @@ class Cycle:
         # the 3216 has one, symmetric: it stays at the fallback rate in every step, and the
         # plan compiler caps every ramp to it (decision 0005).
         self.rate_limit_c_per_min = fallback_rate_c_per_min(self.station)
-        self.stage_started.setdefault(step.stage, self.t_s)
+        if step.stage not in self.stage_started:
+            self.stage_started = {**self.stage_started, step.stage: self.t_s}
         fields: dict[str, Any] = {"index": self.step_index, "stage": step.stage,
                                   "kind": step.kind, "label": step.label,
                                   "setpoint_c": self.setpoint_c}
@@ -371,7 +374,7 @@ class Cycle:
             self.inserted = self.inserted[1:]
         else:
             self.audit("step_completed", **fields)
-            self.stage_ended[step.stage] = snap.t_s
+            self.stage_ended = {**self.stage_ended, step.stage: snap.t_s}
             self.step_index += 1
             if self.step_index >= len(self.plan.steps) or isinstance(step, End):
                 self.fire("finish", reason="recipe completed")

@@ -91,6 +91,7 @@ class DeviceIO:
         self._t0_s = t0_s
         self._failures: dict[str, int] = {"furnace": 0}
         self._failures.update({m.name: 0 for m in devices.mfcs})
+        self._failures_seen: MappingProxyType[str, int] = MappingProxyType({})
         # What we wrote and read back, by setting: rewritten on change only, and compared
         # with what the instruments report to find another program's writes.
         self.written: dict[str, float] = {}
@@ -163,8 +164,10 @@ class DeviceIO:
         if sample_c is not None and furnace is not None:
             delta_rate = _finite(self._delta_t_rate.update(t_s,
                                                            sample_c - furnace.temperature_c))
+        if self._failures != self._failures_seen:  # (a new frozen copy only on a change)
+            self._failures_seen = MappingProxyType(dict(self._failures))
         return Snapshot(t_s, furnace, MappingProxyType(flows), o2,
-                        MappingProxyType(dict(self._failures)), sample_c, delta_rate,
+                        self._failures_seen, sample_c, delta_rate,
                         mass_g, mass_pct, dtg, health, self.clock.real_s(),
                         self.foreign.latest)
 

@@ -15,7 +15,7 @@ import pytest
 from controller.analysis.data import load_batch
 from controller.analysis.events import analyse
 from controller.analysis.report import decimate, write_report_png
-from controller.analysis.series import moving_mean
+from controller.analysis.series import heating_rate_c_per_min, moving_mean
 from controller.analysis.table import format_events
 from controller.recipe.station import load_station
 from controller.records.columns import REQUIRED_COLUMNS
@@ -447,3 +447,12 @@ def test_decimate_caps_points_and_keeps_spikes() -> None:
     assert 12_345.0 in xs
     assert np.nanmax(ys) == 50.0
     assert np.all(np.diff(xs) > 0)
+
+
+def test_moving_mean_of_fewer_rows_than_its_window_keeps_their_number() -> None:
+    # a batch halted in its first cycles: np.convolve(mode="same") would return the window's
+    # length, and the heating rate's np.gradient then refused the mismatch (a traceback)
+    y = np.array([1.0, 2.0, np.nan, 4.0])
+    assert moving_mean(y, 9).tolist() == pytest.approx([7 / 3] * 4)
+    rate = heating_rate_c_per_min(np.array([0.0, 2.0, 4.0, 6.0]), y)
+    assert rate.shape == (4,)

@@ -59,7 +59,8 @@ async def test_the_2400_reads_its_own_status_layout_in_three_transactions() -> N
     reading = await tc.read()
     assert reading.temperature_c == pytest.approx(221.5)
     assert reading.target_setpoint_c == pytest.approx(25.0)
-    assert reading.is_sensor_break and reading.is_manual
+    assert reading.is_sensor_break
+    assert reading.is_manual
     assert not reading.is_remote_failed  # the 2400 has no remote-fail bit
     assert reading.is_remote_selected
     assert bus.calls == [("read", UNIT, 0x8002, (10,)), ("read", UNIT, 75, (1,)),
@@ -93,7 +94,8 @@ async def test_the_3500_without_volatile_setpoint_steps_its_eeprom_setpoint() ->
     # setpoints go (not a fallback to watch), and there is no status word
     assert bus.calls == [("read", UNIT, 1, (1,)), ("read", UNIT, 4, (2,))]
     assert reading.target_setpoint_c != reading.target_setpoint_c  # NaN: TG.SP is ours
-    assert reading.is_remote_selected and not reading.is_sensor_break
+    assert reading.is_remote_selected
+    assert not reading.is_sensor_break
     await tc.configure_fallback(local_setpoint_c=25.0, rate_limit_c_per_min=3.5,
                                 alarm_high_c=1650.0)
     tg = imap.register("TG.SP")

@@ -53,15 +53,21 @@ logger = logging.getLogger(__name__)
 
 
 def sim_spec(station: Station, material: Material | None = None) -> SimStationSpec:
-    """The simulator's description of ``station`` (plain values, no controller types),
-    with ``material`` in the boat (default: 2 g of pitch with 70 wt% H3PO4)."""
+    """The simulator's description of ``station`` (plain values, no controller types; each
+    device's instrument map, so the simulator serves the station's own maps), with
+    ``material`` in the boat (default: 2 g of pitch with 70 wt% H3PO4)."""
     material = material or Material("pitch", 70.0, 2.0)
+    maps = station.maps
     return SimStationSpec(
         furnace_unit=station.furnace.unit,
         decimals=station.furnace.decimals,
         thermocouple=station.furnace.thermocouple,
+        furnace_map=maps.furnace.imap,
         mfcs=tuple(SimMfcSpec(unit=m.unit, gas=m.gas, full_scale_sccm=m.full_scale_sccm,
-                              o2_fraction=m.o2_fraction) for m in station.mfc),
+                              o2_fraction=m.o2_fraction, imap=maps.mfcs[m.gas].imap,
+                              gas_number=m.gas_number) for m in station.mfc),
+        o2_map=maps.o2.imap if maps.o2 is not None else None,
+        sample_tc_map=maps.sample_tc.imap if maps.sample_tc is not None else None,
         o2_unit=station.o2.unit if station.o2 is not None else None,
         sample_tc_unit=station.sample_tc.unit if station.sample_tc is not None else None,
         sample_tc_decimals=station.sample_tc.decimals if station.sample_tc else 1,

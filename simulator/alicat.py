@@ -1,4 +1,5 @@
-"""Simulated Alicat mass-flow controller serving the driver's 1200-block map (§2.1).
+"""Simulated Alicat mass-flow controller serving the driver's 1200-block map (§2.1), or any
+mass-flow controller's map file (a Bronkhorst's counts in % of full scale).
 
 Responsible for the flow response, readings, status flags, the command registers and
 fault hooks (empty bottle, stuck valve). Not responsible for what the gas does downstream.
@@ -10,8 +11,8 @@ import math
 import random
 from typing import Final
 
-from drivers.alicat.registers import GAS_INDEX, MAP, Status
-from simulator.bank import RegisterBank
+from drivers.maps import InstrumentMap, MassFlowControllerRoles, load_builtin_map
+from simulator.mapped import bank_for, slot_of, status_masks
 
 __all__ = ["FLOW_TAU_S", "SimAlicatMFC"]
 
@@ -29,6 +30,11 @@ _CMD_VALVE: Final = 6
 _RESULT_OK: Final = 0
 _RESULT_INVALID_SETTING: Final = 32770
 _RESULT_UNSUPPORTED: Final = 32771
+BUILTIN_MAP: Final = "alicat"
+# The Alicat's command registers and extra readings, by their names in its map file: a
+# map without them has no such commands or readings.
+_COMMAND, _ARGUMENT = "CMD", "CMD.ARG"
+_EXTRAS: Final = ("VOL_FLOW", "PRESSURE", "FLOW_TEMP")
 
 
 class SimAlicatMFC:
@@ -37,18 +43,29 @@ class SimAlicatMFC:
     Mass flow follows the setpoint as an exact first-order lag (``tau_s``); readings carry
     gaussian noise, the true flow is ``flow_sccm``. A setpoint write above full scale is
     answered with exception 3. Fault hooks: ``no_flow`` (empty bottle: flow decays to 0
-    while the setpoint stays) and ``stuck`` (flow frozen at its present value). Raises
-    ``ValueError`` for a gas without an Alicat gas number or a non-positive full scale.
+    while the setpoint stays) and ``stuck`` (flow frozen at its present value). ``imap``:
+    the map it serves (default: the built-in Alicat map), its gas register showing
+    ``gas_number`` (default: the map's number for ``gas``). Raises ``ValueError`` for a gas
+    without a gas number, a non-positive full scale or a map of another kind.
     """
 
-    __slots__ = ("_alpha", "_alpha_dt_s", "_noise_sccm", "_rng", "_valve_hold", "_zero_band_sccm",
-                 "bank", "flow_sccm", "full_scale_sccm", "gas", "no_flow", "setpoint_sccm",
-                 "stuck", "tau_s")
+    __slots__ = ("_alpha", "_alpha_dt_s", "_commands", "_extras", "_gas_numbers", "_masks",
+                 "_noise_sccm", "_per_unit_sccm", "_readback", "_rng", "_slots", "_valve_hold",
+                 "_zero_band_sccm", "bank", "flow_sccm", "full_scale_sccm", "gas", "no_flow",
+                 "setpoint_sccm", "stuck", "tau_s")
 
     def __init__(self, gas: str, full_scale_sccm: float, rng: random.Random | None = None,
-                 tau_s: float = FLOW_TAU_S) -> None:
-        if gas not in GAS_INDEX:
-            raise ValueError(f"no Alicat gas number for {gas!r}")
+                 tau_s: float = FLOW_TAU_S, *, imap: InstrumentMap | None = None,
+                 gas_number: int | None = None) -> None:
+        imap = imap or load_builtin_map(BUILTIN_MAP)
+        roles = imap.roles
+        if not isinstance(roles, MassFlowControllerRoles):
+            raise ValueError(f"{imap.source} is a {imap.kind}, not a mass-flow controller")
+        table = roles.gas
+        if gas_number is None and table is not None:
+            gas_number = table.numbers.get(gas)
+            if gas_number is None:
+                raise ValueError(f"no {imap.model} gas number for {gas!r}")
         if not full_scale_sccm > 0.0:
             raise ValueError(f"full scale must be positive, not {full_scale_sccm}")
         self.gas = gas
@@ -68,33 +85,55 @@ class SimAlicatMFC:
         """Fault hook: the supply is empty; flow decays to 0 whatever the setpoint."""
         self.stuck = False
         """Fault hook: the flow is frozen at its present value."""
-        self.bank = RegisterBank(MAP)
-        self.bank.limit("SETPOINT", 0.0, full_scale_sccm)
-        self.bank.set("GAS", float(GAS_INDEX[gas]))
-        self.bank.on_write(self._on_write)
+        self.bank = b = bank_for(imap)
+        # register value -> sccm (None: the register counts in sccm already)
+        self._per_unit_sccm = (None if roles.flow_basis == "sccm"
+                               else full_scale_sccm / 100.0)
+        setpoint = imap.slot(roles.setpoint)
+        readback = slot_of(imap, roles.setpoint_readback)
+        self._slots = (setpoint, imap.slot(roles.flow),
+                       slot_of(imap, roles.status.register if roles.status else None),
+                       slot_of(imap, table.register if table else None))
+        self._readback = readback if readback != setpoint else None
+        self._masks = status_masks(roles.status, "mov_high", "pid_hold")
+        self._gas_numbers = (frozenset(table.numbers.values()) if table is not None
+                             else frozenset())
+        names = {r.name for r in imap.registers}
+        self._commands = _COMMAND in names and _ARGUMENT in names
+        self._extras = tuple(name if name in names else None for name in _EXTRAS)
+        b.limit(setpoint, 0.0,
+                full_scale_sccm if self._per_unit_sccm is None else 100.0)
+        gas_s = self._slots[3]
+        if gas_s is not None and gas_number is not None:
+            b.set(gas_s, float(gas_number))
+        b.on_write(self._on_write)
         self.publish()
 
     def _on_write(self, name: str, value: float) -> None:
-        if name == "SETPOINT":
-            self.setpoint_sccm = value
-            self.bank.set("SETPOINT_RB", value)
-        elif name == "CMD":
-            self._command(int(value), int(self.bank.get("CMD.ARG")))
+        setpoint = self._slots[0]
+        if name == setpoint:
+            k = self._per_unit_sccm
+            self.setpoint_sccm = value if k is None else value * k
+            if self._readback is not None:
+                self.bank.set(self._readback, value)
+        elif name == _COMMAND and self._commands:
+            self._command(int(value), int(self.bank.get(_ARGUMENT)))
 
     def _command(self, command: int, argument: int) -> None:
         """Run a special command (register 1000) and leave the result in register 1001."""
         if command == _CMD_CHANGE_GAS:
-            ok = argument in GAS_INDEX.values()
-            if ok:
-                self.bank.set("GAS", float(argument))
+            gas_s = self._slots[3]
+            ok = gas_s is not None and argument in self._gas_numbers
+            if ok and gas_s is not None:
+                self.bank.set(gas_s, float(argument))
         elif command == _CMD_VALVE:
             ok = argument in (0, 1, 2)
             if ok:
                 self._valve_hold = argument
         else:
-            self.bank.set("CMD.ARG", float(_RESULT_UNSUPPORTED))
+            self.bank.set(_ARGUMENT, float(_RESULT_UNSUPPORTED))
             return
-        self.bank.set("CMD.ARG", float(_RESULT_OK if ok else _RESULT_INVALID_SETTING))
+        self.bank.set(_ARGUMENT, float(_RESULT_OK if ok else _RESULT_INVALID_SETTING))
 
     def step(self, dt_s: float) -> None:
         """Integrate the flow over ``dt_s`` seconds without refreshing the registers."""
@@ -118,13 +157,21 @@ class SimAlicatMFC:
         reading = flow + self._rng.gauss(0.0, self._noise_sccm)
         # The instrument's "zero band": readings this close to zero show as exactly zero.
         reading = reading if abs(reading) > self._zero_band_sccm else 0.0
-        b.set("MASS_FLOW", reading)
-        # Ideal gas: actual volume at flow conditions from standard (25 °C, 14.696 psia).
-        b.set("VOL_FLOW", reading * (FLOW_TEMPERATURE_C + 273.15) / _STANDARD_K
-              * _STANDARD_PSIA / PRESSURE_PSIA)
-        b.set("PRESSURE", PRESSURE_PSIA)
-        b.set("FLOW_TEMP", FLOW_TEMPERATURE_C)
-        status = Status.MOV_HIGH if flow > self.full_scale_sccm else 0
+        _, flow_s, status_s, _ = self._slots
+        k = self._per_unit_sccm
+        b.set(flow_s, reading if k is None else reading / k)
+        volume_s, pressure_s, temperature_s = self._extras
+        if volume_s is not None:
+            # Ideal gas: actual volume at flow conditions from standard (25 °C, 14.696 psia).
+            b.set(volume_s, reading * (FLOW_TEMPERATURE_C + 273.15) / _STANDARD_K
+                  * _STANDARD_PSIA / PRESSURE_PSIA)
+        if pressure_s is not None:
+            b.set(pressure_s, PRESSURE_PSIA)
+        if temperature_s is not None:
+            b.set(temperature_s, FLOW_TEMPERATURE_C)
+        mov_high, pid_hold = self._masks
+        status = mov_high if flow > self.full_scale_sccm else 0
         if self._valve_hold:
-            status |= Status.PID_HOLD
-        b.set("STATUS", float(status))
+            status |= pid_hold
+        if status_s is not None:
+            b.set(status_s, float(status))

@@ -1,5 +1,8 @@
 """Simulated Eurotherm 3216 over the driver's map: remote-SP fallback, SP rate limit, own PID,
-manual mode, sensor break and status word, driving ``FurnaceThermal``.
+manual mode, sensor break and status word, driving ``FurnaceThermal``. Any temperature
+controller's map file plays it (the 2400's, the 3500's, a lab's own): writes are applied by
+role, readings published into the registers the roles name, the status word built from the
+map's bits; what the map lacks the instrument lacks.
 Not responsible for the wire (``bank``, buses) or for anything our controller decides.
 """
 
@@ -10,8 +13,8 @@ import random
 from dataclasses import dataclass
 from typing import Final
 
-from drivers.eurotherm.registers import Status, build_map
-from simulator.bank import RegisterBank
+from drivers.maps import InstrumentMap, TemperatureControllerRoles, load_builtin_map
+from simulator.mapped import bank_for, slot_of, status_masks
 from simulator.thermal import FurnaceThermal, ThermalParams
 
 __all__ = ["THERMOCOUPLES", "FurnaceTruth", "SimEurotherm3216", "ThermocoupleSpec"]
@@ -41,6 +44,21 @@ INPUT_FILTER_S: Final = 1.6  # MODEL ASSUMPTION: FILT.T default, filters PV for 
 DERIVATIVE_FILTER_N: Final = 8.0  # MODEL ASSUMPTION: derivative filter time = Td / N
 _OVER_RANGE_FRAC: Final = 0.05  # StAt B10: PV above range by > 5 % of span (§1.1)
 _BREAK_UPSCALE_FRAC: Final = 0.10  # an open thermocouple drives the input upscale
+BUILTIN_MAP: Final = "eurotherm3216"
+# The status bits the instrument sets, by the names map files give them.
+_STATUS_BITS: Final = ("manual", "ramp_running", "remote_fail", "sensor_break", "over_range",
+                       "alarm_1", "new_alarm")
+
+
+def controller_map(imap: InstrumentMap | None, decimals: int) -> tuple[InstrumentMap,
+                                                                        TemperatureControllerRoles]:
+    """``imap`` (default: the built-in 3216 map at ``decimals``) and its roles. Raises
+    ``ValueError`` for decimals the map cannot show or a map of another kind."""
+    imap = imap or load_builtin_map(BUILTIN_MAP).at_decimals(decimals)
+    roles = imap.roles
+    if not isinstance(roles, TemperatureControllerRoles):
+        raise ValueError(f"{imap.source} is a {imap.kind}, not a temperature controller")
+    return imap, roles
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +77,10 @@ class SimEurotherm3216:
     ``step`` integrates the instrument and the furnace, ``publish`` refreshes the readable
     registers, ``advance`` does both. Never reads a clock. ``ambient_c`` and ``initial_c``
     (default: ambient, in equilibrium) are °C; after ``remote_timeout_s`` seconds without
-    an Rm.SP write in remote mode it falls back to TG.SP. Raises ``ValueError`` for an
-    unknown thermocouple type or a ``decimals`` other than 0-2.
+    an Rm.SP write in remote mode it falls back to TG.SP. ``imap``: the map it serves
+    (default: the built-in 3216 map at ``decimals``); the names above are the 3216's, the
+    roles say which registers play them. Raises ``ValueError`` for an unknown thermocouple
+    type, decimal places the map cannot show or a map that is not a temperature controller's.
 
     Fault hooks (driven by ``simulator.faults``): ``inject_sensor_break``, ``pv_offset_k``,
     ``pv_frozen``, ``pv_spike_k``, ``heater_override_frac``, ``power_off``/``power_on`` and
@@ -68,7 +88,9 @@ class SimEurotherm3216:
     """
 
     __slots__ = (
-        "_a1_c", "_alarm_active", "_auto_manual", "_d_alpha", "_d_dt_s", "_d_rate_k_per_s",
+        "_a1_c", "_alarm_active", "_always_remote", "_auto_manual", "_auto_value", "_d_alpha",
+        "_d_dt_s", "_d_rate_k_per_s", "_local_value", "_manual_value", "_masks", "_published",
+        "_pv_addresses", "_rate", "_remote_value", "_roles", "_slots",
         "_filter_alpha", "_filter_dt_s", "_handlers", "_i_pct", "_local_sp_c", "_man_op_pct",
         "_new_alarm", "_op_hi_pct", "_op_lo_pct", "_pb_c", "_pv_c", "_pv_filtered_c",
         "_remote_age_s", "_remote_failed", "_remote_selected", "_remote_sp_c", "_rng",
@@ -80,14 +102,17 @@ class SimEurotherm3216:
     def __init__(self, decimals: int = 1, thermocouple: str = "S",
                  rng: random.Random | None = None, ambient_c: float = 25.0,
                  initial_c: float | None = None,
-                 remote_timeout_s: float = REMOTE_TIMEOUT_S) -> None:
+                 remote_timeout_s: float = REMOTE_TIMEOUT_S, *,
+                 imap: InstrumentMap | None = None) -> None:
         if thermocouple not in THERMOCOUPLES:
             raise ValueError(f"unknown thermocouple type {thermocouple!r}")
+        imap, roles = controller_map(imap, decimals)
+        self._roles = roles
         self.tc_spec = THERMOCOUPLES[thermocouple]
         self._rng = rng or random.Random(0)
         self.thermal = FurnaceThermal(ThermalParams(ambient_c=ambient_c), initial_c)
         self.remote_timeout_s = remote_timeout_s
-        self.bank = RegisterBank(build_map(decimals))
+        self.bank = bank_for(imap)
         spec = self.tc_spec
         self._span_c = spec.range_hi_c - spec.range_lo_c
         start_c = self.thermal.tc_c
@@ -125,22 +150,66 @@ class SimEurotherm3216:
         self.power_cycles = 0
         """How many times ``power_off`` was called (instrument power cycles)."""
         b = self.bank
-        for name, value in (("TG.SP", start_c), ("Rm.SP", start_c), ("PB", 20.0),
-                            ("Ti", 300.0), ("Td", 50.0), ("OP.HI", 100.0), ("OP.LO", 0.0),
-                            ("RNG.LO", spec.range_lo_c), ("RNG.HI", spec.range_hi_c),
-                            ("A1", spec.range_hi_c)):
-            b.set(name, value)
-        for name in ("TG.SP", "Rm.SP", "A1"):  # setpoint limits = the input range
-            b.limit(name, spec.range_lo_c, spec.range_hi_c)
-        self._handlers = {
-            "TG.SP": self._on_local_sp, "Rm.SP": self._on_remote_sp, "L-R": self._on_lr,
-            "A-M": self._on_am, "MAN.OP": self._on_man_op, "PB": self._on_pb,
-            "Ti": self._on_ti, "Td": self._on_td, "OP.HI": self._on_op_hi,
-            "OP.LO": self._on_op_lo, "SP.RAT": self._on_sp_rat, "A1": self._on_a1,
-            "Ac.ALL": self._on_ack,
-        }
+        # Each role's slot (None: the map has no such role, the instrument no such thing).
+        sel, am, rate = roles.remote_select, roles.auto_manual, roles.rate_limit
+        slot = {name: slot_of(imap, register) for name, register in (
+            ("pv", roles.process_value), ("wsp", roles.working_setpoint),
+            ("output", roles.output), ("error", roles.error),
+            ("status", roles.status.register if roles.status else None),
+            ("inverted", roles.status.inverted if roles.status else None),
+            ("local", roles.local_setpoint), ("remote", roles.remote_setpoint),
+            ("select", sel.register if sel else None), ("am", am.register if am else None),
+            ("manual", roles.manual_output), ("pb", roles.proportional_band),
+            ("ti", roles.integral_time), ("td", roles.derivative_time),
+            ("op_hi", roles.output_high), ("op_lo", roles.output_low),
+            ("rate", rate.register if rate else None), ("a1", roles.alarm_high),
+            ("ack", roles.acknowledge_alarms), ("range_lo", roles.range_low),
+            ("range_hi", roles.range_high), ("decimals", roles.display_decimals),
+            ("rate_units", rate.units_register if rate else None))}
+        self._slots = slot
+        self._pv_addresses = tuple(r.address for r in imap.registers
+                                   if imap.slot(r.name) == slot["pv"])
+        self._published = (imap.slot(roles.process_value), imap.slot(roles.working_setpoint),
+                           imap.slot(roles.output), slot["error"], slot["status"],
+                           slot["inverted"])
+        self._masks = status_masks(roles.status, *_STATUS_BITS)
+        self._rate = rate
+        self._remote_value, self._local_value = (sel.remote, sel.local) if sel else (1, 0)
+        self._auto_value, self._manual_value = (am.auto, am.manual) if am else (0, 1)
+        # A remote setpoint without a way to select it is always the one used (a station
+        # that waived volatile_setpoint): the instrument keeps its last value, no fallback.
+        self._always_remote = roles.remote_setpoint is not None and sel is None
+        self._remote_selected = self._always_remote
+        if self._always_remote:
+            self.remote_timeout_s = math.inf
+        for name, value in (("local", start_c), ("remote", start_c), ("pb", 20.0),
+                            ("ti", 300.0), ("td", 50.0), ("op_hi", 100.0), ("op_lo", 0.0),
+                            ("range_lo", spec.range_lo_c), ("range_hi", spec.range_hi_c),
+                            ("a1", spec.range_hi_c), ("decimals", float(imap.decimals or 0)),
+                            ("rate_units", float(rate.units_value or 0) if rate else 0.0),
+                            ("select", float(self._local_value)),
+                            ("am", float(self._auto_value))):
+            name_ = slot[name]
+            if name_ is not None:
+                b.set(name_, value)
+        for name in ("local", "remote", "a1"):  # setpoint limits = the input range
+            name_ = slot[name]
+            if name_ is not None:
+                b.limit(name_, spec.range_lo_c, spec.range_hi_c)
+        handlers = (("local", self._on_local_sp), ("remote", self._on_remote_sp),
+                    ("select", self._on_lr), ("am", self._on_am), ("manual", self._on_man_op),
+                    ("pb", self._on_pb), ("ti", self._on_ti), ("td", self._on_td),
+                    ("op_hi", self._on_op_hi), ("op_lo", self._on_op_lo),
+                    ("rate", self._on_sp_rat), ("a1", self._on_a1), ("ack", self._on_ack))
+        self._handlers = {slot[n]: h for n, h in handlers if slot[n] is not None}
         b.on_write(self._dispatch)
         self.publish()
+
+    def _set(self, role: str, value: float) -> None:
+        """Set the register a role names (instrument side), if the map has it."""
+        name = self._slots[role]
+        if name is not None:
+            self.bank.set(name, value)
 
     # ---- bus write hooks -------------------------------------------------------------
 
@@ -159,7 +228,7 @@ class SimEurotherm3216:
         self._remote_failed = False
 
     def _on_lr(self, value: float) -> None:
-        selected = value >= 0.5
+        selected = round(value) == self._remote_value
         if selected and not self._remote_selected:
             self._remote_age_s = 0.0  # selecting remote starts a fresh timeout
         self._remote_selected = selected
@@ -167,7 +236,7 @@ class SimEurotherm3216:
             self._remote_failed = False
 
     def _on_am(self, value: float) -> None:
-        manual = value >= 0.5
+        manual = round(value) == self._manual_value
         if self._auto_manual and not manual:
             # Bumpless return to auto: the integral picks up the manual output.
             self._i_pct = self.output_pct
@@ -194,14 +263,15 @@ class SimEurotherm3216:
         self._op_lo_pct = value
 
     def _on_sp_rat(self, value: float) -> None:
-        self._sp_rate_c_per_s = value / 60.0
+        rate = self._rate
+        self._sp_rate_c_per_s = (rate.from_register(value) if rate else value) / 60.0
 
     def _on_a1(self, value: float) -> None:
         self._a1_c = value
 
     def _on_ack(self, value: float) -> None:
         self._new_alarm = False
-        self.bank.set("Ac.ALL", 0.0)
+        self._set("ack", 0.0)
 
     # ---- fault hooks and truth -------------------------------------------------------
 
@@ -233,16 +303,16 @@ class SimEurotherm3216:
         pv = self.thermal.tc_c + self.pv_offset_k if not self.pv_frozen else self._pv_c
         self._pv_c = self._pv_filtered_c = pv
         self._wsp_c = self._remote_sp_c = pv
-        self._remote_selected = self._remote_failed = False
+        self._remote_selected = self._always_remote
+        self._remote_failed = False
         self._remote_age_s = 0.0
         self._auto_manual = False
         self._alarm_active = self._new_alarm = False
         self._i_pct = self._d_rate_k_per_s = 0.0
         self.output_pct = 0.0
-        b = self.bank
-        b.set("L-R", 0.0)
-        b.set("A-M", 0.0)
-        b.set("Rm.SP", pv)
+        self._set("select", float(self._local_value))
+        self._set("am", float(self._auto_value))
+        self._set("remote", pv)
         self.publish()
 
     def panel_manual(self, output_pct: float | None = None) -> None:
@@ -250,31 +320,42 @@ class SimEurotherm3216:
         the present output, a bumpless transfer). Not a bus write: no write count."""
         self._man_op_pct = self.output_pct if output_pct is None else output_pct
         self._auto_manual = True
-        self.bank.set("MAN.OP", self._man_op_pct)
-        self.bank.set("A-M", 1.0)
+        self._set("manual", self._man_op_pct)
+        self._set("am", float(self._manual_value))
         self.publish()
 
     def panel_auto(self) -> None:
         """Someone returns the front panel to auto (bumpless, as a bus write of A-M 0)."""
-        self._on_am(0.0)
-        self.bank.set("A-M", 0.0)
+        self._on_am(float(self._auto_value))
+        self._set("am", float(self._auto_value))
         self.publish()
 
     def panel_local_setpoint(self, setpoint_c: float, *, select_local: bool = True) -> None:
         """Someone types ``setpoint_c`` (°C) as the local setpoint on the front panel and,
         with ``select_local``, selects the local setpoint (L-R 0). Not a bus write."""
         self._local_sp_c = setpoint_c
-        self.bank.set("TG.SP", setpoint_c)
-        if select_local:
+        self._set("local", setpoint_c)
+        if select_local and not self._always_remote:
             self._remote_selected = self._remote_failed = False
-            self.bank.set("L-R", 0.0)
+            self._set("select", float(self._local_value))
         self.publish()
 
     def panel_remote(self) -> None:
         """Someone selects the remote setpoint on the front panel (L-R 1)."""
-        self._on_lr(1.0)
-        self.bank.set("L-R", 1.0)
+        self._on_lr(float(self._remote_value))
+        self._set("select", float(self._remote_value))
         self.publish()
+
+    @property
+    def local_sp_c(self) -> float:
+        """The local (target) setpoint the instrument falls back to, °C."""
+        return self._local_sp_c
+
+    @property
+    def pv_addresses(self) -> tuple[int, ...]:
+        """The addresses of the process value's registers (every view of it: a read there
+        shows the PV)."""
+        return self._pv_addresses
 
     @property
     def manual(self) -> bool:
@@ -308,7 +389,8 @@ class SimEurotherm3216:
     @property
     def eeprom_writes(self) -> int:
         """Bus writes to the EEPROM-backed target setpoint TG.SP (100 000-cycle life)."""
-        return self.bank.write_counts["TG.SP"]
+        local = self._slots["local"]
+        return self.bank.write_counts[local] if local is not None else 0
 
     @property
     def truth(self) -> FurnaceTruth:
@@ -425,29 +507,34 @@ class SimEurotherm3216:
         pv = self.displayed_pv_c
         wsp = self._wsp_c
         status = self._status(pv)
-        b.set("PV.IN", pv)
-        b.set("WKG.SP", wsp)
-        b.set("WRK.OP", self.output_pct)
-        b.set("ERR", pv - wsp)
-        b.set("StAt", float(status))
-        b.set("StAt.INV", float(~status & 0xFFFF))
+        pv_s, wsp_s, op_s, err_s, status_s, inverse_s = self._published
+        b.set(pv_s, pv)
+        b.set(wsp_s, wsp)
+        b.set(op_s, self.output_pct)
+        if err_s is not None:
+            b.set(err_s, pv - wsp)
+        if status_s is not None:
+            b.set(status_s, float(status))
+        if inverse_s is not None:
+            b.set(inverse_s, float(~status & 0xFFFF))
 
     def _status(self, pv: float) -> int:
         spec = self.tc_spec
         wsp = self._wsp_c
+        manual, ramp, remote_fail, sensor_break, over_range, alarm_1, new_alarm = self._masks
         status = 0
         if self._auto_manual:
-            status |= Status.MANUAL
+            status |= manual
         if wsp != self.active_setpoint_c:
-            status |= Status.RAMP_RUNNING
+            status |= ramp
         if self._remote_selected and self._remote_failed:
-            status |= Status.REMOTE_SP_FAIL
+            status |= remote_fail
         if self._sensor_break:
-            status |= Status.SENSOR_BREAK
+            status |= sensor_break
         if pv > spec.range_hi_c + _OVER_RANGE_FRAC * self._span_c:
-            status |= Status.PV_OVER_RANGE
+            status |= over_range
         if self._alarm_active:
-            status |= Status.ALARM_1
+            status |= alarm_1
         if self._new_alarm:
-            status |= Status.NEW_ALARM
+            status |= new_alarm
         return status

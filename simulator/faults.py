@@ -12,7 +12,6 @@ import random
 from collections.abc import Callable, Iterable
 from typing import Final
 
-from drivers.eurotherm.registers import FLOAT_BASE
 from simulator.fault_specs import (
     DEVICE_KINDS,
     MFC_KINDS,
@@ -52,7 +51,6 @@ PV_SPIKE_MEAN_INTERVAL_S: Final = 120.0
 AIR_LEAK_SCCM: Final = 5.0
 EXOTHERM_GAIN: Final = 20.0
 EXOTHERM_EXTRA_MAX_W: Final = 5.0  # ~+40 K over the furnace at most (τ_s/C_s ≈ 8 K/W)
-_PV_ADDRESSES: Final = (1, FLOAT_BASE + 2 * 1)  # PV.IN and its float alias on the 3216
 _EPS_S: Final = 1e-9
 
 
@@ -128,7 +126,7 @@ class _Spikes(_Effect):
     def _on_read(self, unit: int, address: int, count: int, t_s: float) -> None:
         furnace = self._world.furnace
         if (unit == self._unit and furnace.pv_spike_k != 0.0
-                and any(address <= a < address + count for a in _PV_ADDRESSES)):
+                and any(address <= a < address + count for a in furnace.pv_addresses)):
             furnace.pv_spike_k = 0.0  # read once: a single-sample glitch
             furnace.publish()
 
@@ -320,7 +318,7 @@ class FaultInjector:
         saved: list[float] = []
 
         def local() -> None:
-            saved.append(furnace.bank.get("TG.SP"))
+            saved.append(furnace.local_sp_c)
             furnace.panel_local_setpoint(setpoint_c)
 
         def back() -> None:

@@ -10,15 +10,15 @@ import math
 import random
 from typing import Final
 
-from drivers.o2.registers import MAP
-from simulator.bank import RegisterBank
+from drivers.maps import InstrumentMap, OxygenAnalyserRoles, load_builtin_map
 from simulator.gas import AIR_O2_PPM
+from simulator.mapped import bank_for, slot_of
 
 __all__ = ["SENSOR_TAU_S", "SimO2Analyser"]
 
 SENSOR_TAU_S: Final = 10.0  # MODEL ASSUMPTION: sample line + cell response
 NOISE_REL: Final = 0.01  # MODEL ASSUMPTION: 1 % of reading, 1 sigma
-_STATUS_SENSOR_FAULT: Final = 1  # bit 0 of STATUS (drivers/o2/registers.py)
+BUILTIN_MAP: Final = "o2-analyser"
 
 
 class SimO2Analyser:
@@ -26,13 +26,27 @@ class SimO2Analyser:
 
     The lag is linear in concentration (a well-mixed sample cell diluting into itself),
     integrated exactly per step; the reading adds 1 % relative gaussian noise and is never
-    negative. ``faulted`` is a hook that sets the sensor-fault status bit.
+    negative. ``faulted`` is a hook that sets the sensor-fault status bit (the map's
+    ``sensor_fault`` bit, else its first fault bit). ``imap``: the map it serves (default:
+    the built-in generic map). Raises ``ValueError`` for a map of another kind.
     """
 
-    __slots__ = ("_alpha", "_alpha_dt_s", "_rng", "bank", "faulted", "o2_ppm", "tau_s")
+    __slots__ = ("_alpha", "_alpha_dt_s", "_fault_mask", "_o2_slot", "_rng", "_status_slot",
+                 "bank", "faulted", "o2_ppm", "tau_s")
 
     def __init__(self, rng: random.Random | None = None, tau_s: float = SENSOR_TAU_S,
-                 initial_ppm: float = AIR_O2_PPM) -> None:
+                 initial_ppm: float = AIR_O2_PPM, *,
+                 imap: InstrumentMap | None = None) -> None:
+        imap = imap or load_builtin_map(BUILTIN_MAP)
+        roles = imap.roles
+        if not isinstance(roles, OxygenAnalyserRoles):
+            raise ValueError(f"{imap.source} is a {imap.kind}, not an oxygen analyser")
+        status = roles.status
+        self._o2_slot = imap.slot(roles.o2)
+        self._status_slot = slot_of(imap, status.register if status else None)
+        bits = status.bits if status is not None else {}
+        first_fault = next(iter(sorted(status.fault)), "") if status is not None else ""
+        self._fault_mask = bits.get("sensor_fault", bits.get(first_fault, 0))
         self._rng = rng or random.Random(0)
         self.tau_s = tau_s
         self._alpha_dt_s = -1.0
@@ -41,7 +55,7 @@ class SimO2Analyser:
         """Noise-free sensor value, ppm (lags the tube)."""
         self.faulted = False
         """Fault hook: the analyser reports a sensor fault (STATUS bit 0)."""
-        self.bank = RegisterBank(MAP)
+        self.bank = bank_for(imap)
         self.publish()
 
     def step(self, dt_s: float, tube_o2_ppm: float) -> None:
@@ -59,5 +73,6 @@ class SimO2Analyser:
     def publish(self) -> None:
         """Refresh the O2 reading (noisy) and the status word."""
         reading = self.o2_ppm * (1.0 + self._rng.gauss(0.0, NOISE_REL))
-        self.bank.set("O2", reading if reading > 0.0 else 0.0)
-        self.bank.set("STATUS", float(_STATUS_SENSOR_FAULT if self.faulted else 0))
+        self.bank.set(self._o2_slot, reading if reading > 0.0 else 0.0)
+        if self._status_slot is not None:
+            self.bank.set(self._status_slot, float(self._fault_mask if self.faulted else 0))

@@ -11,9 +11,9 @@ import math
 import random
 from typing import Final
 
-from drivers.eurotherm.registers import Status, build_map
-from simulator.bank import RegisterBank
-from simulator.eurotherm import THERMOCOUPLES
+from drivers.maps import InstrumentMap
+from simulator.eurotherm import THERMOCOUPLES, controller_map
+from simulator.mapped import bank_for, slot_of, status_masks
 
 __all__ = ["SAMPLE_HEAT_CAPACITY_J_PER_K", "SAMPLE_TAU_S", "SampleBoat", "SimIndicator"]
 
@@ -78,31 +78,65 @@ class SimIndicator:
     echoes the selected setpoint (nothing ramps), WRK.OP = 0 with OP.HI = OP.LO = 0 (its
     output is not wired, as a lab configures an indicator), and the status word shows only
     sensor break, over-range and alarm 1. Setpoint and PID writes are stored and read back
-    but control nothing. Raises ``ValueError`` for an unknown thermocouple type or a
-    ``decimals`` other than 0-2.
+    but control nothing. ``imap``: the map it serves (default: the built-in 3216 map at
+    ``decimals``; the names above are the 3216's, the roles say which registers play them).
+    Raises ``ValueError`` for an unknown thermocouple type, decimal places the map cannot
+    show or a map that is not a temperature controller's.
     """
 
-    __slots__ = ("_rng", "_sensor_break", "_span_c", "bank", "sample", "tc_spec")
+    __slots__ = ("_masks", "_remote_value", "_rng", "_sensor_break", "_slots", "_span_c",
+                 "bank", "sample", "tc_spec")
 
     def __init__(self, sample: SampleBoat, decimals: int = 1, thermocouple: str = "K",
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, *,
+                 imap: InstrumentMap | None = None) -> None:
         if thermocouple not in THERMOCOUPLES:
             raise ValueError(f"unknown thermocouple type {thermocouple!r}")
+        imap, roles = controller_map(imap, decimals)
         self.sample = sample
         self.tc_spec = spec = THERMOCOUPLES[thermocouple]
         self._span_c = spec.range_hi_c - spec.range_lo_c
         self._rng = rng or random.Random(0)
         self._sensor_break = False
-        self.bank = b = RegisterBank(build_map(decimals))
+        self.bank = b = bank_for(imap)
         start_c = sample.sample_c
-        for name, value in (("TG.SP", start_c), ("Rm.SP", start_c), ("PB", 20.0),
-                            ("Ti", 300.0), ("Td", 50.0), ("OP.HI", 0.0), ("OP.LO", 0.0),
-                            ("RNG.LO", spec.range_lo_c), ("RNG.HI", spec.range_hi_c),
-                            ("A1", spec.range_hi_c)):
-            b.set(name, value)
-        for name in ("TG.SP", "Rm.SP", "A1"):
-            b.limit(name, spec.range_lo_c, spec.range_hi_c)
+        sel = roles.remote_select
+        status = roles.status
+        self._slots = slot = {name: slot_of(imap, register) for name, register in (
+            ("pv", roles.process_value), ("wsp", roles.working_setpoint),
+            ("output", roles.output), ("error", roles.error),
+            ("status", status.register if status else None),
+            ("inverted", status.inverted if status else None),
+            ("local", roles.local_setpoint), ("remote", roles.remote_setpoint),
+            ("select", sel.register if sel else None), ("pb", roles.proportional_band),
+            ("ti", roles.integral_time), ("td", roles.derivative_time),
+            ("op_hi", roles.output_high), ("op_lo", roles.output_low),
+            ("range_lo", roles.range_low), ("range_hi", roles.range_high),
+            ("a1", roles.alarm_high), ("decimals", roles.display_decimals))}
+        self._remote_value = sel.remote if sel else None
+        self._masks = status_masks(status, "sensor_break", "over_range", "alarm_1")
+        for name, value in (("local", start_c), ("remote", start_c), ("pb", 20.0),
+                            ("ti", 300.0), ("td", 50.0), ("op_hi", 0.0), ("op_lo", 0.0),
+                            ("range_lo", spec.range_lo_c), ("range_hi", spec.range_hi_c),
+                            ("a1", spec.range_hi_c), ("decimals", float(imap.decimals or 0)),
+                            ("select", float(sel.local) if sel else 0.0)):
+            name_ = slot[name]
+            if name_ is not None:
+                b.set(name_, value)
+        for name in ("local", "remote", "a1"):
+            name_ = slot[name]
+            if name_ is not None:
+                b.limit(name_, spec.range_lo_c, spec.range_hi_c)
         self.publish()
+
+    def _get(self, role: str, default: float) -> float:
+        name = self._slots[role]
+        return self.bank.get(name) if name is not None else default
+
+    def _put(self, role: str, value: float) -> None:
+        name = self._slots[role]
+        if name is not None:
+            self.bank.set(name, value)
 
     def inject_sensor_break(self, broken: bool) -> None:
         """Open (``True``) or mend the sample thermocouple: PV reads upscale, StAt shows
@@ -112,23 +146,29 @@ class SimIndicator:
 
     def publish(self) -> None:
         """Refresh PV (a fresh noise draw), WKG.SP, WRK.OP, ERR and the status word."""
-        b = self.bank
         spec = self.tc_spec
         if self._sensor_break:
             pv = spec.range_hi_c + _BREAK_UPSCALE_FRAC * self._span_c
         else:
             pv = self.sample.sample_c + self._rng.gauss(0.0, spec.noise_k)
-        wsp = b.get("Rm.SP") if b.get("L-R") >= 0.5 else b.get("TG.SP")
+        remote = self._remote_value
+        local = self._get("local", pv)
+        if remote is None:  # no select: the remote setpoint if there is one
+            wsp = self._get("remote", local)
+        else:
+            wsp = self._get("remote", local) if round(self._get("select", 0.0)) == remote \
+                else local
+        sensor_break, over_range, alarm_1 = self._masks
         status = 0
         if self._sensor_break:
-            status |= Status.SENSOR_BREAK
+            status |= sensor_break
         if pv > spec.range_hi_c + _OVER_RANGE_FRAC * self._span_c:
-            status |= Status.PV_OVER_RANGE
-        if self._sensor_break or pv > b.get("A1"):
-            status |= Status.ALARM_1
-        b.set("PV.IN", pv)
-        b.set("WKG.SP", wsp)
-        b.set("WRK.OP", 0.0)
-        b.set("ERR", pv - wsp)
-        b.set("StAt", float(status))
-        b.set("StAt.INV", float(~status & 0xFFFF))
+            status |= over_range
+        if self._sensor_break or pv > self._get("a1", math.inf):
+            status |= alarm_1
+        self._put("pv", pv)
+        self._put("wsp", wsp)
+        self._put("output", 0.0)
+        self._put("error", pv - wsp)
+        self._put("status", float(status))
+        self._put("inverted", float(~status & 0xFFFF))

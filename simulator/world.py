@@ -13,6 +13,7 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from drivers.errors import DeviceTimeoutError
+from drivers.maps import InstrumentMap
 from simulator.alicat import SimAlicatMFC
 from simulator.balance import SimBalance
 from simulator.bank import ModbusExceptionReply, RegisterBank
@@ -53,12 +54,16 @@ WorldReadHook = Callable[[int, int, int, float], None]
 
 @dataclass(frozen=True, slots=True)
 class SimMfcSpec:
-    """One simulated MFC: unit id, gas name, range (sccm) and O2 mole fraction (0-1)."""
+    """One simulated MFC: unit id, gas name, range (sccm) and O2 mole fraction (0-1); the
+    map it serves (None: the built-in Alicat map) and the number its gas register shows
+    (None: the map's number for the gas)."""
 
     unit: int
     gas: str
     full_scale_sccm: float
     o2_fraction: float = 0.0
+    imap: InstrumentMap | None = None
+    gas_number: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +88,12 @@ class SimStationSpec:
     sample_tc_decimals: int = 1
     sample_tc_thermocouple: str = "K"
     """As the built-in station. Type K reads over range above 1450 °C (1372 °C + 5 % span)."""
+    furnace_map: InstrumentMap | None = None
+    """The map the furnace's controller serves (None: the built-in 3216 map at ``decimals``)."""
+    sample_tc_map: InstrumentMap | None = None
+    """The map the sample thermocouple's indicator serves (None: the built-in 3216 map)."""
+    o2_map: InstrumentMap | None = None
+    """The map the O2 analyser serves (None: the built-in generic map)."""
     has_balance: bool = True
     """False: ``SimWorld.balance`` is None (a station without a balance)."""
     sample_precursor: str | None = "pitch"
@@ -165,9 +176,10 @@ class SimWorld:
         master = random.Random(seed)
         self.furnace = SimEurotherm3216(spec.decimals, spec.thermocouple,
                                         random.Random(master.getrandbits(64)), spec.ambient_c,
-                                        initial_c=spec.initial_c)
+                                        initial_c=spec.initial_c, imap=spec.furnace_map)
         self.mfcs: dict[str, SimAlicatMFC] = {
-            m.gas: SimAlicatMFC(m.gas, m.full_scale_sccm, random.Random(master.getrandbits(64)))
+            m.gas: SimAlicatMFC(m.gas, m.full_scale_sccm, random.Random(master.getrandbits(64)),
+                                imap=m.imap, gas_number=m.gas_number)
             for m in spec.mfcs
         }
         """MFCs by gas name."""
@@ -175,7 +187,7 @@ class SimWorld:
         self.tube = (TubeGas(spec.tube_volume_l) if spec.initial_o2_ppm is None
                      else TubeGas(spec.tube_volume_l, spec.initial_o2_ppm))
         o2_rng = random.Random(master.getrandbits(64))
-        self.o2 = (SimO2Analyser(o2_rng, initial_ppm=self.tube.o2_ppm)
+        self.o2 = (SimO2Analyser(o2_rng, initial_ppm=self.tube.o2_ppm, imap=spec.o2_map)
                    if spec.o2_unit is not None else None)
         indicator_rng = random.Random(master.getrandbits(64))
         balance_rng = random.Random(master.getrandbits(64))
@@ -190,7 +202,8 @@ class SimWorld:
             self.kinetics = SampleKinetics(sample_spec)
             self.sample.heat_capacity_j_per_k = sample_heat_capacity_j_per_k(sample_spec)
         self.sample_tc = (SimIndicator(self.sample, spec.sample_tc_decimals,
-                                       spec.sample_tc_thermocouple, indicator_rng)
+                                       spec.sample_tc_thermocouple, indicator_rng,
+                                       imap=spec.sample_tc_map)
                           if spec.sample_tc_unit is not None else None)
         thermal = self.furnace.thermal
         sample = self.sample

@@ -1,0 +1,33 @@
+"""What a simulated instrument needs of its instrument map: a register bank serving it (one
+slot per value: a float alias and the register it is a view of share one) and the slot each
+role's register lives in.
+
+Not here: what the instrument does (``eurotherm``, ``alicat``, ``o2``, ``sample``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from drivers.maps import InstrumentMap, StatusWord
+from simulator.bank import RegisterBank
+
+__all__ = ["bank_for", "slot_of", "status_masks"]
+
+
+def bank_for(imap: InstrumentMap) -> RegisterBank:
+    """A register bank serving ``imap``'s registers, two views of one value in one slot."""
+    return RegisterBank(imap.registers,
+                        slots={reg.name: imap.slot(reg.name) for reg in imap.registers})
+
+
+def slot_of(imap: InstrumentMap, register: str | None) -> str | None:
+    """The slot (bank name) of the register a role names, or None for an unbound role."""
+    return None if register is None else imap.slot(register)
+
+
+def status_masks(status: StatusWord | None, *names: str) -> tuple[int, ...]:
+    """The int mask of each named status bit; 0 for a bit the map does not have (so that
+    ``word |= mask`` is a no-op for it)."""
+    bits: Mapping[str, int] = status.bits if status is not None else {}
+    return tuple(bits.get(name, 0) for name in names)

@@ -115,7 +115,7 @@ async def test_each_shipped_map_runs_the_smoke_recipe_over_modbus_tcp(
     assert maps[device]["model"] == name
     frozen = (result.batch_dir / "maps" / f"{device}.toml").read_text(encoding="utf-8")
     assert frozen == (MAPS / f"{name}.toml").read_text(encoding="utf-8")
-    peak_c = float(result.summary["peak_furnace_c"])
+    peak_c = float(result.summary["peak_measured_c"]["furnace_c"])
     assert 440.0 < peak_c < 470.0
 
 
@@ -163,7 +163,7 @@ async def test_mfc_maps_catch_a_wrong_unit_id_and_the_wrong_gas(tmp_path: Path) 
         for old, new, rule in (
                 ("unit = 2\n", "unit = 12\n", r"mfc\[Ar\]\.unit: mfc_Ar \(unit 12\) does not"),
                 ("gas_number = 1\n", "gas_number = 9\n",
-                 r"mfc\[Ar\]: .*gas number 1 .* gas number 9.* mfc\.gas_number")):
+                 r"mfc\[Ar\]: .*gas number 1 .*gas number 9.* mfc\.gas_number")):
             station, path = _station(tmp_path, text.replace(old, new, 1))
             built = build_devices(station, clock)
             try:
@@ -292,11 +292,12 @@ def test_a_hostile_map_named_by_a_station_is_one_line_exit_2_and_nothing_left(
 
 @contextmanager
 def sim_serve(station: Path) -> Iterator[int]:
-    """``furnace sim serve --station STATION`` as a child process on a free port."""
+    """``furnace sim serve --station STATION`` as a child process, once it accepts
+    connections on a free port; yields the port."""
     port = free_port()
     server = subprocess.Popen(furnace("sim", "serve", "--station", str(station), "--port",
                                       str(port), "--speed", "100"),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(200):
             try:
@@ -308,7 +309,9 @@ def sim_serve(station: Path) -> Iterator[int]:
                 server.wait(timeout=0.05)
             except subprocess.TimeoutExpired:
                 continue
-            raise RuntimeError(f"sim serve exited: {server.stderr.read() if server.stderr else ''}")
+            raise RuntimeError(f"furnace sim serve exited with code {server.returncode}")
+        else:
+            raise RuntimeError("furnace sim serve did not start within 10 s")
         yield port
     finally:
         server.terminate()
@@ -329,7 +332,7 @@ def test_probe_reads_a_served_station_and_its_connect_checks(
         out = capsys.readouterr().out
         for expected in ("furnace: eurotherm2400 at unit 1", "mfc_Ar: bronkhorst at unit 2",
                          "RATE.UNITS", "connect check furnace (unit 1): pass",
-                         "connect check mfc_N2 (unit 4): pass", "5 of 5 connect checks passed",
+                         "connect check mfc_N2 (unit 4): pass", "6 of 6 connect checks passed",
                          "furnace: decimals: scaled PV PV compared with float PV PV.F"):
             assert expected in out, expected
         path.write_text(text.replace("unit = 1\n", "unit = 9\n", 1), encoding="utf-8")
@@ -337,7 +340,7 @@ def test_probe_reads_a_served_station_and_its_connect_checks(
         out = capsys.readouterr().out
         assert "connect check furnace (unit 9): FAIL: furnace.unit: furnace (unit 9) does " \
                "not answer" in out
-        assert "4 of 5 connect checks passed" in out
+        assert "5 of 6 connect checks passed" in out
 
 
 def test_probe_of_a_bad_station_is_exit_2(tmp_path: Path,

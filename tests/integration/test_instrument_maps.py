@@ -17,6 +17,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,7 +71,7 @@ def _station(folder: Path, text: str, name: str = "station.toml") -> tuple[Stati
 
 
 # (map name, the station's options for it)
-SHIPPED = {
+SHIPPED: dict[str, dict[str, Any]] = {
     "eurotherm3216": {"furnace_map": "builtin:eurotherm3216"},
     "eurotherm2400": {"furnace_map": "builtin:eurotherm2400"},
     "eurotherm3500": {"furnace_map": "builtin:eurotherm3500", "accept_missing": WAIVED_3500},
@@ -79,9 +80,9 @@ SHIPPED = {
 }
 
 
-async def _smoke_over_tcp(folder: Path, **options: object) -> tuple[BatchResult, Station]:
+async def _smoke_over_tcp(folder: Path, **options: Any) -> tuple[BatchResult, Station]:
     port = free_port()
-    station, _ = _station(folder, station_text(port, **options))  # type: ignore[arg-type]
+    station, _ = _station(folder, station_text(port, **options))
     text = (folder / "station.toml").read_text(encoding="utf-8")
     clock = VirtualClock()
     served = await serve_simulator(station, clock, host="127.0.0.1", port=port)
@@ -125,13 +126,13 @@ async def test_connect_checks_catch_a_wrong_unit_id_and_wrong_decimals(
         tmp_path: Path, name: str) -> None:
     options = SHIPPED[name]
     port = free_port()
-    served_station, _ = _station(tmp_path, station_text(port, **options),  # type: ignore[arg-type]
+    served_station, _ = _station(tmp_path, station_text(port, **options),
                                  "served.toml")
     clock = VirtualClock()
     served = await serve_simulator(served_station, clock, host="127.0.0.1", port=port)
     try:
-        async def connect(**changed: object) -> None:
-            station, path = _station(tmp_path, station_text(port, **{**options, **changed}))  # type: ignore[arg-type]
+        async def connect(**changed: Any) -> None:
+            station, path = _station(tmp_path, station_text(port, **{**options, **changed}))
             built = build_devices(station, clock)
             try:
                 await built.connect(str(path))
@@ -217,10 +218,10 @@ def test_a_missing_feature_not_waived_is_one_line_exit_2(
     ({"furnace_map": "missing.toml"}, r"furnace\.map: .*missing\.toml: file not found"),
 ])
 def test_bad_station_map_fields_are_one_line_exit_2(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], options: dict[str, object],
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], options: dict[str, Any],
         rule: str) -> None:
     path = tmp_path / "station.toml"
-    path.write_text(station_text(5020, **options), encoding="utf-8")  # type: ignore[arg-type]
+    path.write_text(station_text(5020, **options), encoding="utf-8")
     assert main(["validate", str(SMOKE), "--station", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1

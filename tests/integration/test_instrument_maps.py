@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ import pytest
 from controller.cli import main
 from controller.recipe.plan import load_recipe
 from controller.recipe.station import Station, load_station_text
+from controller.records.folder import BatchFolder
 from controller.records.verify import verify_batch
 from controller.run.clock import VirtualClock
 from controller.run.runstate import Phase
@@ -32,7 +34,7 @@ from controller.station_factory import build_devices, serve_simulator
 from drivers.errors import ConfigurationError
 from drivers.maps import WHAT_IS_LOST, SafetyFeature
 from tests.conftest import PROFILES, ROOT
-from tests.integration.helpers import free_port, furnace
+from tests.integration.helpers import DryRuns, free_port, furnace
 
 SMOKE = PROFILES / "smoke-600.toml"
 SETS = {"peak_c": "450"}
@@ -350,3 +352,52 @@ def test_probe_of_a_bad_station_is_exit_2(tmp_path: Path,
     path.write_text(station_text(5020, furnace_map="builtin:eurotherm3500"), encoding="utf-8")
     assert main(["probe", "--station", str(path)]) == 2
     assert "furnace.map: builtin:eurotherm3500" in capsys.readouterr().err
+
+
+# --- the frozen maps ------------------------------------------------------------------------
+
+def test_a_batch_freezes_its_maps_and_resume_reads_the_frozen_copies(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    own = tmp_path / "lab" / "my-2400.toml"
+    own.parent.mkdir()
+    own.write_text((MAPS / "eurotherm2400.toml").read_text(encoding="utf-8"), encoding="utf-8")
+    station = tmp_path / "lab" / "station.toml"
+    builtin = (ROOT / "controller" / "builtin" / "sim.toml").read_text(encoding="utf-8")
+    station.write_text(builtin.replace("[furnace]\n", '[furnace]\nmap = "my-2400.toml"\n'),
+                       encoding="utf-8")
+    batches = tmp_path / "b"
+    assert main(["run", str(SMOKE), "--set", "peak_c=450", "--station", str(station),
+                 "--batches", str(batches)]) == 0
+    (batch_dir,) = batches.iterdir()
+    first = json.loads((batch_dir / "audit.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    assert first["maps"]["furnace"]["map"] == "my-2400.toml"
+    assert first["maps"]["furnace"]["model"] == "eurotherm2400"
+    assert first["safety_waived"] == []
+    own.unlink()  # the lab's file is gone: the batch's own copy is what resume reads
+    frozen, _ = BatchFolder(batch_dir).read_station()
+    assert frozen.maps.furnace.imap.model == "eurotherm2400"
+    assert frozen.maps.furnace.sha256 == first["maps"]["furnace"]["sha256"]
+    capsys.readouterr()
+    assert main(["verify", str(batch_dir)]) == 0
+
+
+def test_verify_catches_a_changed_missing_or_added_map(tmp_path: Path,
+                                                       dry_runs: DryRuns) -> None:
+    copy = tmp_path / "batch"
+    shutil.copytree(dry_runs(SMOKE, SETS).result.batch_dir, copy)
+    assert verify_batch(copy).ok
+    furnace_map = copy / "maps" / "furnace.toml"
+    text = furnace_map.read_text(encoding="utf-8")
+    furnace_map.chmod(0o644)
+    furnace_map.write_text(text.replace("address = 26\n", "address = 27\n"), encoding="utf-8")
+    result = verify_batch(copy)
+    assert not result.ok
+    assert result.reason.startswith("maps/furnace.toml: sha256 ")
+    furnace_map.write_text(text, encoding="utf-8")
+    (copy / "maps" / "extra.toml").write_text(text, encoding="utf-8")
+    assert verify_batch(copy).reason == "maps/extra.toml: not named in record 0 (added since " \
+                                        "start)"
+    (copy / "maps" / "extra.toml").unlink()
+    (copy / "maps" / "o2.toml").chmod(0o644)
+    (copy / "maps" / "o2.toml").unlink()
+    assert verify_batch(copy).reason == "maps/o2.toml: missing (deleted since start)"

@@ -58,9 +58,7 @@ class SimAlicatMFC:
                  tau_s: float = FLOW_TAU_S, *, imap: InstrumentMap | None = None,
                  gas_number: int | None = None) -> None:
         imap = imap or load_builtin_map(BUILTIN_MAP)
-        roles = imap.roles
-        if not isinstance(roles, MassFlowControllerRoles):
-            raise ValueError(f"{imap.source} is a {imap.kind}, not a mass-flow controller")
+        roles = imap.roles_as(MassFlowControllerRoles)
         table = roles.gas
         if gas_number is None and table is not None:
             gas_number = table.numbers.get(gas)

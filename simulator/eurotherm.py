@@ -55,10 +55,7 @@ def controller_map(imap: InstrumentMap | None, decimals: int) -> tuple[Instrumen
     """``imap`` (default: the built-in 3216 map at ``decimals``) and its roles. Raises
     ``ValueError`` for decimals the map cannot show or a map of another kind."""
     imap = imap or load_builtin_map(BUILTIN_MAP).at_decimals(decimals)
-    roles = imap.roles
-    if not isinstance(roles, TemperatureControllerRoles):
-        raise ValueError(f"{imap.source} is a {imap.kind}, not a temperature controller")
-    return imap, roles
+    return imap, imap.roles_as(TemperatureControllerRoles)
 
 
 @dataclass(frozen=True, slots=True)

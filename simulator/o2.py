@@ -38,9 +38,7 @@ class SimO2Analyser:
                  initial_ppm: float = AIR_O2_PPM, *,
                  imap: InstrumentMap | None = None) -> None:
         imap = imap or load_builtin_map(BUILTIN_MAP)
-        roles = imap.roles
-        if not isinstance(roles, OxygenAnalyserRoles):
-            raise ValueError(f"{imap.source} is a {imap.kind}, not an oxygen analyser")
+        roles = imap.roles_as(OxygenAnalyserRoles)
         status = roles.status
         self._o2_slot = imap.slot(roles.o2)
         self._status_slot = slot_of(imap, status.register if status else None)

@@ -35,11 +35,8 @@ class ModbusMassFlowController:
     def __init__(self, bus: RegisterBus, unit: int, imap: InstrumentMap, *, gas: str,
                  full_scale_sccm: float, name: str | None = None,
                  gas_number: int | None = None) -> None:
-        roles = imap.roles
         self.name = name or f"mfc_{gas}"
-        if not isinstance(roles, MassFlowControllerRoles):
-            raise ConfigurationError(f"{imap.model} ({imap.source}) is a {imap.kind}, not a "
-                                     "mass-flow controller", field=f"{self.name}.map")
+        roles = imap.roles_as(MassFlowControllerRoles, field=f"{self.name}.map")
         self.gas = gas
         self.full_scale_sccm = full_scale_sccm
         self.imap = imap

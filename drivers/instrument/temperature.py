@@ -56,10 +56,7 @@ class ModbusTemperatureController:
 
     def __init__(self, bus: RegisterBus, unit: int, imap: InstrumentMap, *,
                  name: str = "furnace", decimals: int = 1, indicator: bool = False) -> None:
-        roles = imap.roles
-        if not isinstance(roles, TemperatureControllerRoles):
-            raise ConfigurationError(f"{imap.model} ({imap.source}) is a {imap.kind}, not a "
-                                     "temperature controller", field=f"{name}.map")
+        roles = imap.roles_as(TemperatureControllerRoles, field=f"{name}.map")
         self.name = name
         self.imap = imap
         self._bus = bus

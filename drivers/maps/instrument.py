@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Final, Literal
+from typing import Final, Literal, TypeVar
 
 from drivers.errors import ConfigurationError
 from drivers.registers import Register, RegisterMap
@@ -198,6 +198,10 @@ class OxygenAnalyserRoles:
 
 
 Roles = TemperatureControllerRoles | MassFlowControllerRoles | OxygenAnalyserRoles
+_R = TypeVar("_R", TemperatureControllerRoles, MassFlowControllerRoles, OxygenAnalyserRoles)
+_ROLE_KINDS: Final = {TemperatureControllerRoles: "a temperature controller",
+                      MassFlowControllerRoles: "a mass-flow controller",
+                      OxygenAnalyserRoles: "an oxygen analyser"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +244,16 @@ class InstrumentMap:
             raise ConfigurationError(f"{self.model} ({self.source}) shows {shown} decimal "
                                      f"places, not {decimals}", source=source, field=field)
         return replace(self, registers=variant, decimals=decimals)
+
+    def roles_as(self, kind: type[_R], *, field: str = "") -> _R:
+        """The roles, as the ``kind`` of instrument the caller drives or plays. Raises
+        ``ConfigurationError`` (a ``ValueError``; naming ``field``, e.g. ``furnace.map``) if
+        the map describes another kind of instrument."""
+        roles = self.roles
+        if not isinstance(roles, kind):
+            raise ConfigurationError(f"{self.model} ({self.source}) is a {self.kind}, not "
+                                     f"{_ROLE_KINDS[kind]}", field=field)
+        return roles
 
     def register(self, name: str) -> Register:
         """The register called ``name``. Raises ``KeyError``."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Final
 
 from drivers.bus import RegisterBus
-from drivers.errors import ConfigurationError, DeviceFaultError
+from drivers.errors import DeviceFaultError
 from drivers.maps import InstrumentMap, OxygenAnalyserRoles, load_builtin_map
 from drivers.registers import RegisterBlock, read_spans
 
@@ -25,10 +25,7 @@ class O2Analyser:
     def __init__(self, bus: RegisterBus, unit: int, *, name: str = "o2",
                  imap: InstrumentMap | None = None) -> None:
         imap = imap or load_builtin_map(BUILTIN_MAP)
-        roles = imap.roles
-        if not isinstance(roles, OxygenAnalyserRoles):
-            raise ConfigurationError(f"{imap.model} ({imap.source}) is a {imap.kind}, not an "
-                                     "oxygen analyser", field=f"{name}.map")
+        roles = imap.roles_as(OxygenAnalyserRoles, field=f"{name}.map")
         self.name = name
         self.imap = imap
         self._bus = bus

@@ -148,13 +148,15 @@ def furnace(*args: str) -> list[str]:
     return [sys.executable, "-m", "controller.cli", *args]
 
 
-def start_sim_server(speed: int | str, port: int | None = None
-                     ) -> tuple[subprocess.Popen[bytes], int]:
-    """``furnace sim serve --speed SPEED`` as a child process, once it accepts connections
-    on its Modbus TCP port (within 10 s); returns the process and the port."""
+def start_sim_server(speed: int | str, port: int | None = None, *,
+                     station: Path | None = None) -> tuple[subprocess.Popen[bytes], int]:
+    """``furnace sim serve --speed SPEED [--station STATION]`` as a child process, once it
+    accepts connections on its Modbus TCP port (within 10 s); returns the process and the
+    port."""
     port = free_port() if port is None else port
+    where = ["--station", str(station)] if station is not None else []
     server = subprocess.Popen(furnace("sim", "serve", "--port", str(port), "--speed",
-                                      str(speed)),
+                                      str(speed), *where),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(200):
         try:

@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,7 +32,7 @@ from controller.station_factory import build_devices, serve_simulator
 from drivers.errors import ConfigurationError
 from drivers.maps import WHAT_IS_LOST, SafetyFeature
 from tests.conftest import PROFILES, ROOT
-from tests.integration.helpers import DryRuns, free_port, furnace
+from tests.integration.helpers import DryRuns, free_port, start_sim_server
 
 SMOKE = PROFILES / "smoke-600.toml"
 SETS = {"peak_c": "450"}
@@ -295,26 +293,9 @@ def test_a_hostile_map_named_by_a_station_is_one_line_exit_2_and_nothing_left(
 
 @contextmanager
 def sim_serve(station: Path) -> Iterator[int]:
-    """``furnace sim serve --station STATION`` as a child process, once it accepts
-    connections on a free port; yields the port."""
-    port = free_port()
-    server = subprocess.Popen(furnace("sim", "serve", "--station", str(station), "--port",
-                                      str(port), "--speed", "100"),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """``furnace sim serve --station STATION`` as a child process; yields its port."""
+    server, port = start_sim_server(100, station=station)
     try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-                break
-            except OSError:
-                pass
-            try:
-                server.wait(timeout=0.05)
-            except subprocess.TimeoutExpired:
-                continue
-            raise RuntimeError(f"furnace sim serve exited with code {server.returncode}")
-        else:
-            raise RuntimeError("furnace sim serve did not start within 10 s")
         yield port
     finally:
         server.terminate()

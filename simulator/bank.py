@@ -126,6 +126,19 @@ class RegisterBank:
         """Set a slot (instrument side): no access, range or limit checks, no hooks."""
         self._values[self._slot_index[self._slot_of[name]]] = value
 
+    def slot(self, name: str) -> int:
+        """Index in ``values`` of the slot of a slot or register name. Raises ``KeyError``."""
+        return self._slot_index[self._slot_of[name]]
+
+    @property
+    def values(self) -> list[float]:
+        """The bank's own list of slot values, by ``slot`` index (instrument side).
+
+        ``values[bank.slot(name)] = x`` is ``set(name, x)`` without its two name lookups:
+        for instruments that publish every step, which resolve their slots once.
+        """
+        return self._values
+
     def limit(self, name: str, minimum: float | None = None,
               maximum: float | None = None) -> None:
         """Add an instance-specific write limit (engineering units) on a slot.

@@ -217,3 +217,15 @@ def test_every_block_read_is_its_registers_words_in_order(register_map: Register
                     break  # a gap: blocks end here
                 expected += _reference_words(reg, bank.get(reg.name))
                 assert bank.read(first.address, len(expected)) == expected, (first, reg)
+
+
+def test_a_store_by_slot_index_is_a_set(bank: RegisterBank) -> None:
+    # Instruments publish every step by index into ``values`` instead of ``set(name)``.
+    index = bank.slot("PV.IN.F")
+    assert index == bank.slot("PV.IN")
+    bank.values[index] = 123.4
+    assert bank.get("PV.IN") == 123.4
+    assert bank.read(EURO["PV.IN"].address, 1) == [1234]
+    assert read(bank, EURO["PV.IN.F"]) == pytest.approx(123.4, abs=1e-4)
+    with pytest.raises(KeyError):
+        bank.slot("NO.SUCH")

@@ -38,6 +38,9 @@ _KINDS: Final = {DType.INT16: _KIND_INT16, DType.UINT16: _KIND_UINT16,
                  DType.UINT32: _KIND_UINT32, DType.FLOAT32: _KIND_FLOAT32}
 _RAW_LIMITS: Final = {_KIND_INT16: (-0x8000, 0x7FFF), _KIND_UINT16: (0, 0xFFFF),
                       _KIND_UINT32: (0, 0xFFFFFFFF)}
+# Big-endian struct codes: with high-word-first 32-bit values, ">" bytes are Modbus words.
+_STRUCT_CODES: Final = {_KIND_INT16: "h", _KIND_UINT16: "H", _KIND_UINT32: "I",
+                        _KIND_FLOAT32: "f"}
 
 _OPEN: Final = (float("-inf"), float("inf"))
 
@@ -235,43 +238,52 @@ class RegisterBank:
 def _block_encoder(views: Sequence[_View]) -> _Encoder:
     """The encoder of a block read of whole registers ``views``, in address order.
 
-    A run of adjacent big-endian floats (the Eurotherm float region, the Alicat readings)
-    is encoded by one ``struct`` pack and unpack; every other register by its own
-    ``_register_encoder``. The words are those the per-register rules give.
+    A block whose 32-bit registers are all high word first (every map the drivers have)
+    is one ``struct`` pack into big-endian bytes and one unpack into words: floats go in as
+    they are, integer views are quantised and saturated first (``_raw``), so the words are
+    those the per-register rules give. A lone integer register, or a block with a
+    low-word-first register, goes register by register (``_register_encoder``).
     """
-    parts: list[_Encoder] = []
-    run: list[int] = []
-    for index, _, kind, scale, high_first, _ in views:
-        if kind == _KIND_FLOAT32 and high_first:
-            run.append(index)
-            continue
-        if run:
-            parts.append(_float_run_encoder(run))
-            run = []
-        parts.append(_register_encoder(index, kind, scale, high_first))
-    if run:
-        parts.append(_float_run_encoder(run))
-    if len(parts) == 1:
-        return parts[0]
+    lone_int = len(views) == 1 and views[0][2] != _KIND_FLOAT32
+    if lone_int or any(words == 2 and not high_first for _, words, _, _, high_first, _ in views):
+        parts = [_register_encoder(index, kind, scale, high_first)
+                 for index, _, kind, scale, high_first, _ in views]
+        if len(parts) == 1:
+            return parts[0]
+
+        def encode_each(values: list[float]) -> list[int]:
+            out: list[int] = []
+            for part in parts:
+                out += part(values)
+            return out
+
+        return encode_each
+    pack = Struct(">" + "".join(_STRUCT_CODES[view[2]] for view in views)).pack
+    unpack = Struct(f">{sum(view[1] for view in views)}H").unpack
+    if len(views) == 1:  # a lone float
+        index = views[0][0]
+        return lambda values: list(unpack(pack(values[index])))
+    get = itemgetter(*(view[0] for view in views))
+    ints = [(position, scale, *_RAW_LIMITS[kind])
+            for position, (_, _, kind, scale, _, _) in enumerate(views)
+            if kind != _KIND_FLOAT32]
+    if not ints:
+        return lambda values: list(unpack(pack(*get(values))))
 
     def encode(values: list[float]) -> list[int]:
-        out: list[int] = []
-        for part in parts:
-            out += part(values)
-        return out
+        args = list(get(values))
+        for position, scale, low, high in ints:
+            args[position] = _raw(args[position], scale, low, high)
+        return list(unpack(pack(*args)))
 
     return encode
 
 
-def _float_run_encoder(indices: Sequence[int]) -> _Encoder:
-    """Encoder of adjacent high-word-first float32 registers on slots ``indices``."""
-    pack = Struct(f">{len(indices)}f").pack
-    unpack = Struct(f">{2 * len(indices)}H").unpack
-    if len(indices) == 1:
-        index = indices[0]
-        return lambda values: list(unpack(pack(values[index])))
-    get = itemgetter(*indices)
-    return lambda values: list(unpack(pack(*get(values))))
+def _raw(value: float, scale: float, low: int, high: int) -> int:
+    """An integer view's raw value: quantised as ``drivers.registers.encode`` does and
+    saturated at ``low``/``high`` instead of raising."""
+    raw = round(value / scale) if scale != 1.0 else round(value)
+    return low if raw < low else high if raw > high else raw
 
 
 def _register_encoder(index: int, kind: int, scale: float, high_first: bool) -> _Encoder:
@@ -284,13 +296,10 @@ def _register_encoder(index: int, kind: int, scale: float, high_first: bool) -> 
 
         return encode_float
     low, high = _RAW_LIMITS[kind]
-    scaled = scale != 1.0
     wide = kind == _KIND_UINT32
 
     def encode_int(values: list[float]) -> list[int]:
-        value = values[index]
-        raw = round(value / scale) if scaled else round(value)
-        raw = low if raw < low else high if raw > high else raw
+        raw = _raw(values[index], scale, low, high)
         if wide:
             return [raw >> 16, raw & 0xFFFF] if high_first else [raw & 0xFFFF, raw >> 16]
         return [raw & 0xFFFF]

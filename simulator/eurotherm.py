@@ -355,7 +355,11 @@ class SimEurotherm3216:
             self._remote_age_s += dt_s
             if self._remote_age_s > self.remote_timeout_s:
                 self._remote_failed = True
-        target_c = self.active_setpoint_c
+        # active_setpoint_c, inlined (every substep)
+        if self._remote_selected and not self._remote_failed:
+            target_c = self._remote_sp_c
+        else:
+            target_c = self._local_sp_c
         wsp = self._wsp_c
         rate = self._sp_rate_c_per_s
         if rate <= 0.0 or abs(target_c - wsp) <= rate * dt_s:

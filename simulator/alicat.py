@@ -22,6 +22,10 @@ PRESSURE_PSIA: Final = 14.7  # MODEL ASSUMPTION: exhausting to a vented tube at 
 FLOW_TEMPERATURE_C: Final = 25.0  # MODEL ASSUMPTION: gas at room temperature
 _STANDARD_K: Final = 298.15  # Alicat standard conditions: 25 °C, 14.696 psia
 _STANDARD_PSIA: Final = 14.696
+_FLOW_K: Final = FLOW_TEMPERATURE_C + 273.15
+_MOV_HIGH: Final = int(Status.MOV_HIGH)  # plain ints: IntFlag arithmetic is slow
+_PID_HOLD: Final = int(Status.PID_HOLD)
+_PUBLISHED: Final = ("MASS_FLOW", "VOL_FLOW", "PRESSURE", "FLOW_TEMP", "STATUS")
 
 # Command ids and result codes of registers 1000/1001 (§2.1 [S21]).
 _CMD_CHANGE_GAS: Final = 1
@@ -41,9 +45,9 @@ class SimAlicatMFC:
     ``ValueError`` for a gas without an Alicat gas number or a non-positive full scale.
     """
 
-    __slots__ = ("_alpha", "_alpha_dt_s", "_noise_sccm", "_rng", "_valve_hold", "_zero_band_sccm",
-                 "bank", "flow_sccm", "full_scale_sccm", "gas", "no_flow", "setpoint_sccm",
-                 "stuck", "tau_s")
+    __slots__ = ("_alpha", "_alpha_dt_s", "_noise_sccm", "_published", "_registers", "_rng",
+                 "_valve_hold", "_zero_band_sccm", "bank", "flow_sccm", "full_scale_sccm", "gas",
+                 "no_flow", "setpoint_sccm", "stuck", "tau_s")
 
     def __init__(self, gas: str, full_scale_sccm: float, rng: random.Random | None = None,
                  tau_s: float = FLOW_TAU_S) -> None:
@@ -72,6 +76,9 @@ class SimAlicatMFC:
         self.bank.limit("SETPOINT", 0.0, full_scale_sccm)
         self.bank.set("GAS", float(GAS_INDEX[gas]))
         self.bank.on_write(self._on_write)
+        # ``publish`` runs every scan cycle: it stores by slot index, resolved here once.
+        self._registers = self.bank.values
+        self._published = tuple(self.bank.slot(name) for name in _PUBLISHED)
         self.publish()
 
     def _on_write(self, name: str, value: float) -> None:
@@ -113,18 +120,18 @@ class SimAlicatMFC:
 
     def publish(self) -> None:
         """Refresh mass flow, volumetric flow, P, T and status from the state."""
-        b = self.bank
         flow = self.flow_sccm
         reading = flow + self._rng.gauss(0.0, self._noise_sccm)
         # The instrument's "zero band": readings this close to zero show as exactly zero.
         reading = reading if abs(reading) > self._zero_band_sccm else 0.0
-        b.set("MASS_FLOW", reading)
-        # Ideal gas: actual volume at flow conditions from standard (25 °C, 14.696 psia).
-        b.set("VOL_FLOW", reading * (FLOW_TEMPERATURE_C + 273.15) / _STANDARD_K
-              * _STANDARD_PSIA / PRESSURE_PSIA)
-        b.set("PRESSURE", PRESSURE_PSIA)
-        b.set("FLOW_TEMP", FLOW_TEMPERATURE_C)
-        status = Status.MOV_HIGH if flow > self.full_scale_sccm else 0
+        status = _MOV_HIGH if flow > self.full_scale_sccm else 0
         if self._valve_hold:
-            status |= Status.PID_HOLD
-        b.set("STATUS", float(status))
+            status |= _PID_HOLD
+        values = self._registers
+        mass_i, volume_i, pressure_i, temperature_i, status_i = self._published
+        values[mass_i] = reading
+        # Ideal gas: actual volume at flow conditions from standard (25 °C, 14.696 psia).
+        values[volume_i] = reading * _FLOW_K / _STANDARD_K * _STANDARD_PSIA / PRESSURE_PSIA
+        values[pressure_i] = PRESSURE_PSIA
+        values[temperature_i] = FLOW_TEMPERATURE_C
+        values[status_i] = float(status)

@@ -41,6 +41,16 @@ INPUT_FILTER_S: Final = 1.6  # MODEL ASSUMPTION: FILT.T default, filters PV for 
 DERIVATIVE_FILTER_N: Final = 8.0  # MODEL ASSUMPTION: derivative filter time = Td / N
 _OVER_RANGE_FRAC: Final = 0.05  # StAt B10: PV above range by > 5 % of span (§1.1)
 _BREAK_UPSCALE_FRAC: Final = 0.10  # an open thermocouple drives the input upscale
+# StAt bits as plain ints: the status word is built every publish, and IntFlag arithmetic
+# costs ten times an int's. All 16 bits are defined, so ~ and & give the same words.
+_MANUAL: Final = int(Status.MANUAL)
+_RAMP_RUNNING: Final = int(Status.RAMP_RUNNING)
+_REMOTE_SP_FAIL: Final = int(Status.REMOTE_SP_FAIL)
+_SENSOR_BREAK: Final = int(Status.SENSOR_BREAK)
+_PV_OVER_RANGE: Final = int(Status.PV_OVER_RANGE)
+_ALARM_1: Final = int(Status.ALARM_1)
+_NEW_ALARM: Final = int(Status.NEW_ALARM)
+_PUBLISHED: Final = ("PV.IN", "WKG.SP", "WRK.OP", "ERR", "StAt", "StAt.INV")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +80,10 @@ class SimEurotherm3216:
     __slots__ = (
         "_a1_c", "_alarm_active", "_auto_manual", "_d_alpha", "_d_dt_s", "_d_rate_k_per_s",
         "_filter_alpha", "_filter_dt_s", "_handlers", "_i_pct", "_local_sp_c", "_man_op_pct",
-        "_new_alarm", "_op_hi_pct", "_op_lo_pct", "_pb_c", "_pv_c", "_pv_filtered_c",
-        "_remote_age_s", "_remote_failed", "_remote_selected", "_remote_sp_c", "_rng",
-        "_sensor_break", "_span_c", "_sp_rate_c_per_s", "_td_s", "_ti_s", "_wsp_c",
+        "_new_alarm", "_op_hi_pct", "_op_lo_pct", "_over_range_c", "_pb_c", "_published",
+        "_pv_c", "_pv_filtered_c", "_registers", "_remote_age_s", "_remote_failed",
+        "_remote_selected", "_remote_sp_c", "_rng", "_sensor_break", "_span_c",
+        "_sp_rate_c_per_s", "_td_s", "_ti_s", "_wsp_c",
         "bank", "heater_override_frac", "output_pct", "power_cycles", "powered",
         "pv_frozen", "pv_offset_k", "pv_spike_k", "remote_timeout_s", "tc_spec", "thermal",
     )
@@ -90,6 +101,7 @@ class SimEurotherm3216:
         self.bank = RegisterBank(build_map(decimals))
         spec = self.tc_spec
         self._span_c = spec.range_hi_c - spec.range_lo_c
+        self._over_range_c = spec.range_hi_c + _OVER_RANGE_FRAC * self._span_c
         start_c = self.thermal.tc_c
         # Power-up: local SP at the current temperature, WSP = PV, PID per §4.4.
         self._pv_c = self._pv_filtered_c = start_c
@@ -140,6 +152,9 @@ class SimEurotherm3216:
             "Ac.ALL": self._on_ack,
         }
         b.on_write(self._dispatch)
+        # ``publish`` runs every scan cycle: it stores by slot index, resolved here once.
+        self._registers = b.values
+        self._published = tuple(b.slot(name) for name in _PUBLISHED)
         self.publish()
 
     # ---- bus write hooks -------------------------------------------------------------
@@ -340,7 +355,11 @@ class SimEurotherm3216:
             self._remote_age_s += dt_s
             if self._remote_age_s > self.remote_timeout_s:
                 self._remote_failed = True
-        target_c = self.active_setpoint_c
+        # active_setpoint_c, inlined (every substep)
+        if self._remote_selected and not self._remote_failed:
+            target_c = self._remote_sp_c
+        else:
+            target_c = self._local_sp_c
         wsp = self._wsp_c
         rate = self._sp_rate_c_per_s
         if rate <= 0.0 or abs(target_c - wsp) <= rate * dt_s:
@@ -421,33 +440,32 @@ class SimEurotherm3216:
 
     def publish(self) -> None:
         """Refresh the readable registers (PV, WSP, output, error, status) from the state."""
-        b = self.bank
         pv = self.displayed_pv_c
         wsp = self._wsp_c
         status = self._status(pv)
-        b.set("PV.IN", pv)
-        b.set("WKG.SP", wsp)
-        b.set("WRK.OP", self.output_pct)
-        b.set("ERR", pv - wsp)
-        b.set("StAt", float(status))
-        b.set("StAt.INV", float(~status & 0xFFFF))
+        values = self._registers
+        pv_i, wsp_i, op_i, err_i, status_i, inverse_i = self._published
+        values[pv_i] = pv
+        values[wsp_i] = wsp
+        values[op_i] = self.output_pct
+        values[err_i] = pv - wsp
+        values[status_i] = float(status)
+        values[inverse_i] = float(~status & 0xFFFF)
 
     def _status(self, pv: float) -> int:
-        spec = self.tc_spec
-        wsp = self._wsp_c
         status = 0
         if self._auto_manual:
-            status |= Status.MANUAL
-        if wsp != self.active_setpoint_c:
-            status |= Status.RAMP_RUNNING
+            status |= _MANUAL
+        if self._wsp_c != self.active_setpoint_c:
+            status |= _RAMP_RUNNING
         if self._remote_selected and self._remote_failed:
-            status |= Status.REMOTE_SP_FAIL
+            status |= _REMOTE_SP_FAIL
         if self._sensor_break:
-            status |= Status.SENSOR_BREAK
-        if pv > spec.range_hi_c + _OVER_RANGE_FRAC * self._span_c:
-            status |= Status.PV_OVER_RANGE
+            status |= _SENSOR_BREAK
+        if pv > self._over_range_c:
+            status |= _PV_OVER_RANGE
         if self._alarm_active:
-            status |= Status.ALARM_1
+            status |= _ALARM_1
         if self._new_alarm:
-            status |= Status.NEW_ALARM
+            status |= _NEW_ALARM
         return status

@@ -29,7 +29,8 @@ class SimO2Analyser:
     negative. ``faulted`` is a hook that sets the sensor-fault status bit.
     """
 
-    __slots__ = ("_alpha", "_alpha_dt_s", "_rng", "bank", "faulted", "o2_ppm", "tau_s")
+    __slots__ = ("_alpha", "_alpha_dt_s", "_o2_i", "_registers", "_rng", "_status_i", "bank",
+                 "faulted", "o2_ppm", "tau_s")
 
     def __init__(self, rng: random.Random | None = None, tau_s: float = SENSOR_TAU_S,
                  initial_ppm: float = AIR_O2_PPM) -> None:
@@ -42,6 +43,10 @@ class SimO2Analyser:
         self.faulted = False
         """Fault hook: the analyser reports a sensor fault (STATUS bit 0)."""
         self.bank = RegisterBank(MAP)
+        # ``publish`` runs every scan cycle: it stores by slot index, resolved here once.
+        self._registers = self.bank.values
+        self._o2_i = self.bank.slot("O2")
+        self._status_i = self.bank.slot("STATUS")
         self.publish()
 
     def step(self, dt_s: float, tube_o2_ppm: float) -> None:
@@ -59,5 +64,6 @@ class SimO2Analyser:
     def publish(self) -> None:
         """Refresh the O2 reading (noisy) and the status word."""
         reading = self.o2_ppm * (1.0 + self._rng.gauss(0.0, NOISE_REL))
-        self.bank.set("O2", reading if reading > 0.0 else 0.0)
-        self.bank.set("STATUS", float(_STATUS_SENSOR_FAULT if self.faulted else 0))
+        values = self._registers
+        values[self._o2_i] = reading if reading > 0.0 else 0.0
+        values[self._status_i] = float(_STATUS_SENSOR_FAULT if self.faulted else 0)

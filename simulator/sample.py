@@ -25,6 +25,11 @@ SAMPLE_TAU_S: Final = 120.0  # τ_s, §4.4 (MODEL ASSUMPTION)
 SAMPLE_HEAT_CAPACITY_J_PER_K: Final = 15.0
 _OVER_RANGE_FRAC: Final = 0.05  # as the furnace's 3216: StAt B10 above range + 5 % of span
 _BREAK_UPSCALE_FRAC: Final = 0.10
+_SENSOR_BREAK: Final = int(Status.SENSOR_BREAK)  # plain ints: IntFlag arithmetic is slow
+_PV_OVER_RANGE: Final = int(Status.PV_OVER_RANGE)
+_ALARM_1: Final = int(Status.ALARM_1)
+_READ: Final = ("Rm.SP", "L-R", "TG.SP", "A1")
+_PUBLISHED: Final = ("PV.IN", "WKG.SP", "WRK.OP", "ERR", "StAt", "StAt.INV")
 
 
 class SampleBoat:
@@ -82,7 +87,8 @@ class SimIndicator:
     ``decimals`` other than 0-2.
     """
 
-    __slots__ = ("_rng", "_sensor_break", "_span_c", "bank", "sample", "tc_spec")
+    __slots__ = ("_over_range_c", "_published", "_read", "_registers", "_rng",
+                 "_sensor_break", "_span_c", "bank", "sample", "tc_spec")
 
     def __init__(self, sample: SampleBoat, decimals: int = 1, thermocouple: str = "K",
                  rng: random.Random | None = None) -> None:
@@ -91,6 +97,7 @@ class SimIndicator:
         self.sample = sample
         self.tc_spec = spec = THERMOCOUPLES[thermocouple]
         self._span_c = spec.range_hi_c - spec.range_lo_c
+        self._over_range_c = spec.range_hi_c + _OVER_RANGE_FRAC * self._span_c
         self._rng = rng or random.Random(0)
         self._sensor_break = False
         self.bank = b = RegisterBank(build_map(decimals))
@@ -102,6 +109,10 @@ class SimIndicator:
             b.set(name, value)
         for name in ("TG.SP", "Rm.SP", "A1"):
             b.limit(name, spec.range_lo_c, spec.range_hi_c)
+        # ``publish`` runs every scan cycle: it goes by slot index, resolved here once.
+        self._registers = b.values
+        self._read = tuple(b.slot(name) for name in _READ)
+        self._published = tuple(b.slot(name) for name in _PUBLISHED)
         self.publish()
 
     def inject_sensor_break(self, broken: bool) -> None:
@@ -112,23 +123,25 @@ class SimIndicator:
 
     def publish(self) -> None:
         """Refresh PV (a fresh noise draw), WKG.SP, WRK.OP, ERR and the status word."""
-        b = self.bank
         spec = self.tc_spec
         if self._sensor_break:
             pv = spec.range_hi_c + _BREAK_UPSCALE_FRAC * self._span_c
         else:
             pv = self.sample.sample_c + self._rng.gauss(0.0, spec.noise_k)
-        wsp = b.get("Rm.SP") if b.get("L-R") >= 0.5 else b.get("TG.SP")
+        values = self._registers
+        remote_i, lr_i, local_i, a1_i = self._read
+        wsp = values[remote_i] if values[lr_i] >= 0.5 else values[local_i]
         status = 0
         if self._sensor_break:
-            status |= Status.SENSOR_BREAK
-        if pv > spec.range_hi_c + _OVER_RANGE_FRAC * self._span_c:
-            status |= Status.PV_OVER_RANGE
-        if self._sensor_break or pv > b.get("A1"):
-            status |= Status.ALARM_1
-        b.set("PV.IN", pv)
-        b.set("WKG.SP", wsp)
-        b.set("WRK.OP", 0.0)
-        b.set("ERR", pv - wsp)
-        b.set("StAt", float(status))
-        b.set("StAt.INV", float(~status & 0xFFFF))
+            status |= _SENSOR_BREAK
+        if pv > self._over_range_c:
+            status |= _PV_OVER_RANGE
+        if self._sensor_break or pv > values[a1_i]:
+            status |= _ALARM_1
+        pv_i, wsp_i, op_i, err_i, status_i, inverse_i = self._published
+        values[pv_i] = pv
+        values[wsp_i] = wsp
+        values[op_i] = 0.0
+        values[err_i] = pv - wsp
+        values[status_i] = float(status)
+        values[inverse_i] = float(~status & 0xFFFF)

@@ -12,7 +12,7 @@ import random
 from typing import Final
 
 from drivers.maps import InstrumentMap, MassFlowControllerRoles, load_builtin_map
-from simulator.mapped import bank_for, slot_of, status_masks
+from simulator.mapped import bank_for, slot_index, slot_of, status_masks
 
 __all__ = ["FLOW_TAU_S", "SimAlicatMFC"]
 
@@ -23,6 +23,7 @@ PRESSURE_PSIA: Final = 14.7  # MODEL ASSUMPTION: exhausting to a vented tube at 
 FLOW_TEMPERATURE_C: Final = 25.0  # MODEL ASSUMPTION: gas at room temperature
 _STANDARD_K: Final = 298.15  # Alicat standard conditions: 25 °C, 14.696 psia
 _STANDARD_PSIA: Final = 14.696
+_FLOW_K: Final = FLOW_TEMPERATURE_C + 273.15
 
 # Command ids and result codes of registers 1000/1001 (§2.1 [S21]).
 _CMD_CHANGE_GAS: Final = 1
@@ -49,10 +50,10 @@ class SimAlicatMFC:
     without a gas number, a non-positive full scale or a map of another kind.
     """
 
-    __slots__ = ("_alpha", "_alpha_dt_s", "_commands", "_extras", "_gas_numbers", "_masks",
-                 "_noise_sccm", "_per_unit_sccm", "_readback", "_rng", "_slots", "_valve_hold",
-                 "_zero_band_sccm", "bank", "flow_sccm", "full_scale_sccm", "gas", "no_flow",
-                 "setpoint_sccm", "stuck", "tau_s")
+    __slots__ = ("_alpha", "_alpha_dt_s", "_commands", "_gas_numbers", "_masks",
+                 "_noise_sccm", "_per_unit_sccm", "_published", "_readback", "_registers",
+                 "_rng", "_slots", "_valve_hold", "_zero_band_sccm", "bank", "flow_sccm",
+                 "full_scale_sccm", "gas", "no_flow", "setpoint_sccm", "stuck", "tau_s")
 
     def __init__(self, gas: str, full_scale_sccm: float, rng: random.Random | None = None,
                  tau_s: float = FLOW_TAU_S, *, imap: InstrumentMap | None = None,
@@ -98,13 +99,20 @@ class SimAlicatMFC:
                              else frozenset())
         names = {r.name for r in imap.registers}
         self._commands = _COMMAND in names and _ARGUMENT in names
-        self._extras = tuple(name if name in names else None for name in _EXTRAS)
         b.limit(setpoint, 0.0,
                 full_scale_sccm if self._per_unit_sccm is None else 100.0)
         gas_s = self._slots[3]
         if gas_s is not None and gas_number is not None:
             b.set(gas_s, float(gas_number))
         b.on_write(self._on_write)
+        # ``publish`` runs every scan cycle: it stores by slot index, resolved here once
+        # (None: a register this map does not have).
+        self._registers = b.values
+        status_s = self._slots[2]
+        volume, pressure, temperature = (n if n in names else None for n in _EXTRAS)
+        self._published: tuple[int, int | None, int | None, int | None, int | None] = (
+            b.slot(self._slots[1]), slot_index(b, volume), slot_index(b, pressure),
+            slot_index(b, temperature), slot_index(b, status_s))
         self.publish()
 
     def _on_write(self, name: str, value: float) -> None:
@@ -150,26 +158,24 @@ class SimAlicatMFC:
 
     def publish(self) -> None:
         """Refresh mass flow, volumetric flow, P, T and status from the state."""
-        b = self.bank
         flow = self.flow_sccm
         reading = flow + self._rng.gauss(0.0, self._noise_sccm)
         # The instrument's "zero band": readings this close to zero show as exactly zero.
         reading = reading if abs(reading) > self._zero_band_sccm else 0.0
-        _, flow_s, status_s, _ = self._slots
-        k = self._per_unit_sccm
-        b.set(flow_s, reading if k is None else reading / k)
-        volume_s, pressure_s, temperature_s = self._extras
-        if volume_s is not None:
-            # Ideal gas: actual volume at flow conditions from standard (25 °C, 14.696 psia).
-            b.set(volume_s, reading * (FLOW_TEMPERATURE_C + 273.15) / _STANDARD_K
-                  * _STANDARD_PSIA / PRESSURE_PSIA)
-        if pressure_s is not None:
-            b.set(pressure_s, PRESSURE_PSIA)
-        if temperature_s is not None:
-            b.set(temperature_s, FLOW_TEMPERATURE_C)
         mov_high, pid_hold = self._masks
         status = mov_high if flow > self.full_scale_sccm else 0
         if self._valve_hold:
             status |= pid_hold
-        if status_s is not None:
-            b.set(status_s, float(status))
+        values = self._registers
+        mass_i, volume_i, pressure_i, temperature_i, status_i = self._published
+        k = self._per_unit_sccm
+        values[mass_i] = reading if k is None else reading / k
+        if volume_i is not None:
+            # Ideal gas: actual volume at flow conditions from standard (25 °C, 14.696 psia).
+            values[volume_i] = reading * _FLOW_K / _STANDARD_K * _STANDARD_PSIA / PRESSURE_PSIA
+        if pressure_i is not None:
+            values[pressure_i] = PRESSURE_PSIA
+        if temperature_i is not None:
+            values[temperature_i] = FLOW_TEMPERATURE_C
+        if status_i is not None:
+            values[status_i] = float(status)

@@ -311,7 +311,8 @@ class SimSicsLine:
 
     async def transact(self, request: bytes) -> bytes:
         """The balance's reply to ``request``."""
-        await self.open()
+        if self._closed:  # ``open``'s check, without awaiting a coroutine every request
+            await self.open()
         if self._before is not None:
             self._before()
         reply = self.balance.respond(request)

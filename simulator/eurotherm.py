@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from drivers.maps import InstrumentMap, TemperatureControllerRoles, load_builtin_map
-from simulator.mapped import bank_for, slot_of, status_masks
+from simulator.mapped import bank_for, slot_index, slot_of, status_masks
 from simulator.thermal import FurnaceThermal, ThermalParams
 
 __all__ = ["THERMOCOUPLES", "FurnaceTruth", "SimEurotherm3216", "ThermocoupleSpec"]
@@ -86,12 +86,13 @@ class SimEurotherm3216:
 
     __slots__ = (
         "_a1_c", "_alarm_active", "_always_remote", "_auto_manual", "_auto_value", "_d_alpha",
-        "_d_dt_s", "_d_rate_k_per_s", "_local_value", "_manual_value", "_masks", "_published",
+        "_d_dt_s", "_d_rate_k_per_s", "_local_value", "_manual_value", "_masks",
         "_pv_addresses", "_rate", "_remote_value", "_roles", "_slots",
         "_filter_alpha", "_filter_dt_s", "_handlers", "_i_pct", "_local_sp_c", "_man_op_pct",
-        "_new_alarm", "_op_hi_pct", "_op_lo_pct", "_pb_c", "_pv_c", "_pv_filtered_c",
-        "_remote_age_s", "_remote_failed", "_remote_selected", "_remote_sp_c", "_rng",
-        "_sensor_break", "_span_c", "_sp_rate_c_per_s", "_td_s", "_ti_s", "_wsp_c",
+        "_new_alarm", "_op_hi_pct", "_op_lo_pct", "_over_range_c", "_pb_c", "_published",
+        "_pv_c", "_pv_filtered_c", "_registers", "_remote_age_s", "_remote_failed",
+        "_remote_selected", "_remote_sp_c", "_rng", "_sensor_break", "_span_c",
+        "_sp_rate_c_per_s", "_td_s", "_ti_s", "_wsp_c",
         "bank", "heater_override_frac", "output_pct", "power_cycles", "powered",
         "pv_frozen", "pv_offset_k", "pv_spike_k", "remote_timeout_s", "tc_spec", "thermal",
     )
@@ -112,6 +113,7 @@ class SimEurotherm3216:
         self.bank = bank_for(imap)
         spec = self.tc_spec
         self._span_c = spec.range_hi_c - spec.range_lo_c
+        self._over_range_c = spec.range_hi_c + _OVER_RANGE_FRAC * self._span_c
         start_c = self.thermal.tc_c
         # Power-up: local SP at the current temperature, WSP = PV, PID per §4.4.
         self._pv_c = self._pv_filtered_c = start_c
@@ -166,9 +168,6 @@ class SimEurotherm3216:
         self._slots = slot
         self._pv_addresses = tuple(r.address for r in imap.registers
                                    if imap.slot(r.name) == slot["pv"])
-        self._published = (imap.slot(roles.process_value), imap.slot(roles.working_setpoint),
-                           imap.slot(roles.output), slot["error"], slot["status"],
-                           slot["inverted"])
         self._masks = status_masks(roles.status, *_STATUS_BITS)
         self._rate = rate
         self._remote_value, self._local_value = (sel.remote, sel.local) if sel else (1, 0)
@@ -200,6 +199,13 @@ class SimEurotherm3216:
                     ("rate", self._on_sp_rat), ("a1", self._on_a1), ("ack", self._on_ack))
         self._handlers = {slot[n]: h for n, h in handlers if slot[n] is not None}
         b.on_write(self._dispatch)
+        # ``publish`` runs every scan cycle: it stores by slot index, resolved here once
+        # (None: a register this map does not have).
+        self._registers = b.values
+        self._published: tuple[int, int, int, int | None, int | None, int | None] = (
+            b.slot(imap.slot(roles.process_value)), b.slot(imap.slot(roles.working_setpoint)),
+            b.slot(imap.slot(roles.output)), slot_index(b, slot["error"]),
+            slot_index(b, slot["status"]), slot_index(b, slot["inverted"]))
         self.publish()
 
     def _set(self, role: str, value: float) -> None:
@@ -419,7 +425,11 @@ class SimEurotherm3216:
             self._remote_age_s += dt_s
             if self._remote_age_s > self.remote_timeout_s:
                 self._remote_failed = True
-        target_c = self.active_setpoint_c
+        # active_setpoint_c, inlined (every substep)
+        if self._remote_selected and not self._remote_failed:
+            target_c = self._remote_sp_c
+        else:
+            target_c = self._local_sp_c
         wsp = self._wsp_c
         rate = self._sp_rate_c_per_s
         if rate <= 0.0 or abs(target_c - wsp) <= rate * dt_s:
@@ -500,35 +510,34 @@ class SimEurotherm3216:
 
     def publish(self) -> None:
         """Refresh the readable registers (PV, WSP, output, error, status) from the state."""
-        b = self.bank
         pv = self.displayed_pv_c
         wsp = self._wsp_c
         status = self._status(pv)
-        pv_s, wsp_s, op_s, err_s, status_s, inverse_s = self._published
-        b.set(pv_s, pv)
-        b.set(wsp_s, wsp)
-        b.set(op_s, self.output_pct)
-        if err_s is not None:
-            b.set(err_s, pv - wsp)
-        if status_s is not None:
-            b.set(status_s, float(status))
-        if inverse_s is not None:
-            b.set(inverse_s, float(~status & 0xFFFF))
+        values = self._registers
+        pv_i, wsp_i, op_i, err_i, status_i, inverse_i = self._published
+        values[pv_i] = pv
+        values[wsp_i] = wsp
+        values[op_i] = self.output_pct
+        if err_i is not None:
+            values[err_i] = pv - wsp
+        if status_i is not None:
+            values[status_i] = float(status)
+        if inverse_i is not None:
+            values[inverse_i] = float(~status & 0xFFFF)
 
     def _status(self, pv: float) -> int:
-        spec = self.tc_spec
-        wsp = self._wsp_c
+        """The status word from the map's masks (0 for a bit the map does not have)."""
         manual, ramp, remote_fail, sensor_break, over_range, alarm_1, new_alarm = self._masks
         status = 0
         if self._auto_manual:
             status |= manual
-        if wsp != self.active_setpoint_c:
+        if self._wsp_c != self.active_setpoint_c:
             status |= ramp
         if self._remote_selected and self._remote_failed:
             status |= remote_fail
         if self._sensor_break:
             status |= sensor_break
-        if pv > spec.range_hi_c + _OVER_RANGE_FRAC * self._span_c:
+        if pv > self._over_range_c:
             status |= over_range
         if self._alarm_active:
             status |= alarm_1

@@ -43,13 +43,13 @@ class SimBus:
     def _name(self, unit: int) -> str:
         return self._names.get(unit, f"unit {unit}")
 
-    def _check_open(self, unit: int) -> None:
-        if self._closed:
-            raise CommunicationError("simulator bus is closed", device=self._name(unit))
+    def _closed_error(self, unit: int) -> CommunicationError:
+        return CommunicationError("simulator bus is closed", device=self._name(unit))
 
     async def read_registers(self, unit: int, address: int, count: int) -> list[int]:
         """Read ``count`` holding registers from ``address`` (0-based PDU) of ``unit``."""
-        self._check_open(unit)
+        if self._closed:
+            raise self._closed_error(unit)
         world = self.world
         world.advance_to(self._now())
         try:
@@ -68,7 +68,8 @@ class SimBus:
     async def write_registers(self, unit: int, address: int, words: Sequence[int], *,
                               idempotent: bool = True) -> None:
         """Write ``words`` from ``address`` (FC16); returns once the simulator accepted it."""
-        self._check_open(unit)
+        if self._closed:
+            raise self._closed_error(unit)
         world = self.world
         world.advance_to(self._now())
         try:

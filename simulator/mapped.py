@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from drivers.maps import InstrumentMap, StatusWord
 from simulator.bank import RegisterBank
 
-__all__ = ["bank_for", "slot_of", "status_masks"]
+__all__ = ["bank_for", "slot_index", "slot_of", "status_masks"]
 
 
 def bank_for(imap: InstrumentMap) -> RegisterBank:
@@ -24,6 +24,12 @@ def bank_for(imap: InstrumentMap) -> RegisterBank:
 def slot_of(imap: InstrumentMap, register: str | None) -> str | None:
     """The slot (bank name) of the register a role names, or None for an unbound role."""
     return None if register is None else imap.slot(register)
+
+
+def slot_index(bank: RegisterBank, slot: str | None) -> int | None:
+    """The index in ``bank.values`` of ``slot``, or None for an unbound role (an
+    instrument that publishes every step resolves its slots once)."""
+    return None if slot is None else bank.slot(slot)
 
 
 def status_masks(status: StatusWord | None, *names: str) -> tuple[int, ...]:

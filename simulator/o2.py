@@ -12,7 +12,7 @@ from typing import Final
 
 from drivers.maps import InstrumentMap, OxygenAnalyserRoles, load_builtin_map
 from simulator.gas import AIR_O2_PPM
-from simulator.mapped import bank_for, slot_of
+from simulator.mapped import bank_for, slot_index, slot_of
 
 __all__ = ["SENSOR_TAU_S", "SimO2Analyser"]
 
@@ -31,8 +31,8 @@ class SimO2Analyser:
     the built-in generic map). Raises ``ValueError`` for a map of another kind.
     """
 
-    __slots__ = ("_alpha", "_alpha_dt_s", "_fault_mask", "_o2_slot", "_rng", "_status_slot",
-                 "bank", "faulted", "o2_ppm", "tau_s")
+    __slots__ = ("_alpha", "_alpha_dt_s", "_fault_mask", "_o2_i", "_registers", "_rng",
+                 "_status_i", "bank", "faulted", "o2_ppm", "tau_s")
 
     def __init__(self, rng: random.Random | None = None, tau_s: float = SENSOR_TAU_S,
                  initial_ppm: float = AIR_O2_PPM, *,
@@ -40,8 +40,8 @@ class SimO2Analyser:
         imap = imap or load_builtin_map(BUILTIN_MAP)
         roles = imap.roles_as(OxygenAnalyserRoles)
         status = roles.status
-        self._o2_slot = imap.slot(roles.o2)
-        self._status_slot = slot_of(imap, status.register if status else None)
+        o2_slot = imap.slot(roles.o2)
+        status_slot = slot_of(imap, status.register if status else None)
         bits = status.bits if status is not None else {}
         first_fault = next(iter(sorted(status.fault)), "") if status is not None else ""
         self._fault_mask = bits.get("sensor_fault", bits.get(first_fault, 0))
@@ -54,6 +54,10 @@ class SimO2Analyser:
         self.faulted = False
         """Fault hook: the analyser reports a sensor fault (STATUS bit 0)."""
         self.bank = bank_for(imap)
+        # ``publish`` runs every scan cycle: it stores by slot index, resolved here once.
+        self._registers = self.bank.values
+        self._o2_i = self.bank.slot(o2_slot)
+        self._status_i = slot_index(self.bank, status_slot)
         self.publish()
 
     def step(self, dt_s: float, tube_o2_ppm: float) -> None:
@@ -71,6 +75,7 @@ class SimO2Analyser:
     def publish(self) -> None:
         """Refresh the O2 reading (noisy) and the status word."""
         reading = self.o2_ppm * (1.0 + self._rng.gauss(0.0, NOISE_REL))
-        self.bank.set(self._o2_slot, reading if reading > 0.0 else 0.0)
-        if self._status_slot is not None:
-            self.bank.set(self._status_slot, float(self._fault_mask if self.faulted else 0))
+        values = self._registers
+        values[self._o2_i] = reading if reading > 0.0 else 0.0
+        if self._status_i is not None:
+            values[self._status_i] = float(self._fault_mask if self.faulted else 0)

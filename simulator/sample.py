@@ -13,7 +13,7 @@ from typing import Final
 
 from drivers.maps import InstrumentMap
 from simulator.eurotherm import THERMOCOUPLES, controller_map
-from simulator.mapped import bank_for, slot_of, status_masks
+from simulator.mapped import bank_for, slot_index, slot_of, status_masks
 
 __all__ = ["SAMPLE_HEAT_CAPACITY_J_PER_K", "SAMPLE_TAU_S", "SampleBoat", "SimIndicator"]
 
@@ -84,7 +84,8 @@ class SimIndicator:
     show or a map that is not a temperature controller's.
     """
 
-    __slots__ = ("_masks", "_remote_value", "_rng", "_sensor_break", "_slots", "_span_c",
+    __slots__ = ("_alarm_i", "_masks", "_over_range_c", "_published", "_registers",
+                 "_remote_value", "_rng", "_selected", "_sensor_break", "_setpoint_i", "_span_c",
                  "bank", "sample", "tc_spec")
 
     def __init__(self, sample: SampleBoat, decimals: int = 1, thermocouple: str = "K",
@@ -96,13 +97,14 @@ class SimIndicator:
         self.sample = sample
         self.tc_spec = spec = THERMOCOUPLES[thermocouple]
         self._span_c = spec.range_hi_c - spec.range_lo_c
+        self._over_range_c = spec.range_hi_c + _OVER_RANGE_FRAC * self._span_c
         self._rng = rng or random.Random(0)
         self._sensor_break = False
         self.bank = b = bank_for(imap)
         start_c = sample.sample_c
         sel = roles.remote_select
         status = roles.status
-        self._slots = slot = {name: slot_of(imap, register) for name, register in (
+        slot = {name: slot_of(imap, register) for name, register in (
             ("pv", roles.process_value), ("wsp", roles.working_setpoint),
             ("output", roles.output), ("error", roles.error),
             ("status", status.register if status else None),
@@ -113,7 +115,7 @@ class SimIndicator:
             ("op_hi", roles.output_high), ("op_lo", roles.output_low),
             ("range_lo", roles.range_low), ("range_hi", roles.range_high),
             ("a1", roles.alarm_high), ("decimals", roles.display_decimals))}
-        self._remote_value = sel.remote if sel else None
+        self._remote_value = sel.remote if sel else 0
         self._masks = status_masks(status, "sensor_break", "over_range", "alarm_1")
         for name, value in (("local", start_c), ("remote", start_c), ("pb", 20.0),
                             ("ti", 300.0), ("td", 50.0), ("op_hi", 0.0), ("op_lo", 0.0),
@@ -127,16 +129,24 @@ class SimIndicator:
             name_ = slot[name]
             if name_ is not None:
                 b.limit(name_, spec.range_lo_c, spec.range_hi_c)
+        # ``publish`` runs every scan cycle: it goes by slot index, resolved here once.
+        self._registers = b.values
+        def index(role: str) -> int | None:
+            return slot_index(b, slot[role])
+
+        remote_i, select_i, local_i = index("remote"), index("select"), index("local")
+        # The setpoint the working setpoint echoes: remote or local as selected (select,
+        # remote, local), else the one the map has (-1: none, the PV).
+        self._selected = ((select_i, remote_i, local_i) if select_i is not None
+                          and remote_i is not None and local_i is not None else None)
+        fixed = remote_i if remote_i is not None else local_i
+        self._setpoint_i = -1 if fixed is None else fixed
+        self._alarm_i = index("a1")
+        self._published = (b.slot(imap.slot(roles.process_value)),
+                           b.slot(imap.slot(roles.working_setpoint)),
+                           b.slot(imap.slot(roles.output)), index("error"), index("status"),
+                           index("inverted"))
         self.publish()
-
-    def _get(self, role: str, default: float) -> float:
-        name = self._slots[role]
-        return self.bank.get(name) if name is not None else default
-
-    def _put(self, role: str, value: float) -> None:
-        name = self._slots[role]
-        if name is not None:
-            self.bank.set(name, value)
 
     def inject_sensor_break(self, broken: bool) -> None:
         """Open (``True``) or mend the sample thermocouple: PV reads upscale, StAt shows
@@ -151,24 +161,30 @@ class SimIndicator:
             pv = spec.range_hi_c + _BREAK_UPSCALE_FRAC * self._span_c
         else:
             pv = self.sample.sample_c + self._rng.gauss(0.0, spec.noise_k)
-        remote = self._remote_value
-        local = self._get("local", pv)
-        if remote is None:  # no select: the remote setpoint if there is one
-            wsp = self._get("remote", local)
+        values = self._registers
+        selected = self._selected
+        if selected is not None:
+            select_i, remote_i, local_i = selected
+            wsp = values[remote_i] if round(values[select_i]) == self._remote_value \
+                else values[local_i]
         else:
-            wsp = self._get("remote", local) if round(self._get("select", 0.0)) == remote \
-                else local
+            wsp = values[self._setpoint_i] if self._setpoint_i >= 0 else pv
         sensor_break, over_range, alarm_1 = self._masks
+        alarm_i = self._alarm_i
         status = 0
         if self._sensor_break:
             status |= sensor_break
-        if pv > spec.range_hi_c + _OVER_RANGE_FRAC * self._span_c:
+        if pv > self._over_range_c:
             status |= over_range
-        if self._sensor_break or pv > self._get("a1", math.inf):
+        if self._sensor_break or (alarm_i is not None and pv > values[alarm_i]):
             status |= alarm_1
-        self._put("pv", pv)
-        self._put("wsp", wsp)
-        self._put("output", 0.0)
-        self._put("error", pv - wsp)
-        self._put("status", float(status))
-        self._put("inverted", float(~status & 0xFFFF))
+        pv_i, wsp_i, op_i, err_i, status_i, inverse_i = self._published
+        values[pv_i] = pv
+        values[wsp_i] = wsp
+        values[op_i] = 0.0
+        if err_i is not None:
+            values[err_i] = pv - wsp
+        if status_i is not None:
+            values[status_i] = float(status)
+        if inverse_i is not None:
+            values[inverse_i] = float(~status & 0xFFFF)

@@ -155,9 +155,9 @@ class SimWorld:
     and the ``wire_faults`` table; ``simulator.faults`` and ``simulator.journal`` use them.
     """
 
-    __slots__ = ("_banks", "_inlet_ppm", "_silent", "balance", "furnace", "hooks", "kinetics",
-                 "mfcs", "now_s", "o2", "sample", "sample_tc", "spec", "substep_s", "tube",
-                 "read_hooks", "wire_faults", "write_hooks")
+    __slots__ = ("_banks", "_mfc_inlets", "_serving", "_silent", "balance", "furnace", "hooks",
+                 "kinetics", "mfcs", "now_s", "o2", "sample", "sample_tc", "spec", "substep_s",
+                 "tube", "read_hooks", "wire_faults", "write_hooks")
 
     def __init__(self, spec: SimStationSpec, seed: int = 0, substep_s: float = 0.5) -> None:
         if not substep_s > 0.0:
@@ -183,7 +183,10 @@ class SimWorld:
             for m in spec.mfcs
         }
         """MFCs by gas name."""
-        self._inlet_ppm = tuple(inlet_o2_ppm(m.o2_fraction) for m in spec.mfcs)
+        # (MFC, O2 ppm of its supply gas) pairs, as ``_substep`` mixes them every substep
+        self._mfc_inlets = tuple(zip(self.mfcs.values(),
+                                     (inlet_o2_ppm(m.o2_fraction) for m in spec.mfcs),
+                                     strict=True))
         self.tube = (TubeGas(spec.tube_volume_l) if spec.initial_o2_ppm is None
                      else TubeGas(spec.tube_volume_l, spec.initial_o2_ppm))
         o2_rng = random.Random(master.getrandbits(64))
@@ -219,6 +222,8 @@ class SimWorld:
         if self.sample_tc is not None and spec.sample_tc_unit is not None:
             self._banks[spec.sample_tc_unit] = self.sample_tc.bank
         self._silent: set[int] = set()
+        self._serving = dict(self._banks)
+        """The banks of the units not muted: ``read`` and ``write`` look here first."""
         self.hooks: list[Callable[[SimWorld, float], None]] = []
         """Called as ``hook(world, t_s)`` before each substep (fault injection, scripted
         events), with ``now_s`` already at ``t_s``. Empty in normal runs, so it costs
@@ -246,10 +251,11 @@ class SimWorld:
             n_full += 1
             rest_s = 0.0
         start_s = self.now_s
+        substep = self._substep
         for i in range(n_full):
             if self.hooks:
                 self._run_hooks(start_s + i * h)
-            self._substep(h)
+            substep(h)
         if rest_s > _EPS_S:
             if self.hooks:
                 self._run_hooks(start_s + n_full * h)
@@ -296,7 +302,7 @@ class SimWorld:
     def _substep(self, dt_s: float) -> None:
         total_sccm = 0.0
         o2_flux = 0.0
-        for mfc, ppm in zip(self.mfcs.values(), self._inlet_ppm, strict=True):
+        for mfc, ppm in self._mfc_inlets:
             mfc.step(dt_s)
             flow = mfc.flow_sccm
             total_sccm += flow
@@ -332,7 +338,11 @@ class SimWorld:
         Raises ``DeviceTimeoutError`` (no such unit, or muted) or ``ModbusExceptionReply``
         (04 for a unit with ``WireFault.EXCEPTION``).
         """
-        words = self._bank(unit).read(address, count)
+        # The common case first: a unit that answers, no wire faults (``_bank`` raises).
+        bank = self._serving.get(unit)
+        if bank is None or self.wire_faults:
+            bank = self._bank(unit)
+        words = bank.read(address, count)
         if self.read_hooks:
             for hook in tuple(self.read_hooks):
                 hook(unit, address, count, self.now_s)
@@ -343,7 +353,10 @@ class SimWorld:
 
         After the write is accepted, every ``write_hooks`` entry sees it (at ``now_s``).
         """
-        self._bank(unit).write(address, words)
+        bank = self._serving.get(unit)
+        if bank is None or self.wire_faults:
+            bank = self._bank(unit)
+        bank.write(address, words)
         if self.write_hooks:
             for hook in tuple(self.write_hooks):
                 hook(unit, address, words, self.now_s)
@@ -352,8 +365,11 @@ class SimWorld:
         """Fault hook: make ``unit`` stop (or resume) answering, as on a comms loss."""
         if responding:
             self._silent.discard(unit)
+            if unit in self._banks:
+                self._serving[unit] = self._banks[unit]
         else:
             self._silent.add(unit)
+            self._serving.pop(unit, None)
 
     def is_responding(self, unit: int) -> bool:
         """True if ``unit`` is an instrument of this world and is not muted."""

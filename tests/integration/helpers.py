@@ -5,6 +5,8 @@ world at hand, or whole), and reading it back; the session's cache of whole dry 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import socket
 import subprocess
 import sys
@@ -15,11 +17,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from filelock import FileLock
+
 from controller.recipe.plan import load_recipe
 from controller.recipe.station import Station, load_station
 from controller.recipe.steps import Plan
 from controller.records.folder import BatchFolder
 from controller.run.clock import VirtualClock
+from controller.run.runstate import Phase
 from controller.session import BatchResult, run_batch
 from controller.station_factory import Built, build_devices
 from simulator import SimWorld
@@ -118,22 +123,46 @@ class DryRuns:
     records and summary cannot be changed, and a test that writes a file (a report) writes
     it to its own ``tmp_path``, never into the shared batch folder.
 
+    The runs are shared by every worker of the session (pytest-xdist): a run's batch folder
+    lies in ``shared`` (the session's base temporary folder), made by whichever worker
+    needs it first while the others wait on its lock, and read back by the rest; so the
+    tests using them spread over the cores instead of queueing on one worker.
+
     Call it from a synchronous test or fixture (it runs its own event loop)."""
 
-    def __init__(self, folder: Path) -> None:
-        self._folder = folder
+    def __init__(self, shared: Path) -> None:
+        self._shared = shared
         self._done: dict[tuple[Path, tuple[tuple[str, str], ...], int], Batch] = {}
 
     def __call__(self, recipe: Path, overrides: Mapping[str, str] | None = None,
                  seed: int = 0) -> Batch:
         key = (recipe.resolve(), tuple(sorted((overrides or {}).items())), seed)
         if key not in self._done:
-            folder = self._folder / f"{len(self._done)}-{recipe.stem}"
-            batch = asyncio.run(dry_run(recipe, folder, overrides, seed))
-            self._done[key] = Batch(replace(batch.result, summary=_frozen(batch.result.summary)),
-                                    batch.plan, _frozen(batch.rows), _frozen(batch.audit),
-                                    batch.carbon_yield_pct)
+            self._done[key] = self._shared_run(recipe, dict(overrides or {}), seed, key)
         return self._done[key]
+
+    def _shared_run(self, recipe: Path, overrides: dict[str, str], seed: int,
+                    key: tuple[Path, tuple[tuple[str, str], ...], int]) -> Batch:
+        name = f"{recipe.stem}-{hashlib.sha256(repr(key).encode()).hexdigest()[:12]}"
+        folder, done = self._shared / name, self._shared / f"{name}.json"
+        self._shared.mkdir(parents=True, exist_ok=True)
+        with FileLock(self._shared / f"{name}.lock"):
+            if done.exists():  # another worker ran it
+                ran = json.loads(done.read_text(encoding="utf-8"))
+                station, _ = load_station(None)
+                _, plan, _ = load_recipe(recipe, overrides, station)
+                summary = json.loads((Path(ran["batch_dir"]) / "summary.json").read_text(
+                    encoding="utf-8"))
+                result = BatchResult(Path(ran["batch_dir"]), Phase(ran["state"]), summary)
+                batch = read_batch(result, plan, carbon_yield_pct=ran["carbon_yield_pct"])
+            else:
+                batch = asyncio.run(dry_run(recipe, folder, overrides, seed))
+                done.write_text(json.dumps({
+                    "batch_dir": str(batch.result.batch_dir), "state": str(batch.result.state),
+                    "carbon_yield_pct": batch.carbon_yield_pct}), encoding="utf-8")
+        return Batch(replace(batch.result, summary=_frozen(batch.result.summary)),
+                     batch.plan, _frozen(batch.rows), _frozen(batch.audit),
+                     batch.carbon_yield_pct)
 
 
 def free_port() -> int:

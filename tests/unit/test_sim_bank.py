@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import struct
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from drivers.alicat.registers import MAP as ALICAT_MAP
 from drivers.alicat.registers import MASS_FLOW, SETPOINT
 from drivers.eurotherm.registers import build_map
-from drivers.registers import Register, decode, encode
+from drivers.registers import DType, Register, RegisterMap, WordOrder, decode, encode
 from simulator.alicat import SimAlicatMFC
 from simulator.bank import ModbusExceptionReply, RegisterBank
 from simulator.eurotherm import SimEurotherm3216
@@ -171,3 +172,60 @@ def test_alicat_setpoint_above_full_scale_is_rejected() -> None:
     assert code_of(excinfo) == 3
     write(mfc.bank, SETPOINT, 500.0)
     assert mfc.setpoint_sccm == 500.0
+
+
+def _reference_words(reg: Register, value: float) -> list[int]:
+    """One register's words by the documented rule: ``encode``, saturating integers."""
+    if reg.dtype is DType.FLOAT32:
+        return encode(reg, value)
+    low, high = {DType.INT16: (-0x8000, 0x7FFF), DType.UINT16: (0, 0xFFFF),
+                 DType.UINT32: (0, 0xFFFFFFFF)}[reg.dtype]
+    raw = min(max(round(value / reg.scale), low), high)
+    return encode(reg, raw * reg.scale) if reg.scale == 1.0 else encode(
+        Register(reg.name, reg.address, reg.dtype, word_order=reg.word_order), raw)
+
+
+MIXED = RegisterMap("mixed", (
+    Register("A", 0, DType.INT16, scale=0.1),
+    Register("B", 1, DType.FLOAT32),
+    Register("C", 3, DType.FLOAT32),
+    Register("D", 5, DType.UINT32, word_order=WordOrder.LOW_FIRST),
+    Register("E", 7, DType.FLOAT32, word_order=WordOrder.LOW_FIRST),
+    Register("F", 9, DType.UINT16, scale=0.5),
+    Register("G", 10, DType.UINT32),
+    Register("H", 12, DType.FLOAT32),
+))
+
+
+@pytest.mark.parametrize("register_map", [build_map(1), build_map(2), ALICAT_MAP, MIXED],
+                         ids=lambda m: m.model)
+def test_every_block_read_is_its_registers_words_in_order(register_map: RegisterMap) -> None:
+    # Block reads are compiled and cached per (address, count): every contiguous block of
+    # whole registers must read as the per-register rule gives, fresh and after new values.
+    bank = RegisterBank(register_map)
+    regs = sorted(register_map.registers, key=lambda r: r.address)
+    rng = random.Random(14)
+    for _ in range(3):
+        values = {r.name: rng.choice([0.0, -0.0, 1.5, -2.25, 123.456, -7.0e4, 9.9e9,
+                                      rng.uniform(-1e3, 1e3)]) for r in regs}
+        for reg in regs:
+            bank.set(reg.name, values[reg.name])
+        for i, first in enumerate(regs):
+            expected: list[int] = []
+            for reg in regs[i:]:
+                if reg.address != first.address + len(expected):
+                    break  # a gap: blocks end here
+                expected += _reference_words(reg, bank.get(reg.name))
+                assert bank.read(first.address, len(expected)) == expected, (first, reg)
+
+
+def test_a_store_by_slot_index_is_a_set(bank: RegisterBank) -> None:
+    # Instruments publish every step by index into ``values`` instead of ``set(name)``.
+    index = bank.slot("PV.IN.F")
+    assert index == bank.slot("PV.IN")
+    bank.values[index] = 123.4
+    assert bank.get("PV.IN") == 123.4
+    assert bank.read(EURO["PV.IN"].address, 1) == [1234]
+    assert read(bank, EURO["PV.IN.F"]) == pytest.approx(123.4, abs=1e-4)
+    with pytest.raises(KeyError):
+        bank.slot("NO.SUCH")

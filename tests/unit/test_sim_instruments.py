@@ -18,7 +18,7 @@ from simulator.bank import ModbusExceptionReply
 from simulator.eurotherm import SimEurotherm3216
 from simulator.inprocess import SimBus
 from simulator.o2 import SimO2Analyser
-from simulator.world import SimStationSpec, SimWorld
+from simulator.world import SimStationSpec, SimWorld, WireFault
 
 EURO = {r.name: r for r in build_map(1).registers}
 DT_S = 0.5
@@ -253,6 +253,28 @@ def test_unknown_or_silent_unit_gives_no_reply() -> None:
         world.write(1, 2, [100])
     world.set_responding(1, True)
     world.write(1, 2, [100])
+
+
+def test_muting_and_wire_faults_reach_reads_and_writes() -> None:
+    # ``read``/``write`` look the unit up in a table of answering units first.
+    world = SimWorld(SimStationSpec())
+    world.set_responding(99, True)  # not an instrument: still no reply
+    with pytest.raises(DeviceTimeoutError):
+        world.read(99, 0, 1)
+    world.set_responding(2, False)
+    world.set_responding(2, False)
+    with pytest.raises(DeviceTimeoutError):
+        world.read(2, 1199, 1)
+    world.set_responding(2, True)
+    assert world.read(2, 1199, 1) == [1]  # Ar
+    world.wire_faults[2] = WireFault.EXCEPTION
+    for request in (lambda: world.read(2, 1199, 1), lambda: world.write(2, 1199, [8])):
+        with pytest.raises(ModbusExceptionReply) as excinfo:
+            request()
+        assert excinfo.value.code == 4
+    world.wire_faults[2] = WireFault.SLOW  # served; the transport loses the reply
+    world.write(2, 1199, [8])
+    assert world.read(2, 1199, 1) == [8]
 
 
 async def test_simbus_advances_the_world_to_now_and_serves() -> None:

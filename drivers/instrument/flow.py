@@ -57,25 +57,25 @@ class ModbusMassFlowController:
         polled = [(_FLOW, roles.flow), (_SETPOINT, roles.setpoint_readback or roles.setpoint)]
         if status is not None:
             polled.append((_STATUS, status.register))
-        slot: dict[str, int] = {}
-        for index, reg_name in polled:
-            slot.setdefault(reg_name, index)
         groups = read_spans(imap.registers, [regs[n] for _, n in polled])
-        self._poll = tuple((RegisterBlock(g), tuple(slot[r.name] for r in g)) for g in groups)
-        # A map whose setpoint is its own read-back fills both from one value.
-        self._same_readback = (roles.setpoint_readback or roles.setpoint) == roles.flow
+        # Each block and what to take from its decoded values: (value index, position).
+        # A register that plays two parts is read once and taken twice.
+        poll = []
+        for group in groups:
+            names = [r.name for r in group]
+            poll.append((RegisterBlock(group), tuple((index, names.index(n))
+                                                     for index, n in polled if n in names)))
+        self._poll = tuple(poll)
 
     async def read(self) -> FlowReading:
         """Poll flow, setpoint and status (one transaction on the Alicat and Bronkhorst)."""
         bus, unit = self._bus, self._unit
         values = [math.nan, math.nan, 0.0]
-        for block, where in self._poll:
+        for block, picks in self._poll:
             decoded = block.decode(await bus.read_registers(unit, block.address, block.count))
-            for index, value in zip(where, decoded, strict=True):
-                values[index] = value
+            for index, position in picks:
+                values[index] = decoded[position]
         flow, setpoint, status = values
-        if self._same_readback:
-            setpoint = flow
         k = self._per_unit_sccm
         if k is not None:
             flow, setpoint = flow * k, setpoint * k

@@ -102,7 +102,11 @@ class ModbusTemperatureController:
             polled.append((_SELECT, select.register))
         slot = {name: index for index, name in polled}
         groups = read_spans(imap.registers, [self._regs[n] for _, n in polled])
-        blocks = [(RegisterBlock(g), tuple(slot[r.name] for r in g)) for g in groups]
+        # (block, where its values go, whether it is one unscaled 16-bit word: the status
+        # word or the select, taken as read, with no decode)
+        blocks = [(RegisterBlock(g), tuple(slot[r.name] for r in g),
+                   len(g) == 1 and g[0].dtype is DType.UINT16 and g[0].scale == 1.0)
+                  for g in groups]
         blocks.sort(key=lambda b: min(b[1]))
         self._poll = tuple(blocks)
         self._blank = [math.nan] * 6
@@ -130,10 +134,13 @@ class ModbusTemperatureController:
         layout allows (three on the 3216)."""
         bus, unit = self._bus, self._unit
         values = self._blank.copy()
-        for block, where in self._poll:
-            decoded = block.decode(await bus.read_registers(unit, block.address, block.count))
-            for index, value in zip(where, decoded, strict=True):
-                values[index] = value
+        for block, where, word in self._poll:
+            words = await bus.read_registers(unit, block.address, block.count)
+            if word:
+                values[where[0]] = words[0]
+            else:  # the lengths match: ``where`` was built from the block's registers
+                for index, value in zip(where, block.decode(words)):  # noqa: B905
+                    values[index] = value
         pv_c, target_c, output_pct, working_c, status_f, select = values
         status = 0 if status_f != status_f else int(status_f)  # NaN: no status word
         if self._has_ramp_bit:

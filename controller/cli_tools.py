@@ -159,6 +159,10 @@ def cmd_validate(args: argparse.Namespace, out: Console) -> int:
     out.print(f"{args.recipe}: valid for station {station.name} "
               f"({plan.sample_name}, {len(plan.steps)} steps)")
     _print_notes(out, args.recipe, plan.notes)
+    where = args.station or "built-in station"
+    for feature, lost in station.maps.what_is_lost():
+        out.print(f"{where}: note: furnace runs without {feature}: {lost}", markup=False,
+                  highlight=False, soft_wrap=True)
     return EXIT_OK
 
 

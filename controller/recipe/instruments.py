@@ -76,14 +76,18 @@ class StationMaps:
         extra = tuple(m for m in (self.o2, self.sample_tc) if m is not None)
         return (self.furnace, *self.mfcs.values(), *extra)
 
+    def what_is_lost(self) -> tuple[tuple[str, str], ...]:
+        """Each waived safety feature and what running without it costs."""
+        return tuple((str(f), WHAT_IS_LOST[f]) for f in self.waived)
+
     def audit_fields(self) -> dict[str, Any]:
         """What ``batch_created`` records: each map (as named, its model, its SHA-256) and
         each safety feature waived with what it costs."""
         return {
             "maps": {m.device: {"map": m.ref, "model": m.imap.model, "sha256": m.sha256}
                      for m in self.all()},
-            "safety_waived": [{"device": self.furnace.device, "feature": str(f),
-                               "lost": WHAT_IS_LOST[f]} for f in self.waived],
+            "safety_waived": [{"device": self.furnace.device, "feature": feature,
+                               "lost": lost} for feature, lost in self.what_is_lost()],
         }
 
 

@@ -204,6 +204,9 @@ def test_a_missing_feature_not_waived_is_one_line_exit_2(
     path.write_text(station_text(5020, furnace_map="builtin:eurotherm3500",
                                  accept_missing=WAIVED_3500), encoding="utf-8")
     assert main(["validate", str(SMOKE), "--station", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert (f"{path}: note: furnace runs without sensor_break: "
+            f"{WHAT_IS_LOST[SafetyFeature.SENSOR_BREAK]}") in out.replace("\n", "")
 
 
 @pytest.mark.parametrize(("options", "rule"), [

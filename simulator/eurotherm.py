@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from typing import Final
 
 from drivers.maps import InstrumentMap, TemperatureControllerRoles, load_builtin_map
-from simulator.mapped import bank_for, slot_index, slot_of, status_masks
+from simulator.mapped import (
+    Published,
+    bank_for,
+    publish_readings,
+    slot_index,
+    slot_of,
+    status_masks,
+)
 from simulator.thermal import FurnaceThermal, ThermalParams
 
 __all__ = ["THERMOCOUPLES", "FurnaceTruth", "SimEurotherm3216", "ThermocoupleSpec"]
@@ -202,7 +209,7 @@ class SimEurotherm3216:
         # ``publish`` runs every scan cycle: it stores by slot index, resolved here once
         # (None: a register this map does not have).
         self._registers = b.values
-        self._published: tuple[int, int, int, int | None, int | None, int | None] = (
+        self._published: Published = (
             b.slot(imap.slot(roles.process_value)), b.slot(imap.slot(roles.working_setpoint)),
             b.slot(imap.slot(roles.output)), slot_index(b, slot["error"]),
             slot_index(b, slot["status"]), slot_index(b, slot["inverted"]))
@@ -513,17 +520,7 @@ class SimEurotherm3216:
         pv = self.displayed_pv_c
         wsp = self._wsp_c
         status = self._status(pv)
-        values = self._registers
-        pv_i, wsp_i, op_i, err_i, status_i, inverse_i = self._published
-        values[pv_i] = pv
-        values[wsp_i] = wsp
-        values[op_i] = self.output_pct
-        if err_i is not None:
-            values[err_i] = pv - wsp
-        if status_i is not None:
-            values[status_i] = float(status)
-        if inverse_i is not None:
-            values[inverse_i] = float(~status & 0xFFFF)
+        publish_readings(self._registers, self._published, pv, wsp, self.output_pct, status)
 
     def _status(self, pv: float) -> int:
         """The status word from the map's masks (0 for a bit the map does not have)."""

@@ -13,7 +13,14 @@ from typing import Final
 
 from drivers.maps import InstrumentMap
 from simulator.eurotherm import THERMOCOUPLES, controller_map
-from simulator.mapped import bank_for, slot_index, slot_of, status_masks
+from simulator.mapped import (
+    Published,
+    bank_for,
+    publish_readings,
+    slot_index,
+    slot_of,
+    status_masks,
+)
 
 __all__ = ["SAMPLE_HEAT_CAPACITY_J_PER_K", "SAMPLE_TAU_S", "SampleBoat", "SimIndicator"]
 
@@ -142,7 +149,7 @@ class SimIndicator:
         fixed = remote_i if remote_i is not None else local_i
         self._setpoint_i = -1 if fixed is None else fixed
         self._alarm_i = index("a1")
-        self._published = (b.slot(imap.slot(roles.process_value)),
+        self._published: Published = (b.slot(imap.slot(roles.process_value)),
                            b.slot(imap.slot(roles.working_setpoint)),
                            b.slot(imap.slot(roles.output)), index("error"), index("status"),
                            index("inverted"))
@@ -178,13 +185,4 @@ class SimIndicator:
             status |= over_range
         if self._sensor_break or (alarm_i is not None and pv > values[alarm_i]):
             status |= alarm_1
-        pv_i, wsp_i, op_i, err_i, status_i, inverse_i = self._published
-        values[pv_i] = pv
-        values[wsp_i] = wsp
-        values[op_i] = 0.0
-        if err_i is not None:
-            values[err_i] = pv - wsp
-        if status_i is not None:
-            values[status_i] = float(status)
-        if inverse_i is not None:
-            values[inverse_i] = float(~status & 0xFFFF)
+        publish_readings(values, self._published, pv, wsp, 0.0, status)

@@ -14,6 +14,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import Final
 
 from controller.run.dtg import SlidingSlope
 from drivers.roles import ControllerReading, FlowReading
@@ -45,6 +46,21 @@ class Health:
     flow_short_s: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
 
+_NONE_SHORT: Final[Mapping[str, float]] = MappingProxyType({})
+
+
+def _window(t_s: float, reading: ControllerReading, inside: bool,
+            since: tuple[float, float] | None
+            ) -> tuple[float, float, tuple[float, float] | None]:
+    """How long the output has been inside a window (full or zero) and how far the PV rose
+    meanwhile, and the window's new start (None once outside)."""
+    if not inside:
+        return 0.0, 0.0, None
+    if since is None:
+        since = (t_s, reading.temperature_c)
+    return t_s - since[0], reading.temperature_c - since[1], since
+
+
 class HealthMonitor:
     """Feeds on each cycle's raw furnace reading and flows; returns the reading to use
     (a spike is replaced by the last good value) and the ``Health`` summary."""
@@ -69,8 +85,13 @@ class HealthMonitor:
         if reading is not None:
             reading, spike = self._despike(t_s, reading)
         pv = reading.temperature_c if reading is not None else math.nan
-        full_s, full_rise_c = self._window(t_s, reading, "full")
-        zero_s, zero_rise_c = self._window(t_s, reading, "zero")
+        full_s = full_rise_c = zero_s = zero_rise_c = 0.0
+        if reading is not None:  # (a missed poll leaves both windows as they were)
+            full_s, full_rise_c, self._full_since = _window(
+                t_s, reading, reading.output_pct >= _FULL_OUTPUT_PCT, self._full_since)
+            zero_s, zero_rise_c, self._zero_since = _window(
+                t_s, reading, reading.output_pct <= _ZERO_OUTPUT_PCT, self._zero_since)
+        short = self._flows(t_s, flows, commanded_sccm)
         health = Health(
             pv_unchanged_s=self._unchanged(t_s, reading, spike),
             pv_spike=spike,
@@ -80,7 +101,7 @@ class HealthMonitor:
             zero_output_s=zero_s,
             zero_output_rise_c=zero_rise_c,
             over_limit_cycles=self._over_limit(pv),
-            flow_short_s=MappingProxyType(self._flows(t_s, flows, commanded_sccm)),
+            flow_short_s=MappingProxyType(short) if short else _NONE_SHORT,
         )
         self._last_t_s = t_s
         return reading, health
@@ -112,22 +133,6 @@ class HealthMonitor:
     def _slope(self, t_s: float, pv: float) -> float | None:
         value = self._rate.update(t_s, pv)
         return None if math.isnan(value) else value
-
-    def _window(self, t_s: float, reading: ControllerReading | None, which: str
-                ) -> tuple[float, float]:
-        attr = "_full_since" if which == "full" else "_zero_since"
-        if reading is None:
-            return 0.0, 0.0
-        inside = (reading.output_pct >= _FULL_OUTPUT_PCT if which == "full"
-                  else reading.output_pct <= _ZERO_OUTPUT_PCT)
-        since = getattr(self, attr)
-        if not inside:
-            setattr(self, attr, None)
-            return 0.0, 0.0
-        if since is None:
-            since = (t_s, reading.temperature_c)
-            setattr(self, attr, since)
-        return t_s - since[0], reading.temperature_c - since[1]
 
     def _over_limit(self, pv: float) -> int:
         self._over = self._over + 1 if pv > self.max_temperature_c else 0

@@ -131,6 +131,15 @@ def parse_weight(line: bytes, *, device: str = "") -> MassReading:
     reply. ``device`` labels the error.
     """
     tokens = _tokens(line, device)
+    if len(tokens) == 4 and tokens[0] == "S" and tokens[1] in ("S", "D"):  # the usual reply
+        _, flag, value, unit = tokens
+        if _NUMBER.match(value):
+            grams_per_unit = UNITS_G.get(unit)
+            if grams_per_unit is None:
+                raise DeviceFaultError(f"balance weighs in {unit!r}, set it to g, mg or kg; "
+                                       f"reply {_shown(line)}", device=device)
+            return MassReading(float(value) * grams_per_unit, is_stable=flag == "S")
+        raise CommunicationError(f"garbled reply {_shown(line)}", device=device)
     _general_error(tokens, line, device)
     if len(tokens) == 2 and tokens[0] == "S":
         flag = tokens[1]
@@ -141,14 +150,6 @@ def parse_weight(line: bytes, *, device: str = "") -> MassReading:
             raise DeviceFaultError(f"balance overload, reply {_shown(line)}", device=device)
         if flag == "-":
             raise DeviceFaultError(f"balance underload, reply {_shown(line)}", device=device)
-    if len(tokens) == 4 and tokens[0] == "S" and tokens[1] in ("S", "D"):
-        _, flag, value, unit = tokens
-        if _NUMBER.match(value):
-            grams_per_unit = UNITS_G.get(unit)
-            if grams_per_unit is None:
-                raise DeviceFaultError(f"balance weighs in {unit!r}, set it to g, mg or kg; "
-                                       f"reply {_shown(line)}", device=device)
-            return MassReading(float(value) * grams_per_unit, is_stable=flag == "S")
     raise CommunicationError(f"garbled reply {_shown(line)}", device=device)
 
 

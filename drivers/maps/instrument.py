@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Final, Literal, TypeVar
+from typing import Final, Literal, Self, TypeVar
 
 from drivers.errors import ConfigurationError
 from drivers.registers import Register, RegisterMap
@@ -122,6 +122,11 @@ class StatusWord:
         """True if any ``fault`` bit is set."""
         return any(self.is_set(word, name) for name in self.fault)
 
+    def __deepcopy__(self, memo: dict[int, object]) -> Self:
+        """Itself: frozen data with read-only mappings, shared by a copied simulated world
+        (a mapping proxy cannot be deep-copied)."""
+        return self
+
 
 @dataclass(frozen=True, slots=True)
 class GasTable:
@@ -134,6 +139,11 @@ class GasTable:
     def name_of(self, number: int) -> str | None:
         """The first gas with ``number``, or None."""
         return next((gas for gas, n in self.numbers.items() if n == number), None)
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Self:
+        """Itself: frozen data with read-only mappings, shared by a copied simulated world
+        (a mapping proxy cannot be deep-copied)."""
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,4 +280,9 @@ class InstrumentMap:
     def is_eeprom(self, name: str) -> bool:
         """True if ``name`` is backed by non-volatile memory (write-life limited)."""
         return name in self.eeprom
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Self:
+        """Itself: frozen data with read-only mappings, shared by a copied simulated world
+        (a mapping proxy cannot be deep-copied)."""
+        return self
 

@@ -28,6 +28,7 @@ from controller.cli_tools import execute, operator_name
 from controller.recipe.plan import load_recipe
 from controller.recipe.station import Station, load_station
 from controller.recipe.steps import Plan
+from controller.recipe.summary import summarize
 from controller.records.folder import check_batches_dir
 from controller.run.clock import (
     MAX_SPEED,
@@ -214,8 +215,13 @@ def cmd_sweep(args: argparse.Namespace, out: Console) -> int:
         except OSError as exc:
             logger.warning("%s not written (%s); trying again at the end", csv_path, exc)
 
+    # Longest first (the plan's nominal duration): the last variants to start are the
+    # short ones, so the workers finish nearly together instead of one waiting on a long
+    # straggler. The table keeps the grid's order.
+    planned_s = [summarize(plan, station).duration_s for plan in plans]
+    longest_first = sorted(jobs, key=lambda job: -planned_s[job.index])
     stopwatch = WallClock()
-    stopped = run_sweep(jobs, workers, on_result)
+    stopped = run_sweep(longest_first, workers, on_result)
     wall_s = stopwatch.real_s()
     results.sort(key=lambda r: r.job.index)
     # a table as wide as it needs where no terminal wraps it (a file, a pipe)

@@ -95,6 +95,14 @@ class RoleChecker:
             hi = "" if reg.maximum is None else f"{reg.maximum:g}"
             raise self.fail(field, f"{value} is outside the limits of {reg.name} ({lo}..{hi})")
 
+    def selector(self, field: str, register_name: str, values: Mapping[str, int]) -> None:
+        """A read-write integer register the driver writes one of ``values`` to (a
+        setpoint source or auto/manual select): each must fit it."""
+        reg = self.bind(f"{field}.register", register_name, "readwrite", integer=True)
+        if reg is not None:
+            for name, value in values.items():
+                self.value(f"{field}.{name}", reg, value)
+
     def status(self, field: str, spec: StatusSpec | None) -> StatusWord | None:
         if spec is None:
             return None
@@ -137,10 +145,8 @@ def tc_roles(doc: TcMapFile, check: RoleChecker) -> TemperatureControllerRoles:
     remote_select = None
     if r.remote_select is not None:
         sel = r.remote_select
-        reg = b("roles.remote_select.register", sel.register_name, "readwrite", integer=True)
-        if reg is not None:
-            check.value("roles.remote_select.remote", reg, sel.remote)
-            check.value("roles.remote_select.local", reg, sel.local)
+        check.selector("roles.remote_select", sel.register_name,
+                       {"remote": sel.remote, "local": sel.local})
         if r.remote_setpoint is None:
             raise check.fail("roles.remote_select", "selecting a remote setpoint needs "
                              "roles.remote_setpoint (the register it selects)")
@@ -162,10 +168,8 @@ def tc_roles(doc: TcMapFile, check: RoleChecker) -> TemperatureControllerRoles:
     auto_manual = None
     if r.auto_manual is not None:
         am = r.auto_manual
-        reg = b("roles.auto_manual.register", am.register_name, "readwrite", integer=True)
-        if reg is not None:
-            check.value("roles.auto_manual.auto", reg, am.auto)
-            check.value("roles.auto_manual.manual", reg, am.manual)
+        check.selector("roles.auto_manual", am.register_name,
+                       {"auto": am.auto, "manual": am.manual})
         auto_manual = AutoManual(am.register_name, am.auto, am.manual)
     b("roles.alarm_high", r.alarm_high, "readwrite", _TEMPERATURE)
     b("roles.acknowledge_alarms", r.acknowledge_alarms, "write", integer=True)

@@ -22,7 +22,8 @@ from simulator.mapped import (
     slot_of,
     status_masks,
 )
-from simulator.thermal import FurnaceThermal, ThermalParams
+from simulator.thermal import FurnaceThermal
+from simulator.twin.params import TwinParams
 
 __all__ = ["THERMOCOUPLES", "FurnaceTruth", "SimEurotherm3216", "ThermocoupleSpec"]
 
@@ -108,14 +109,15 @@ class SimEurotherm3216:
                  rng: random.Random | None = None, ambient_c: float = 25.0,
                  initial_c: float | None = None,
                  remote_timeout_s: float = REMOTE_TIMEOUT_S, *,
-                 imap: InstrumentMap | None = None) -> None:
+                 imap: InstrumentMap | None = None, twin: TwinParams | None = None) -> None:
         if thermocouple not in THERMOCOUPLES:
             raise ValueError(f"unknown thermocouple type {thermocouple!r}")
         imap, roles = controller_map(imap, decimals)
         self._roles = roles
         self.tc_spec = THERMOCOUPLES[thermocouple]
         self._rng = rng or random.Random(0)
-        self.thermal = FurnaceThermal(ThermalParams(ambient_c=ambient_c), initial_c)
+        twin = twin or TwinParams()
+        self.thermal = FurnaceThermal(twin.thermal(ambient_c), initial_c)
         self.remote_timeout_s = remote_timeout_s
         self.bank = bank_for(imap)
         spec = self.tc_spec
@@ -125,8 +127,9 @@ class SimEurotherm3216:
         # Power-up: local SP at the current temperature, WSP = PV, PID per §4.4.
         self._pv_c = self._pv_filtered_c = start_c
         self._wsp_c = self._local_sp_c = self._remote_sp_c = start_c
-        self._pb_c, self._ti_s, self._td_s = 20.0, 300.0, 50.0
-        self._op_lo_pct, self._op_hi_pct = 0.0, 100.0
+        self._pb_c, self._ti_s = twin.proportional_band_c, twin.integral_time_s
+        self._td_s = twin.derivative_time_s
+        self._op_lo_pct, self._op_hi_pct = twin.output_low_pct, twin.output_high_pct
         self._sp_rate_c_per_s = 0.0
         self._man_op_pct = 0.0
         self._auto_manual = self._remote_selected = False
@@ -185,8 +188,9 @@ class SimEurotherm3216:
         self._remote_selected = self._always_remote
         if self._always_remote:
             self.remote_timeout_s = math.inf
-        for name, value in (("local", start_c), ("remote", start_c), ("pb", 20.0),
-                            ("ti", 300.0), ("td", 50.0), ("op_hi", 100.0), ("op_lo", 0.0),
+        for name, value in (("local", start_c), ("remote", start_c), ("pb", self._pb_c),
+                            ("ti", self._ti_s), ("td", self._td_s), ("op_hi", self._op_hi_pct),
+                            ("op_lo", self._op_lo_pct),
                             ("range_lo", spec.range_lo_c), ("range_hi", spec.range_hi_c),
                             ("a1", spec.range_hi_c), ("decimals", float(imap.decimals or 0)),
                             ("rate_units", float(rate.units_value or 0) if rate else 0.0),

@@ -22,6 +22,7 @@ from simulator.gas import AIR_O2_PPM, TubeGas, inlet_o2_ppm
 from simulator.kinetics import SampleKinetics, SampleSpec, sample_heat_capacity_j_per_k
 from simulator.o2 import SimO2Analyser
 from simulator.sample import SampleBoat, SimIndicator
+from simulator.twin.params import TwinParams
 from simulator.washing import wash_to_neutral
 
 __all__ = ["SimMfcSpec", "SimStationSpec", "SimTruth", "SimWorld", "WireFault", "WorldReadHook",
@@ -103,6 +104,9 @@ class SimStationSpec:
     initial_c: float | None = None
     """The furnace and the sample start in equilibrium at this temperature, °C (default:
     ambient): a prediction that goes on from a running batch's measured temperature."""
+    twin: TwinParams | None = None
+    """The furnace's physical parameters (heat balance, thermocouple lags, PID terms; None:
+    the built-in furnace): a station's fitted twin (``simulator.twin``)."""
     initial_o2_ppm: float | None = None
     """The tube and the O2 analyser start at this O2 level, ppm (default: air): a
     prediction that goes on from a running batch's purged tube."""
@@ -176,7 +180,8 @@ class SimWorld:
         master = random.Random(seed)
         self.furnace = SimEurotherm3216(spec.decimals, spec.thermocouple,
                                         random.Random(master.getrandbits(64)), spec.ambient_c,
-                                        initial_c=spec.initial_c, imap=spec.furnace_map)
+                                        initial_c=spec.initial_c, imap=spec.furnace_map,
+                                        twin=spec.twin)
         self.mfcs: dict[str, SimAlicatMFC] = {
             m.gas: SimAlicatMFC(m.gas, m.full_scale_sccm, random.Random(master.getrandbits(64)),
                                 imap=m.imap, gas_number=m.gas_number)
@@ -195,7 +200,8 @@ class SimWorld:
         indicator_rng = random.Random(master.getrandbits(64))
         balance_rng = random.Random(master.getrandbits(64))
         self.sample = SampleBoat(spec.ambient_c if spec.initial_c is None else spec.initial_c,
-                                 spec.sample_mass_g)
+                                 spec.sample_mass_g,
+                                 (spec.twin or TwinParams()).sample_tau_s)
         """The sample in its boat: true temperature and mass."""
         self.kinetics: SampleKinetics | None = None
         """The sample's chemistry (mass, reaction heat), or None for an inert boat."""

@@ -1,6 +1,6 @@
 """A station's ``[twin]`` is the furnace its simulator plays (issue 16): a dry run and the
-simulator ``furnace sim serve --station`` serves both use it, and a
-``[twin]`` that states only the built-in values changes nothing in the trace.
+simulator ``furnace sim serve --station`` serves both use it, the batch's audit names it,
+and a ``[twin]`` that states only the built-in values changes nothing in the trace.
 
 The heavier furnace's dry run is compared with the session's shared built-in run of the
 same recipe (``dry_runs``, also the trace pin's): ``smoke-600`` at 450 °C, its ramp capped
@@ -28,6 +28,8 @@ SMOKE = PROFILES / "smoke-600.toml"
 SETS = {"peak_c": "450"}  # the trace pin's run: the shared built-in batch
 BUILTIN = (ROOT / "controller" / "builtin" / "sim.toml").read_text(encoding="utf-8")
 HEAVY_J_PER_K = 1.5 * TwinParams().heat_capacity_j_per_k
+BUILT_IN_LINE = "the built-in furnace model (not fitted to this station)"
+BY_HAND_LINE = "set by hand in the station file (not fitted)"
 
 
 def _with_twin(twin: Mapping[str, float]) -> str:
@@ -65,6 +67,9 @@ def test_a_heavier_twin_heats_more_slowly(tmp_path: Path, dry_runs: DryRuns) -> 
     out, out_built_in = _heat(heavy, "output_pct"), _heat(built_in, "output_pct")
     assert sum(out) / len(out) > 1.2 * sum(out_built_in) / len(out_built_in)  # 12.3 % : 9.8 %
     assert _stage_s(heavy, "cool") > _stage_s(built_in, "cool") + 30  # 964 s, not 902 s
+    (created,) = heavy.events("batch_created")
+    assert created["twin"] == BY_HAND_LINE
+    assert built_in.events("batch_created")[0]["twin"] == BUILT_IN_LINE
     assert main(["verify", str(heavy.result.batch_dir)]) == 0  # [twin] frozen with the rest
 
 

@@ -118,3 +118,14 @@ def test_describe_twin_says_which_furnace() -> None:
         "fitted 2026-12-01T21:30:00Z from 6 batches (B0, B1, B2, B3, ... and 2 more), "
         "replay error 1.0-2.0 K RMS")
 
+
+def test_the_example_stations_twin_block_is_valid_and_the_defaults() -> None:
+    """The commented-out ``[twin]`` of stations/example-eurotherm-alicat.toml, uncommented."""
+    text = (ROOT / "stations" / "example-eurotherm-alicat.toml").read_text(encoding="utf-8")
+    start = text.index("# [twin]\n")
+    block = "\n".join(line.removeprefix("# ") for line in text[start:].splitlines())
+    station = load_station_text(text[:start] + block, "st.toml")
+    assert station.twin is not None
+    assert station.twin.params() == TwinParams().as_dict()
+    assert station.twin.fit is not None
+    assert set(station.twin.fit.one_sigma) <= set(FITTED)

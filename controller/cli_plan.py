@@ -1,7 +1,7 @@
 """``furnace plan``: what a recipe will take on a station, predicted by running it on the
-station's simulated twin (``controller.predict``): stages, operator steps, total, gas and
-peak; ``--json`` for scripts. The recipe's nominal programme (``summarize``) is shown
-beside it, for comparison.
+station's simulated twin (``controller.predict``): stages, operator steps, total, gas,
+peak and which twin it was (``describe_twin``); ``--json`` for scripts. The recipe's
+nominal programme (``summarize``) is shown beside it, for comparison.
 
 Imported by the front door (``controller.cli``) only when ``plan`` is chosen: it brings the
 station factory and with it the simulator (a prediction is a dry run without records).
@@ -22,6 +22,7 @@ from controller.cli import EXIT_OK
 from controller.cli_tools import add_recipe_arguments, execute, load_inputs
 from controller.predict import predict_plan
 from controller.recipe.plan import summarize
+from controller.recipe.station import describe_twin
 from controller.text import hm
 
 __all__ = ["add_arguments", "main"]
@@ -33,7 +34,7 @@ def _plan_arguments(plan: argparse.ArgumentParser) -> None:
     add_recipe_arguments(plan)
     plan.add_argument("--json", action="store_true",
                       help="print the prediction as JSON (stages, operator steps, total, "
-                           "gas, peak)")
+                           "gas, peak, twin)")
 
 
 def _say(out: Console, text: str) -> None:
@@ -50,6 +51,7 @@ def cmd_plan(args: argparse.Namespace, out: Console) -> int:
     predicted = predict_plan(plan, station)
     if args.json:
         out.print_json(json.dumps({**predicted.to_dict(), "station": station.name,
+                                   "twin": describe_twin(station),
                                    "nominal_s": round(nominal.duration_s, 1),
                                    "nominal_gas_l": {g: round(v, 3)
                                                      for g, v in nominal.gas_l.items()}}))
@@ -72,8 +74,8 @@ def cmd_plan(args: argparse.Namespace, out: Console) -> int:
     _say(out, f"peak temperature: {predicted.peak_c:.0f} °C (setpoint {nominal.peak_c:g} °C)")
     for gas, litres in predicted.gas_l.items():
         _say(out, f"{gas}: {litres:.1f} L (nominal {nominal.gas_l.get(gas, 0.0):.1f} L)")
-    _say(out, "operator steps take the time the recipe expects (expected_min); the twin is "
-              "the built-in furnace model with this station's layout")
+    _say(out, "operator steps take the time the recipe expects (expected_min)")
+    _say(out, f"twin: {describe_twin(station)}")
     for note in plan.notes:
         _say(out, f"{args.recipe}: note: {note}")
     return EXIT_OK

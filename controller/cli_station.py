@@ -41,7 +41,7 @@ from controller.operator.keys import (
 )
 from controller.recipe.opcua_config import DEFAULT_OPCUA_PORT, user_passwords
 from controller.recipe.plan import PlanSummary, load_recipe, summarize
-from controller.recipe.station import Station, load_station
+from controller.recipe.station import Station, describe_twin, load_station
 from controller.records.folder import BatchFolder, check_batches_dir
 from controller.run.clock import (
     MAX_SPEED,
@@ -348,9 +348,17 @@ def _forecaster(compact: bool, summary: PlanSummary, wall: Callable[[], datetime
                          station_text=station_text)
 
 
+def _say_twin(out: Console, station: Station) -> None:
+    """A dry run (the in-process simulator) says which furnace it simulates."""
+    if station.bus.kind == "sim":
+        out.print(f"twin: {describe_twin(station)}", markup=False, highlight=False,
+                  soft_wrap=True)
+
+
 def cmd_run(args: argparse.Namespace, out: Console) -> int:
     station, station_text, _, plan, frozen = load_inputs(args)
     check_batches_dir(Path(args.batches))
+    _say_twin(out, station)
     clock = _clock(station, args.speed)
     summary = summarize(plan, station)
     compact = args.speed is None
@@ -425,6 +433,8 @@ def cmd_sim(args: argparse.Namespace, out: Console) -> int:
         logger.warning("binding %s: the simulator is reachable from other machines",
                        args.host)
     out.print(f"simulating station {station.name} at {args.speed:g}x; Ctrl-C stops")
+    out.print(f"twin: {describe_twin(station)}", markup=False, highlight=False,
+              soft_wrap=True)
     try:
         asyncio.run(_serve(args, station))
     except KeyboardInterrupt:

@@ -2,8 +2,9 @@
 clock, through the scan loop, runner and drivers a dry run uses (``scan_loop`` builds the
 loop for both), with no batch folder: the records go to a ``PredictionRecorder`` that keeps
 only the times it needs. So ``furnace plan`` cannot disagree with a dry run of the same
-recipe on the built-in station; a prediction for a real station plays it on the built-in
-physics with the station's layout until a fitted twin exists (issue 16).
+recipe on the built-in station; a prediction for a real station plays it with the
+station's layout on its ``[twin]`` (the physics ``furnace twin fit`` fitted to its past
+batches, or set by hand), or on the built-in furnace if it has none (issue 16).
 
 Not here: the batch's records, lock or control server (``session``), when a running batch
 asks for a prediction (``eta``), or the printing (``cli_plan``).
@@ -48,9 +49,10 @@ def scan_loop(*, station: Station, runner: RecipeRunner, built: Built, clock: Cl
 
 
 def twin_station(station: Station) -> Station:
-    """``station``'s layout (devices, units, envelope, scan period) on the in-process
-    simulator: what a prediction runs on. The built-in physics for now (issue 16: a twin
-    fitted to the furnace)."""
+    """``station``'s layout (devices, units, envelope, scan period) and its ``[twin]`` on
+    the in-process simulator: what a prediction runs on. The station is copied whole but
+    for its bus, so the twin comes along (none: the built-in furnace; ``describe_twin``
+    says which)."""
     if station.bus.kind == "sim":
         return station
     return station.model_copy(update={"bus": BusConfig(kind="sim"), "simulated": False})

@@ -29,7 +29,7 @@ from controller.operator.notify import NoticeRules, Notifier
 from controller.predict import scan_loop
 from controller.recipe.notify_config import resolve_notify
 from controller.recipe.plan import PlanSummary, summarize
-from controller.recipe.station import Station
+from controller.recipe.station import Station, describe_twin
 from controller.recipe.steps import Dwell, Plan
 from controller.recorder import BatchRecorder
 from controller.records.anchor import append_anchor, default_anchor_path
@@ -305,6 +305,7 @@ async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_t
                                 recipe=plan.recipe_name, station=station.name,
                                 parameters=dict(plan.parameters), host=platform.node(),
                                 simulated=station.is_simulated,
+                                twin=describe_twin(station),
                                 plan_notes=list(planned.notes), **maps.audit_fields())
         stack.callback(audit.close)
         trace = TraceWriter(folder.trace_csv, trace_columns(station))

@@ -36,6 +36,7 @@ from simulator import SimBus, SimMfcSpec, SimStationSpec, SimWorld
 from simulator.balance import SimSicsLine
 from simulator.faults import FaultInjector
 from simulator.modbus_server import SimModbusServer
+from simulator.twin import TwinParams
 
 __all__ = [
     "Built",
@@ -55,7 +56,8 @@ logger = logging.getLogger(__name__)
 def sim_spec(station: Station, material: Material | None = None) -> SimStationSpec:
     """The simulator's description of ``station`` (plain values, no controller types; each
     device's instrument map, so the simulator serves the station's own maps), with
-    ``material`` in the boat (default: 2 g of pitch with 70 wt% H3PO4)."""
+    ``material`` in the boat (default: 2 g of pitch with 70 wt% H3PO4) and the furnace its
+    ``[twin]`` says (none: the built-in furnace)."""
     material = material or Material("pitch", 70.0, 2.0)
     maps = station.maps
     return SimStationSpec(
@@ -78,6 +80,7 @@ def sim_spec(station: Station, material: Material | None = None) -> SimStationSp
         has_balance=station.balance is not None,
         tube_volume_l=station.envelope.tube_volume_l,
         ambient_c=station.envelope.ambient_c,
+        twin=TwinParams(**station.twin.params()) if station.twin is not None else None,
     )
 
 

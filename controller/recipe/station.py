@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, 
 from controller.recipe.instruments import StationMaps, load_station_maps
 from controller.recipe.notify_config import NotifyConfig
 from controller.recipe.opcua_config import OpcUaConfig
+from controller.recipe.twin_config import TwinFitRecord, TwinSection, twin_bounds
 from controller.recipe.validation import FieldRuleError, load_model, read_text
 from controller.text import printable_line
 
@@ -31,9 +32,13 @@ __all__ = [
     "RampBand",
     "SampleTcDevice",
     "Station",
+    "TwinFitRecord",
+    "TwinSection",
+    "describe_twin",
     "fallback_rate_c_per_min",
     "load_station",
     "load_station_text",
+    "twin_bounds",
 ]
 
 BUILTIN_STATION = "builtin:sim"
@@ -272,6 +277,7 @@ class Station(_Model):
     notify: NotifyConfig | None = None  # who is told what, and how (notify_config)
     archive: ArchiveConfig | None = None  # the lab's batch archive (controller.archive)
     opcua: OpcUaConfig | None = None  # the station's OPC UA server (opcua_config)
+    twin: TwinSection | None = None  # the furnace as simulated (twin_config); None: built-in
     _maps: StationMaps | None = PrivateAttr(default=None)  # load_station_text loads them
 
     @model_validator(mode="after")
@@ -339,6 +345,23 @@ FALLBACK_RATE_FRACTION = 0.7
 def fallback_rate_c_per_min(station: Station) -> float:
     """The instrument's own rate limit: what it cools at if the PC goes silent."""
     return FALLBACK_RATE_FRACTION * station.envelope.max_cooling_rate_c_per_min
+
+
+def describe_twin(station: Station) -> str:
+    """Which twin simulates ``station`` (dry runs, ``furnace plan``, the ETA), in one line
+    without the leading "twin: ": the built-in furnace, one set by hand, or one fitted."""
+    twin = station.twin
+    if twin is None:
+        return "the built-in furnace model (not fitted to this station)"
+    fit = twin.fit
+    if fit is None:
+        return "set by hand in the station file (not fitted)"
+    n = len(fit.batches)
+    names = ", ".join(fit.batches[:4]) + (f", ... and {n - 4} more" if n > 4 else "")
+    lo, hi = f"{min(fit.rms_k):.1f}", f"{max(fit.rms_k):.1f}"
+    rms = lo if lo == hi else f"{lo}-{hi}"
+    return (f"fitted {fit.fitted_utc} from {n} batch{'es' if n != 1 else ''} ({names}), "
+            f"replay error {rms} K RMS")
 
 
 def load_station_text(text: str, source: str, *, base_dir: Path | None = None,

@@ -20,7 +20,7 @@ from typing import Any
 from filelock import FileLock
 
 from controller.recipe.plan import load_recipe
-from controller.recipe.station import Station, load_station
+from controller.recipe.station import Station, load_station, load_station_text
 from controller.recipe.steps import Plan
 from controller.records.folder import BatchFolder
 from controller.run.clock import VirtualClock
@@ -85,9 +85,13 @@ def in_process(folder: Path, text: str, name: str = "recipe.toml",
 
 
 async def dry_run(recipe: Path, batches: Path, overrides: Mapping[str, str] | None = None,
-                  seed: int = 0) -> Batch:
-    """``recipe`` run whole on the built-in simulated station (what ``furnace run`` does)."""
-    station, station_text = load_station(None)
+                  seed: int = 0, station_text: str | None = None) -> Batch:
+    """``recipe`` run whole on the built-in simulated station (what ``furnace run`` does),
+    or on the simulated station ``station_text`` (a station file's text)."""
+    if station_text is None:
+        station, station_text = load_station(None)
+    else:
+        station = load_station_text(station_text, "station.toml")
     _, plan, frozen = load_recipe(recipe, dict(overrides or {}), station)
     clock = VirtualClock()
     built = build_devices(station, clock, seed=seed, material=plan.material)

@@ -10,7 +10,7 @@ import pytest
 
 from controller.cli import main
 from controller.records.batch import write_summary
-from tests.conftest import PROFILES
+from tests.conftest import PROFILES, ROOT
 from tests.integration.helpers import furnace
 from tests.integration.recipes import (
     TINY,
@@ -105,6 +105,31 @@ def test_bad_station_file_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "\n" not in err
 
 
+def _twin_station(tmp_path: Path, twin: str) -> Path:
+    """The built-in station with ``twin`` as its ``[twin]`` section, as a file."""
+    text = (ROOT / "controller" / "builtin" / "sim.toml").read_text(encoding="utf-8")
+    station = tmp_path / "station.toml"
+    station.write_text(f"{text}\n[twin]\n{twin}", encoding="utf-8")
+    return station
+
+
+@pytest.mark.parametrize(("twin", "words"), [
+    ("tc_tau_s = 5000\n", "twin.tc_tau_s: Input should be less than or equal to 1800"),
+    ("output_low_pct = 60\noutput_high_pct = 40\n", "twin.output_low_pct: 60 % is not below"),
+    ("heat_capacity = 1e4\n", "twin.heat_capacity: unknown field"),
+])
+def test_a_bad_twin_stops_a_run_with_one_line(tmp_path: Path, twin: str, words: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    station = _twin_station(tmp_path, twin)
+    assert main(["run", str(PROFILES / "smoke-600.toml"), "--station", str(station),
+                 "--batches", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"furnace: {station}: twin.")
+    assert words in err
+    assert "\n" not in err
+    assert not (tmp_path / "b").exists()
+
+
 def test_bad_arguments_are_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["run", "x.toml", "--speed", "fast"])
@@ -121,6 +146,7 @@ def test_plan_prints_duration_peak_and_gas(capsys: pytest.CaptureFixture[str]) -
     assert "(setpoint 600 °C)" in out
     assert "Ar: 62." in out
     assert "heat" in out
+    assert "twin: the built-in furnace model (not fitted to this station)\n" in out
 
 
 def test_plan_json_gives_stages_steps_total_gas_peak(
@@ -135,6 +161,23 @@ def test_plan_json_gives_stages_steps_total_gas_peak(
     assert set(doc["gas_l"]) == {"Ar", "air", "N2"}
     assert 595 < doc["peak_c"] < 615
     assert doc["outcome"] == "completed"
+    assert doc["twin"] == "the built-in furnace model (not fitted to this station)"
+
+
+@pytest.mark.parametrize(("twin", "said"), [
+    ("heat_capacity_j_per_k = 5700.0\n", "set by hand in the station file (not fitted)"),
+    ('heat_capacity_j_per_k = 5700.0\n\n[twin.fit]\nfitted_utc = "2026-12-01T21:30:00Z"\n'
+     'batches = ["A", "B"]\nrms_k = [1.5, 1.23]\none_sigma = { heat_capacity_j_per_k = 40.0 }\n',
+     "fitted 2026-12-01T21:30:00Z from 2 batches (A, B), replay error 1.2-1.5 K RMS"),
+])
+def test_plan_says_which_twin_it_used(tmp_path: Path, twin: str, said: str,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """On the shortest recipe (recipes.TINY): the line, and the same words in --json."""
+    station, recipe = _twin_station(tmp_path, twin), write(tmp_path, TINY)
+    assert main(["plan", str(recipe), "--station", str(station)]) == 0
+    assert f"\ntwin: {said}\n" in capsys.readouterr().out
+    assert main(["plan", str(recipe), "--station", str(station), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["twin"] == said
 
 
 def test_run_prints_batch_folder_and_verify_detects_tampering(
@@ -145,6 +188,7 @@ def test_run_prints_batch_folder_and_verify_detects_tampering(
     assert main(["run", str(recipe), "--batches", str(tmp_path / "b"), "--operator",
                  "tester"]) == 0
     out = capsys.readouterr().out
+    assert out.startswith("twin: the built-in furnace model (not fitted to this station)\n")
     batch = Path(out.strip().splitlines()[-1].removeprefix("batch: "))
     assert (batch / "summary.json").exists()
     assert json.loads((batch / "summary.json").read_text())["outcome"] == "completed"

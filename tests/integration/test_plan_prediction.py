@@ -16,7 +16,7 @@ import pytest
 
 from controller.predict import PREDICTION_SCAN_PERIOD_S, predict_plan, twin_station
 from controller.recipe.plan import load_recipe, summarize
-from controller.recipe.station import load_station
+from controller.recipe.station import load_station, load_station_text
 from tests.conftest import PROFILES, ROOT
 from tests.integration.helpers import DryRuns, dry_run
 from tests.integration.recipes import cool, dwell, end, purge, ramp, recipe, stage, step, write
@@ -88,3 +88,13 @@ def test_a_real_station_is_predicted_on_its_twin() -> None:
     predicted = predict_plan(plan, station)
     assert predicted.outcome == "completed"
     assert predicted.total_s == pytest.approx(summarize(plan, station).duration_s, rel=0.02)
+
+
+def test_a_stations_twin_comes_along_to_the_prediction() -> None:
+    """The station's ``[twin]`` is the prediction's furnace (issue 16)."""
+    path = ROOT / "stations" / "example-eurotherm-alicat.toml"
+    text = path.read_text(encoding="utf-8") + "\n[twin]\ntc_tau_s = 75.0\n"
+    station = load_station_text(text, str(path))
+    assert station.twin is not None
+    assert twin_station(station).twin == station.twin
+    assert twin_station(load_station(path)[0]).twin is None

@@ -1,0 +1,116 @@
+"""The ``[twin]`` section of a station file: the physical parameters of the station's own
+furnace for the simulator to play (issue 16), each defaulting to the built-in furnace and
+held inside bounds that keep it physical, and ``[twin.fit]``, what ``furnace twin fit``
+records of how it estimated them.
+
+Not here: the simulator's own form of them (``simulator.twin.TwinParams``, built from
+``TwinSection.params`` by the composition root) or the fit itself.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Final
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from controller.recipe.validation import FieldRuleError
+from controller.text import printable_line
+
+__all__ = ["TwinFitRecord", "TwinSection", "twin_bounds"]
+
+_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
+BatchName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(printable_line)]
+Note = Annotated[str, Field(min_length=1, max_length=300), AfterValidator(printable_line)]
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _utc(value: str) -> str:
+    """ISO-8601 UTC to the second or finer, ending in Z: ``2026-12-01T21:30:00Z``."""
+    try:
+        if _UTC.fullmatch(value):
+            datetime.fromisoformat(value)
+            return value
+    except ValueError:
+        pass
+    raise ValueError("must be a UTC time like 2026-12-01T21:30:00Z")
+
+
+class TwinFitRecord(_Model):
+    """``[twin.fit]``: when and from which batches ``furnace twin fit`` estimated the
+    twin, how well each batch replays through it and how uncertain each parameter is."""
+
+    fitted_utc: Annotated[str, AfterValidator(_utc)]
+    batches: Annotated[tuple[BatchName, ...], Field(min_length=1)]  # batch folder names
+    rms_k: tuple[NonNegative, ...]  # replay RMS error of the furnace temperature, per batch
+    one_sigma: dict[str, NonNegative]  # 1-sigma uncertainty per fitted parameter
+    excluded: tuple[Note, ...] = ()  # one text per stretch of a batch left out of the fit
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TwinFitRecord:
+        if len(self.rms_k) != len(self.batches):
+            raise FieldRuleError("rms_k", f"{len(self.rms_k)} values for "
+                                          f"{len(self.batches)} batches: one per batch")
+        known = twin_bounds()
+        for name in self.one_sigma:
+            if name not in known:
+                raise FieldRuleError(f"one_sigma.{name}", "not a twin parameter (one of: "
+                                                          f"{', '.join(known)})")
+        return self
+
+
+class TwinSection(_Model):
+    """``[twin]``: the furnace as the simulator plays it. Each value defaults to the
+    built-in furnace (a test holds them equal to ``simulator.twin.TwinParams``), so a
+    section that states only the defaults is the built-in simulator, bit for bit.
+
+    ``C·dT/dt = u·P_max − G·(T − Ta) − k_r·(T_K⁴ − Ta_K⁴)``; the control thermocouple lags
+    the core by ``tc_tau_s``, the boat lags it by ``sample_tau_s``; ``u`` is the
+    instrument's PID output, clamped to ``output_low_pct``..``output_high_pct``.
+    """
+
+    heat_capacity_j_per_k: Annotated[float, Field(ge=100.0, le=1e6)] = 3.8e3  # C
+    max_power_w: Annotated[float, Field(ge=100.0, le=1e5)] = 4.0e3  # P_max
+    conductance_w_per_k: Annotated[float, Field(ge=0.0, le=100.0)] = 0.76  # G
+    radiation_w_per_k4: Annotated[float, Field(ge=0.0, le=1e-8)] = 9.75e-11  # k_r
+    tc_tau_s: Annotated[float, Field(ge=1.0, le=1800.0)] = 60.0
+    sample_tau_s: Annotated[float, Field(ge=5.0, le=3600.0)] = 120.0
+    proportional_band_c: Annotated[float, Field(ge=0.5, le=999.0)] = 20.0
+    integral_time_s: Annotated[float, Field(ge=0.0, le=9999.0)] = 300.0  # 0: off
+    derivative_time_s: Annotated[float, Field(ge=0.0, le=9999.0)] = 50.0  # 0: off
+    output_low_pct: Annotated[float, Field(ge=0.0, le=100.0)] = 0.0
+    output_high_pct: Annotated[float, Field(ge=0.0, le=100.0)] = 100.0
+    fit: TwinFitRecord | None = None  # None: set by hand, not fitted
+
+    @model_validator(mode="after")
+    def _output_limits_ordered(self) -> TwinSection:
+        if not self.output_low_pct < self.output_high_pct:
+            raise FieldRuleError("output_low_pct", f"{self.output_low_pct:g} % is not below "
+                                                   f"output_high_pct "
+                                                   f"({self.output_high_pct:g} %)")
+        return self
+
+    def params(self) -> dict[str, float]:
+        """The eleven physical values by name (``simulator.twin.TwinParams``' fields)."""
+        return {name: float(getattr(self, name)) for name in _PARAMETERS}
+
+
+#: The physical parameters: every field of ``TwinSection`` but ``fit``.
+_PARAMETERS: Final = tuple(name for name in TwinSection.model_fields if name != "fit")
+
+
+def twin_bounds() -> dict[str, tuple[float, float]]:
+    """Each twin parameter's physical bounds, ``name -> (lo, hi)``, inclusive: read off
+    ``TwinSection``'s field constraints, so a fit and a station file agree on them."""
+    bounds: dict[str, tuple[float, float]] = {}
+    for name in _PARAMETERS:
+        rules = TwinSection.model_fields[name].metadata  # annotated_types' Ge and Le
+        lo = next(float(r.ge) for r in rules if hasattr(r, "ge"))
+        hi = next(float(r.le) for r in rules if hasattr(r, "le"))
+        bounds[name] = (lo, hi)
+    return bounds

@@ -21,6 +21,8 @@ imported only once that command is chosen on the command line:
   matplotlib only while compare draws);
 - ``controller.cli_sweep``: sweep (worker processes that each run batches as run does, so
   the session, the station factory and the simulator; the archive's comparison);
+- ``controller.cli_twin``: twin fit, twin tune (numpy, scipy and matplotlib; the
+  simulator's physics as a model, never a bus);
 - ``controller.web.cli``: web (the finished batches' pages).
 
 The command modules import this one (for the exit codes); it reaches them by name only.
@@ -60,6 +62,8 @@ COMMANDS: Final = {
     "compare": ("controller.cli_archive", "a table of yields, exotherm and time in band, "
                                           "and a TGA overlay, of several batches"),
     "sweep": ("controller.cli_sweep", "dry-run a parameter grid on every core: table, overlay"),
+    "twin": ("controller.cli_twin", "fit the simulator to this furnace's past batches; the "
+                                    "loop's overshoot on that twin"),
     "web": ("controller.web.cli", "browse batches in a web browser: list, summary, report, "
                                   "TGA overlay"),
 }

@@ -1,0 +1,56 @@
+"""The fit's figure: per batch, the furnace temperature and output as recorded against the
+twin's closed-loop replay of the same working setpoint (matplotlib's Agg canvas), so a lab
+can see where the twin is like its furnace and where it is not.
+
+Not here: the fit (``fitting``) or where the file goes (``controller.cli_twin``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from controller.twin.fitting import TwinFit
+
+__all__ = ["write_fit_png"]
+
+
+def write_fit_png(fit: TwinFit, path: Path) -> Path:
+    """Draw ``fit`` to ``path`` (replaced whole: written beside it, then renamed)."""
+    batches = list(fit.result.rms_k)
+    fig = Figure(figsize=(11.0, 3.2 * len(batches) + 0.8), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(batches), 1, squeeze=False)[:, 0]
+    for ax, batch in zip(axes, batches, strict=True):
+        out_ax = ax.twinx()
+        first = True
+        for s, r in fit.result.replays:
+            if s.batch != batch:
+                continue
+            h = s.t_s / 3600.0
+            ax.plot(h, s.wsp_c, color="0.6", lw=0.8, ls="--", label="working SP" if first
+                    else None)
+            ax.plot(h, s.pv_c, color="C3", lw=1.2, label="PV recorded" if first else None)
+            ax.plot(h, r.tc_c, color="C0", lw=1.0, label="PV replayed" if first else None)
+            out_ax.plot(h, s.output_pct, color="C1", lw=0.5, alpha=0.5,
+                        label="output recorded" if first else None)
+            out_ax.plot(h, r.output_pct, color="C2", lw=0.6, alpha=0.7,
+                        label="output replayed" if first else None)
+            first = False
+        ax.set_title(f"{batch}: replay error {fit.result.rms_k[batch]:.2f} K RMS, output "
+                     f"{fit.result.output_rms_pct[batch]:.1f} % RMS", fontsize=9)
+        ax.set_xlabel("elapsed (h)")
+        ax.set_ylabel("furnace (°C)")
+        out_ax.set_ylabel("output (%)")
+        out_ax.set_ylim(0.0, 105.0)
+        lines, labels = ax.get_legend_handles_labels()
+        more, more_labels = out_ax.get_legend_handles_labels()
+        ax.legend(lines + more, labels + more_labels, fontsize=7, loc="upper right")
+    fig.suptitle(f"twin fitted {fit.fitted_utc}: recorded against replayed", fontsize=10)
+    tmp = path.with_name(path.name + ".tmp")
+    fig.savefig(tmp, format="png")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,137 @@
+"""``furnace twin fit``'s work: the batches' usable stretches, whether they are enough to pin a
+twin, the fit, and whether its result can be trusted. A fit from too little or inconsistent
+data is refused with one line (``ConfigurationError``: exit 2), and nothing is written.
+
+Enough means at least ``MIN_USED_S`` of usable furnace data in all, with time spent heating
+(the PV rising by ``HEATING_K_PER_MIN`` or more under power: it pins heated mass against
+power) and time cooling with the output off (it pins the losses against the mass).
+Trusted means every batch replays within ``MAX_REPLAY_RMS_K`` (a batch that does not is
+another furnace, a changed tube or a fault the record does not show) and no fitted value
+ended at a bound (the data could not pin it). Not here: the optimiser
+(``simulator.twin.fit``), the printing and files (``controller.cli_twin``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+
+from controller.recipe.station import Station, twin_bounds
+from controller.run.clock import utc_now
+from controller.text import span
+from controller.twin.stretches import BatchStretches, batch_stretches
+from drivers.errors import ConfigurationError
+from simulator.twin.fit import FitResult, TwinFitError, fit_twin
+from simulator.twin.params import TwinParams
+
+__all__ = ["MAX_REPLAY_RMS_K", "MIN_USED_S", "TwinFit", "fit_station", "station_twin"]
+
+MIN_USED_S: Final = 3600.0
+HEATING_K_PER_MIN: Final = 0.5
+MIN_HEATING_S: Final = 10 * 60.0
+MIN_COOLING_S: Final = 15 * 60.0
+MAX_REPLAY_RMS_K: Final = 10.0
+
+
+@dataclass(frozen=True)
+class TwinFit:
+    """A fit that passed: the result, the twin it started from, the batches as read and
+    when it was made (ISO-8601 UTC)."""
+
+    result: FitResult
+    start: TwinParams
+    batches: tuple[BatchStretches, ...]
+    fitted_utc: str
+
+    @property
+    def excluded(self) -> tuple[str, ...]:
+        """Every stretch left out, one line each."""
+        return tuple(line for b in self.batches for line in b.excluded)
+
+
+def station_twin(station: Station) -> TwinParams:
+    """The twin ``station`` gives (its ``[twin]``, else the built-in furnace)."""
+    return TwinParams(**station.twin.params()) if station.twin is not None else TwinParams()
+
+
+def _smooth_rate(t_s: np.ndarray, pv_c: np.ndarray) -> np.ndarray:
+    """The PV's rate of change (K/min) over each interval, from the PV a minute apart (the
+    noise of one 2 s step is larger than a slow ramp's rise)."""
+    back = np.searchsorted(t_s, t_s[1:] - 60.0)
+    span_s = np.maximum(t_s[1:] - t_s[back], 1e-9)
+    return np.asarray(60.0 * (pv_c[1:] - pv_c[back]) / span_s)
+
+
+def _enough(batches: Sequence[BatchStretches], start: TwinParams) -> str:
+    """Why the data cannot pin a twin, or "" if they can."""
+    used_s = sum(b.used_s for b in batches)
+    if used_s < MIN_USED_S:
+        return (f"only {span(used_s)} of usable furnace data in {len(batches)} batch(es); a "
+                f"fit needs at least {span(MIN_USED_S)}, with a heat-up and a cool-down")
+    heating_s = cooling_s = 0.0
+    for b in batches:
+        for s in b.stretches:
+            dt_s = np.diff(s.t_s)
+            out = s.output_pct[1:]
+            rate_k_per_min = _smooth_rate(s.t_s, s.pv_c)
+            on = out > start.output_low_pct + 0.5
+            heating_s += float(dt_s[on & (rate_k_per_min >= HEATING_K_PER_MIN)].sum())
+            off = ~on
+            falling = rate_k_per_min < 0.0
+            cooling_s += float(dt_s[off & falling].sum())
+    if heating_s < MIN_HEATING_S:
+        return (f"only {span(heating_s)} of heating at {HEATING_K_PER_MIN:g} K/min or more "
+                f"(at least {span(MIN_HEATING_S)} needed): the heated mass cannot be told "
+                "from the heater's power")
+    if cooling_s < MIN_COOLING_S:
+        return (f"only {span(cooling_s)} of cooling with the output off (at least "
+                f"{span(MIN_COOLING_S)} needed): the losses cannot be told from the heated "
+                "mass; fit batches that include a cool-down")
+    return ""
+
+
+def fit_station(batch_dirs: Sequence[Path], station: Station, source: str) -> TwinFit:
+    """Fit ``station``'s twin (from its ``[twin]`` or the built-in values) to the batches in
+    ``batch_dirs``. ``source`` names the station file in errors. Raises
+    ``ConfigurationError`` for a folder that is not a batch, a batch from another station,
+    too little data, or a fit that cannot be trusted."""
+    batches = tuple(batch_stretches(d) for d in batch_dirs)
+    names = [b.batch for b in batches]
+    for b in batches:
+        if b.station.name != station.name:
+            raise ConfigurationError(
+                f"batch {b.batch} was recorded on station {b.station.name!r}, not "
+                f"{station.name!r}: a twin is one furnace's", source=source, field="name")
+    if len(set(names)) != len(names):
+        raise ConfigurationError(f"a batch is given twice: {', '.join(names)}", source=source)
+    start = station_twin(station)
+    why = _enough(batches, start)
+    if why:
+        raise ConfigurationError(f"cannot fit a twin: {why}", source=source)
+    bounds = twin_bounds()
+    stretches = [s for b in batches for s in b.stretches]
+    try:
+        result = fit_twin(stretches, start, bounds)
+    except TwinFitError as exc:
+        raise ConfigurationError(f"cannot fit a twin: {exc}", source=source) from None
+    worst = max(result.rms_k, key=lambda k: result.rms_k[k])
+    if result.rms_k[worst] > MAX_REPLAY_RMS_K:
+        others = ", ".join(f"{k} {v:.1f} K" for k, v in result.rms_k.items() if k != worst)
+        raise ConfigurationError(
+            f"cannot fit a twin: batch {worst} replays with {result.rms_k[worst]:.1f} K RMS "
+            f"error (at most {MAX_REPLAY_RMS_K:g} K; {others or 'no other batch'}): another "
+            "furnace, a changed tube or a fault the record does not show? Fit without it",
+            source=source)
+    if result.at_bound:
+        name = result.at_bound[0]
+        lo, hi = bounds[name]
+        raise ConfigurationError(
+            f"cannot fit a twin: twin.{name} ended at its bound ({lo:g}..{hi:g}): the "
+            "batches cannot pin it (add batches that heat, dwell and cool further apart)",
+            source=source)
+    stamp = utc_now().strftime("%Y-%m-%dT%H:%M:%SZ")
+    return TwinFit(result, start, batches, stamp)

@@ -34,7 +34,14 @@ from controller.twin.fitting import TwinFit, fit_station, station_twin
 from controller.twin.station_text import with_twin
 from drivers.errors import ConfigurationError
 from simulator.twin.params import PARAM_UNITS
-from simulator.twin.tune import Approach, Response, responses, suggest_terms
+from simulator.twin.tune import (
+    Approach,
+    Response,
+    output_jitter_pct,
+    pv_noise_k,
+    responses,
+    suggest_terms,
+)
 
 __all__ = ["add_arguments", "main"]
 
@@ -173,7 +180,8 @@ def cmd_tune(args: argparse.Namespace, out: Console) -> int:
     out.print(_response_table(f"present terms ({terms}) on the twin",
                               tuple(zip(found, now, strict=True))))
     limit = args.overshoot_max_k
-    suggestion = suggest_terms(twin, found, ambient_c, limit)
+    noise_k = pv_noise_k(station.furnace.thermocouple)
+    suggestion = suggest_terms(twin, found, ambient_c, limit, pv_noise_k=noise_k)
     if suggestion is None:
         _say(out, f"no terms tried keep every overshoot within {limit:g} K: slow the ramps "
                   "into the setpoints")
@@ -188,12 +196,20 @@ def cmd_tune(args: argparse.Namespace, out: Console) -> int:
             out.print(_response_table(
                 f"suggested terms ({new}), the best of {suggestion.candidates_tried} tried",
                 tuple(zip(found, suggestion.responses, strict=True))))
+            _say(out, f"output jitter on the Type {station.furnace.thermocouple} "
+                      f"thermocouple's noise ({noise_k:g} K): "
+                      f"{output_jitter_pct(twin, noise_k):.1f} % now, "
+                      f"{output_jitter_pct(suggestion.params, noise_k):.1f} % with these")
         status = EXIT_OK
-    fitted = station.twin is not None and station.twin.fit is not None
-    _say(out, ("the twin is fitted to this furnace" if fitted else
-               "warning: this station's twin is not fitted (furnace twin fit): these are the "
-               "built-in furnace's figures") + "; a model's opinion: the instrument's own "
-              "autotune on the furnace remains the final word")
+    if station.twin is None:
+        whose = ("warning: this station has no [twin] (furnace twin fit): these are the "
+                 "built-in furnace's figures")
+    elif station.twin.fit is None:
+        whose = "warning: this station's [twin] is set by hand, not fitted to its batches"
+    else:
+        whose = f"the twin was fitted at {station.twin.fit.fitted_utc}"
+    _say(out, f"{whose}; a model's opinion: the instrument's own autotune on the furnace "
+              "remains the final word")
     return status
 
 

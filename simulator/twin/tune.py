@@ -8,8 +8,11 @@ twin only approximates. The instrument's own autotune, run on the real furnace, 
 the final word: suggested terms are a starting point to try (or to compare with what the
 autotune finds), never something to write to an instrument unseen.
 
-The twin has no measurement noise either, so it never penalises a narrow band or a long
-derivative time: the search goes no narrower than a twelfth of the current band.
+The twin has no measurement noise either, so by itself it would never penalise a narrow
+band: the search keeps to terms whose output would jitter by at most ``JITTER_MAX_PCT`` (RMS)
+on the thermocouple's noise (or the present terms' jitter, if that is more), estimated from
+the high-frequency gain of P plus filtered D on the PV, ``kp·(1 + N)``, behind the
+instrument's input filter.
 
 Each approach is simulated with ``replay.replay_loop`` on a synthetic stretch: the loop in
 equilibrium at the starting temperature, the working setpoint ramping to the target at the
@@ -21,18 +24,19 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
 import numpy as np
 
+from simulator.eurotherm import DERIVATIVE_FILTER_N, INPUT_FILTER_S, THERMOCOUPLES
 from simulator.thermal import FurnaceThermal
 from simulator.twin.params import TwinParams
 from simulator.twin.replay import DEFAULT_SUBSTEP_S, Stretch, replay_loop
 
-__all__ = ["AUTOTUNE_CAVEAT", "Approach", "Response", "Suggestion", "response", "responses",
-           "suggest_terms"]
+__all__ = ["AUTOTUNE_CAVEAT", "JITTER_MAX_PCT", "Approach", "Response", "Suggestion",
+           "output_jitter_pct", "pv_noise_k", "response", "responses", "suggest_terms"]
 
 AUTOTUNE_CAVEAT: Final = ("These are the twin's estimates, a model's opinion: the "
                           "instrument's own autotune on the real furnace remains the final word.")
@@ -45,6 +49,10 @@ RAMP_ROW_S: Final = 30.0
 KEEP_MARGIN: Final = 1.10
 """The current terms are kept while they meet the limit and their worst settling is within
 this factor of the best candidate's: a suggestion is worth making only if it is better."""
+JITTER_MAX_PCT: Final = 5.0
+"""The output jitter (RMS, %) suggested terms may cause on the thermocouple's noise, unless
+the present terms already cause more (``output_jitter_pct``)."""
+_SAMPLE_S: Final = 0.5  # the instrument's input sampling (the simulator's substep)
 # Multiples of the current (proportional band, integral time, derivative time): a coarse
 # grid around the current terms, then a finer one around the coarse grid's best.
 _COARSE: Final = ((0.125, 0.25, 0.5, 1.0, 2.0, 4.0), (0.5, 1.0, 2.0, 4.0),
@@ -149,14 +157,31 @@ def responses(p: TwinParams, approaches: Iterable[Approach], ambient_c: float, *
                  for a in approaches)
 
 
-def _candidates(p: TwinParams, factors: Sequence[Sequence[float]],
-                base_td_s: float) -> list[TwinParams]:
+def pv_noise_k(thermocouple: str) -> float:
+    """The PV noise (K, 1 sigma) of a thermocouple type, as the simulator plays it. Raises
+    ``KeyError`` for an unknown type."""
+    return THERMOCOUPLES[thermocouple].noise_k
+
+
+def output_jitter_pct(p: TwinParams, pv_noise_k: float) -> float:
+    """The output's RMS jitter (%) that PV noise of ``pv_noise_k`` (K, white, sampled every
+    ``_SAMPLE_S``) causes through the instrument's input filter and the PID's fast gain:
+    the proportional gain, plus the derivative's ``kp·N`` (its filter time is Td/N)."""
+    kp = 100.0 / p.proportional_band_c
+    gain = kp * (1.0 + DERIVATIVE_FILTER_N) if p.derivative_time_s > 0.0 else kp
+    alpha = -math.expm1(-_SAMPLE_S / INPUT_FILTER_S)
+    return gain * pv_noise_k * math.sqrt(alpha / (2.0 - alpha))
+
+
+def _candidates(p: TwinParams, factors: Sequence[Sequence[float]], base_td_s: float,
+                keep: Callable[[TwinParams], bool]) -> list[TwinParams]:
     """``p`` with its band and integral time scaled by every combination of ``factors``,
-    and the derivative time ``base_td_s`` scaled by them."""
-    return [replace(p, proportional_band_c=p.proportional_band_c * f_pb,
-                    integral_time_s=p.integral_time_s * f_ti,
-                    derivative_time_s=base_td_s * f_td)
-            for f_pb, f_ti, f_td in itertools.product(*factors)]
+    and the derivative time ``base_td_s`` scaled by them; those ``keep`` accepts."""
+    found = (replace(p, proportional_band_c=p.proportional_band_c * f_pb,
+                     integral_time_s=p.integral_time_s * f_ti,
+                     derivative_time_s=base_td_s * f_td)
+             for f_pb, f_ti, f_td in itertools.product(*factors))
+    return [c for c in found if keep(c)]
 
 
 def _score(rs: Sequence[Response]) -> tuple[int, float, float, float]:
@@ -168,13 +193,16 @@ def _score(rs: Sequence[Response]) -> tuple[int, float, float, float]:
 
 
 def suggest_terms(p: TwinParams, approaches: Sequence[Approach], ambient_c: float,
-                  overshoot_max_k: float, *, hold_s: float = DEFAULT_HOLD_S,
+                  overshoot_max_k: float, *, pv_noise_k: float = 0.1,
+                  hold_s: float = DEFAULT_HOLD_S,
                   substep_s: float = DEFAULT_SUBSTEP_S) -> Suggestion | None:
     """PID terms for the twin ``p`` that keep every approach's overshoot within
     ``overshoot_max_k`` (K) and settle best (``_score``), from a coarse grid around the
     current terms and a finer one around its best; the current terms if they meet the limit
     and their slowest settling is within ``KEEP_MARGIN`` (or one row) of the best's; ``None``
-    if no set of terms tried meets the limit. See ``AUTOTUNE_CAVEAT``."""
+    if no set of terms tried meets the limit. Only terms whose output jitter on PV noise of
+    ``pv_noise_k`` (K) stays within ``JITTER_MAX_PCT`` (or the present terms') are tried.
+    See ``AUTOTUNE_CAVEAT``."""
     stretches = [_stretch(p, a, ambient_c, hold_s) for a in approaches]
     # The shortest simulations first, and the approach that last failed before them.
     order = sorted(range(len(stretches)), key=lambda k: stretches[k].duration_s)
@@ -200,8 +228,13 @@ def suggest_terms(p: TwinParams, approaches: Sequence[Approach], ambient_c: floa
             best = (_score(result), c, result)
         return result
 
+    max_jitter_pct = max(JITTER_MAX_PCT, output_jitter_pct(p, pv_noise_k)) * (1.0 + 1e-9)
+
+    def quiet(c: TwinParams) -> bool:
+        return output_jitter_pct(c, pv_noise_k) <= max_jitter_pct
+
     def search(around: TwinParams, factors: Sequence[Sequence[float]], td_s: float) -> None:
-        for c in _candidates(around, factors, td_s):
+        for c in _candidates(around, factors, td_s, quiet):
             if (c.proportional_band_c, c.integral_time_s, c.derivative_time_s) not in tried:
                 evaluate(c)
 

@@ -175,6 +175,8 @@ def test_a_twin_fitted_to_two_batches_predicts_a_third_recipe(
     assert rms_k <= 10.0, rms_k
     # The test can tell: the built-in furnace is not this one.
     missed = _error(built_in, real)
+    print(f"third recipe: fitted twin {duration:.2%} of duration, {rms_k:.2f} K RMS; "
+          f"built-in twin {missed[0]:.2%}, {missed[1]:.2f} K RMS")
     assert missed[0] > 0.03 or missed[1] > 10.0, missed
 
 
@@ -253,3 +255,21 @@ def test_a_batch_the_others_do_not_explain_is_refused(
                         broken, furnace.batches[1])
     assert code == 2, err
     assert "replays with" in _one_error_line(err)
+
+
+def test_tune_reports_overshoot_and_suggests_terms_within_the_limit(
+        furnace: Furnace, capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = str(write(furnace.folder, FIT_B, "tune.toml"))
+    station = str(_station_file(furnace))
+    code = main(["twin", "tune", recipe, "--station", station, "--overshoot-max-k", "3"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "present terms (proportional_band_c 15, integral_time_s 400" in printed
+    assert "400 °C" in printed
+    assert "1000 °C" in printed
+    assert "suggested terms" in printed or "keep them" in printed
+    assert "[twin] is set by hand, not fitted" in printed
+    assert "autotune on the furnace remains the final word" in printed
+    assert main(["twin", "tune", recipe, "--station", station,
+                 "--overshoot-max-k", "-1"]) == 1
+    assert "no terms tried keep every overshoot within -1 K" in capsys.readouterr().out

@@ -1,0 +1,71 @@
+"""The twin's replay is the simulator's physics (issue 16): the working setpoint of a dry run
+on the built-in furnace, replayed through the built-in twin, gives back the furnace's PV
+and output; a twin with another heated mass does not. And a batch folder is cut into
+stretches the fit may use, with a PV jump and a gap each ending one."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from controller.twin.stretches import batch_stretches
+from simulator.twin import TwinParams
+from simulator.twin.replay import Stretch, replay_loop, replay_pid, replay_plant
+from tests.conftest import PROFILES
+from tests.integration.helpers import DryRuns
+
+SMOKE = PROFILES / "smoke-600.toml"
+SETS = {"peak_c": "450"}  # the trace pin's run: the shared built-in batch
+
+
+def _whole(dry_runs: DryRuns) -> Stretch:
+    stretches = batch_stretches(dry_runs(SMOKE, SETS).result.batch_dir).stretches
+    assert len(stretches) == 1
+    return stretches[0]
+
+
+def _rms(a: np.ndarray, b: np.ndarray) -> float:
+    return math.sqrt(float(np.mean((a - b) ** 2)))
+
+
+def test_replays_of_a_dry_run_give_back_its_furnace(dry_runs: DryRuns) -> None:
+    s = _whole(dry_runs)
+    built_in = TwinParams()
+    loop = replay_loop(built_in, s)
+    assert _rms(loop.tc_c, s.pv_c) < 0.5  # the PV's own noise is 0.1 K
+    assert _rms(loop.output_pct, s.output_pct) < 2.5  # the D term's jitter on that noise
+    assert _rms(replay_plant(built_in, s)[0], s.pv_c) < 1.5
+    assert _rms(replay_pid(built_in, s), s.output_pct) < 10.0  # on the noisy PV rows
+    heavier = replace(built_in, heat_capacity_j_per_k=1.3 * built_in.heat_capacity_j_per_k)
+    # The loop hides a heavier furnace in its PV (the instrument keeps it on the ramp), not
+    # in the output it takes to do so; driven by the recorded output it falls far behind.
+    assert _rms(replay_loop(heavier, s).output_pct, s.output_pct) > 1.2 * _rms(
+        loop.output_pct, s.output_pct)
+    assert _rms(replay_plant(heavier, s)[0], s.pv_c) > 10.0
+
+
+def test_a_jump_and_a_gap_in_the_trace_each_end_a_stretch(dry_runs: DryRuns,
+                                                          tmp_path: Path) -> None:
+    batch = tmp_path / dry_runs(SMOKE, SETS).result.batch_dir.name
+    shutil.copytree(dry_runs(SMOKE, SETS).result.batch_dir, batch)
+    lines = (batch / "trace.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    header = lines[0].rstrip("\n").split(",")
+    t_col, pv_col = header.index("elapsed_s"), header.index("furnace_c")
+    rows = [line.rstrip("\n").split(",") for line in lines[1:]]
+    n = len(rows)
+    # a thermocouple glitch of +80 K for one row a third of the way in
+    glitch = rows[n // 3]
+    glitch[pv_col] = f"{float(glitch[pv_col]) + 80.0:.3f}"
+    # twenty minutes without rows two thirds of the way in (the PC stopped)
+    del rows[2 * n // 3:2 * n // 3 + 600]
+    (batch / "trace.csv").write_text(lines[0] + "".join(",".join(r) + "\n" for r in rows),
+                                     encoding="utf-8")
+    cut = batch_stretches(batch)
+    assert len(cut.stretches) == 3
+    assert any("jumped more than 25 K" in line for line in cut.excluded), cut.excluded
+    assert any("no rows for 20" in line for line in cut.excluded), cut.excluded
+    assert float(glitch[t_col]) not in np.concatenate([s.t_s for s in cut.stretches])

@@ -14,8 +14,9 @@ Three replays, from the most to the least constrained by the record:
 A substep of the recorded interval (``substep_s``: at most this long) replaces the
 simulator's fixed 0.5 s: the fit replays a batch hundreds of times, and the core's time
 constant is tens of minutes. The working setpoint is interpolated linearly between rows,
-the recorded output held at the mean of its ends. Not here: choosing the stretches (the
-controller reads batch folders) or the fit (``fit``).
+the recorded output held at the mean of its ends; between two rows of the same time (a row
+written twice) no time passes. Not here: choosing the stretches (the controller reads batch
+folders) or the fit (``fit``).
 """
 
 from __future__ import annotations
@@ -141,7 +142,8 @@ def replay_pid(p: TwinParams, s: Stretch, substep_s: float = DEFAULT_SUBSTEP_S) 
             previous = pvf
             pvf += (v0 + dv * j - pvf) * f_a
             error = w0 + dw * j - pvf
-            d_rate += ((pvf - previous) / h - d_rate) * d_a
+            if h > 0.0:  # a row written twice: no time passes (as the instrument's _pid)
+                d_rate += ((pvf - previous) / h - d_rate) * d_a
             u_p = kp * error
             d = -kp * td * d_rate
             if ti > 0.0:
@@ -203,7 +205,8 @@ def replay_loop(p: TwinParams, s: Stretch, substep_s: float = DEFAULT_SUBSTEP_S)
             previous = pvf
             pvf += (tc - pvf) * f_a
             error = w0 + dw * j - pvf
-            d_rate += ((pvf - previous) / h - d_rate) * d_a
+            if h > 0.0:  # a row written twice: no time passes (as the instrument's _pid)
+                d_rate += ((pvf - previous) / h - d_rate) * d_a
             u_p = kp * error
             d = -kp * td * d_rate
             if ti > 0.0:

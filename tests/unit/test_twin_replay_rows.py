@@ -1,0 +1,48 @@
+"""The twin's replays (``simulator.twin.replay``) on rows as a trace may hold them: a row
+written twice (the same ``elapsed_s``: no time passes between them) is replayed as no time
+passing, never as a division by zero. Simulated physics only; no clock is involved."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from simulator.twin.params import TwinParams
+from simulator.twin.replay import Stretch, replay_loop, replay_pid, replay_plant
+
+AMBIENT_C = 25.0
+
+
+def _heating(rows: int = 900) -> Stretch:
+    """A 30-minute ramp from 300 °C at 5 °C/min, the PV and output as the loop gives them."""
+    t_s = np.arange(rows) * 2.0
+    wsp_c = 300.0 + t_s * 5.0 / 60.0
+    seed = Stretch("B", t_s, wsp_c, np.full(rows, 300.0), np.full(rows, 20.0),
+                   np.full(rows, math.nan), AMBIENT_C)
+    loop = replay_loop(TwinParams(), seed)
+    return Stretch("B", t_s, wsp_c, loop.tc_c, loop.output_pct, np.full(rows, math.nan),
+                   AMBIENT_C)
+
+
+def _with_row_twice(s: Stretch, row: int) -> Stretch:
+    def twice(a: np.ndarray) -> np.ndarray:
+        return np.insert(a, row + 1, a[row])
+    return Stretch(s.batch, twice(s.t_s), twice(s.wsp_c), twice(s.pv_c), twice(s.output_pct),
+                   twice(s.sample_c), s.ambient_c)
+
+
+def test_a_row_written_twice_is_no_time_passing() -> None:
+    s = _heating()
+    doubled = _with_row_twice(s, 400)
+    p = TwinParams()
+    loop, loop2 = replay_loop(p, s), replay_loop(p, doubled)
+    assert np.isfinite(loop2.tc_c).all()
+    assert np.isfinite(loop2.output_pct).all()
+    keep = np.delete(np.arange(doubled.t_s.size), 401)  # the copy
+    assert np.allclose(loop2.tc_c[keep], loop.tc_c)
+    assert np.allclose(loop2.output_pct[keep], loop.output_pct)
+    pid = replay_pid(p, doubled)
+    assert np.isfinite(pid).all()
+    assert np.allclose(pid[keep], replay_pid(p, s))
+    assert np.allclose(replay_plant(p, doubled)[0][keep], replay_plant(p, s)[0])

@@ -1,11 +1,12 @@
 """The stretches of a batch's trace a twin may be fitted to, and what was left out and why.
 
-A row counts when the furnace's working setpoint, PV and output were all read and the PV is
-believable: not stale (``stale:furnace``: the instrument did not answer, an outage), not a
-one-sample spike (``pv_spike``), and inside what the furnace can be (a broken thermocouple
-reads upscale, far above the furnace's maximum; a shorted one reads the room; no furnace
-jumps tens of kelvin between two rows). A gap in
-time (the PC stopped, a resume) ends a stretch. Stretches too short to fit are left out.
+A row counts when the furnace's working setpoint, PV and output were all read, the setpoint
+and output are inside what the furnace and its heater can be (a corrupt cell is not a
+setpoint), and the PV is believable: not stale (``stale:furnace``: the instrument did not
+answer, an outage), not a one-sample spike (``pv_spike``), and inside what the furnace can
+be (a broken thermocouple reads upscale, far above the furnace's maximum; a shorted one
+reads the room; no furnace jumps tens of kelvin between two rows). A gap in time (the PC
+stopped, a resume) ends a stretch. Stretches too short to fit are left out.
 
 Not here: the fit (``simulator.twin.fit``, through ``controller.twin.fitting``) or deciding
 whether the whole is enough (``fitting``).
@@ -78,6 +79,10 @@ def _why_bad(data: BatchData, station: Station) -> tuple[NDArray[np.int8], tuple
          ~(np.isfinite(pv) & np.isfinite(wsp) & np.isfinite(out))),
         (f"furnace PV outside {lo_c:g}..{hi_c:g} °C (a broken or shorted thermocouple?)",
          ~((pv >= lo_c) & (pv <= hi_c))),
+        (f"furnace working setpoint outside {lo_c:g}..{hi_c:g} °C",
+         ~((wsp >= lo_c) & (wsp <= hi_c))),
+        ("furnace output outside 0..100 % (the twin's heater is 0-100 %)",
+         ~((out >= 0.0) & (out <= 100.0))),
         ("PV spike", np.char.find(flags, "pv_spike") >= 0),
         (f"furnace PV jumped more than {_JUMP_K:g} K from one row to the next",
          np.abs(np.diff(pv, prepend=pv[:1])) > _JUMP_K),

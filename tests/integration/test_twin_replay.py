@@ -69,3 +69,29 @@ def test_a_jump_and_a_gap_in_the_trace_each_end_a_stretch(dry_runs: DryRuns,
     assert any("jumped more than 25 K" in line for line in cut.excluded), cut.excluded
     assert any("no rows for 20" in line for line in cut.excluded), cut.excluded
     assert float(glitch[t_col]) not in np.concatenate([s.t_s for s in cut.stretches])
+
+
+def test_a_setpoint_or_output_no_furnace_can_have_is_left_out(dry_runs: DryRuns,
+                                                              tmp_path: Path) -> None:
+    # Corrupt cells that are still numbers: a fit would overflow on them, the figure fail.
+    batch = tmp_path / dry_runs(SMOKE, SETS).result.batch_dir.name
+    shutil.copytree(dry_runs(SMOKE, SETS).result.batch_dir, batch)
+    lines = (batch / "trace.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    header = lines[0].rstrip("\n").split(",")
+    t_col = header.index("elapsed_s")
+    rows = [line.rstrip("\n").split(",") for line in lines[1:]]
+    n = len(rows)
+    bad = {n // 3: ("working_setpoint_c", "1.7e308"), 2 * n // 3: ("output_pct", "1e200"),
+           2 * n // 3 + 1: ("output_pct", "-5")}
+    for row, (column, cell) in bad.items():
+        rows[row][header.index(column)] = cell
+    (batch / "trace.csv").write_text(lines[0] + "".join(",".join(r) + "\n" for r in rows),
+                                     encoding="utf-8")
+    cut = batch_stretches(batch)
+    assert any("working setpoint outside" in line for line in cut.excluded), cut.excluded
+    assert any("output outside 0..100 %" in line for line in cut.excluded), cut.excluded
+    used = np.concatenate([s.t_s for s in cut.stretches])
+    assert not {float(rows[row][t_col]) for row in bad} & set(used.tolist())
+    for s in cut.stretches:
+        assert ((s.output_pct >= 0.0) & (s.output_pct <= 100.0)).all()
+        assert (np.abs(s.wsp_c) < 2000.0).all()

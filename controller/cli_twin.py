@@ -110,23 +110,56 @@ def _print_fit(out: Console, fit: TwinFit) -> None:
               "settings)")
 
 
+def _check_output(target: Path, text: str, station: str) -> None:
+    """Refuse, before the fit, a station to write that cannot be written or would not load
+    where it goes (its maps named by paths relative to its folder). Raises
+    ``ConfigurationError`` naming ``target``."""
+    if not target.parent.is_dir():
+        raise ConfigurationError(f"no folder {target.parent} to write the station in",
+                                 source=str(target))
+    if target.is_dir():
+        raise ConfigurationError("is a folder: name the station file to write",
+                                 source=str(target))
+    try:
+        load_station_text(text, str(target))
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{exc.reason} (written here, the station reads its maps "
+                                 f"from this folder: write it beside {station}, or name the "
+                                 "maps by absolute paths)", source=exc.source,
+                                 field=exc.field) from None
+
+
+def _write(target: Path, text: str, fit: TwinFit) -> Path:
+    """Write the station and its figure; on failure, neither. Returns the figure's path.
+    Raises ``ConfigurationError`` naming ``target``."""
+    png = target.with_name(f"{target.stem}.fit.png")
+    tmp = target.with_name(target.name + ".tmp")
+    drawn = False
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        write_fit_png(fit, png)
+        drawn = True
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if drawn:
+            png.unlink(missing_ok=True)
+        raise ConfigurationError(f"cannot write the station: {exc.strerror or exc}",
+                                 source=str(target)) from None
+    return png
+
+
 def cmd_fit(args: argparse.Namespace, out: Console) -> int:
     """Fit, print, draw and write the station with its twin. Exit 0, or 2 (nothing written)."""
     station, text = load_station(args.station)
+    target = _output_path(args)
+    _check_output(target, text, args.station)
     dirs = [Path(d) for d in args.batch_dirs]
     fit = fit_station(dirs, station, args.station)
-    target = _output_path(args)
     new_text = with_twin(text, fit)
-    load_station_text(new_text, str(target), base_dir=Path(args.station).parent)
+    load_station_text(new_text, str(target))
     _print_fit(out, fit)
-    png = write_fit_png(fit, target.with_name(f"{target.stem}.fit.png"))
-    tmp = target.with_name(target.name + ".tmp")
-    try:
-        tmp.write_text(new_text, encoding="utf-8")
-        os.replace(tmp, target)
-    except OSError as exc:
-        raise ConfigurationError(f"cannot write the station: {exc.strerror or exc}",
-                                 source=str(target)) from None
+    png = _write(target, new_text, fit)
     _say(out, f"figure: {png}")
     _say(out, f"station with the twin: {target} (dry runs and `furnace plan --station "
               f"{target}` now play it; `furnace twin tune RECIPE --station {target}` reports "

@@ -19,7 +19,8 @@ __all__ = ["write_fit_png"]
 
 
 def write_fit_png(fit: TwinFit, path: Path) -> Path:
-    """Draw ``fit`` to ``path`` (replaced whole: written beside it, then renamed)."""
+    """Draw ``fit`` to ``path`` (replaced whole: written beside it, then renamed). Raises
+    ``OSError`` if it cannot be written (nothing is left beside it)."""
     batches = list(fit.result.rms_k)
     fig = Figure(figsize=(11.0, 3.2 * len(batches) + 0.8), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
@@ -51,6 +52,10 @@ def write_fit_png(fit: TwinFit, path: Path) -> Path:
         ax.legend(lines + more, labels + more_labels, fontsize=7, loc="upper right")
     fig.suptitle(f"twin fitted {fit.fitted_utc}: recorded against replayed", fontsize=10)
     tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
     return path

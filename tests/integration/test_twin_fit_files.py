@@ -1,0 +1,149 @@
+"""``furnace twin fit``'s files (issue 16): where the station with the twin goes and what is
+left when it cannot go there. A station file that cannot be written, or would not load where
+it is written, is one line and exit 2, before the fit where that can be known, and nothing is
+written.
+
+The fit itself is replaced by a canned one (``controller.cli_twin.fit_station``): these
+tests are about the files around it, and a real fit takes seconds.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from controller.cli import main
+from controller.recipe.station import Station, load_station
+from controller.twin.fitting import TwinFit
+from controller.twin.stretches import BatchStretches
+from simulator.twin import TwinParams
+from simulator.twin.fit import FitResult
+from tests.conftest import ROOT
+
+BUILTIN = (ROOT / "controller" / "builtin" / "sim.toml").read_text(encoding="utf-8")
+LEFT_OUT = "B3: 0:00:00-5:00:00 excluded: furnace not read (stale: no answer, an outage?)"
+
+
+def _canned(*, unused: Sequence[str] = ()) -> TwinFit:
+    """A fit to B1 and B2 (and batches in ``unused`` that gave it no usable stretch)."""
+    station, _ = load_station(None)
+    result = FitResult(TwinParams(tc_tau_s=77.0), {"tc_tau_s": 0.8}, {"B1": 0.2, "B2": 0.3},
+                       {"B1": 1.5, "B2": 1.6}, (), (), 80)
+    batches = [BatchStretches(b, station, (), ()) for b in ("B1", "B2")]
+    batches += [BatchStretches(b, station, (), (LEFT_OUT,)) for b in unused]
+    return TwinFit(result, TwinParams(), tuple(batches), "2026-12-01T21:30:00Z")
+
+
+class FakeFit:
+    """Stands in for ``fit_station``: gives ``fit``, and counts the calls."""
+
+    def __init__(self, fit: TwinFit) -> None:
+        self.fit = fit
+        self.calls = 0
+
+    def __call__(self, batch_dirs: Sequence[Path], station: Station, source: str) -> TwinFit:
+        self.calls += 1
+        return self.fit
+
+
+@pytest.fixture
+def fake_fit(monkeypatch: pytest.MonkeyPatch) -> FakeFit:
+    fake = FakeFit(_canned())
+    monkeypatch.setattr("controller.cli_twin.fit_station", fake)
+    return fake
+
+
+def _station(folder: Path, text: str = BUILTIN) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "station.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _fit(capsys: pytest.CaptureFixture[str], station: Path, *more: str) -> tuple[int, str, str]:
+    code = main(["twin", "fit", "B1", "B2", "--station", str(station), *more])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("furnace:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_the_canned_fit_is_written(fake_fit: FakeFit, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    station = _station(tmp_path)
+    code, _, err = _fit(capsys, station)
+    assert code == 0, err
+    written, _ = load_station(tmp_path / "station-twin.toml")
+    assert written.twin is not None
+    assert written.twin.tc_tau_s == 77.0
+    assert (tmp_path / "station-twin.fit.png").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "station-twin.fit.png", "station-twin.toml", "station.toml"]
+
+
+def test_output_into_a_missing_folder_is_refused_before_the_fit(
+        fake_fit: FakeFit, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    station = _station(tmp_path / "lab")
+    target = tmp_path / "missing" / "fitted.toml"
+    code, _, err = _fit(capsys, station, "-o", str(target))
+    assert code == 2
+    assert str(target.parent) in _one_error_line(err)
+    assert fake_fit.calls == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lab"]
+
+
+def test_output_onto_a_folder_is_refused_and_nothing_written(
+        fake_fit: FakeFit, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    station = _station(tmp_path / "lab")
+    target = tmp_path / "fitted"
+    target.mkdir()
+    code, _, err = _fit(capsys, station, "-o", str(target))
+    assert code == 2
+    assert "folder" in _one_error_line(err)
+    assert fake_fit.calls == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fitted", "lab"]
+    assert not any(target.iterdir())
+
+
+def test_a_figure_that_cannot_be_written_leaves_nothing(
+        fake_fit: FakeFit, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(fit: TwinFit, path: Path) -> Path:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr("controller.cli_twin.write_fit_png", refuse)
+    station = _station(tmp_path)
+    code, _, err = _fit(capsys, station)
+    assert code == 2
+    assert "Permission denied" in _one_error_line(err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["station.toml"]
+
+
+def test_maps_named_relative_to_the_station_and_output_elsewhere(
+        fake_fit: FakeFit, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    shutil.copy(ROOT / "drivers" / "maps" / "eurotherm3216.toml", lab / "my-tc.toml")
+    station = _station(lab, BUILTIN.replace("[furnace]\n", '[furnace]\nmap = "my-tc.toml"\n'))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    code, _, err = _fit(capsys, station, "-o", str(elsewhere / "fitted.toml"))
+    assert code == 2
+    line = _one_error_line(err)
+    assert "furnace.map" in line
+    assert "my-tc.toml" in line
+    assert fake_fit.calls == 0
+    assert not any(elsewhere.iterdir())
+    # Beside the station, its maps are where it names them.
+    code, _, err = _fit(capsys, station, "-o", str(lab / "fitted.toml"))
+    assert code == 0, err
+    assert load_station(lab / "fitted.toml")[0].twin is not None
+

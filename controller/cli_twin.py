@@ -100,8 +100,11 @@ def _print_fit(out: Console, fit: TwinFit) -> None:
     for col in ("used", "left out", "furnace K RMS", "output % RMS"):
         per_batch.add_column(col, justify="right")
     for b in fit.batches:
-        per_batch.add_row(b.batch, span(b.used_s), str(len(b.excluded)),
-                          f"{r.rms_k[b.batch]:.2f}", f"{r.output_rms_pct[b.batch]:.1f}")
+        if b.batch in r.rms_k:
+            rms = (f"{r.rms_k[b.batch]:.2f}", f"{r.output_rms_pct[b.batch]:.1f}")
+        else:  # nothing of it was usable: its lines below say why
+            rms = ("not used", "")
+        per_batch.add_row(b.batch, span(b.used_s), str(len(b.excluded)), *rms)
     out.print(per_batch)
     for line in fit.excluded:
         _say(out, line)

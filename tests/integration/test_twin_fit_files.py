@@ -1,7 +1,7 @@
 """``furnace twin fit``'s files (issue 16): where the station with the twin goes and what is
 left when it cannot go there. A station file that cannot be written, or would not load where
 it is written, is one line and exit 2, before the fit where that can be known, and nothing is
-written.
+written; a batch that gave the fit nothing is named, never a traceback.
 
 The fit itself is replaced by a canned one (``controller.cli_twin.fit_station``): these
 tests are about the files around it, and a real fit takes seconds.
@@ -147,3 +147,18 @@ def test_maps_named_relative_to_the_station_and_output_elsewhere(
     assert code == 0, err
     assert load_station(lab / "fitted.toml")[0].twin is not None
 
+
+def test_a_batch_that_gave_the_fit_nothing_is_named(
+        fake_fit: FakeFit, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fake_fit.fit = _canned(unused=("B3",))
+    station = _station(tmp_path)
+    code, printed, err = _fit(capsys, station)
+    assert code == 0, err
+    assert LEFT_OUT in printed
+    assert "B3" in [line.split("│")[1].strip() for line in printed.splitlines()
+                    if line.count("│") > 2]
+    written, _ = load_station(tmp_path / "station-twin.toml")
+    assert written.twin is not None
+    assert written.twin.fit is not None
+    assert written.twin.fit.batches == ("B1", "B2")
+    assert written.twin.fit.excluded == (LEFT_OUT,)

@@ -31,7 +31,7 @@ from controller.recipe.steps import Cool, Dwell, OperatorStep, Plan, Ramp
 from controller.text import span
 from controller.twin.figure import write_fit_png
 from controller.twin.fitting import TwinFit, fit_station, station_twin
-from controller.twin.station_text import with_twin
+from controller.twin.station_text import with_twin, without_twin
 from drivers.errors import ConfigurationError
 from simulator.twin.params import PARAM_UNITS
 from simulator.twin.tune import (
@@ -157,9 +157,10 @@ def cmd_fit(args: argparse.Namespace, out: Console) -> int:
     station, text = load_station(args.station)
     target = _output_path(args)
     _check_output(target, text, args.station)
+    without_twin(text, args.station)  # its old twin can be replaced: known before the fit
     dirs = [Path(d) for d in args.batch_dirs]
     fit = fit_station(dirs, station, args.station)
-    new_text = with_twin(text, fit)
+    new_text = with_twin(text, fit, source=args.station)
     load_station_text(new_text, str(target))
     _print_fit(out, fit)
     png = _write(target, new_text, fit)

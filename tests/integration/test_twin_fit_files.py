@@ -162,3 +162,16 @@ def test_a_batch_that_gave_the_fit_nothing_is_named(
     assert written.twin.fit is not None
     assert written.twin.fit.batches == ("B1", "B2")
     assert written.twin.fit.excluded == (LEFT_OUT,)
+
+
+def test_a_twin_that_cannot_be_replaced_is_refused_before_the_fit(
+        fake_fit: FakeFit, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    station = _station(tmp_path, BUILTIN.replace(
+        "scan_period_s = 2.0", 'scan_period_s = 2.0\ntwin.fit.batches = [\n  "X",\n]\n'
+        'twin.fit.rms_k = [1.0]\ntwin.fit.one_sigma = {}\n'
+        'twin.fit.fitted_utc = "2020-01-01T00:00:00Z"'))
+    code, _, err = _fit(capsys, station)
+    assert code == 2
+    assert _one_error_line(err).startswith(f"furnace: {station}: twin: ")
+    assert fake_fit.calls == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["station.toml"]

@@ -16,6 +16,7 @@ fit's rules (``controller.twin``) or the physics (``simulator.twin``).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
 
@@ -49,6 +50,17 @@ _SETTLE_BAND_C = 2.0  # a ramp's settling band where no dwell follows with its o
 _TERMS = ("proportional_band_c", "integral_time_s", "derivative_time_s")
 
 
+def _kelvin(text: str) -> float:
+    """``--overshoot-max-k``: a finite number of kelvin, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0.0):
+        raise argparse.ArgumentTypeError(f"expected a number of kelvin, 0 or more, got {text!r}")
+    return value
+
+
 def _arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="twin_command", required=True, parser_class=type(parser))
     fit = sub.add_parser("fit", help="fit the station's twin to its past batches")
@@ -63,7 +75,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     tune.add_argument("--station", required=True, help="station file with the [twin]")
     tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="override a recipe parameter (repeatable)")
-    tune.add_argument("--overshoot-max-k", type=float, default=5.0, metavar="K",
+    tune.add_argument("--overshoot-max-k", type=_kelvin, default=5.0, metavar="K",
                       help="the overshoot the suggested terms must keep within (default 5 K)")
 
 

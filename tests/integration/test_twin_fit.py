@@ -271,5 +271,5 @@ def test_tune_reports_overshoot_and_suggests_terms_within_the_limit(
     assert "[twin] is set by hand, not fitted" in printed
     assert "autotune on the furnace remains the final word" in printed
     assert main(["twin", "tune", recipe, "--station", station,
-                 "--overshoot-max-k", "-1"]) == 1
-    assert "no terms tried keep every overshoot within -1 K" in capsys.readouterr().out
+                 "--overshoot-max-k", "0"]) == 1
+    assert "no terms tried keep every overshoot within 0 K" in capsys.readouterr().out

@@ -97,17 +97,21 @@ def _enough(batches: Sequence[BatchStretches], start: TwinParams) -> str:
 def fit_station(batch_dirs: Sequence[Path], station: Station, source: str) -> TwinFit:
     """Fit ``station``'s twin (from its ``[twin]`` or the built-in values) to the batches in
     ``batch_dirs``. ``source`` names the station file in errors. Raises
-    ``ConfigurationError`` for a folder that is not a batch, a batch from another station,
-    too little data, or a fit that cannot be trusted."""
+    ``ConfigurationError`` for a folder that is not a batch, a batch given twice, a batch
+    from another station, too little data, or a fit that cannot be trusted."""
+    first: dict[str, Path] = {}
+    for d in batch_dirs:
+        name = d.resolve().name
+        if name in first:
+            raise ConfigurationError(f"a batch given twice: the same batch as {first[name]} "
+                                     "(a fit counts each batch once)", source=str(d))
+        first[name] = d
     batches = tuple(batch_stretches(d) for d in batch_dirs)
-    names = [b.batch for b in batches]
     for b in batches:
         if b.station.name != station.name:
             raise ConfigurationError(
                 f"batch {b.batch} was recorded on station {b.station.name!r}, not "
                 f"{station.name!r}: a twin is one furnace's", source=source, field="name")
-    if len(set(names)) != len(names):
-        raise ConfigurationError(f"a batch is given twice: {', '.join(names)}", source=source)
     start = station_twin(station)
     why = _enough(batches, start)
     if why:

@@ -104,7 +104,7 @@ def batch_stretches(batch_dir: Path) -> BatchStretches:
     ``ConfigurationError`` (one line naming the file) for a folder that is not a batch."""
     data = load_batch(batch_dir)
     station, _ = BatchFolder.open(batch_dir).read_station()
-    name = data.batch_dir.name
+    name = data.batch_dir.resolve().name  # "." is the folder it is
     t = data.trace["elapsed_s"]
     code, reasons = _why_bad(data, station)
     gap_s = max(10.0, _GAP_PERIODS * station.scan_period_s)

@@ -1,0 +1,68 @@
+"""Which batches ``furnace twin fit`` takes (issue 16): a batch given twice is named by its
+folder, and a batch folder given as ``.`` is named as the folder it is. Short batches
+suffice: each is refused before any fit."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import pytest
+
+from controller.cli import main
+from controller.twin.stretches import batch_stretches
+from tests.conftest import ROOT
+from tests.integration.helpers import dry_run
+from tests.integration.recipes import TINY, write
+
+pytestmark = pytest.mark.timeout(120)
+
+BUILTIN = (ROOT / "controller" / "builtin" / "sim.toml").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def tiny_batch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """TINY, recorded on the built-in station."""
+    folder = tmp_path_factory.mktemp("tiny")
+    batch = asyncio.run(dry_run(write(folder, TINY), folder / "batches", station_text=BUILTIN))
+    return batch.result.batch_dir
+
+
+def _fit(capsys: pytest.CaptureFixture[str], station: Path, *batches: str
+         ) -> tuple[int, str]:
+    code = main(["twin", "fit", *batches, "--station", str(station)])
+    return code, capsys.readouterr().err
+
+
+def _one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("furnace:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def _station(folder: Path) -> Path:
+    path = folder / "station.toml"
+    path.write_text(BUILTIN, encoding="utf-8")
+    return path
+
+
+def test_a_batch_given_twice_is_named_by_its_folder(
+        tiny_batch: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    copy = tmp_path / "copy" / tiny_batch.name
+    shutil.copytree(tiny_batch, copy)
+    code, err = _fit(capsys, _station(tmp_path), str(tiny_batch), f"{copy}/")
+    assert code == 2
+    line = _one_error_line(err)
+    assert line.startswith(f"furnace: {copy}")
+    assert str(tiny_batch) in line
+    assert "twice" in line
+
+
+def test_a_batch_folder_given_as_dot_is_named_as_the_folder(
+        tiny_batch: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tiny_batch)
+    assert batch_stretches(Path(".")).batch == tiny_batch.name
+    monkeypatch.chdir(tiny_batch / "maps")
+    assert batch_stretches(Path("..")).batch == tiny_batch.name

@@ -98,7 +98,8 @@ def fit_station(batch_dirs: Sequence[Path], station: Station, source: str) -> Tw
     """Fit ``station``'s twin (from its ``[twin]`` or the built-in values) to the batches in
     ``batch_dirs``. ``source`` names the station file in errors. Raises
     ``ConfigurationError`` for a folder that is not a batch, a batch given twice, a batch
-    from another station, too little data, or a fit that cannot be trusted."""
+    from another station or another furnace thermocouple, too little data, or a fit that
+    cannot be trusted."""
     first: dict[str, Path] = {}
     for d in batch_dirs:
         name = d.resolve().name
@@ -107,11 +108,18 @@ def fit_station(batch_dirs: Sequence[Path], station: Station, source: str) -> Tw
                                      "(a fit counts each batch once)", source=str(d))
         first[name] = d
     batches = tuple(batch_stretches(d) for d in batch_dirs)
+    thermocouple = station.furnace.thermocouple
     for b in batches:
         if b.station.name != station.name:
             raise ConfigurationError(
                 f"batch {b.batch} was recorded on station {b.station.name!r}, not "
                 f"{station.name!r}: a twin is one furnace's", source=source, field="name")
+        if b.station.furnace.thermocouple != thermocouple:
+            raise ConfigurationError(
+                f"batch {b.batch} was recorded with a Type {b.station.furnace.thermocouple} "
+                f"furnace thermocouple, the station has Type {thermocouple}: a twin is one "
+                "furnace's as one thermocouple reads it", source=source,
+                field="furnace.thermocouple")
     start = station_twin(station)
     why = _enough(batches, start)
     if why:

@@ -1,6 +1,8 @@
-"""Which batches ``furnace twin fit`` takes (issue 16): a batch given twice is named by its
-folder, and a batch folder given as ``.`` is named as the folder it is. Short batches
-suffice: each is refused before any fit."""
+"""Which batches ``furnace twin fit`` takes (issue 16): a twin is one furnace's as one
+thermocouple measures it, so a batch recorded on the station under its name but with
+another furnace thermocouple is refused, one line naming the batch and the field; a batch
+given twice is named by its folder, and a batch folder given as ``.`` is named as the
+folder it is. Short batches suffice: each is refused before any fit."""
 
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from tests.integration.recipes import TINY, write
 pytestmark = pytest.mark.timeout(120)
 
 BUILTIN = (ROOT / "controller" / "builtin" / "sim.toml").read_text(encoding="utf-8")
+TYPE_S = 'thermocouple = "S"           # Type S covers both'
+assert TYPE_S in BUILTIN
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +30,15 @@ def tiny_batch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """TINY, recorded on the built-in station."""
     folder = tmp_path_factory.mktemp("tiny")
     batch = asyncio.run(dry_run(write(folder, TINY), folder / "batches", station_text=BUILTIN))
+    return batch.result.batch_dir
+
+
+@pytest.fixture(scope="module")
+def type_r_batch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """TINY, recorded on the built-in station with a Type R furnace thermocouple."""
+    folder = tmp_path_factory.mktemp("type-r")
+    text = BUILTIN.replace(TYPE_S, 'thermocouple = "R"  #', 1)
+    batch = asyncio.run(dry_run(write(folder, TINY), folder / "batches", station_text=text))
     return batch.result.batch_dir
 
 
@@ -46,6 +59,18 @@ def _station(folder: Path) -> Path:
     path = folder / "station.toml"
     path.write_text(BUILTIN, encoding="utf-8")
     return path
+
+
+def test_a_batch_measured_by_another_thermocouple_is_refused(
+        type_r_batch: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _fit(capsys, _station(tmp_path), str(type_r_batch))
+    assert code == 2
+    line = _one_error_line(err)
+    assert type_r_batch.name in line
+    assert "furnace.thermocouple" in line
+    assert "Type R" in line
+    assert "Type S" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["station.toml"]
 
 
 def test_a_batch_given_twice_is_named_by_its_folder(

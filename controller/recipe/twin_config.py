@@ -21,8 +21,10 @@ from controller.text import printable_line
 __all__ = ["TwinFitRecord", "TwinSection", "twin_bounds"]
 
 _UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
-BatchName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(printable_line)]
-Note = Annotated[str, Field(min_length=1, max_length=300), AfterValidator(printable_line)]
+# A batch folder's name is at most 255 characters (a file name on ext4, NTFS, APFS); a note
+# on a stretch left out is that name, its times and why (``controller.twin.stretches``).
+BatchName = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(printable_line)]
+Note = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(printable_line)]
 NonNegative = Annotated[float, Field(ge=0)]
 
 

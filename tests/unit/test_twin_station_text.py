@@ -11,9 +11,10 @@ import math
 import numpy as np
 import pytest
 
-from controller.recipe.station import load_station_text
+from controller.recipe.station import load_station, load_station_text
 from controller.twin.fitting import TwinFit
 from controller.twin.station_text import with_twin, without_twin
+from controller.twin.stretches import BatchStretches
 from drivers.errors import ConfigurationError
 from simulator.twin import TwinParams
 from simulator.twin.fit import FitResult
@@ -106,3 +107,21 @@ def test_a_twin_it_cannot_take_out_whole_is_one_line_naming_the_file() -> None:
     load_station_text(text, "station.toml", base_dir=ROOT)
     with pytest.raises(ConfigurationError, match=r"^station\.toml: twin: .*\[twin\] table"):
         without_twin(text, "station.toml")
+
+
+def test_a_batch_name_as_long_as_a_file_name_can_be_is_recorded() -> None:
+    # A folder's name may be 255 characters (ext4, NTFS, APFS); a note on a stretch of it
+    # left out is that name and why.
+    name = "B" * 255
+    note = (f"{name}: 100:00:00-100:20:00 excluded: furnace PV outside -5..1680 °C (a broken "
+            "or shorted thermocouple?)")
+    result = FitResult(TwinParams(), {"tc_tau_s": 0.8}, {name: 0.19}, {name: 1.7}, (), (), 80)
+    station, _ = load_station(None)
+    fit = TwinFit(result, TwinParams(), (BatchStretches(name, station, (), (note,)),),
+                  "2026-12-01T21:30:00Z")
+    text = with_twin(BUILTIN, fit, source="station.toml")
+    twin = load_station_text(text, "station-twin.toml", base_dir=ROOT).twin
+    assert twin is not None
+    assert twin.fit is not None
+    assert twin.fit.batches == (name,)
+    assert twin.fit.excluded == (note,)

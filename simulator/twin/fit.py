@@ -130,7 +130,9 @@ def _smoothed(s: Stretch) -> Stretch:
     instrument's output jitters with the PV noise its derivative term sees; one sample of
     it per row, held, would drive a replay with noise the furnace never felt (its heated
     mass averages it away), which the fit would hide behind a longer thermocouple lag."""
-    dt_s = float(np.median(np.diff(s.t_s))) if s.t_s.size > 1 else 1.0
+    steps_s = np.diff(s.t_s)
+    steps_s = steps_s[steps_s > 0.0]  # a row written twice is no step
+    dt_s = float(np.median(steps_s)) if steps_s.size else 1.0
     n = max(1, round(OUTPUT_SMOOTHING_S / dt_s)) | 1
     if n == 1 or s.output_pct.size <= n:
         return s

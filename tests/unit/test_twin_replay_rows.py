@@ -1,6 +1,7 @@
-"""The twin's replays (``simulator.twin.replay``) on rows as a trace may hold them: a row
+"""The twin's replays and fit (``simulator.twin``) on rows as a trace may hold them: a row
 written twice (the same ``elapsed_s``: no time passes between them) is replayed as no time
-passing, never as a division by zero. Simulated physics only; no clock is involved."""
+passing, never as a division by zero, even when every row is. Simulated physics only; no
+clock is involved."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import math
 
 import numpy as np
 
+from controller.recipe.station import twin_bounds
+from simulator.twin.fit import fit_twin
 from simulator.twin.params import TwinParams
 from simulator.twin.replay import Stretch, replay_loop, replay_pid, replay_plant
 
@@ -46,3 +49,14 @@ def test_a_row_written_twice_is_no_time_passing() -> None:
     assert np.isfinite(pid).all()
     assert np.allclose(pid[keep], replay_pid(p, s))
     assert np.allclose(replay_plant(p, doubled)[0][keep], replay_plant(p, s)[0])
+
+
+def test_a_trace_with_every_row_written_twice_is_fitted() -> None:
+    s = _heating(rows=300)  # 10 minutes: 5 of them scored
+    doubled = s
+    for row in range(s.t_s.size - 1, -1, -1):
+        doubled = _with_row_twice(doubled, row)
+    assert np.median(np.diff(doubled.t_s)) == 0.0
+    result = fit_twin([doubled], TwinParams(), twin_bounds())
+    assert all(math.isfinite(v) for v in result.params.as_dict().values())
+    assert result.rms_k["B"] < 1.0

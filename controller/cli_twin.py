@@ -27,7 +27,7 @@ from controller.cli import EXIT_FAILED, EXIT_OK
 from controller.cli_tools import execute
 from controller.recipe.parameters import parse_overrides
 from controller.recipe.plan import load_recipe
-from controller.recipe.station import load_station, load_station_text
+from controller.recipe.station import load_station, load_station_text, twin_bounds
 from controller.recipe.steps import Cool, Dwell, OperatorStep, Plan, Ramp
 from controller.text import span
 from controller.twin.figure import write_fit_png
@@ -230,7 +230,8 @@ def cmd_tune(args: argparse.Namespace, out: Console) -> int:
                               tuple(zip(found, now, strict=True))))
     limit = args.overshoot_max_k
     noise_k = pv_noise_k(station.furnace.thermocouple)
-    suggestion = suggest_terms(twin, found, ambient_c, limit, pv_noise_k=noise_k)
+    suggestion = suggest_terms(twin, found, ambient_c, limit, pv_noise_k=noise_k,
+                               bounds=twin_bounds())
     if suggestion is None:
         _say(out, f"no terms tried keep every overshoot within {limit:g} K: slow the ramps "
                   "into the setpoints")

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -52,6 +52,7 @@ this factor of the best candidate's: a suggestion is worth making only if it is 
 JITTER_MAX_PCT: Final = 5.0
 """The output jitter (RMS, %) suggested terms may cause on the thermocouple's noise, unless
 the present terms already cause more (``output_jitter_pct``)."""
+_TERMS: Final = ("proportional_band_c", "integral_time_s", "derivative_time_s")
 _SAMPLE_S: Final = 0.5  # the instrument's input sampling (the simulator's substep)
 # Multiples of the current (proportional band, integral time, derivative time): a coarse
 # grid around the current terms, then a finer one around the coarse grid's best.
@@ -195,14 +196,17 @@ def _score(rs: Sequence[Response]) -> tuple[int, float, float, float]:
 def suggest_terms(p: TwinParams, approaches: Sequence[Approach], ambient_c: float,
                   overshoot_max_k: float, *, pv_noise_k: float = 0.1,
                   hold_s: float = DEFAULT_HOLD_S,
-                  substep_s: float = DEFAULT_SUBSTEP_S) -> Suggestion | None:
+                  substep_s: float = DEFAULT_SUBSTEP_S,
+                  bounds: Mapping[str, tuple[float, float]] | None = None
+                  ) -> Suggestion | None:
     """PID terms for the twin ``p`` that keep every approach's overshoot within
     ``overshoot_max_k`` (K) and settle best (``_score``), from a coarse grid around the
     current terms and a finer one around its best; the current terms if they meet the limit
     and their slowest settling is within ``KEEP_MARGIN`` (or one row) of the best's; ``None``
     if no set of terms tried meets the limit. Only terms whose output jitter on PV noise of
-    ``pv_noise_k`` (K) stays within ``JITTER_MAX_PCT`` (or the present terms') are tried.
-    See ``AUTOTUNE_CAVEAT``."""
+    ``pv_noise_k`` (K) stays within ``JITTER_MAX_PCT`` (or the present terms') and, with
+    ``bounds`` (name -> (low, high), inclusive), whose band, integral and derivative times
+    are within them (what the instrument takes) are tried. See ``AUTOTUNE_CAVEAT``."""
     stretches = [_stretch(p, a, ambient_c, hold_s) for a in approaches]
     # The shortest simulations first, and the approach that last failed before them.
     order = sorted(range(len(stretches)), key=lambda k: stretches[k].duration_s)
@@ -230,8 +234,11 @@ def suggest_terms(p: TwinParams, approaches: Sequence[Approach], ambient_c: floa
 
     max_jitter_pct = max(JITTER_MAX_PCT, output_jitter_pct(p, pv_noise_k)) * (1.0 + 1e-9)
 
+    limits = [(n, *bounds[n]) for n in _TERMS if n in bounds] if bounds else []
+
     def quiet(c: TwinParams) -> bool:
-        return output_jitter_pct(c, pv_noise_k) <= max_jitter_pct
+        return (output_jitter_pct(c, pv_noise_k) <= max_jitter_pct
+                and all(lo <= getattr(c, n) <= hi for n, lo, hi in limits))
 
     def search(around: TwinParams, factors: Sequence[Sequence[float]], td_s: float) -> None:
         for c in _candidates(around, factors, td_s, quiet):

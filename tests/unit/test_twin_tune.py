@@ -178,3 +178,20 @@ def test_the_jitter_estimate_matches_the_simulated_instrument() -> None:
 def test_the_caveat_defers_to_the_instruments_autotune() -> None:
     assert "autotune" in AUTOTUNE_CAVEAT
     assert "final word" in AUTOTUNE_CAVEAT
+
+
+def test_no_suggestion_outside_the_terms_an_instrument_takes() -> None:
+    # A slow integral by hand: the grid reaches four times it, past what an instrument (and
+    # a station's [twin]) takes; a suggestion nobody can enter is no suggestion.
+    p = TwinParams(proportional_band_c=3.0, integral_time_s=5000.0, derivative_time_s=3000.0)
+    approach = (Approach(25.0, 600.0, 3.5, 5.0),)
+    free = suggest_terms(p, approach, AMBIENT_C, 0.2, hold_s=HOLD_S)
+    assert free is not None
+    assert free.params.integral_time_s > 9999.0  # so the bounds matter
+    bounds = {"proportional_band_c": (0.5, 999.0), "integral_time_s": (0.0, 9999.0),
+              "derivative_time_s": (0.0, 9999.0)}
+    s = suggest_terms(p, approach, AMBIENT_C, 0.2, hold_s=HOLD_S, bounds=bounds)
+    assert s is not None
+    for name, (lo, hi) in bounds.items():
+        assert lo <= getattr(s.params, name) <= hi
+    assert all(r.overshoot_k <= 0.2 for r in s.responses)

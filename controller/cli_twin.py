@@ -27,7 +27,12 @@ from controller.cli import EXIT_FAILED, EXIT_OK
 from controller.cli_tools import execute
 from controller.recipe.parameters import parse_overrides
 from controller.recipe.plan import load_recipe
-from controller.recipe.station import load_station, load_station_text, twin_bounds
+from controller.recipe.station import (
+    BUILTIN_STATION,
+    load_station,
+    load_station_text,
+    twin_bounds,
+)
 from controller.recipe.steps import Cool, Dwell, OperatorStep, Plan, Ramp
 from controller.text import span
 from controller.twin.figure import write_fit_png
@@ -88,8 +93,16 @@ def _number(value: float) -> str:
 
 
 def _output_path(args: argparse.Namespace) -> Path:
+    """``-o``, or beside the station. Raises ``ConfigurationError`` when neither is a file:
+    the built-in station is none."""
+    if args.output == BUILTIN_STATION:
+        raise ConfigurationError("names the built-in station: give -o a file to write",
+                                 source=args.output)
     if args.output is not None:
         return Path(args.output)
+    if args.station == BUILTIN_STATION:
+        raise ConfigurationError("the built-in station is no file to write beside: give -o "
+                                 "the file to write", source=args.station)
     station = Path(args.station)
     return station.with_name(f"{station.stem}-twin{station.suffix or '.toml'}")
 
@@ -166,8 +179,8 @@ def _write(target: Path, text: str, fit: TwinFit) -> Path:
 
 def cmd_fit(args: argparse.Namespace, out: Console) -> int:
     """Fit, print, draw and write the station with its twin. Exit 0, or 2 (nothing written)."""
-    station, text = load_station(args.station)
     target = _output_path(args)
+    station, text = load_station(args.station)
     _check_output(target, text, args.station)
     without_twin(text, args.station)  # its old twin can be replaced: known before the fit
     dirs = [Path(d) for d in args.batch_dirs]

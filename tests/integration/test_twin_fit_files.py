@@ -175,3 +175,17 @@ def test_a_twin_that_cannot_be_replaced_is_refused_before_the_fit(
     assert _one_error_line(err).startswith(f"furnace: {station}: twin: ")
     assert fake_fit.calls == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["station.toml"]
+
+
+@pytest.mark.parametrize("more", [(), ("-o", "builtin:sim")], ids=["default", "-o"])
+def test_the_built_in_station_needs_a_file_to_write(
+        more: tuple[str, ...], fake_fit: FakeFit, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # The built-in station is no file to write beside ("builtin:sim-twin.toml" is a name
+    # Windows cannot hold), nor one to write ("--station builtin:sim" is the built-in).
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _fit(capsys, Path("builtin:sim"), *more)
+    assert code == 2
+    assert "-o" in _one_error_line(err)
+    assert fake_fit.calls == 0
+    assert not any(tmp_path.iterdir())

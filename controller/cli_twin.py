@@ -162,16 +162,16 @@ def _write(target: Path, text: str, fit: TwinFit) -> Path:
     Raises ``ConfigurationError`` naming ``target``."""
     png = target.with_name(f"{target.stem}.fit.png")
     tmp = target.with_name(target.name + ".tmp")
-    drawn = False
+    written: list[Path] = []
     try:
         tmp.write_text(text, encoding="utf-8")
+        written.append(tmp)
         write_fit_png(fit, png)
-        drawn = True
+        written.append(png)
         os.replace(tmp, target)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        if drawn:
-            png.unlink(missing_ok=True)
+        for path in written:
+            path.unlink(missing_ok=True)
         raise ConfigurationError(f"cannot write the station: {exc.strerror or exc}",
                                  source=str(target)) from None
     return png

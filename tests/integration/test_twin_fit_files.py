@@ -189,3 +189,13 @@ def test_the_built_in_station_needs_a_file_to_write(
     assert "-o" in _one_error_line(err)
     assert fake_fit.calls == 0
     assert not any(tmp_path.iterdir())
+
+
+def test_a_folder_in_the_way_of_the_temporary_file_is_one_line(
+        fake_fit: FakeFit, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    station = _station(tmp_path)
+    (tmp_path / "station-twin.toml.tmp").mkdir()
+    code, _, err = _fit(capsys, station)
+    assert code == 2
+    assert "station-twin.toml" in _one_error_line(err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["station-twin.toml.tmp", "station.toml"]

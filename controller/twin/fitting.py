@@ -7,12 +7,13 @@ Enough means at least ``MIN_USED_S`` of usable furnace data in all, with time sp
 power) and time cooling with the output off (it pins the losses against the mass).
 Trusted means every batch replays within ``MAX_REPLAY_RMS_K`` (a batch that does not is
 another furnace, a changed tube or a fault the record does not show) and no fitted value
-ended at a bound (the data could not pin it). Not here: the optimiser
+ended at a bound or has no bounded uncertainty (the data could not pin it). Not here: the optimiser
 (``simulator.twin.fit``), the printing and files (``controller.cli_twin``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,5 +146,11 @@ def fit_station(batch_dirs: Sequence[Path], station: Station, source: str) -> Tw
             f"cannot fit a twin: twin.{name} ended at its bound ({lo:g}..{hi:g}): the "
             "batches cannot pin it (add batches that heat, dwell and cool further apart)",
             source=source)
+    unpinned = [name for name, sigma in result.one_sigma.items() if not math.isfinite(sigma)]
+    if unpinned:
+        raise ConfigurationError(
+            f"cannot fit a twin: twin.{unpinned[0]} is not pinned by these batches at all (its "
+            "uncertainty has no bound): a thermocouple no lag explains, or too little of "
+            "what it acts on", source=source)
     stamp = utc_now().strftime("%Y-%m-%dT%H:%M:%SZ")
     return TwinFit(result, start, batches, stamp)

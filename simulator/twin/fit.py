@@ -199,7 +199,8 @@ def _boat_residuals(replays: Sequence[tuple[Stretch, LoopReplay]]
 def _one_sigma(result: OptimizeResult, names: Sequence[str], p: TwinParams
                ) -> dict[str, float]:
     """1 sigma of each fitted value from the Jacobian at the optimum, the residual variance
-    inflated by (1 + ρ)/(1 − ρ) for its lag-1 autocorrelation ρ."""
+    inflated by (1 + ρ)/(1 − ρ) for its lag-1 autocorrelation ρ; ``math.inf`` for a value
+    the data cannot pin at all."""
     jac = np.asarray(result.jac)
     r = np.asarray(result.fun)
     dof = max(1, r.size - len(names))
@@ -209,8 +210,9 @@ def _one_sigma(result: OptimizeResult, names: Sequence[str], p: TwinParams
         variance *= (1.0 + rho) / (1.0 - rho)
     cov = np.linalg.pinv(jac.T @ jac) * variance
     sigma_log = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-    return {n: float(getattr(p, n) * math.expm1(float(s)))
-            for n, s in zip(names, sigma_log, strict=True)}
+    with np.errstate(over="ignore"):  # inf: the data do not pin the value at all
+        sigma = np.expm1(sigma_log)
+    return {n: float(getattr(p, n) * s) for n, s in zip(names, sigma.tolist(), strict=True)}
 
 
 def loop_errors(p: TwinParams, stretches: Sequence[Stretch],

@@ -15,15 +15,18 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from controller.cli import main
 from controller.recipe.station import load_station
+from controller.twin import fitting
 from simulator.twin import TwinParams
+from simulator.twin.fit import FitResult
 from tests.conftest import ROOT
 from tests.integration.helpers import Batch, dry_run
 from tests.integration.recipes import write
@@ -273,3 +276,22 @@ def test_tune_reports_overshoot_and_suggests_terms_within_the_limit(
     assert main(["twin", "tune", recipe, "--station", station,
                  "--overshoot-max-k", "0"]) == 1
     assert "no terms tried keep every overshoot within 0 K" in capsys.readouterr().out
+
+
+def test_a_value_the_batches_cannot_pin_at_all_is_refused(
+        furnace: Furnace, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fit whose boat lag has no bounded uncertainty (a boat thermocouple no lag explains):
+    # refused as unpinned, not written as inf for the station to fail to load.
+    real_fit = fitting.fit_twin
+
+    def unpinned(*args: Any, **kwargs: Any) -> FitResult:
+        result = real_fit(*args, **kwargs)
+        return replace(result, one_sigma={**result.one_sigma, "sample_tau_s": math.inf})
+
+    monkeypatch.setattr(fitting, "fit_twin", unpinned)
+    out = furnace.folder / "unpinned.toml"
+    code, _, err = _fit(capsys, furnace.station, out, *furnace.batches)
+    assert code == 2
+    assert "twin.sample_tau_s" in _one_error_line(err)
+    assert not out.exists()

@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from controller.recipe.station import twin_bounds
+from simulator.thermal import FurnaceThermal
 from simulator.twin.fit import fit_twin
 from simulator.twin.params import TwinParams
 from simulator.twin.replay import Stretch, replay_loop, replay_pid, replay_plant
@@ -60,3 +61,21 @@ def test_a_trace_with_every_row_written_twice_is_fitted() -> None:
     result = fit_twin([doubled], TwinParams(), twin_bounds())
     assert all(math.isfinite(v) for v in result.params.as_dict().values())
     assert result.rms_k["B"] < 1.0
+
+
+def test_a_boat_the_core_cannot_explain_is_an_unbounded_uncertainty() -> None:
+    # The furnace holds 300 °C while the boat reads 1500 °C throughout: no lag explains
+    # that, and the boat's lag is pinned by nothing (an uncertainty of inf, not an overflow).
+    p = TwinParams()
+    rows = 600
+    t_s = np.arange(rows) * 2.0
+    hold = np.full(rows, 100.0 * FurnaceThermal(p.thermal(AMBIENT_C)).heat_loss_w(300.0)
+                   / p.max_power_w)
+    seed = Stretch("B", t_s, np.full(rows, 300.0), np.full(rows, 300.0), hold,
+                   np.full(rows, math.nan), AMBIENT_C)
+    loop = replay_loop(p, seed)
+    s = Stretch("B", t_s, seed.wsp_c, loop.tc_c, loop.output_pct, np.full(rows, 1500.0),
+                AMBIENT_C)
+    result = fit_twin([s], p, twin_bounds())
+    assert result.one_sigma["sample_tau_s"] == math.inf
+    assert all(math.isfinite(v) for v in result.params.as_dict().values())

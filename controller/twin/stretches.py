@@ -6,7 +6,9 @@ setpoint), and the PV is believable: not stale (``stale:furnace``: the instrumen
 answer, an outage), not a one-sample spike (``pv_spike``), and inside what the furnace can
 be (a broken thermocouple reads upscale, far above the furnace's maximum; a shorted one
 reads the room; no furnace jumps tens of kelvin between two rows). A gap in time (the PC
-stopped, a resume) ends a stretch. Stretches too short to fit are left out.
+stopped, a resume) ends a stretch. Stretches too short to fit are left out. A boat
+thermocouple reading what no furnace can be is not used for the boat's lag (its rows still
+pin the furnace).
 
 Not here: the fit (``simulator.twin.fit``, through ``controller.twin.fitting``) or deciding
 whether the whole is enough (``fitting``).
@@ -22,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from controller.analysis.data import BatchData, load_batch
+from controller.analysis.series import FloatArray
 from controller.recipe.station import Station
 from controller.records.folder import BatchFolder
 from controller.text import hms, span
@@ -93,6 +96,26 @@ def _why_bad(data: BatchData, station: Station) -> tuple[NDArray[np.int8], tuple
     return code, tuple(r for r, _ in reasons)
 
 
+def _believed_boat(data: BatchData, station: Station,
+                   excluded: list[tuple[float, str]]) -> FloatArray | None:
+    """The boat thermocouple's column, NaN where it reads what no furnace can be (broken or
+    shorted: its rows still pin the furnace, not the boat's lag); a line for each such run
+    into ``excluded``. None if the trace has no boat."""
+    sample = data.trace.get("sample_c")
+    if sample is None:
+        return None
+    lo_c = station.envelope.ambient_c - _RANGE_MARGIN_K
+    hi_c = station.envelope.max_temperature_c + _RANGE_MARGIN_K
+    wrong = np.isfinite(sample) & ~((sample >= lo_c) & (sample <= hi_c))
+    t = data.trace["elapsed_s"]
+    name = data.batch_dir.resolve().name
+    for a, b in _runs(wrong):
+        excluded.append((float(t[a]), f"{name}: {hms(t[a])}-{hms(t[b - 1])} excluded: boat "
+                         f"thermocouple outside {lo_c:g}..{hi_c:g} °C (a broken or shorted "
+                         "thermocouple?): not used for the boat's lag"))
+    return np.where(wrong, np.nan, sample)
+
+
 def _runs(mask: BoolArray) -> list[tuple[int, int]]:
     """(start, stop) of each run of True in ``mask``."""
     edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.view(np.int8), [0]))))
@@ -118,7 +141,7 @@ def batch_stretches(batch_dir: Path) -> BatchStretches:
     good = code == 0
     breaks = np.zeros(data.rows, dtype=np.bool_)
     breaks[gaps + 1] = True  # a new stretch starts after each gap
-    sample = data.trace.get("sample_c")
+    sample = _believed_boat(data, station, excluded)
     stretches = []
     for a, b in _runs(good):
         cuts = [a, *(int(i) for i in np.flatnonzero(breaks[a + 1:b]) + a + 1), b]

@@ -183,9 +183,11 @@ def _follow(core_c: Floats, t_s: Floats, start_c: float, tau_s: float) -> Floats
 def _boat_residuals(replays: Sequence[tuple[Stretch, LoopReplay]]
                     ) -> Callable[[TwinParams], Floats] | None:
     """The boat thermocouple against the boat following the replayed core (the replay that
-    matches the furnace's thermocouple, so its core is the best estimate of the real one)."""
-    with_boat = [(s, r.furnace_c, _scored(s)) for s, r in replays
-                 if np.isfinite(s.sample_c).all()]
+    matches the furnace's thermocouple, so its core is the best estimate of the real one),
+    on the rows the boat was read, in stretches that start with a reading of it."""
+    with_boat = [(s, r.furnace_c, _scored(s) & np.isfinite(s.sample_c)) for s, r in replays
+                 if math.isfinite(s.sample_c[0])]  # the boat's start, and the rows it was read
+    with_boat = [(s, core, m) for s, core, m in with_boat if m.any()]
     if not with_boat:
         return None
 

@@ -95,3 +95,26 @@ def test_a_setpoint_or_output_no_furnace_can_have_is_left_out(dry_runs: DryRuns,
     for s in cut.stretches:
         assert ((s.output_pct >= 0.0) & (s.output_pct <= 100.0)).all()
         assert (np.abs(s.wsp_c) < 2000.0).all()
+
+
+def test_a_boat_thermocouple_reading_what_no_furnace_can_be_is_left_out(
+        dry_runs: DryRuns, tmp_path: Path) -> None:
+    # The boat's thermocouple breaks for ten minutes (it reads upscale, 1949.8 °C) while the
+    # furnace is sound: its rows still pin the furnace, not the boat's lag.
+    batch = tmp_path / dry_runs(SMOKE, SETS).result.batch_dir.name
+    shutil.copytree(dry_runs(SMOKE, SETS).result.batch_dir, batch)
+    lines = (batch / "trace.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    header = lines[0].rstrip("\n").split(",")
+    boat_col = header.index("sample_c")
+    rows = [line.rstrip("\n").split(",") for line in lines[1:]]
+    broken = range(len(rows) // 3, len(rows) // 3 + 300)
+    for row in broken:
+        rows[row][boat_col] = "1949.8"
+    (batch / "trace.csv").write_text(lines[0] + "".join(",".join(r) + "\n" for r in rows),
+                                     encoding="utf-8")
+    cut = batch_stretches(batch)
+    assert len(cut.stretches) == 1  # the furnace's rows are all used
+    assert any("boat thermocouple outside" in line for line in cut.excluded), cut.excluded
+    boat = cut.stretches[0].sample_c
+    assert np.isnan(boat[list(broken)]).all()
+    assert np.isfinite(np.delete(boat, list(broken))).all()

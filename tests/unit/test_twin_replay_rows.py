@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from controller.recipe.station import twin_bounds
 from simulator.thermal import FurnaceThermal
@@ -79,3 +80,14 @@ def test_a_boat_the_core_cannot_explain_is_an_unbounded_uncertainty() -> None:
     result = fit_twin([s], p, twin_bounds())
     assert result.one_sigma["sample_tau_s"] == math.inf
     assert all(math.isfinite(v) for v in result.params.as_dict().values())
+
+
+def test_the_boats_lag_is_fitted_to_the_rows_the_boat_was_read() -> None:
+    s = _heating(rows=600)
+    p = TwinParams()
+    boat = replay_loop(p, s).sample_c.copy()
+    boat[300:400] = math.nan  # the boat's thermocouple not read for 200 s
+    s = Stretch(s.batch, s.t_s, s.wsp_c, s.pv_c, s.output_pct, boat, s.ambient_c)
+    result = fit_twin([s], p, twin_bounds())
+    assert math.isfinite(result.one_sigma["sample_tau_s"])
+    assert result.params.sample_tau_s == pytest.approx(p.sample_tau_s, rel=0.1)

@@ -34,6 +34,7 @@ from controller.recipe.station import (
     twin_bounds,
 )
 from controller.recipe.steps import Cool, Dwell, OperatorStep, Plan, Ramp
+from controller.records.folder import AUDIT_FILE
 from controller.text import span
 from controller.twin.figure import write_fit_png
 from controller.twin.fitting import TwinFit, fit_station, station_twin
@@ -139,15 +140,20 @@ def _print_fit(out: Console, fit: TwinFit) -> None:
 
 
 def _check_output(target: Path, text: str, station: str) -> None:
-    """Refuse, before the fit, a station to write that cannot be written or would not load
-    where it goes (its maps named by paths relative to its folder). Raises
-    ``ConfigurationError`` naming ``target``."""
+    """Refuse, before the fit, a station to write that cannot be written, that would go into
+    a batch folder (over or beside its records: the station a batch froze is a likely
+    ``--station``), or that would not load where it goes (its maps named by paths relative to
+    its folder). Raises ``ConfigurationError`` naming ``target``."""
     if not target.parent.is_dir():
         raise ConfigurationError(f"no folder {target.parent} to write the station in",
                                  source=str(target))
     if target.is_dir():
         raise ConfigurationError("is a folder: name the station file to write",
                                  source=str(target))
+    for folder in (target.parent, target.parent.parent):  # the batch's own and its maps/
+        if (folder / AUDIT_FILE).is_file():
+            raise ConfigurationError(f"is in the batch folder {folder}, whose records are never "
+                                     "written: give -o a file elsewhere", source=str(target))
     try:
         load_station_text(text, str(target))
     except ConfigurationError as exc:

@@ -199,3 +199,23 @@ def test_a_folder_in_the_way_of_the_temporary_file_is_one_line(
     assert code == 2
     assert "station-twin.toml" in _one_error_line(err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["station-twin.toml.tmp", "station.toml"]
+
+
+@pytest.mark.parametrize("output", [None, "station.toml", "trace.csv", "maps/furnace.toml"])
+def test_a_batch_folders_records_are_never_written(
+        output: str | None, fake_fit: FakeFit, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # The station the batch ran on, frozen in its folder, is what a lab may well give; the
+    # fitted station must not go over a record (verify would call it tampered) or beside it.
+    batch = tmp_path / "20261201T212937Z_SMOKE-700"
+    station = _station(batch)
+    (batch / "maps").mkdir()
+    for name in ("audit.jsonl", "trace.csv", "maps/furnace.toml"):
+        (batch / name).write_text("record\n", encoding="utf-8")
+    before = {p: p.read_bytes() for p in batch.rglob("*") if p.is_file()}
+    more = () if output is None else ("-o", str(batch / output))
+    code, _, err = _fit(capsys, station, *more)
+    assert code == 2
+    assert "batch folder" in _one_error_line(err)
+    assert fake_fit.calls == 0
+    assert {p: p.read_bytes() for p in batch.rglob("*") if p.is_file()} == before

@@ -132,6 +132,15 @@ def fit_station(batch_dirs: Sequence[Path], station: Station, source: str) -> Tw
     except TwinFitError as exc:
         raise ConfigurationError(f"cannot fit a twin: {exc}", source=source) from None
     worst = max(result.rms_k, key=lambda k: result.rms_k[k])
+    best_k = min(result.rms_k.values())
+    if best_k > MAX_REPLAY_RMS_K:
+        # None replays: dropping one batch cannot help; where the fit began may.
+        hint = ("it started from the station's [twin]: delete it to start from the built-in "
+                "furnace" if station.twin is not None else "are they of this furnace?")
+        raise ConfigurationError(
+            f"cannot fit a twin: no batch replays within {MAX_REPLAY_RMS_K:g} K RMS (best "
+            f"{best_k:.1f} K): the fit found no furnace like these batches ({hint})",
+            source=source)
     if result.rms_k[worst] > MAX_REPLAY_RMS_K:
         others = ", ".join(f"{k} {v:.1f} K" for k, v in result.rms_k.items() if k != worst)
         raise ConfigurationError(

@@ -295,3 +295,18 @@ def test_a_value_the_batches_cannot_pin_at_all_is_refused(
     assert code == 2
     assert "twin.sample_tau_s" in _one_error_line(err)
     assert not out.exists()
+
+
+def test_a_fit_that_cannot_start_from_the_stations_twin_says_so(
+        furnace: Furnace, capsys: pytest.CaptureFixture[str]) -> None:
+    # A [twin] copied from some tiny, lossy furnace: the fit starts there and no batch
+    # replays; dropping a batch (the advice for one batch unlike the others) cannot help.
+    far = furnace.folder / "far.toml"
+    far.write_text(BUILTIN + "\n[twin]\nheat_capacity_j_per_k = 100\nconductance_w_per_k = 100"
+                   "\nradiation_w_per_k4 = 1e-8\ntc_tau_s = 1\n", encoding="utf-8")
+    code, _, err = _fit(capsys, far, furnace.folder / "far-fit.toml", *furnace.batches)
+    assert code == 2
+    line = _one_error_line(err)
+    assert "no batch replays within 10 K" in line
+    assert "[twin]" in line
+    assert "Fit without it" not in line

@@ -119,9 +119,14 @@ def _solve(residuals: Callable[[TwinParams], Floats], names: Sequence[str],
         counter.n += 1
         return residuals(_params(start, names, x))
 
-    result = least_squares(fun, x0, bounds=(lo, hi), diff_step=np.full(x0.size, _DIFF_STEP),
-                           loss=loss,
-                           max_nfev=_MAX_NFEV, x_scale=1.0)
+    if not np.isfinite(fun(x0)).all():  # later points that diverge, the optimiser steps back
+        raise TwinFitError("the replay is not finite from a heated mass of "
+                           f"{start.heat_capacity_j_per_k:g} J/K (too small for its losses and "
+                           "power to step through)")
+    with np.errstate(over="ignore", invalid="ignore"):  # an iterate that diverges: no warning
+        result = least_squares(fun, x0, bounds=(lo, hi),
+                               diff_step=np.full(x0.size, _DIFF_STEP), loss=loss,
+                               max_nfev=_MAX_NFEV, x_scale=1.0)
     return _params(start, names, result.x), result
 
 

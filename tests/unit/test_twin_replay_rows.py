@@ -12,7 +12,7 @@ import pytest
 
 from controller.recipe.station import twin_bounds
 from simulator.thermal import FurnaceThermal
-from simulator.twin.fit import fit_twin
+from simulator.twin.fit import TwinFitError, fit_twin
 from simulator.twin.params import TwinParams
 from simulator.twin.replay import Stretch, replay_loop, replay_pid, replay_plant
 
@@ -91,3 +91,12 @@ def test_the_boats_lag_is_fitted_to_the_rows_the_boat_was_read() -> None:
     result = fit_twin([s], p, twin_bounds())
     assert math.isfinite(result.one_sigma["sample_tau_s"])
     assert result.params.sample_tau_s == pytest.approx(p.sample_tau_s, rel=0.1)
+
+
+def test_a_twin_whose_replay_diverges_is_a_fit_error() -> None:
+    # Within the [twin]'s bounds, but a heated mass far too small for its losses and power:
+    # the replay cannot step it, and the fit says so (scipy would raise its own ValueError).
+    stiff = TwinParams(heat_capacity_j_per_k=100.0, conductance_w_per_k=100.0,
+                       radiation_w_per_k4=1e-8, max_power_w=1e5, tc_tau_s=1.0)
+    with pytest.raises(TwinFitError, match="not finite"):
+        fit_twin([_heating(rows=600)], stiff, twin_bounds())

@@ -18,7 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from controller.recipe.validation import FieldRuleError
 from controller.text import printable_line
 
-__all__ = ["TwinFitRecord", "TwinSection", "twin_bounds"]
+__all__ = ["MIN_CORE_TAU_S", "TwinFitRecord", "TwinSection", "twin_bounds"]
 
 _UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 # A batch folder's name is at most 255 characters (a file name on ext4, NTFS, APFS); a note
@@ -26,6 +26,12 @@ _UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 BatchName = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(printable_line)]
 Note = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(printable_line)]
 NonNegative = Annotated[float, Field(ge=0)]
+#: The fastest the furnace core may move: its time constant against its losses at the
+#: hottest any station may be. The simulator steps the core in 0.5 s and a fit's replay in
+#: 2 s, by explicit Euler, which diverges for a step over twice the time constant; a tube
+#: furnace's core moves over minutes.
+MIN_CORE_TAU_S: Final = 5.0
+_HOTTEST_K: Final = 1820.0 + 273.15  # the top of Type B's range (station.MAX_TEMPERATURE_C)
 
 
 class _Model(BaseModel):
@@ -95,6 +101,19 @@ class TwinSection(_Model):
             raise FieldRuleError("output_low_pct", f"{self.output_low_pct:g} % is not below "
                                                    f"output_high_pct "
                                                    f"({self.output_high_pct:g} %)")
+        return self
+
+    @model_validator(mode="after")
+    def _core_steppable(self) -> TwinSection:
+        # d(loss)/dT = G + 4·k_r·T_K³: the core's time constant is C over it.
+        loss_w_per_k = self.conductance_w_per_k + 4.0 * self.radiation_w_per_k4 * _HOTTEST_K**3
+        tau_s = self.heat_capacity_j_per_k / loss_w_per_k
+        if tau_s < MIN_CORE_TAU_S:
+            raise FieldRuleError("heat_capacity_j_per_k", (
+                f"{self.heat_capacity_j_per_k:g} J/K against losses of {loss_w_per_k:.3g} W/K "
+                f"at {_HOTTEST_K - 273.15:g} °C is a core time constant of {tau_s:.2g} s, "
+                f"under {MIN_CORE_TAU_S:g} s: no furnace moves so fast, and the simulator "
+                "cannot step it (a heavier core or smaller losses)"))
         return self
 
     def params(self) -> dict[str, float]:

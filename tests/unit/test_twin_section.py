@@ -83,6 +83,10 @@ def test_a_twin_is_read_with_its_fit() -> None:
      "60 % is not below output_high_pct (40 %)"),
     ("output_low_pct = 100\n", "twin.output_low_pct", "not below output_high_pct"),
     ("tc_tau = 50\n", "twin.tc_tau", "unknown field"),
+    # Each value in bounds, together a core that moves in a fraction of a second at 1820 °C:
+    # no furnace, and a simulator that cannot step it (a dry run on it never ended).
+    ("heat_capacity_j_per_k = 100\nconductance_w_per_k = 100\nradiation_w_per_k4 = 1e-8\n",
+     "twin.heat_capacity_j_per_k", "core time constant of 0.21 s"),
     ("\n" + FIT.replace("rms_k = [1.5, 1.23]", "rms_k = [1.5]"), "twin.fit.rms_k",
      "1 values for 2 batches"),
     ("\n" + FIT.replace("batches = [\"A\", \"B\"]", "batches = []"), "twin.fit.batches",

@@ -297,16 +297,23 @@ def test_a_value_the_batches_cannot_pin_at_all_is_refused(
     assert not out.exists()
 
 
-def test_a_fit_that_cannot_start_from_the_stations_twin_says_so(
-        furnace: Furnace, capsys: pytest.CaptureFixture[str]) -> None:
-    # A [twin] copied from some tiny, lossy furnace: the fit starts there and no batch
-    # replays; dropping a batch (the advice for one batch unlike the others) cannot help.
-    far = furnace.folder / "far.toml"
-    far.write_text(BUILTIN + "\n[twin]\nheat_capacity_j_per_k = 100\nconductance_w_per_k = 100"
-                   "\nradiation_w_per_k4 = 1e-8\ntc_tau_s = 1\n", encoding="utf-8")
-    code, _, err = _fit(capsys, far, furnace.folder / "far-fit.toml", *furnace.batches)
+def test_a_fit_that_no_batch_replays_says_so(
+        furnace: Furnace, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every batch replays badly (a [twin] whose held values, power and output limits, are
+    # not this furnace's): dropping one batch, the advice for one unlike the others, cannot
+    # help; where the fit started may.
+    real_fit = fitting.fit_twin
+
+    def none_replays(*args: Any, **kwargs: Any) -> FitResult:
+        result = real_fit(*args, **kwargs)
+        return replace(result, rms_k={b: 50.0 + v for b, v in result.rms_k.items()})
+
+    monkeypatch.setattr(fitting, "fit_twin", none_replays)
+    code, _, err = _fit(capsys, _station_file(furnace), furnace.folder / "none-fit.toml",
+                        *furnace.batches)
     assert code == 2
     line = _one_error_line(err)
     assert "no batch replays within 10 K" in line
-    assert "[twin]" in line
+    assert "station's [twin]" in line
     assert "Fit without it" not in line

@@ -134,6 +134,15 @@ def _print_fit(out: Console, fit: TwinFit) -> None:
     out.print(per_batch)
     for line in fit.excluded:
         _say(out, line)
+    tube = fit.tube
+    if tube is None:
+        why = fit.tube_note or "no purge of air with an O2 reading in these batches"
+        _say(out, f"tube gas volume not fitted: {why}; {fit.tube_start_l:g} L kept")
+    else:
+        fits = ", ".join(f"{b} {v:.3f} decades RMS" for b, v in tube.rms_decades.items())
+        _say(out, f"tube gas volume: {tube.volume_l:.4g} L ± {tube.one_sigma_l:.2g} from the "
+                  f"O2 falling in the purges ({fits}); the station said "
+                  f"{fit.tube_start_l:g} L")
     _say(out, "held, not fitted: max_power_w (power, mass and losses are known only as "
               "ratios: give the element's rating) and the output limits (the instrument's "
               "settings)")

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from controller.recipe.station import Station
+from controller.recipe.station import Station, simulated_tube_volume_l
 from controller.recipe.steps import Material
 from controller.run.clock import Clock
 from controller.run.scan import Devices
@@ -78,7 +78,7 @@ def sim_spec(station: Station, material: Material | None = None) -> SimStationSp
         sample_precursor=material.precursor,
         sample_acid_wt=material.acid_wt,
         has_balance=station.balance is not None,
-        tube_volume_l=station.envelope.tube_volume_l,
+        tube_volume_l=simulated_tube_volume_l(station),
         ambient_c=station.envelope.ambient_c,
         twin=TwinParams(**station.twin.params()) if station.twin is not None else None,
     )

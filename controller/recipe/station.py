@@ -15,7 +15,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, 
 from controller.recipe.instruments import StationMaps, load_station_maps
 from controller.recipe.notify_config import NotifyConfig
 from controller.recipe.opcua_config import OpcUaConfig
-from controller.recipe.twin_config import TwinFitRecord, TwinSection, twin_bounds
+from controller.recipe.twin_config import (
+    TUBE_VOLUME_BOUNDS_L,
+    TwinFitRecord,
+    TwinSection,
+    twin_bounds,
+)
 from controller.recipe.validation import FieldRuleError, load_model, read_text
 from controller.text import printable_line
 
@@ -32,12 +37,14 @@ __all__ = [
     "RampBand",
     "SampleTcDevice",
     "Station",
+    "TUBE_VOLUME_BOUNDS_L",
     "TwinFitRecord",
     "TwinSection",
     "describe_twin",
     "fallback_rate_c_per_min",
     "load_station",
     "load_station_text",
+    "simulated_tube_volume_l",
     "twin_bounds",
 ]
 
@@ -52,7 +59,7 @@ MIN_AMBIENT_C, MAX_AMBIENT_C = 0.0, 50.0  # a lab, not a freezer or a furnace ro
 MAX_TEMPERATURE_C = 1820.0  # the top of the Type B thermocouple's range (hardware.md §4.3)
 # 0.02 L is a 10 mm bore x 250 mm tube; 200 L is a 300 mm bore x 2.8 m tube, past the
 # largest tube furnaces: a purge below or above these volumes means a mistyped unit (mL, m³).
-MIN_TUBE_VOLUME_L, MAX_TUBE_VOLUME_L = 0.02, 200.0
+MIN_TUBE_VOLUME_L, MAX_TUBE_VOLUME_L = TUBE_VOLUME_BOUNDS_L
 # Thermal MFCs are made from about 1 sccm to a few hundred slpm full scale; a tube that takes
 # <= 0.2 bar (hardware.md §4.1) never needs more than 100 slpm.
 MIN_FULL_SCALE_SCCM, MAX_FULL_SCALE_SCCM = 1.0, 100_000.0
@@ -362,6 +369,15 @@ def describe_twin(station: Station) -> str:
     rms = lo if lo == hi else f"{lo}-{hi}"
     return (f"fitted {fit.fitted_utc} from {n} batch{'es' if n != 1 else ''} ({names}), "
             f"replay error {rms} K RMS")
+
+
+def simulated_tube_volume_l(station: Station) -> float:
+    """The tube's gas volume the simulator plays, L: the ``[twin]``'s if it gives one (a
+    fitted or measured tube), else the ``[envelope]``'s (what the controller plans with)."""
+    twin = station.twin
+    if twin is not None and twin.tube_volume_l is not None:
+        return twin.tube_volume_l
+    return station.envelope.tube_volume_l
 
 
 def load_station_text(text: str, source: str, *, base_dir: Path | None = None,

@@ -18,7 +18,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from controller.recipe.validation import FieldRuleError
 from controller.text import printable_line
 
-__all__ = ["MIN_CORE_TAU_S", "TwinFitRecord", "TwinSection", "twin_bounds"]
+__all__ = ["MIN_CORE_TAU_S", "TUBE_VOLUME_BOUNDS_L", "TwinFitRecord", "TwinSection",
+           "twin_bounds"]
 
 _UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 # A batch folder's name is at most 255 characters (a file name on ext4, NTFS, APFS); a note
@@ -32,6 +33,10 @@ NonNegative = Annotated[float, Field(ge=0)]
 #: furnace's core moves over minutes.
 MIN_CORE_TAU_S: Final = 5.0
 _HOTTEST_K: Final = 1820.0 + 273.15  # the top of Type B's range (station.MAX_TEMPERATURE_C)
+
+
+TUBE_VOLUME_BOUNDS_L: Final = (0.02, 200.0)
+"""A tube's gas volume, L: from a 20 mm quartz tube's hot zone to a box furnace's retort."""
 
 
 class _Model(BaseModel):
@@ -93,6 +98,11 @@ class TwinSection(_Model):
     derivative_time_s: Annotated[float, Field(ge=0.0, le=9999.0)] = 50.0  # 0: off
     output_low_pct: Annotated[float, Field(ge=0.0, le=100.0)] = 0.0
     output_high_pct: Annotated[float, Field(ge=0.0, le=100.0)] = 100.0
+    # The tube's gas volume as the simulator plays it (None: the [envelope]'s, which the
+    # controller plans its purges with): a tube that holds more than the station says
+    # shows in a dry run as a purge that ends short of its target.
+    tube_volume_l: Annotated[float | None, Field(ge=TUBE_VOLUME_BOUNDS_L[0],
+                                                 le=TUBE_VOLUME_BOUNDS_L[1])] = None
     fit: TwinFitRecord | None = None  # None: set by hand, not fitted
 
     @model_validator(mode="after")
@@ -121,15 +131,17 @@ class TwinSection(_Model):
         return {name: float(getattr(self, name)) for name in _PARAMETERS}
 
 
-#: The physical parameters: every field of ``TwinSection`` but ``fit``.
-_PARAMETERS: Final = tuple(name for name in TwinSection.model_fields if name != "fit")
+#: The simulator's furnace parameters (``TwinParams``): every field but the tube's volume
+#: (which the station's envelope gives unless the twin does) and ``fit``.
+_PARAMETERS: Final = tuple(name for name in TwinSection.model_fields
+                           if name not in ("fit", "tube_volume_l"))
 
 
 def twin_bounds() -> dict[str, tuple[float, float]]:
     """Each twin parameter's physical bounds, ``name -> (lo, hi)``, inclusive: read off
     ``TwinSection``'s field constraints, so a fit and a station file agree on them."""
     bounds: dict[str, tuple[float, float]] = {}
-    for name in _PARAMETERS:
+    for name in (*_PARAMETERS, "tube_volume_l"):
         rules = TwinSection.model_fields[name].metadata  # annotated_types' Ge and Le
         lo = next(float(r.ge) for r in rules if hasattr(r, "ge"))
         hi = next(float(r.le) for r in rules if hasattr(r, "le"))

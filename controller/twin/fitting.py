@@ -21,13 +21,14 @@ from typing import Final
 
 import numpy as np
 
-from controller.recipe.station import Station, twin_bounds
+from controller.recipe.station import Station, simulated_tube_volume_l, twin_bounds
 from controller.run.clock import utc_now
 from controller.text import span
 from controller.twin.stretches import BatchStretches, batch_stretches
 from drivers.errors import ConfigurationError
 from simulator.twin.fit import FitResult, TwinFitError, fit_twin
 from simulator.twin.params import TwinParams
+from simulator.twin.purge import PurgeFit, fit_tube_volume
 
 __all__ = ["MAX_REPLAY_RMS_K", "MIN_USED_S", "TwinFit", "fit_station", "station_twin"]
 
@@ -36,6 +37,9 @@ HEATING_K_PER_MIN: Final = 0.5
 MIN_HEATING_S: Final = 10 * 60.0
 MIN_COOLING_S: Final = 15 * 60.0
 MAX_REPLAY_RMS_K: Final = 10.0
+MAX_PURGE_RMS_DECADES: Final = 0.1
+"""A purge the fitted tube replays worse than this (log10 of O2) is not one tube's: the
+volume is then not fitted (a changed tube, a leak, an analyser that lags more)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,14 @@ class TwinFit:
     start: TwinParams
     batches: tuple[BatchStretches, ...]
     fitted_utc: str
+    tube: PurgeFit | None = None
+    """The tube's gas volume from the batches' purges; None: none was recorded."""
+    tube_start_l: float = math.nan
+    """The volume the station gave before (its [twin]'s, else its [envelope]'s), L."""
+    station_tube_l: float | None = None
+    """The volume the station's own [twin] gave, L (None: it gave none)."""
+    tube_note: str = ""
+    """Why the purges gave no volume although there were some ("": there were none)."""
 
     @property
     def excluded(self) -> tuple[str, ...]:
@@ -162,4 +174,14 @@ def fit_station(batch_dirs: Sequence[Path], station: Station, source: str) -> Tw
             "uncertainty has no bound): a thermocouple no lag explains, or too little of "
             "what it acts on", source=source)
     stamp = utc_now().strftime("%Y-%m-%dT%H:%M:%SZ")
-    return TwinFit(result, start, batches, stamp)
+    tube_start_l = simulated_tube_volume_l(station)
+    tube = fit_tube_volume([p for b in batches for p in b.purges], tube_start_l,
+                           bounds["tube_volume_l"])
+    given_l = station.twin.tube_volume_l if station.twin is not None else None
+    tube_note = ""
+    if tube is not None and max(tube.rms_decades.values()) > MAX_PURGE_RMS_DECADES:
+        worst = ", ".join(f"{b} {v:.2f}" for b, v in tube.rms_decades.items())
+        tube_note = (f"the purges do not fit one tube (log10 O2 RMS {worst}; at most "
+                     f"{MAX_PURGE_RMS_DECADES:g}): a leak, a changed tube or a slow analyser?")
+        tube = None
+    return TwinFit(result, start, batches, stamp, tube, tube_start_l, given_l, tube_note)

@@ -41,13 +41,21 @@ def twin_section(fit: TwinFit) -> dict[str, Any]:
     ``[twin.fit]``: when, from which batches, how well, how sure, what was left out."""
     r = fit.result
     batches = list(r.rms_k)
+    sigma = {name: _round(value) for name, value in r.one_sigma.items()}
+    tube: dict[str, float] = {}
+    if fit.tube is not None:
+        tube["tube_volume_l"] = _round(fit.tube.volume_l)
+        sigma["tube_volume_l"] = _round(fit.tube.one_sigma_l)
+    elif fit.station_tube_l is not None:  # the station's own [twin] gave one: kept
+        tube["tube_volume_l"] = fit.station_tube_l
     return {
         **{name: _round(value) for name, value in r.params.as_dict().items()},
+        **tube,
         "fit": {
             "fitted_utc": fit.fitted_utc,
             "batches": batches,
             "rms_k": [round(r.rms_k[b], 3) for b in batches],
-            "one_sigma": {name: _round(value) for name, value in r.one_sigma.items()},
+            "one_sigma": sigma,
             "excluded": list(fit.excluded),
         },
     }

@@ -28,6 +28,8 @@ from controller.analysis.series import FloatArray
 from controller.recipe.station import Station
 from controller.records.folder import BatchFolder
 from controller.text import hms, span
+from controller.twin.purges import batch_purges
+from simulator.twin.purge import Purge
 from simulator.twin.replay import Stretch
 
 __all__ = ["MIN_STRETCH_S", "BatchStretches", "batch_stretches"]
@@ -54,6 +56,8 @@ class BatchStretches:
     station: Station
     stretches: tuple[Stretch, ...]
     excluded: tuple[str, ...]
+    purges: tuple[Purge, ...] = ()
+    """Its purges of air with an O2 reading (``purges``), for the tube's gas volume."""
 
     @property
     def used_s(self) -> float:
@@ -159,4 +163,5 @@ def batch_stretches(batch_dir: Path) -> BatchStretches:
                 data.trace["furnace_c"][lo:hi].copy(), data.trace["output_pct"][lo:hi].copy(),
                 np.asarray(boat, dtype=np.float64).copy(), station.envelope.ambient_c))
     return BatchStretches(name, station, tuple(stretches),
-                          tuple(text for _, text in sorted(excluded)))
+                          tuple(text for _, text in sorted(excluded)),
+                          batch_purges(data, station))

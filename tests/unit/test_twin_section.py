@@ -9,6 +9,7 @@ from dataclasses import fields
 import pytest
 
 from controller.recipe.station import (
+    TUBE_VOLUME_BOUNDS_L,
     TwinSection,
     describe_twin,
     load_station_text,
@@ -45,7 +46,8 @@ def test_the_defaults_are_the_built_in_furnace() -> None:
 
 def test_the_bounds_hold_every_default() -> None:
     bounds = twin_bounds()
-    assert list(bounds) == [f.name for f in fields(TwinParams)]
+    assert list(bounds) == [*(f.name for f in fields(TwinParams)), "tube_volume_l"]
+    assert bounds["tube_volume_l"] == TUBE_VOLUME_BOUNDS_L
     assert bounds["tc_tau_s"] == (1.0, 1800.0)
     assert bounds["radiation_w_per_k4"] == (0.0, 1e-8)
     for name, value in TwinParams().as_dict().items():
@@ -62,6 +64,7 @@ def test_the_bounds_are_what_the_file_allows() -> None:
             twin = load_station_text(_station(f"{name} = {value!r}\n"), "st.toml").twin
             assert twin is not None
             TwinParams(**twin.params())
+            assert twin.params().get(name, twin.tube_volume_l) == value
 
 
 def test_a_twin_is_read_with_its_fit() -> None:

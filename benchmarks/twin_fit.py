@@ -72,11 +72,13 @@ def main() -> int:
             load = f", load {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
             print(f"fit {i + 1}: {wall_s:.1f} s for {rows} trace rows{load}")
         twin = tomllib.loads(out.read_text(encoding="utf-8"))["twin"]
-        built_in = tomllib.loads(args.station.read_text(encoding="utf-8")).get("twin", {})
+        given = tomllib.loads(args.station.read_text(encoding="utf-8"))
+        built_in = given.get("twin", {})
         print("fitted against the station's values (the batch was recorded with them):")
         from simulator.twin import TwinParams  # after the timing: not part of it
 
-        defaults = TwinParams().as_dict()
+        defaults = {**TwinParams().as_dict(),
+                    "tube_volume_l": given["envelope"]["tube_volume_l"]}
         for name, value in twin.items():
             if name == "fit":
                 continue

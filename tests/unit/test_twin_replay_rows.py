@@ -6,6 +6,7 @@ clock is involved."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -86,11 +87,13 @@ def test_the_boats_lag_is_fitted_to_the_rows_the_boat_was_read() -> None:
     s = _heating(rows=600)
     p = TwinParams()
     boat = replay_loop(p, s).sample_c.copy()
+    whole = fit_twin([replace(s, sample_c=boat)], p, twin_bounds())
     boat[300:400] = math.nan  # the boat's thermocouple not read for 200 s
-    s = Stretch(s.batch, s.t_s, s.wsp_c, s.pv_c, s.output_pct, boat, s.ambient_c)
-    result = fit_twin([s], p, twin_bounds())
-    assert math.isfinite(result.one_sigma["sample_tau_s"])
-    assert result.params.sample_tau_s == pytest.approx(p.sample_tau_s, rel=0.1)
+    gap = fit_twin([replace(s, sample_c=boat)], p, twin_bounds())
+    assert math.isfinite(gap.one_sigma["sample_tau_s"])
+    # A ramp alone pins the furnace loosely; the boat's lag behind that furnace is fitted
+    # all the same from the rows it was read, as from the whole record.
+    assert gap.params.sample_tau_s == pytest.approx(whole.params.sample_tau_s, rel=0.05)
 
 
 def test_a_twin_whose_replay_diverges_is_a_fit_error() -> None:

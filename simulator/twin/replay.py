@@ -2,14 +2,14 @@
 its instrument's PID (``simulator.thermal``, ``simulator.eurotherm``, ``simulator.sample``),
 the same equations in the same order, in one tight loop without registers, noise or faults.
 
-Three replays, from the most to the least constrained by the record:
+Two replays, the first the more constrained by the record:
 - ``replay_plant``: the recorded heater output drives the heat balance; what the control
   thermocouple and the boat would read. Fits the furnace (mass, losses, lags).
-- ``replay_pid``: the recorded working setpoint and PV drive the PID; what output it would
-  give. Fits the instrument's terms.
 - ``replay_loop``: the recorded working setpoint alone drives PID and furnace together, as a
-  dry run would; what the furnace would have done. Fits everything at once and is the test
-  of a twin: it is how a dry run on it will go.
+  dry run would; what the furnace would have done. Fits the PID terms with mass and losses
+  and is the test of a twin: it is how a dry run on it will go. (The PID alone on the
+  recorded PV is no replay to fit to: its derivative term amplifies the PV's noise, which
+  the instrument saw filtered every 0.5 s and the record holds once a scan.)
 
 A substep of the recorded interval (``substep_s``: at most this long) replaces the
 simulator's fixed 0.5 s: the fit replays a batch hundreds of times, and the core's time
@@ -32,8 +32,7 @@ from simulator.eurotherm import DERIVATIVE_FILTER_N, INPUT_FILTER_S
 from simulator.thermal import KELVIN_OFFSET
 from simulator.twin.params import TwinParams
 
-__all__ = ["DEFAULT_SUBSTEP_S", "LoopReplay", "Stretch", "replay_loop", "replay_pid",
-           "replay_plant"]
+__all__ = ["DEFAULT_SUBSTEP_S", "LoopReplay", "Stretch", "replay_loop", "replay_plant"]
 
 DEFAULT_SUBSTEP_S: Final = 2.0
 _SLOPE_WINDOW_S: Final = 60.0
@@ -113,49 +112,6 @@ def replay_plant(p: TwinParams, s: Stretch,
         tc_out.append(tc)
         boat_out.append(boat)
     return np.asarray(tc_out), np.asarray(boat_out)
-
-
-def replay_pid(p: TwinParams, s: Stretch, substep_s: float = DEFAULT_SUBSTEP_S) -> Floats:
-    """The output (%, at each row) the instrument's PID gives for the recorded working
-    setpoint and PV, starting from the first row's output (bumpless)."""
-    t_list, w_list, pv_list = s.t_s.tolist(), s.wsp_c.tolist(), s.pv_c.tolist()
-    kp = 100.0 / p.proportional_band_c
-    ti, td = p.integral_time_s, p.derivative_time_s
-    lo, hi = p.output_low_pct, p.output_high_pct
-    pvf = pv_list[0]
-    i = float(s.output_pct[0]) - kp * (w_list[0] - pvf)
-    i = lo if i < lo else hi if i > hi else i
-    d_rate = 0.0
-    out = [float(s.output_pct[0])]
-    last_h = -1.0
-    f_a = d_a = 0.0
-    for k in range(1, len(t_list)):
-        n, h = _steps(t_list[k] - t_list[k - 1], substep_s)
-        if h != last_h:
-            last_h = h
-            f_a = -math.expm1(-h / INPUT_FILTER_S)
-            d_a = -math.expm1(-h * DERIVATIVE_FILTER_N / td) if td > 0.0 else 0.0
-        w0, dw = w_list[k - 1], (w_list[k] - w_list[k - 1]) / n
-        v0, dv = pv_list[k - 1], (pv_list[k] - pv_list[k - 1]) / n
-        u = 0.0
-        for j in range(1, n + 1):
-            previous = pvf
-            pvf += (v0 + dv * j - pvf) * f_a
-            error = w0 + dw * j - pvf
-            if h > 0.0:  # a row written twice: no time passes (as the instrument's _pid)
-                d_rate += ((pvf - previous) / h - d_rate) * d_a
-            u_p = kp * error
-            d = -kp * td * d_rate
-            if ti > 0.0:
-                i_new = i + u_p * h / ti
-                u = u_p + i_new + d
-                if not ((u > hi and error > 0.0) or (u < lo and error < 0.0)):
-                    i = lo if i_new < lo else hi if i_new > hi else i_new
-            else:
-                i = 0.0
-            u = u_p + i + d
-        out.append(lo if u < lo else hi if u > hi else u)
-    return np.asarray(out)
 
 
 @dataclass(frozen=True)

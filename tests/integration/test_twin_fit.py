@@ -30,7 +30,17 @@ from simulator.twin import TwinParams
 from simulator.twin.fit import FitResult
 from tests.conftest import ROOT
 from tests.integration.helpers import Batch, dry_run
-from tests.integration.recipes import write
+from tests.integration.recipes import (
+    cool,
+    dwell,
+    end,
+    purge,
+    ramp,
+    recipe,
+    stage,
+    table,
+    write,
+)
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.xdist_group("twin")]
 
@@ -47,55 +57,15 @@ REAL: Mapping[str, float] = {
     "derivative_time_s": 40.0,
     "tube_volume_l": 2.6,  # the station's envelope says 1.96 L
 }
-_HEAD = """schema_version = 1
-name = "twin-{name}"
-sample = "TWIN-{name}"
-description = "issue 16: a recipe to fit a twin to, or to predict"
-
-[sample_material]
-precursor = "pitch"
-acid_wt = 0
-mass_g = 0.5
-
-[[stages]]
-name = "purge"
-atmosphere = "Ar"
-
-[[stages.steps]]
-kind = "purge"
-gas = "Ar"
-flow_sccm = 500
-volumes = 8
-
-[[stages.steps]]
-kind = "gas"
-flows_sccm = {{ Ar = 200 }}
-
-[[stages]]
-name = "heat"
-atmosphere = "Ar"
-"""
-_COOL = """
-[[stages]]
-name = "cool"
-atmosphere = "Ar"
-
-[[stages.steps]]
-kind = "cool"
-to_c = 300
-rate_c_per_min = 5
-
-[[stages.steps]]
-kind = "end"
-"""
+_SAMPLE = table("sample_material", precursor="pitch", acid_wt=0, mass_g=0.5)
+_PURGE = stage("purge", purge(8, "Ar", 500))
 
 
-def _recipe(name: str, *steps: tuple[float, float, float]) -> str:
+def _recipe(name: str, *heats: tuple[float, float, float]) -> str:
     """Heat through (to °C, °C/min, dwell min) in turn, then cool to 300 °C under argon."""
-    body = "".join(f'\n[[stages.steps]]\nkind = "ramp"\nto_c = {to_c}\nrate_c_per_min = {rate}\n'
-                   f'\n[[stages.steps]]\nkind = "dwell"\nduration_min = {dwell}\nband_c = 5\n'
-                   for to_c, rate, dwell in steps)
-    return _HEAD.format(name=name) + body + _COOL
+    steps = [s for to_c, rate, minutes in heats for s in (ramp(to_c, rate), dwell(minutes))]
+    return recipe(f"twin-{name}", f"TWIN-{name}", _PURGE, stage("heat", *steps),
+                  stage("cool", cool(300), end()), head=_SAMPLE)
 
 
 FIT_A = _recipe("a", (700, 10, 20))
@@ -231,8 +201,8 @@ def _station_file(furnace: Furnace) -> Path:
 
 def test_too_little_data_is_refused_and_nothing_written(
         furnace: Furnace, capsys: pytest.CaptureFixture[str]) -> None:
-    short = write(furnace.folder, _HEAD.format(name="short") + '\n[[stages.steps]]\nkind = '
-                  '"ramp"\nto_c = 200\nrate_c_per_min = 5\n\n[[stages.steps]]\nkind = "end"\n',
+    short = write(furnace.folder, recipe("twin-short", "TWIN-short", _PURGE,
+                                         stage("heat", ramp(200, 5), end()), head=_SAMPLE),
                   "short.toml")
     batch = asyncio.run(dry_run(short, furnace.folder / "short",
                                 station_text=furnace.real_text)).result.batch_dir

@@ -15,7 +15,7 @@ from controller.recipe.station import twin_bounds
 from simulator.thermal import FurnaceThermal
 from simulator.twin.fit import TwinFitError, fit_twin
 from simulator.twin.params import TwinParams
-from simulator.twin.replay import Stretch, replay_loop, replay_pid, replay_plant
+from simulator.twin.replay import Stretch, replay_loop, replay_plant
 
 AMBIENT_C = 25.0
 
@@ -48,9 +48,6 @@ def test_a_row_written_twice_is_no_time_passing() -> None:
     keep = np.delete(np.arange(doubled.t_s.size), 401)  # the copy
     assert np.allclose(loop2.tc_c[keep], loop.tc_c)
     assert np.allclose(loop2.output_pct[keep], loop.output_pct)
-    pid = replay_pid(p, doubled)
-    assert np.isfinite(pid).all()
-    assert np.allclose(pid[keep], replay_pid(p, s))
     assert np.allclose(replay_plant(p, doubled)[0][keep], replay_plant(p, s)[0])
 
 

@@ -19,6 +19,8 @@ from controller.recipe.twin_config import (
     TUBE_VOLUME_BOUNDS_L,
     TwinFitRecord,
     TwinSection,
+    describe_twin,
+    simulated_tube_volume_l,
     twin_bounds,
 )
 from controller.recipe.validation import FieldRuleError, load_model, read_text
@@ -352,32 +354,6 @@ FALLBACK_RATE_FRACTION = 0.7
 def fallback_rate_c_per_min(station: Station) -> float:
     """The instrument's own rate limit: what it cools at if the PC goes silent."""
     return FALLBACK_RATE_FRACTION * station.envelope.max_cooling_rate_c_per_min
-
-
-def describe_twin(station: Station) -> str:
-    """Which twin simulates ``station`` (dry runs, ``furnace plan``, the ETA), in one line
-    without the leading "twin: ": the built-in furnace, one set by hand, or one fitted."""
-    twin = station.twin
-    if twin is None:
-        return "the built-in furnace model (not fitted to this station)"
-    fit = twin.fit
-    if fit is None:
-        return "set by hand in the station file (not fitted)"
-    n = len(fit.batches)
-    names = ", ".join(fit.batches[:4]) + (f", ... and {n - 4} more" if n > 4 else "")
-    lo, hi = f"{min(fit.rms_k):.1f}", f"{max(fit.rms_k):.1f}"
-    rms = lo if lo == hi else f"{lo}-{hi}"
-    return (f"fitted {fit.fitted_utc} from {n} batch{'es' if n != 1 else ''} ({names}), "
-            f"replay error {rms} K RMS")
-
-
-def simulated_tube_volume_l(station: Station) -> float:
-    """The tube's gas volume the simulator plays, L: the ``[twin]``'s if it gives one (a
-    fitted or measured tube), else the ``[envelope]``'s (what the controller plans with)."""
-    twin = station.twin
-    if twin is not None and twin.tube_volume_l is not None:
-        return twin.tube_volume_l
-    return station.envelope.tube_volume_l
 
 
 def load_station_text(text: str, source: str, *, base_dir: Path | None = None,

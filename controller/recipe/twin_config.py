@@ -1,7 +1,8 @@
 """The ``[twin]`` section of a station file: the physical parameters of the station's own
 furnace for the simulator to play (issue 16), each defaulting to the built-in furnace and
 held inside bounds that keep it physical, and ``[twin.fit]``, what ``furnace twin fit``
-records of how it estimated them.
+records of how it estimated them; and which twin a station plays, in a line for people
+(``describe_twin``) and as the tube the simulator fills (``simulated_tube_volume_l``).
 
 Not here: the simulator's own form of them (``simulator.twin.TwinParams``, built from
 ``TwinSection.params`` by the composition root) or the fit itself.
@@ -11,15 +12,18 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Final
+from typing import TYPE_CHECKING, Annotated, Final
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from controller.recipe.validation import FieldRuleError
 from controller.text import printable_line
 
+if TYPE_CHECKING:  # the station holds its [twin]: only its type is named here
+    from controller.recipe.station import Station
+
 __all__ = ["MIN_CORE_TAU_S", "TUBE_VOLUME_BOUNDS_L", "TwinFitRecord", "TwinSection",
-           "twin_bounds"]
+           "describe_twin", "simulated_tube_volume_l", "twin_bounds"]
 
 _UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 # A batch folder's name is at most 255 characters (a file name on ext4, NTFS, APFS); a note
@@ -147,3 +151,29 @@ def twin_bounds() -> dict[str, tuple[float, float]]:
         hi = next(float(r.le) for r in rules if hasattr(r, "le"))
         bounds[name] = (lo, hi)
     return bounds
+
+
+def describe_twin(station: Station) -> str:
+    """Which twin simulates ``station`` (dry runs, ``furnace plan``, the ETA), in one line
+    without the leading "twin: ": the built-in furnace, one set by hand, or one fitted."""
+    twin = station.twin
+    if twin is None:
+        return "the built-in furnace model (not fitted to this station)"
+    fit = twin.fit
+    if fit is None:
+        return "set by hand in the station file (not fitted)"
+    n = len(fit.batches)
+    names = ", ".join(fit.batches[:4]) + (f", ... and {n - 4} more" if n > 4 else "")
+    lo, hi = f"{min(fit.rms_k):.1f}", f"{max(fit.rms_k):.1f}"
+    rms = lo if lo == hi else f"{lo}-{hi}"
+    return (f"fitted {fit.fitted_utc} from {n} batch{'es' if n != 1 else ''} ({names}), "
+            f"replay error {rms} K RMS")
+
+
+def simulated_tube_volume_l(station: Station) -> float:
+    """The tube's gas volume the simulator plays, L: the ``[twin]``'s if it gives one (a
+    fitted or measured tube), else the ``[envelope]``'s (what the controller plans with)."""
+    twin = station.twin
+    if twin is not None and twin.tube_volume_l is not None:
+        return twin.tube_volume_l
+    return station.envelope.tube_volume_l

@@ -46,7 +46,7 @@ def batch_purges(data: BatchData, station: Station) -> tuple[Purge, ...]:
     present = [(f, c) for f, c in flows if f is not None]
     if not present:
         return ()
-    total = np.sum([np.nan_to_num(f, nan=np.nan) for f, _ in present], axis=0)
+    total = np.sum([f for f, _ in present], axis=0)
     o2_flux = np.sum([f * c for f, c in present], axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         inflow_ppm = np.where(total > 0.0, o2_flux / total, np.inf)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
 import tempfile
 from pathlib import Path
 
@@ -22,6 +24,12 @@ os.environ.pop("FURNACE_ARCHIVE_DB", None)
 # of their own (tests/integration/test_eta.py tests the forecaster): dozens of whole-batch
 # predictions would compete with the suite for the cores.
 os.environ["FURNACE_NO_ETA"] = "1"
+# A run started under nohup (or a CI runner that ignores SIGHUP) passes the ignored SIGHUP
+# on to every furnace process the tests start, and a furnace process leaves an ignored
+# SIGHUP ignored (as it should; tests/unit/test_signals.py sets that case up itself). The
+# tests of SIGHUP and of one-line errors assume a plain terminal's default, so restore it.
+if sys.platform != "win32" and signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 PROFILES = ROOT / "profiles"
 
 

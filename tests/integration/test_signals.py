@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +50,27 @@ def _recipe(tmp: Path) -> Path:
     return write(tmp, SIGNAL, "signal.toml")
 
 
+_STARTED: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left() -> Iterator[None]:
+    """A test that fails while its furnace process still runs kills it: no batch goes on
+    heating (and competing for the cores) behind the rest of the suite."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def _start(tmp: Path, **streams: Any) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(furnace("run", str(_recipe(tmp)), "--speed", SPEED, "--batches",
+    proc = subprocess.Popen(furnace("run", str(_recipe(tmp)), "--speed", SPEED, "--batches",
                                     str(tmp / "b"), "--operator", "ann"),
                             stdin=subprocess.DEVNULL, **streams)
+    _STARTED.append(proc)
+    return proc
 
 
 def _wait_running(proc: subprocess.Popen[bytes], batches: Path,

@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass
 from typing import Final
 
-from drivers.maps import InstrumentMap, TemperatureControllerRoles, load_builtin_map
+from drivers.maps import InstrumentMap
 from simulator.mapped import (
     Published,
     bank_for,
@@ -22,48 +22,21 @@ from simulator.mapped import (
     slot_of,
     status_masks,
 )
+from simulator.tc_input import THERMOCOUPLES, ThermocoupleSpec, controller_map
 from simulator.thermal import FurnaceThermal
 from simulator.twin.params import TwinParams
 
 __all__ = ["THERMOCOUPLES", "FurnaceTruth", "SimEurotherm3216", "ThermocoupleSpec"]
 
 
-@dataclass(frozen=True, slots=True)
-class ThermocoupleSpec:
-    """Input range (°C) and PV noise (K, 1 sigma) of one thermocouple type."""
-
-    range_lo_c: float
-    range_hi_c: float
-    noise_k: float
-
-
-# Ranges: the 3216's input ranges (NIST ITS-90 limits, §4.3). Noise: MODEL ASSUMPTION,
-# larger for the low-Seebeck noble-metal types (Type B: 0.22 mV at 220 °C, §4.3).
-THERMOCOUPLES: Final = {
-    "B": ThermocoupleSpec(0.0, 1820.0, 0.2),
-    "R": ThermocoupleSpec(-50.0, 1768.0, 0.1),
-    "S": ThermocoupleSpec(-50.0, 1768.0, 0.1),
-    "K": ThermocoupleSpec(-200.0, 1372.0, 0.05),
-    "N": ThermocoupleSpec(-200.0, 1300.0, 0.05),
-}
-
 REMOTE_TIMEOUT_S: Final = 10.0  # MODEL ASSUMPTION: the 3216's comms (remote SP) timeout
 INPUT_FILTER_S: Final = 1.6  # MODEL ASSUMPTION: FILT.T default, filters PV for the PID
 DERIVATIVE_FILTER_N: Final = 8.0  # MODEL ASSUMPTION: derivative filter time = Td / N
 _OVER_RANGE_FRAC: Final = 0.05  # StAt B10: PV above range by > 5 % of span (§1.1)
 _BREAK_UPSCALE_FRAC: Final = 0.10  # an open thermocouple drives the input upscale
-BUILTIN_MAP: Final = "eurotherm3216"
 # The status bits the instrument sets, by the names map files give them.
 _STATUS_BITS: Final = ("manual", "ramp_running", "remote_fail", "sensor_break", "over_range",
                        "alarm_1", "new_alarm")
-
-
-def controller_map(imap: InstrumentMap | None, decimals: int) -> tuple[InstrumentMap,
-                                                                        TemperatureControllerRoles]:
-    """``imap`` (default: the built-in 3216 map at ``decimals``) and its roles. Raises
-    ``ValueError`` for decimals the map cannot show or a map of another kind."""
-    imap = imap or load_builtin_map(BUILTIN_MAP).at_decimals(decimals)
-    return imap, imap.roles_as(TemperatureControllerRoles)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,6 @@ import random
 from typing import Final
 
 from drivers.maps import InstrumentMap
-from simulator.eurotherm import THERMOCOUPLES, controller_map
 from simulator.mapped import (
     Published,
     bank_for,
@@ -21,6 +20,7 @@ from simulator.mapped import (
     slot_of,
     status_masks,
 )
+from simulator.tc_input import THERMOCOUPLES, controller_map
 
 __all__ = ["SAMPLE_HEAT_CAPACITY_J_PER_K", "SAMPLE_TAU_S", "SampleBoat", "SimIndicator"]
 

@@ -30,7 +30,8 @@ from typing import Final
 
 import numpy as np
 
-from simulator.eurotherm import DERIVATIVE_FILTER_N, INPUT_FILTER_S, THERMOCOUPLES
+from simulator.eurotherm import DERIVATIVE_FILTER_N, INPUT_FILTER_S
+from simulator.tc_input import THERMOCOUPLES
 from simulator.thermal import FurnaceThermal
 from simulator.twin.params import TwinParams
 from simulator.twin.replay import DEFAULT_SUBSTEP_S, Stretch, replay_loop

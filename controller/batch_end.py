@@ -42,10 +42,10 @@ def clock_basis(clock: Clock) -> str:
 
 
 def summary_facts(batch_dir: Path, runner: RecipeRunner, station: Station, clock: Clock
-           ) -> dict[str, Any]:
+                  ) -> tuple[dict[str, Any], BatchData | None]:
     """summary.json's facts read back from the records just written (``analysis.facts``,
-    ``analysis.yields``). A trace that cannot be read leaves its facts None; the audit
-    always can (it is this process's own)."""
+    ``analysis.yields``), and those records as read (None if the trace cannot be read:
+    its facts are then None; the audit always can be, it is this process's own)."""
     try:
         data: BatchData | None = load_batch(batch_dir)
     except ConfigurationError as exc:
@@ -62,11 +62,12 @@ def summary_facts(batch_dir: Path, runner: RecipeRunner, station: Station, clock
     facts["time_basis"] = clock_basis(clock)
     facts["station"] = {"name": station.name, "simulated": station.is_simulated}
     facts["yields"] = mass_balance(data).to_dict() if data is not None else None
-    return facts
+    return facts, data
 
 
 def summary_fields(batch_dir: Path, plan: Plan, planned: PlanSummary, runner: RecipeRunner,
-             actual_s: float, cycles: int) -> dict[str, Any]:
+                   actual_s: float, cycles: int) -> dict[str, Any]:
+    """summary.json's fields from the plan and the run state."""
     run = runner.run
     started, ended = run.stage_started_t_s, run.stage_ended_t_s
     stages = {s.name: {"planned_s": s.duration_s,

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from controller import software_version
+from controller.analysis.data import BatchData
 from controller.batch_end import (
     anchor_batch,
     archive_if_configured,
@@ -85,6 +86,10 @@ class BatchResult:
     batch_dir: Path
     state: Phase
     summary: dict[str, Any]
+    data: BatchData | None = None
+    """The records as the summary read them back (trace arrays, the audit up to the end),
+    for a caller that wants them without reading the folder again; None if the trace
+    could not be read or the batch was interrupted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,7 +365,8 @@ async def _loop_and_finish(*, batch_dir: Path, station: Station, built: Built,
         actual_s = clock.now() - t0_s
         summary = summary_fields(batch_dir, runner.plan, summarize(runner.plan, station), runner,
                            actual_s, loop.cycles)
-        summary.update(summary_facts(batch_dir, runner, station, clock))
+        facts, data = summary_facts(batch_dir, runner, station, clock)
+        summary.update(facts)
         summary["outcome"] = summary["end"]["kind"]  # a stop is not an abort (issue 11)
         if runner.run.interrupted:
             return _interrupted(batch_dir, recorder, runner, summary, state, actual_s)
@@ -376,7 +382,7 @@ async def _loop_and_finish(*, batch_dir: Path, station: Station, built: Built,
         anchor_batch(batch_dir, station, audit, clock)
         archive_if_configured(batch_dir, station)
         logger.info("batch %s %s", batch_dir.name, summary["outcome"])
-        return BatchResult(batch_dir, state, summary)
+        return BatchResult(batch_dir, state, summary, data)
     finally:
         if notifier is not None:  # the last notices (the end) get their chance to go
             await asyncio.to_thread(notifier.close)

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from controller.run.commands import CommandQueue
     from controller.run.handle import RecipeRunner
     from controller.run.snapshot import Snapshot
+    from controller.session import BatchResult
 
 __all__ = ["ERROR", "NOT_RUN", "SWEEP_CSV", "SWEEP_PNG", "VariantJob", "VariantResult",
            "grid_variants", "label", "make_sweep_dir", "parameter_cells", "parse_grid",
@@ -230,23 +231,28 @@ def _clock(speed: float | None, period_s: float) -> Clock:
         speed, period_s=period_s, pace_holds=True)
 
 
-def _compared(batch_dir: Path) -> Compared | None:
-    """The batch's numbers and TGA curve for the table and the overlay; None (and a
-    warning) if its records cannot give them: the batch itself has ended either way."""
-    from controller.archive.compare import from_folder
+def _compared(result: BatchResult) -> Compared | None:
+    """The batch's numbers and TGA curve for the table and the overlay, from the records
+    its summary read back (the folder is read again only if it could not); None (and a
+    warning) if they cannot give them: the batch itself has ended either way."""
+    from controller.archive.compare import from_data, from_folder
 
     try:
-        return from_folder(batch_dir)
+        if result.data is not None:
+            return from_data(result.data, result.summary, result.batch_dir)
+        return from_folder(result.batch_dir)
     except (ConfigurationError, OSError, ValueError) as exc:
-        logger.warning("%s: no comparison numbers (%s)", batch_dir, exc)
+        logger.warning("%s: no comparison numbers (%s)", result.batch_dir, exc)
         return None
 
 
-def _trips_and_alarms(batch_dir: Path) -> tuple[int, int]:
+def _trips_and_alarms(result: BatchResult) -> tuple[int, int]:
     """How many interlock trips and alarms the batch's audit records."""
     from controller.records.folder import BatchFolder
 
-    events = [r.get("event") for r in BatchFolder(batch_dir).read_audit()]
+    audit = (result.data.audit if result.data is not None
+             else BatchFolder(result.batch_dir).read_audit())
+    events = [r.get("event") for r in audit]
     return events.count("interlock_trip"), events.count("alarm")
 
 
@@ -280,8 +286,8 @@ async def _run(job: VariantJob, stopwatch: WallClock) -> VariantResult:
     summary = result.summary
     return VariantResult(job, str(summary.get("outcome", result.state)),
                          str(summary.get("end_reason", "")), stopwatch.real_s(),
-                         str(result.batch_dir), summary, _compared(result.batch_dir),
-                         *_trips_and_alarms(result.batch_dir))
+                         str(result.batch_dir), summary, _compared(result),
+                         *_trips_and_alarms(result))
 
 
 def run_variant(job: VariantJob) -> VariantResult:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -84,10 +84,18 @@ def _curve(trace: Mapping[str, Any], audit: Sequence[Mapping[str, Any]]
 
 def from_folder(path: Path) -> Compared:
     """A batch folder's numbers and curve. Raises ``ConfigurationError``."""
+    data = load_batch(path)
+    return from_data(data, data.summary or {}, path)
+
+
+def from_data(data: BatchData, summary: Mapping[str, Any], path: Path) -> Compared:
+    """A batch's numbers and curve from its records already loaded (``data``, as
+    ``load_batch`` gives them) and its ``summary`` (summary.json's fields), without reading
+    the folder ``path`` again: what the batch that just ended hands on (``furnace sweep``)."""
     from controller.analysis.events import analyse
 
-    data = load_batch(path)
-    summary = data.summary or {}
+    if data.summary is None:
+        data = replace(data, summary=summary)
     yields = summary.get("yields") or {}
     exo = analyse(data).exotherm
     name, temp, mass = _curve(data.trace, data.audit)

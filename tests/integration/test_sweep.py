@@ -193,3 +193,30 @@ def _wait_for_trace_rows(proc: subprocess.Popen[bytes], batches: Path) -> None:
             continue
         raise AssertionError(f"furnace sweep ended early with exit code {proc.returncode}")
     raise AssertionError("no batch of the sweep wrote a trace row within 120 s")
+
+
+async def test_the_numbers_handed_on_by_the_ended_batch_are_its_folders(tmp_path: Path) -> None:
+    """A sweep variant takes its table's numbers and its overlay curve from the records its
+    summary read back, not from a second reading of the folder: the two must agree, field
+    for field, and so must the trips and alarms counted from its audit."""
+    from dataclasses import fields, replace
+
+    import numpy as np
+
+    from controller.archive.compare import from_folder
+    from controller.sweep import _compared, _trips_and_alarms
+    from tests.integration.helpers import dry_run
+
+    result = (await dry_run(SMOKE, tmp_path / "b")).result
+    assert result.data is not None
+    handed_on = _compared(result)
+    read_again = from_folder(result.batch_dir)
+    assert handed_on is not None
+    assert len(handed_on.temperature_c) > 100  # the smoke batch has a TGA curve to compare
+    for f in fields(read_again):
+        ours, theirs = getattr(handed_on, f.name), getattr(read_again, f.name)
+        if isinstance(theirs, np.ndarray):
+            np.testing.assert_array_equal(ours, theirs, err_msg=f.name)
+        else:
+            assert ours == theirs, f.name
+    assert _trips_and_alarms(result) == _trips_and_alarms(replace(result, data=None))

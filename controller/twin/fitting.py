@@ -121,6 +121,14 @@ def fit_station(batch_dirs: Sequence[Path], station: Station, source: str) -> Tw
                                      "(a fit counts each batch once)", source=str(d))
         first[name] = d
     batches = tuple(batch_stretches(d) for d in batch_dirs)
+    seen: dict[str, Path] = {}
+    for d, b in zip(batch_dirs, batches, strict=True):
+        if b.batch_id in seen:  # a copy of a folder, renamed: the audit chain tells
+            raise ConfigurationError(
+                f"a batch given twice: the same batch as {seen[b.batch_id]} (batch id "
+                f"{b.batch_id} in both audit chains: a copy under another name?); a fit "
+                "counts each batch once", source=str(d))
+        seen[b.batch_id] = d
     thermocouple = station.furnace.thermocouple
     for b in batches:
         if b.station.name != station.name:

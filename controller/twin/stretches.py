@@ -58,6 +58,9 @@ class BatchStretches:
     excluded: tuple[str, ...]
     purges: tuple[Purge, ...] = ()
     """Its purges of air with an O2 reading (``purges``), for the tube's gas volume."""
+    batch_id: str = ""
+    """The id its audit chain was created with (``batch_created``): the same for a copy of
+    the folder under another name."""
 
     @property
     def used_s(self) -> float:
@@ -164,4 +167,4 @@ def batch_stretches(batch_dir: Path) -> BatchStretches:
                 np.asarray(boat, dtype=np.float64).copy(), station.envelope.ambient_c))
     return BatchStretches(name, station, tuple(stretches),
                           tuple(text for _, text in sorted(excluded)),
-                          batch_purges(data, station))
+                          batch_purges(data, station), data.batch_id)

@@ -1,8 +1,9 @@
 """Which batches ``furnace twin fit`` takes (issue 16): a twin is one furnace's as one
 thermocouple measures it, so a batch recorded on the station under its name but with
 another furnace thermocouple is refused, one line naming the batch and the field; a batch
-given twice is named by its folder, and a batch folder given as ``.`` is named as the
-folder it is. Short batches suffice: each is refused before any fit."""
+given twice is named by its folder (also when a copy of it has another name), and a batch
+folder given as ``.`` is named as the folder it is. Short batches suffice: each is refused
+before any fit."""
 
 from __future__ import annotations
 
@@ -83,6 +84,23 @@ def test_a_batch_given_twice_is_named_by_its_folder(
     assert line.startswith(f"furnace: {copy}")
     assert str(tiny_batch) in line
     assert "twice" in line
+
+
+def test_a_copy_of_a_batch_under_another_name_is_the_same_batch(
+        tiny_batch: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Renamed, the copy still carries the batch's audit chain: it is refused as the same
+    batch, one line naming both folders, and nothing is written."""
+    copy = tmp_path / "copy" / "renamed-batch"
+    shutil.copytree(tiny_batch, copy)
+    station = _station(tmp_path)
+    code, err = _fit(capsys, station, str(tiny_batch), str(copy))
+    assert code == 2
+    line = _one_error_line(err)
+    assert line.startswith(f"furnace: {copy}")
+    assert str(tiny_batch) in line
+    assert "twice" in line
+    assert tiny_batch.name in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy", "station.toml"]
 
 
 def test_a_batch_folder_given_as_dot_is_named_as_the_folder(

@@ -15,13 +15,28 @@ from matplotlib.figure import Figure
 
 from controller.twin.fitting import TwinFit
 
-__all__ = ["write_fit_png"]
+__all__ = ["MAX_PANELS", "panels", "write_fit_png"]
+
+MAX_PANELS = 12
+"""Batches drawn at most, one panel each: a fit from more draws its worst replays (the
+command prints every batch's error). More panels would make a page nobody scrolls, and
+past about 186 the image is taller than Agg can draw (65,536 pixels)."""
+
+
+def panels(fit: TwinFit) -> list[str]:
+    """The batches drawn: all of them in the fit's order, or the ``MAX_PANELS`` that replay
+    worst (largest RMS error first)."""
+    rms_k = fit.result.rms_k
+    batches = list(rms_k)
+    if len(batches) <= MAX_PANELS:
+        return batches
+    return sorted(batches, key=lambda b: rms_k[b], reverse=True)[:MAX_PANELS]
 
 
 def write_fit_png(fit: TwinFit, path: Path) -> Path:
     """Draw ``fit`` to ``path`` (replaced whole: written beside it, then renamed). Raises
     ``OSError`` if it cannot be written (nothing is left beside it)."""
-    batches = list(fit.result.rms_k)
+    batches = panels(fit)
     fig = Figure(figsize=(11.0, 3.2 * len(batches) + 0.8), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(batches), 1, squeeze=False)[:, 0]
@@ -50,7 +65,10 @@ def write_fit_png(fit: TwinFit, path: Path) -> Path:
         lines, labels = ax.get_legend_handles_labels()
         more, more_labels = out_ax.get_legend_handles_labels()
         ax.legend(lines + more, labels + more_labels, fontsize=7, loc="upper right")
-    fig.suptitle(f"twin fitted {fit.fitted_utc}: recorded against replayed", fontsize=10)
+    shown = ("" if len(batches) == len(fit.result.rms_k) else
+             f" (the {len(batches)} worst replays of {len(fit.result.rms_k)} batches)")
+    fig.suptitle(f"twin fitted {fit.fitted_utc}: recorded against replayed{shown}",
+                 fontsize=10)
     tmp = path.with_name(path.name + ".tmp")
     try:
         fig.savefig(tmp, format="png")

@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ["FURNACE_LOCK_DIR"] = tempfile.mkdtemp(prefix="furnace-locks-")
 # Likewise the anchor logs that batches append their final hash to.
 os.environ["FURNACE_ANCHOR_DIR"] = tempfile.mkdtemp(prefix="furnace-anchors-")
+# And the OPC UA servers' certificates and keys.
+os.environ["FURNACE_OPCUA_PKI_DIR"] = tempfile.mkdtemp(prefix="furnace-opcua-pki-")
 # Batches end without archiving unless a test says where (never into the user's archive).
 os.environ.pop("FURNACE_ARCHIVE_DB", None)
 # The furnace processes the tests start at --speed N predict no live ETA in a child process

@@ -13,8 +13,10 @@ How it meets the scan loop (the same seams as ``controller.web.server``):
 Who may call methods (``may_call``): anyone on a server bound to loopback (only this
 machine's users can reach it, as with ``furnace ctl``); beyond loopback, only a user who
 logged in with a name and password from the station's ``[opcua]`` users. Anonymous
-sessions always read, browse and subscribe. Not here: the address space's names and values
-(``space``).
+sessions always read, browse and subscribe. With users, the server has a certificate of its
+own (``pki``): a password is sent encrypted with it, on every endpoint, and clients may also
+choose signed or signed-and-encrypted channels (Basic256Sha256). Not here: the address
+space's names and values (``space``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from asyncua.crypto.permission_rules import (
 )
 from asyncua.server.user_managers import UserManager
 
+from controller.opcua.pki import server_identity
 from controller.opcua.space import (
     FUNCTIONAL_UNIT,
     METHODS,
@@ -136,6 +139,16 @@ def _argument(name: str) -> ua.Argument:
     return arg
 
 
+def _host_name(host: str) -> str:
+    """The name clients reach a server bound to ``host`` by, for its certificate: the
+    machine's name for a wildcard address."""
+    if host in ("0.0.0.0", "::", ""):
+        import socket
+
+        return socket.gethostname()
+    return host
+
+
 class BatchOpcUaServer:
     """One running batch's OPC UA server (``session.BatchServer``). ``async with`` starts
     it (its thread bound and serving) and yields the bound address; leaving stops it."""
@@ -228,8 +241,18 @@ class BatchOpcUaServer:
         server.set_server_name(f"furnace {self.serving.station.name}")
         shown = f"[{self.host}]" if ":" in self.host else self.host
         server.set_endpoint(f"opc.tcp://{shown}:{self.port}/furnace/")
-        server.set_security_policy([ua.SecurityPolicyType.NoSecurity],
-                                   permission_ruleset=_Rules(loopback=self.loopback))
+        policies = [ua.SecurityPolicyType.NoSecurity]
+        if self.passwords:  # a password never crosses the network in clear
+            identity_files = await asyncio.to_thread(
+                server_identity, self.serving.station.name, _host_name(self.host))
+            await server.set_application_uri(identity_files.application_uri)
+            await server.load_certificate(str(identity_files.certificate))
+            await server.load_private_key(str(identity_files.private_key))
+            logger.info("OPC UA certificate %s (passwords are sent encrypted with it)",
+                        identity_files.certificate)
+            policies += [ua.SecurityPolicyType.Basic256Sha256_Sign,
+                         ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt]
+        server.set_security_policy(policies, permission_ruleset=_Rules(loopback=self.loopback))
         server.set_identity_tokens([ua.AnonymousIdentityToken, ua.UserNameIdentityToken]
                                    if self.passwords else [ua.AnonymousIdentityToken])
         idx = await server.register_namespace(NAMESPACE_URI)

@@ -10,6 +10,7 @@ Every server is on 127.0.0.1 or 0.0.0.0 with an ephemeral port, reached through 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import MappingProxyType
@@ -17,8 +18,10 @@ from typing import Any, TypeVar
 
 import pytest
 from asyncua import Client, ua
+from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from asyncua.crypto.permission_rules import UserRole
 from asyncua.ua.uaerrors import BadUserAccessDenied, UaStatusCodeError
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from controller.opcua import BatchOpcUaServer, may_call, serve_opcua
 from controller.opcua.space import FUNCTIONAL_UNIT, NAMESPACE_URI, program_id
@@ -190,14 +193,13 @@ def test_only_a_logged_in_user_calls_methods_beyond_loopback() -> None:
     assert may_call(UserRole.User, loopback=False)
 
 
-async def test_anonymous_clients_only_read_on_a_server_bound_beyond_loopback(
-        tmp_path: Path) -> None:
+def _draining(folder: Path) -> Serving:
+    """A running batch's serving whose commands are applied as they arrive (the scan
+    cycle's part, at once), with no scan loop."""
     station, _ = load_station(None)
     runner = make_runner(station)
 
     class Draining(CommandQueue):
-        """The scan cycle's part, at once: each command is applied as it arrives."""
-
         def submit(self, cmd: Any) -> Any:
             fut = super().submit(cmd)
             asyncio.get_running_loop().call_soon(
@@ -205,8 +207,13 @@ async def test_anonymous_clients_only_read_on_a_server_bound_beyond_loopback(
             return fut
 
     queue = Draining(lambda: str(runner.phase))
-    serving = Serving(tmp_path, station, runner, queue, VirtualClock(),
-                      trace_columns(station), 5.0)
+    return Serving(folder, station, runner, queue, VirtualClock(), trace_columns(station), 5.0)
+
+
+async def test_anonymous_clients_only_read_on_a_server_bound_beyond_loopback(
+        tmp_path: Path) -> None:
+    serving = _draining(tmp_path)
+    station, runner = serving.station, serving.runner
     server = BatchOpcUaServer(serving, host="0.0.0.0", port=0, passwords={"ann": "s3cret"})
     async with server as (_, port):
         url = f"opc.tcp://127.0.0.1:{port}/furnace/"
@@ -242,6 +249,102 @@ async def test_anonymous_clients_only_read_on_a_server_bound_beyond_loopback(
         assert str(runner.phase) == "running"
         assert (await client_side(lambda: logged_in("s3cret")))[0] == "applied"
         assert str(runner.phase) == "held"
+
+
+class Relay:
+    """A TCP relay on 127.0.0.1 in front of the server that keeps every byte either way:
+    what someone on the network between a client and the server would see."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.seen = bytearray()
+
+    async def __aenter__(self) -> int:
+        self._server = await asyncio.start_server(self._pipe, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.close()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.port)
+
+        async def copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await src.read(65536):
+                    self.seen += data
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(copy(reader, up_writer), copy(up_reader, writer))
+
+
+async def test_a_users_password_never_crosses_the_network_in_clear(tmp_path: Path) -> None:
+    """With users, the server has a certificate of its own: on the endpoint without
+    security the client encrypts the password with it, so the bytes on the wire never hold
+    it, and the login still works; a client may also choose a signed-and-encrypted channel.
+    The certificate is kept: a restarted server presents the same one."""
+    password = "correct-horse-battery-staple"
+    serving = _draining(tmp_path)
+    server = BatchOpcUaServer(serving, host="0.0.0.0", port=0, passwords={"ann": password})
+    async with server as (_, port):
+        relay = Relay(port)
+        async with relay as relay_port:
+
+            async def hold_as_ann() -> tuple[list[str], bytes | None]:
+                client = Client(f"opc.tcp://127.0.0.1:{relay_port}/furnace/")
+                client.set_user("ann")
+                client.set_password(password)
+                async with client:
+                    idx = await client.get_namespace_index(NAMESPACE_URI)
+                    unit = client.get_node(ua.NodeId(FUNCTIONAL_UNIT, idx))
+                    out: list[str] = await unit.call_method(f"{idx}:Hold", "ann", "a look")
+                    endpoints = await client.get_endpoints()
+                return out, endpoints[0].ServerCertificate
+
+            result, certificate = await client_side(hold_as_ann)
+        assert result[0] == "applied"
+        assert str(serving.runner.phase) == "held"
+        assert relay.seen  # the session went through the relay
+        for encoding in ("utf-8", "utf-16-le"):
+            assert password.encode(encoding) not in relay.seen
+        assert certificate is not None
+
+        async def modes() -> set[str]:
+            async with Client(f"opc.tcp://127.0.0.1:{port}/furnace/") as client:
+                return {str(e.SecurityMode.name) for e in await client.get_endpoints()}
+
+        assert {"None_", "Sign", "SignAndEncrypt"} <= await client_side(modes)
+
+        async def encrypted_channel() -> str:
+            key, cert = tmp_path / "client-key.pem", tmp_path / "client-cert.der"
+            await setup_self_signed_certificate(
+                key, cert, "urn:furnace:test-client", "localhost",
+                [ExtendedKeyUsageOID.CLIENT_AUTH], {"commonName": "test client"})
+            client = Client(f"opc.tcp://127.0.0.1:{port}/furnace/")
+            client.application_uri = "urn:furnace:test-client"
+            await client.set_security_string(f"Basic256Sha256,SignAndEncrypt,{cert},{key}")
+            client.set_user("ann")
+            client.set_password(password)
+            async with client:
+                idx = await client.get_namespace_index(NAMESPACE_URI)
+                value: str = await client.get_node(
+                    ua.NodeId("Furnace.StationName", idx)).read_value()
+                return value
+
+        assert await client_side(encrypted_channel) == serving.station.name
+
+    again = BatchOpcUaServer(_draining(tmp_path), host="0.0.0.0", port=0,
+                             passwords={"ann": password})
+    async with again as (_, port):
+
+        async def certificate_now() -> bytes | None:
+            async with Client(f"opc.tcp://127.0.0.1:{port}/furnace/") as client:
+                found: bytes | None = (await client.get_endpoints())[0].ServerCertificate
+                return found
+
+        assert await client_side(certificate_now) == certificate
 
 
 def runner_snapshot(station: Any) -> Snapshot:

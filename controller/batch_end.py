@@ -1,6 +1,6 @@
 """What an ended batch leaves beside its records: the summary's fields and the facts read
 back from the records just written, the final hash anchored outside the folder, and the
-archive copy where one is configured.
+archive copy where one is configured; and what a batch interrupted for a resume leaves.
 
 Not here: when these happen and in what order (``session``, after the last audit record),
 or writing summary.json (``records.batch``).
@@ -18,6 +18,7 @@ from controller.analysis.yields import mass_balance
 from controller.recipe.plan import PlanSummary
 from controller.recipe.station import Station
 from controller.recipe.steps import Dwell, Plan
+from controller.recorder import BatchRecorder
 from controller.records.anchor import append_anchor, default_anchor_path
 from controller.records.audit import AuditLog, format_utc
 from controller.records.folder import AUDIT_FILE, SUMMARY_FILE, BatchFolder
@@ -26,8 +27,8 @@ from controller.run.handle import RecipeRunner
 from controller.run.runstate import Phase
 from drivers.errors import ConfigurationError
 
-__all__ = ["anchor_batch", "archive_if_configured", "clock_basis", "summary_facts",
-           "summary_fields"]
+__all__ = ["anchor_batch", "archive_if_configured", "clock_basis", "record_interrupted",
+           "summary_facts", "summary_fields"]
 
 logger = logging.getLogger(__name__)
 
@@ -134,3 +135,17 @@ def archive_if_configured(batch_dir: Path, station: Station) -> None:
                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__, batch_dir)
         return
     logger.info("archive: %s", result.reason)
+
+
+def record_interrupted(batch_dir: Path, recorder: BatchRecorder, runner: RecipeRunner,
+                       summary: dict[str, Any], t_s: float) -> None:
+    """The run halted on a condition resume can pick up (the furnace controller out of
+    reach): the batch is not ended. No ``batch_ended``, no summary.json, no anchor; the
+    last checkpoint is where ``furnace resume`` goes on once the link is back. ``summary``
+    is updated to say so."""
+    how = f"furnace resume {batch_dir} once the link is back"
+    recorder.audit("batch_interrupted", t_s, {"reason": runner.run.end_reason,
+                                              "resume": how})
+    recorder.audit_log.close()
+    logger.warning("batch %s interrupted (%s): %s", batch_dir.name, runner.run.end_reason, how)
+    summary.update(outcome="interrupted", end_reason=f"{runner.run.end_reason}; {how}")

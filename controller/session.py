@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import platform
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +24,7 @@ from controller.analysis.data import BatchData
 from controller.batch_end import (
     anchor_batch,
     archive_if_configured,
+    record_interrupted,
     summary_facts,
     summary_fields,
 )
@@ -70,7 +71,14 @@ from controller.run.resume import Decision, decide, recover
 from controller.run.runstate import Phase
 from controller.run.scan import ScanLoop
 from controller.run.snapshot import Snapshot
-from controller.station_factory import Built, FaultInjector, build_devices, inject_faults
+from controller.station_factory import (
+    Built,
+    FaultInjector,
+    build_devices,
+    inject_faults,
+    keep_world,
+    kept_world,
+)
 from drivers.errors import ConfigurationError
 
 __all__ = ["BatchRecorder", "BatchResult", "BatchServer", "Serve", "Serving", "resume_batch",
@@ -256,7 +264,8 @@ async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_t
                                       built=opened.built, audit=audit, trace=trace,
                                       runner=_runner(plan, station, auto_confirm),
                                       clock=clock, t0_s=t0_s, observer=observer,
-                                      commands=commands, reserve=reserve, serve=serve)
+                                      commands=commands, reserve=reserve, serve=serve,
+                                      keep_world_state=injector is None)
 
 
 def _notifier(station: Station, runner: RecipeRunner, batch_dir: Path, clock: Clock,
@@ -295,14 +304,26 @@ async def _loop_and_finish(*, batch_dir: Path, station: Station, built: Built,
                            | None = None, commands: CommandQueue | None = None,
                            mass0_g: float | None = None,
                            reserve: DiskReserve | None = None,
-                           serve: Serve | Sequence[Serve] | None = None) -> BatchResult:
+                           serve: Serve | Sequence[Serve] | None = None,
+                           keep_world_state: bool = True) -> BatchResult:
     """Run the scan loop to the batch's end, then record the end and write the summary.
 
     Operator commands reach the loop through ``commands``, from the batch's server
-    (``serve``: ``furnace ctl`` and the web page) and from the console. The caller's exit
-    stack closes the records and the devices and releases the lock, whatever happens
-    here."""
+    (``serve``: ``furnace ctl`` and the web page) and from the console. A dry run on the
+    in-process simulator keeps its world's state at each checkpoint (``keep_world``) for a
+    resume, unless ``keep_world_state`` is False (faults were injected: a resume would not
+    inject them again). The caller's exit stack closes the records and the devices and
+    releases the lock, whatever happens here."""
     recorder = BatchRecorder(audit, trace, clock, reserve)
+    world_file = BatchFolder(batch_dir).sim_state_json
+    if built.world is not None and keep_world_state:
+        world = built.world
+
+        def keep(event: str, t_s: float, fields: Mapping[str, Any]) -> None:
+            if event == "checkpoint":
+                keep_world(world, t_s, world_file)
+
+        recorder.listeners.append(keep)
     commands = commands if commands is not None else CommandQueue()
 
     serving = Serving(batch_dir, station, runner, commands, clock, trace_columns(station),
@@ -369,7 +390,8 @@ async def _loop_and_finish(*, batch_dir: Path, station: Station, built: Built,
         summary.update(facts)
         summary["outcome"] = summary["end"]["kind"]  # a stop is not an abort (issue 11)
         if runner.run.interrupted:
-            return _interrupted(batch_dir, recorder, runner, summary, state, actual_s)
+            record_interrupted(batch_dir, recorder, runner, summary, actual_s)
+            return BatchResult(batch_dir, state, summary)
         # Every field of the summary is bound to the chain by its digest, and the whole
         # trace by its hash (furnace verify checks both).
         recorder.audit("batch_ended", actual_s, {
@@ -379,6 +401,7 @@ async def _loop_and_finish(*, batch_dir: Path, station: Station, built: Built,
         summary["audit_records"] = audit.count
         audit.close()
         write_summary(batch_dir, summary)
+        world_file.unlink(missing_ok=True)  # the batch has ended: nothing to resume
         anchor_batch(batch_dir, station, audit, clock)
         archive_if_configured(batch_dir, station)
         logger.info("batch %s %s", batch_dir.name, summary["outcome"])
@@ -386,20 +409,6 @@ async def _loop_and_finish(*, batch_dir: Path, station: Station, built: Built,
     finally:
         if notifier is not None:  # the last notices (the end) get their chance to go
             await asyncio.to_thread(notifier.close)
-
-
-def _interrupted(batch_dir: Path, recorder: BatchRecorder, runner: RecipeRunner,
-                 summary: dict[str, Any], state: Phase, t_s: float) -> BatchResult:
-    """The run halted on a condition resume can pick up (the furnace controller out of
-    reach): the batch is not ended. No ``batch_ended``, no summary.json, no anchor; the
-    last checkpoint is where ``furnace resume`` goes on once the link is back."""
-    how = f"furnace resume {batch_dir} once the link is back"
-    recorder.audit("batch_interrupted", t_s, {"reason": runner.run.end_reason,
-                                              "resume": how})
-    recorder.audit_log.close()
-    logger.warning("batch %s interrupted (%s): %s", batch_dir.name, runner.run.end_reason, how)
-    summary.update(outcome="interrupted", end_reason=f"{runner.run.end_reason}; {how}")
-    return BatchResult(batch_dir, state, summary)
 
 
 async def resume_batch(batch_dir: Path, *, make_clock: Callable[[float], Clock],
@@ -423,6 +432,12 @@ async def resume_batch(batch_dir: Path, *, make_clock: Callable[[float], Clock],
     resumed_t_s = rec.last_t_s + outage_wall_s * speed
     clock = make_clock(resumed_t_s)
     station, plan = rec.station, rec.plan
+    world_note = None
+    if built is None and station.bus.kind == "sim":  # a dry run: its furnace as it was
+        world, world_note = kept_world(station, plan.material,
+                                       BatchFolder(batch_dir).sim_state_json)
+        if world is not None:
+            built = build_devices(station, clock, material=plan.material, world=world)
     async with AsyncExitStack() as stack:
         opened = await _open_station(stack, station, clock, built, station_source, plan)
         if opened.lock is not None:
@@ -462,6 +477,7 @@ async def resume_batch(batch_dir: Path, *, make_clock: Callable[[float], Clock],
                 "setpoint_then_c": rec.setpoint_c, "trace_until_t_s": rec.trace_t_s,
                 "flows_now_sccm": {m.gas: snap.flow_sccm(m.gas) for m in station.mfc},
                 "o2_now_ppm": snap.o2_ppm, "policy": str(decision.policy),
+                **({"simulated_world": world_note} if world_note is not None else {}),
                 "reason": decision.reason, "operator": rec.operator,
                 "software_version": software_version()})
 

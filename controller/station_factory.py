@@ -8,9 +8,12 @@ decimal setting is a one-line error (exit 2) and nothing moves.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Literal
 
 from controller.recipe.station import Station, simulated_tube_volume_l
@@ -36,6 +39,7 @@ from simulator import SimBus, SimMfcSpec, SimStationSpec, SimWorld
 from simulator.balance import SimSicsLine
 from simulator.faults import FaultInjector
 from simulator.modbus_server import SimModbusServer
+from simulator.state import capture, restore
 from simulator.twin import TwinParams
 
 __all__ = [
@@ -45,6 +49,8 @@ __all__ = [
     "ServedSimulator",
     "build_devices",
     "inject_faults",
+    "keep_world",
+    "kept_world",
     "serve_simulator",
     "sim_spec",
     "unit_names",
@@ -354,3 +360,29 @@ def inject_faults(built: Built, faults: Sequence[str]) -> FaultInjector | None:
         return FaultInjector(built.world, list(faults))
     except ValueError as exc:
         raise ConfigurationError(str(exc), field="--fault") from None
+
+
+def keep_world(world: SimWorld, t_s: float, path: Path) -> None:
+    """Write ``world``'s state at process time ``t_s`` to ``path`` for a resume, replacing
+    it whole (written beside it, then renamed). Not fsync'd: it is no record, and a state
+    lost with the machine's power only makes the resumed world start afresh."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(capture(world, t_s), separators=(",", ":")), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def kept_world(station: Station, material: Material | None, path: Path
+               ) -> tuple[SimWorld | None, str]:
+    """The in-process simulated world a dry run kept in ``path`` (``keep_world``), rebuilt
+    for ``station`` and ``material`` and put back as it was, and one line saying what was
+    done; ``None`` (the world then starts afresh, as a real furnace left alone would not)
+    if there is none or it does not fit."""
+    if not path.is_file():
+        return None, f"no {path.name}: the simulated world starts afresh (cold, in air)"
+    world = SimWorld(sim_spec(station, material))
+    try:
+        t_s = restore(world, json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # StateError is a ValueError
+        logger.warning("%s cannot be used (%s): the simulated world starts afresh", path, exc)
+        return None, f"{path.name} not used ({exc}): the simulated world starts afresh"
+    return world, f"the simulated world as it was at {t_s:.0f} s ({path.name})"

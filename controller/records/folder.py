@@ -37,6 +37,7 @@ __all__ = [
     "REPORT_FILE",
     "RESERVE_FILE",
     "STATION_FILE",
+    "SIM_STATE_FILE",
     "SUMMARY_FILE",
     "TRACE_FILE",
     "BatchFolder",
@@ -63,6 +64,10 @@ CONTROL_FILE: Final = "control.json"
 #: Disk space held for the audit while the batch runs (``storage.DiskReserve``); deleted
 #: when the disk fills and at batch end. Not a record: ``furnace verify`` ignores it.
 RESERVE_FILE: Final = ".audit-reserve"
+#: A dry run's simulated world as it was at the last checkpoint (``simulator.state``), so
+#: that ``furnace resume`` goes on with the same furnace; removed at the end. Not a record:
+#: ``furnace verify`` ignores it.
+SIM_STATE_FILE: Final = "sim_state.json"
 # Windows forbids <>:"/\|?* and control characters in names; whitespace is awkward in shells.
 _UNSAFE: Final = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f\s]')
 _MAX_SAMPLE_CHARS: Final = 80  # keeps batch paths well inside Windows' 260-character limit
@@ -256,6 +261,10 @@ class BatchFolder:
     @property
     def audit_reserve(self) -> Path:
         return self.path / RESERVE_FILE
+
+    @property
+    def sim_state_json(self) -> Path:
+        return self.path / SIM_STATE_FILE
 
     @classmethod
     def create(cls, batches_dir: Path, sample_name: str, wall_start: datetime) -> BatchFolder:

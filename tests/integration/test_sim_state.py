@@ -1,0 +1,164 @@
+"""A simulated world's state as plain data (``simulator.state``): captured from a world in
+the middle of an air pre-oxidation (hot furnace, air flowing, the sample reacting), put as
+JSON into a world built afresh with another seed, the two then go on for an hour alone
+(the instrument's own fallback, its PID, the sample's chemistry) and agree bit for bit:
+nothing the world holds was left out. The noise generators are not kept (a resumed world's
+noise starts again from its seed), so the test gives both worlds the same noise first. A
+state that does not fit is refused before anything changes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from controller.records.folder import BatchFolder
+from controller.records.verify import verify_batch
+from controller.run.clock import VirtualClock
+from controller.run.handle import RecipeRunner
+from controller.run.runstate import Phase
+from controller.run.snapshot import Snapshot
+from controller.session import resume_batch
+from simulator.state import StateError, _attributes, _parts, capture, restore
+from simulator.world import SimWorld
+from tests.integration.helpers import in_process
+from tests.integration.recipes import AIR_PREOX
+
+
+class _StopError(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def reacting(tmp_path_factory: pytest.TempPathFactory) -> SimWorld:
+    """The world of AIR_PREOX stopped in its pre-oxidation dwell."""
+    folder = tmp_path_factory.mktemp("preox")
+    sim = in_process(folder, AIR_PREOX)
+
+    def observer(snap: Snapshot, runner: object) -> None:
+        if snap.t_s > 4_500.0:
+            raise _StopError
+
+    with pytest.raises(_StopError):
+        asyncio.run(sim.run(folder / "b", observer=observer))
+    world = sim.world
+    assert world.kinetics is not None
+    assert world.furnace.thermal.furnace_c > 200.0
+    assert world.mfcs["air"].flow_sccm > 100.0
+    assert 0.0 < world.kinetics.alpha_ox < 1.0
+    return world
+
+
+def _words(world: SimWorld) -> list[list[int]]:
+    return [world.read(unit, address, 1) for unit in world.units
+            for address in range(0, 8)
+            if _readable(world, unit, address)]
+
+
+def _readable(world: SimWorld, unit: int, address: int) -> bool:
+    try:
+        world.read(unit, address, 1)
+    except Exception:  # no whole register there
+        return False
+    return True
+
+
+def test_a_restored_world_goes_on_exactly_as_the_original(reacting: SimWorld) -> None:
+    t_s = reacting.now_s
+    state = json.loads(json.dumps(capture(reacting, t_s)))
+    twin = SimWorld(reacting.spec, seed=12345)
+    assert twin.truth() != reacting.truth()
+    assert restore(twin, state) == t_s
+    _same_noise(reacting, twin)
+    for step in range(1, 1801):
+        for world in (reacting, twin):
+            world.advance_to(t_s + 2.0 * step)
+        assert twin.truth() == reacting.truth(), step
+    assert _words(twin) == _words(reacting)
+    assert twin.kinetics is not None
+    assert reacting.kinetics is not None
+    assert twin.kinetics.conversions() == reacting.kinetics.conversions()
+    assert capture(twin, 0.0) == capture(reacting, 0.0)
+
+
+def test_a_state_that_does_not_fit_changes_nothing(reacting: SimWorld) -> None:
+    state = json.loads(json.dumps(capture(reacting, reacting.now_s)))
+    inert = SimWorld(reacting.spec.__class__(**{**_fields(reacting.spec),
+                                                "sample_precursor": None}))
+    before = capture(inert, 0.0)
+    with pytest.raises(StateError, match="another station"):
+        restore(inert, state)
+    state["parts"]["furnace"]["_i_pct"] = ["list", [1.0]]
+    with pytest.raises(StateError, match="another kind"):
+        restore(SimWorld(reacting.spec), state)
+    with pytest.raises(StateError):
+        restore(inert, {"format": 99})
+    assert capture(inert, 0.0) == before
+
+
+def _same_noise(source: SimWorld, target: SimWorld) -> None:
+    """Give ``target`` the noise generators' states of ``source`` (what the state leaves
+    out), part by part."""
+    copied = 0
+    for (_, part), (_, twin) in zip(_parts(source).items(), _parts(target).items(),
+                                       strict=True):
+        twins = dict(_attributes(twin))
+        for attr, value in _attributes(part):
+            if isinstance(value, random.Random):
+                twins[attr].setstate(value.getstate())
+                copied += 1
+    assert copied >= 6, copied  # furnace, three MFCs, O2, sample TC, balance
+
+
+def _fields(spec: object) -> dict[str, object]:
+    from dataclasses import fields
+
+    return {f.name: getattr(spec, f.name) for f in fields(spec)}  # type: ignore[arg-type]
+
+
+async def test_a_dry_run_killed_twice_resumes_with_its_furnace_each_time(
+        tmp_path: Path) -> None:
+    """``furnace resume`` of a dry run (no devices handed in, as the command line does it):
+    the simulated world is the one kept at the last checkpoint, not a cold tube full of
+    air. Killed in the air pre-oxidation dwell at 220 °C and again in the argon heat, each
+    life resumes with the furnace where it was and the gas it had, carries on, and the batch
+    completes, verifies and leaves no kept world behind."""
+    sim = in_process(tmp_path, AIR_PREOX)
+    batches = tmp_path / "batches"
+
+    def crash_after(t_s: float) -> Callable[[Snapshot, RecipeRunner], None]:
+        def observer(snap: Snapshot, runner: RecipeRunner) -> None:
+            if snap.t_s > t_s:
+                raise _StopError
+        return observer
+
+    with pytest.raises(_StopError):
+        await sim.run(batches, observer=crash_after(4_500.0))
+    batch = next(batches.iterdir())
+    kept = BatchFolder(batch).sim_state_json
+    assert kept.is_file()
+
+    def make_clock(start_s: float) -> VirtualClock:
+        return VirtualClock(start_s, wall_start=sim.clock.wall())
+
+    with pytest.raises(_StopError):
+        await resume_batch(batch, make_clock=make_clock, now_utc=sim.clock.wall,
+                           observer=crash_after(9_000.0))
+    result = await resume_batch(batch, make_clock=make_clock, now_utc=sim.clock.wall)
+    assert result.state is Phase.COMPLETED, result.summary["end_reason"]
+    assert verify_batch(batch).ok
+    assert not kept.exists()
+
+    resumed = [r for r in BatchFolder(batch).read_audit() if r["event"] == "batch_resumed"]
+    assert len(resumed) == 2
+    for r in resumed:
+        assert r["simulated_world"].startswith("the simulated world as it was at")
+        assert r["furnace_now_c"] == pytest.approx(r["furnace_then_c"], abs=15.0)
+        assert r["furnace_now_c"] > 150.0
+        assert r["policy"] == "continue"
+    assert resumed[0]["o2_now_ppm"] > 100_000.0  # the air of the pre-oxidation, kept
+    assert resumed[1]["o2_now_ppm"] < 1_000.0  # the argon after the switch, kept

@@ -230,14 +230,7 @@ async def test_anonymous_clients_only_read_on_a_server_bound_beyond_loopback(
                 return name, None
 
         async def logged_in(password: str) -> list[str]:
-            client = Client(url)
-            client.set_user("ann")
-            client.set_password(password)
-            async with client:
-                idx = await client.get_namespace_index(NAMESPACE_URI)
-                unit = client.get_node(ua.NodeId(FUNCTIONAL_UNIT, idx))
-                out: list[str] = await unit.call_method(f"{idx}:Hold", "ann", "a look")
-                return out
+            return (await hold_as(url, "ann", password))[0]
 
         server.observe(runner_snapshot(station), runner)
         name, refused = await client_side(anonymous)
@@ -249,6 +242,20 @@ async def test_anonymous_clients_only_read_on_a_server_bound_beyond_loopback(
         assert str(runner.phase) == "running"
         assert (await client_side(lambda: logged_in("s3cret")))[0] == "applied"
         assert str(runner.phase) == "held"
+
+
+async def hold_as(url: str, user: str, password: str) -> tuple[list[str], bytes | None]:
+    """Log in as ``user`` and call Hold; the method's result and the certificate the server
+    presents (None: it has none)."""
+    client = Client(url)
+    client.set_user(user)
+    client.set_password(password)
+    async with client:
+        idx = await client.get_namespace_index(NAMESPACE_URI)
+        unit = client.get_node(ua.NodeId(FUNCTIONAL_UNIT, idx))
+        out: list[str] = await unit.call_method(f"{idx}:Hold", user, "a look")
+        endpoints = await client.get_endpoints()
+    return out, endpoints[0].ServerCertificate
 
 
 class Relay:
@@ -292,18 +299,8 @@ async def test_a_users_password_never_crosses_the_network_in_clear(tmp_path: Pat
         relay = Relay(port)
         async with relay as relay_port:
 
-            async def hold_as_ann() -> tuple[list[str], bytes | None]:
-                client = Client(f"opc.tcp://127.0.0.1:{relay_port}/furnace/")
-                client.set_user("ann")
-                client.set_password(password)
-                async with client:
-                    idx = await client.get_namespace_index(NAMESPACE_URI)
-                    unit = client.get_node(ua.NodeId(FUNCTIONAL_UNIT, idx))
-                    out: list[str] = await unit.call_method(f"{idx}:Hold", "ann", "a look")
-                    endpoints = await client.get_endpoints()
-                return out, endpoints[0].ServerCertificate
-
-            result, certificate = await client_side(hold_as_ann)
+            result, certificate = await client_side(
+                lambda: hold_as(f"opc.tcp://127.0.0.1:{relay_port}/furnace/", "ann", password))
         assert result[0] == "applied"
         assert str(serving.runner.phase) == "held"
         assert relay.seen  # the session went through the relay

@@ -435,7 +435,7 @@ async def resume_batch(batch_dir: Path, *, make_clock: Callable[[float], Clock],
     world_note = None
     if built is None and station.bus.kind == "sim":  # a dry run: its furnace as it was
         world, world_note = kept_world(station, plan.material,
-                                       BatchFolder(batch_dir).sim_state_json)
+                                       BatchFolder(batch_dir).sim_state_json, rec.last_t_s)
         if world is not None:
             built = build_devices(station, clock, material=plan.material, world=world)
     async with AsyncExitStack() as stack:

@@ -8,6 +8,7 @@ decimal setting is a one-line error (exit 2) and nothing moves.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -48,6 +49,7 @@ __all__ = [
     "DeviceProbe",
     "FaultInjector",
     "ServedSimulator",
+    "WorldKeeper",
     "build_devices",
     "inject_faults",
     "keep_world",
@@ -366,10 +368,42 @@ def inject_faults(built: Built, faults: Sequence[str]) -> FaultInjector | None:
 def keep_world(world: SimWorld, t_s: float, path: Path) -> None:
     """Write ``world``'s state at process time ``t_s`` to ``path`` for a resume, replacing
     it whole (written beside it, then renamed). Not fsync'd: it is no record, and a state
-    lost with the machine's power only makes the resumed world start afresh."""
+    lost with the machine's power only makes the resumed world start afresh. Raises
+    ``OSError`` if it cannot be written (nothing is left beside it then)."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(capture(world, t_s), separators=(",", ":")), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(capture(world, t_s), separators=(",", ":")),
+                       encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+class WorldKeeper:
+    """An audit listener (``BatchRecorder.listeners``) that keeps a dry run's world in
+    ``path`` at each checkpoint (``keep_world``). A write that fails (a full disk, a
+    folder it may not write in) costs only the resume's world: it is said once, in one
+    line, and tried again at the next checkpoint; the batch goes on."""
+
+    def __init__(self, world: SimWorld, path: Path) -> None:
+        self.world = world
+        self.path = path
+        self.failed = ""  # why the last write failed ("" once one succeeds)
+
+    def __call__(self, event: str, t_s: float, fields: object) -> None:
+        if event != "checkpoint":
+            return
+        try:
+            keep_world(self.world, t_s, self.path)
+        except OSError as exc:
+            if not self.failed:
+                logger.warning("%s not written (%s): a resume would start the simulated "
+                               "world afresh", self.path, exc.strerror or exc)
+            self.failed = str(exc)
+            return
+        self.failed = ""
 
 
 _TRIAL_S: Final = 60.0  # how long a kept world is tried alone before it is used

@@ -29,7 +29,7 @@ from controller.station_factory import kept_world
 from simulator.state import StateError, _attributes, _parts, capture, restore
 from simulator.world import SimWorld
 from tests.integration.helpers import in_process
-from tests.integration.recipes import AIR_PREOX
+from tests.integration.recipes import AIR_PREOX, TINY
 
 
 class _StopError(Exception):
@@ -255,3 +255,29 @@ async def test_a_resume_with_a_spoiled_world_starts_afresh_and_completes(
     assert result.state is Phase.COMPLETED, result.summary["end_reason"]
     resumed = [r for r in BatchFolder(batch).read_audit() if r["event"] == "batch_resumed"]
     assert resumed[0]["simulated_world"].startswith("sim_state.json not used (")
+
+
+async def test_a_world_that_cannot_be_kept_is_said_once_and_the_batch_goes_on(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """sim_state.json cannot be written (here: its temporary name is taken by a folder;
+    a full disk or a folder it may not write in alike): before, every checkpoint logged
+    the listener's traceback (hundreds in a dry run, on the operator's console); now one
+    line says it once, and the batch completes."""
+    sim = in_process(tmp_path, TINY)
+    batches = tmp_path / "batches"
+    blocked: list[Path] = []
+
+    def block(snap: Snapshot, runner: RecipeRunner) -> None:
+        if not blocked:
+            blocked.append(next(batches.iterdir()) / "sim_state.json.tmp")
+            blocked[0].mkdir()
+
+    result = await sim.run(batches, observer=block)
+    assert result.state is Phase.COMPLETED
+    checkpoints = [r for r in BatchFolder(result.batch_dir).read_audit()
+                   if r["event"] == "checkpoint"]
+    assert len(checkpoints) >= 3
+    assert not [r for r in caplog.records if r.exc_info]
+    said = [r for r in caplog.records if "not written" in r.getMessage()]
+    assert len(said) == 1, said
+    assert said[0].levelname == "WARNING"

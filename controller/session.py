@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import platform
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime
@@ -74,9 +74,9 @@ from controller.run.snapshot import Snapshot
 from controller.station_factory import (
     Built,
     FaultInjector,
+    WorldKeeper,
     build_devices,
     inject_faults,
-    keep_world,
     kept_world,
 )
 from drivers.errors import ConfigurationError
@@ -317,13 +317,7 @@ async def _loop_and_finish(*, batch_dir: Path, station: Station, built: Built,
     recorder = BatchRecorder(audit, trace, clock, reserve)
     world_file = BatchFolder(batch_dir).sim_state_json
     if built.world is not None and keep_world_state:
-        world = built.world
-
-        def keep(event: str, t_s: float, fields: Mapping[str, Any]) -> None:
-            if event == "checkpoint":
-                keep_world(world, t_s, world_file)
-
-        recorder.listeners.append(keep)
+        recorder.listeners.append(WorldKeeper(built.world, world_file))
     commands = commands if commands is not None else CommandQueue()
 
     serving = Serving(batch_dir, station, runner, commands, clock, trace_columns(station),
@@ -435,7 +429,7 @@ async def resume_batch(batch_dir: Path, *, make_clock: Callable[[float], Clock],
     world_note = None
     if built is None and station.bus.kind == "sim":  # a dry run: its furnace as it was
         world, world_note = kept_world(station, plan.material,
-                                       BatchFolder(batch_dir).sim_state_json)
+                                       BatchFolder(batch_dir).sim_state_json, rec.last_t_s)
         if world is not None:
             built = build_devices(station, clock, material=plan.material, world=world)
     async with AsyncExitStack() as stack:

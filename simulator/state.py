@@ -17,8 +17,9 @@ Not responsible for when the state is written or read (the controller's session)
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Iterator
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 from simulator.bank import RegisterBank
 from simulator.world import SimWorld
@@ -126,9 +127,16 @@ def capture(world: SimWorld, t_s: float) -> dict[str, Any]:
 def restore(world: SimWorld, state: dict[str, Any]) -> float:
     """Put ``state`` (from ``capture``) into ``world``, a world freshly built from the same
     spec; its clock is set to the state's process time, which is returned. Raises
-    ``StateError``, before changing anything, if the state does not fit the world."""
+    ``StateError``, before changing anything, if the state does not fit the world: other
+    parts or values, a value of another type than the world's own (a string, a table or
+    nothing where a number was, a list of another length, an enum it has no member of), a
+    number that is not one (NaN, or infinite where the world's is finite), another
+    integration step."""
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise StateError("not a simulated world's state of this software")
+    t_s: object = state.get("t_s")
+    if not _number(t_s) or not math.isfinite(t_s):
+        raise StateError(f"the state's time is not a number of seconds: {t_s!r}")
     parts = _parts(world)
     saved = state.get("parts")
     if not isinstance(saved, dict) or set(saved) != set(parts):
@@ -146,18 +154,58 @@ def restore(world: SimWorld, state: dict[str, Any]) -> float:
                 or not singles <= set(mine)):
             raise StateError(f"the state's {name} holds other values than this software's")
         for attr, encoded in mine.items():
-            kind, now = _kind(encoded), getattr(part, attr)
-            fits = {"v": isinstance(now, _SCALARS) and not isinstance(now, enum.Enum),
-                    "enum": isinstance(now, enum.Enum), "list": isinstance(now, list),
-                    "tuple": isinstance(now, tuple), "dict": isinstance(now, dict)}
-            if not fits.get(kind, False):
+            now = getattr(part, attr)
+            if not _fits(encoded, now):
                 raise StateError(f"the state's {name}.{attr} is of another kind")
             plan.append((part, attr, encoded, now))
+    if saved["world"].get("substep_s") != world.substep_s:
+        raise StateError("the state's world integrates in other steps than this software's")
     for part, attr, encoded, now in plan:
         _put(part, attr, encoded, now)
-    t_s = float(state["t_s"])
-    world.now_s = t_s
-    return t_s
+    world.now_s = float(t_s)
+    return float(t_s)
+
+
+def _number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _fits_scalar(saved: Any, now: Any) -> bool:
+    """Whether the plain value ``saved`` may stand where ``now`` (the world's own) is: of
+    its type (an int for a float too; anything plain for a None, which says nothing), a
+    number (not NaN; infinite only where the world's is the same)."""
+    if isinstance(now, enum.Enum) or not isinstance(saved, _SCALARS):
+        return False
+    if _number(saved) and not math.isfinite(saved) and saved != now:
+        return False
+    if now is None:
+        return saved is None or _number(saved)
+    if isinstance(now, bool) or isinstance(saved, bool):
+        return type(saved) is type(now)
+    if isinstance(now, float):
+        return _number(saved)
+    return type(saved) is type(now)
+
+
+def _fits(encoded: Any, now: Any) -> bool:
+    """Whether ``encoded`` (``_encode``'s form) may replace the world's value ``now``."""
+    if not isinstance(encoded, list):
+        return _fits_scalar(encoded, now)
+    if len(encoded) != 2 or not isinstance(encoded[0], str):
+        return False
+    kind, value = encoded
+    if kind == "enum":
+        return (isinstance(now, enum.Enum) and isinstance(value, str)
+                and value in type(now).__members__)
+    if kind in ("list", "tuple"):
+        return (isinstance(now, list if kind == "list" else tuple)
+                and not isinstance(now, enum.Enum) and isinstance(value, list)
+                and len(value) == len(now)
+                and all(_fits_scalar(v, n) for v, n in zip(value, now, strict=True)))
+    if kind == "dict":
+        return (isinstance(now, dict) and isinstance(value, dict) and set(value) == set(now)
+                and all(_fits_scalar(v, now[k]) for k, v in value.items()))
+    return False
 
 
 def _put(part: object, attr: str, encoded: Any, now: Any) -> None:

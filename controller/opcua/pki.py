@@ -15,8 +15,10 @@ Not here: the server itself (``server``).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -33,6 +35,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, load_pem_priv
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 __all__ = ["PKI_DIR_ENV", "ServerIdentity", "application_uri", "pki_dir", "server_identity"]
+
+logger = logging.getLogger(__name__)
 
 PKI_DIR_ENV: Final = "FURNACE_OPCUA_PKI_DIR"
 VALID_DAYS: Final = 3650  # a lab server's certificate: renewed when it expires
@@ -77,6 +81,8 @@ def server_identity(station_name: str, host_name: str, folder: Path | None = Non
     key_path = folder / f"{stem}-server-key.pem"
     uri = application_uri(station_name)
     key = _load_key(key_path)
+    if key is not None:
+        _keep_private(key_path)
     if key is None:
         key = generate_private_key()
         _write(key_path, dump_private_key_as_pem(key), private=True)
@@ -111,6 +117,19 @@ def _load_cert(path: Path) -> x509.Certificate | None:
         return x509.load_der_x509_certificate(path.read_bytes())
     except (OSError, ValueError):
         return None
+
+
+def _keep_private(path: Path) -> None:
+    """Make the kept key ``path`` readable by its owner only again, if it is not (copied,
+    restored from a backup, or written by hand): a server's key others can read is no
+    secret."""
+    if os.name != "posix":
+        return
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        logger.warning("%s was readable by others (mode %o): made readable by its owner "
+                       "only", path, mode)
+        path.chmod(0o600)
 
 
 def _write(path: Path, data: bytes, *, private: bool) -> None:

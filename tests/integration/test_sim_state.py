@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,10 +25,11 @@ from controller.run.handle import RecipeRunner
 from controller.run.runstate import Phase
 from controller.run.snapshot import Snapshot
 from controller.session import resume_batch
+from controller.station_factory import kept_world
 from simulator.state import StateError, _attributes, _parts, capture, restore
 from simulator.world import SimWorld
 from tests.integration.helpers import in_process
-from tests.integration.recipes import AIR_PREOX
+from tests.integration.recipes import AIR_PREOX, TINY
 
 
 class _StopError(Exception):
@@ -162,3 +165,119 @@ async def test_a_dry_run_killed_twice_resumes_with_its_furnace_each_time(
         assert r["policy"] == "continue"
     assert resumed[0]["o2_now_ppm"] > 100_000.0  # the air of the pre-oxidation, kept
     assert resumed[1]["o2_now_ppm"] < 1_000.0  # the argon after the switch, kept
+
+
+def _spoil(state: dict[str, Any], edit: str) -> None:
+    parts = state["parts"]
+    if edit == "t_s nan":
+        state["t_s"] = math.nan
+    elif edit == "smaller steps":
+        parts["world"]["substep_s"] = 1e-9
+    elif edit.startswith("bank "):
+        values = parts["furnace.bank"]["_values"][1]
+        if edit == "bank short":
+            del values[3:]
+        else:
+            values[0] = "x"
+    elif edit == "table as list":
+        parts["furnace.bank"]["_slot_index"] = ["dict", [1, 2]]
+    else:  # a value where the furnace's temperature was
+        parts["thermal"]["furnace_c"] = {"nan": math.nan, "inf": math.inf, "text": "hot",
+                                         "null": None, "table": {}, "flag": True}[edit]
+
+
+@pytest.mark.parametrize("edit", ["nan", "inf", "text", "null", "table", "flag", "t_s nan",
+                                  "smaller steps", "bank short", "bank text",
+                                  "table as list"])
+def test_a_hand_edited_state_is_refused_before_anything_changes(
+        reacting: SimWorld, edit: str) -> None:
+    """Each of these, put back, broke the resumed dry run with a traceback (NaN, a string,
+    a table or nothing for a number, a bank of the wrong length), let it run on in steps
+    of a nanosecond, or failed half put back (a list for a table); now each is refused
+    and the world is left as built."""
+    state = json.loads(json.dumps(capture(reacting, reacting.now_s)))
+    _spoil(state, edit)
+    fresh = SimWorld(reacting.spec)
+    before = capture(fresh, 0.0)
+    with pytest.raises(StateError):
+        restore(fresh, json.loads(json.dumps(state)))
+    assert capture(fresh, 0.0) == before
+
+
+@pytest.mark.parametrize("spoil", ["huge", "nested", "future"])
+def test_a_kept_world_that_cannot_go_on_is_not_used(reacting: SimWorld, tmp_path: Path,
+                                                    spoil: str) -> None:
+    """A state every value of which has its type but whose world breaks once it runs (a
+    furnace at 1e300 °C), a file nested past the parser, a state kept after the batch's
+    last record (another batch's): the world starts afresh, one line says why, nothing
+    is raised (before: a traceback from ``furnace resume``, or a furnace frozen until
+    the clock caught up with the state and a batch faulted for a frozen PV)."""
+    sim = in_process(tmp_path, AIR_PREOX)
+    path = tmp_path / "sim_state.json"
+    state = capture(reacting, reacting.now_s)
+    path.write_text(json.dumps(state), encoding="utf-8")
+    world, note = kept_world(sim.station, sim.plan.material, path, reacting.now_s)
+    assert world is not None, note  # as kept, it is used
+    if spoil == "huge":
+        state["parts"]["thermal"]["furnace_c"] = 1e300
+        path.write_text(json.dumps(state), encoding="utf-8")
+    elif spoil == "nested":
+        path.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    world, note = kept_world(sim.station, sim.plan.material, path,
+                             reacting.now_s - (1.0 if spoil == "future" else 0.0))
+    assert world is None
+    assert note.startswith("sim_state.json not used (")
+    assert "\n" not in note
+
+
+async def test_a_resume_with_a_spoiled_world_starts_afresh_and_completes(
+        tmp_path: Path) -> None:
+    """``furnace resume`` of a dry run whose kept world holds NaN: before, the resume died
+    with a traceback before its first record, and every later resume too, until someone
+    found the file to delete; now the world starts afresh and the batch completes."""
+    sim = in_process(tmp_path, AIR_PREOX)
+    batches = tmp_path / "batches"
+
+    def crash(snap: Snapshot, runner: RecipeRunner) -> None:
+        if snap.t_s > 4_500.0:
+            raise _StopError
+
+    with pytest.raises(_StopError):
+        await sim.run(batches, observer=crash)
+    batch = next(batches.iterdir())
+    kept = BatchFolder(batch).sim_state_json
+    state = json.loads(kept.read_text(encoding="utf-8"))
+    state["parts"]["thermal"]["furnace_c"] = math.nan
+    kept.write_text(json.dumps(state), encoding="utf-8")
+    result = await resume_batch(
+        batch, make_clock=lambda s: VirtualClock(s, wall_start=sim.clock.wall()),
+        now_utc=sim.clock.wall)
+    assert result.state is Phase.COMPLETED, result.summary["end_reason"]
+    resumed = [r for r in BatchFolder(batch).read_audit() if r["event"] == "batch_resumed"]
+    assert resumed[0]["simulated_world"].startswith("sim_state.json not used (")
+
+
+async def test_a_world_that_cannot_be_kept_is_said_once_and_the_batch_goes_on(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """sim_state.json cannot be written (here: its temporary name is taken by a folder;
+    a full disk or a folder it may not write in alike): before, every checkpoint logged
+    the listener's traceback (hundreds in a dry run, on the operator's console); now one
+    line says it once, and the batch completes."""
+    sim = in_process(tmp_path, TINY)
+    batches = tmp_path / "batches"
+    blocked: list[Path] = []
+
+    def block(snap: Snapshot, runner: RecipeRunner) -> None:
+        if not blocked:
+            blocked.append(next(batches.iterdir()) / "sim_state.json.tmp")
+            blocked[0].mkdir()
+
+    result = await sim.run(batches, observer=block)
+    assert result.state is Phase.COMPLETED
+    checkpoints = [r for r in BatchFolder(result.batch_dir).read_audit()
+                   if r["event"] == "checkpoint"]
+    assert len(checkpoints) >= 3
+    assert not [r for r in caplog.records if r.exc_info]
+    said = [r for r in caplog.records if "not written" in r.getMessage()]
+    assert len(said) == 1, said
+    assert said[0].levelname == "WARNING"

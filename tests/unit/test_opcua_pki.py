@@ -65,3 +65,15 @@ def test_the_folder_is_the_environments_when_set(tmp_path: Path,
     assert pki_dir() == tmp_path / "pki"
     monkeypatch.delenv("FURNACE_OPCUA_PKI_DIR")
     assert pki_dir().name == "opcua"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
+def test_a_kept_key_readable_by_others_is_made_private_again(tmp_path: Path) -> None:
+    """A key found readable by the group or others (restored from a backup, copied) was
+    used as it was: the server's secret stayed world-readable, start after start."""
+    ident = server_identity("s", "labpc", tmp_path)
+    key = ident.private_key.read_bytes()
+    ident.private_key.chmod(0o644)
+    again = server_identity("s", "labpc", tmp_path)
+    assert again.private_key.read_bytes() == key  # the same key, kept
+    assert stat.S_IMODE(os.stat(again.private_key).st_mode) == 0o600

@@ -13,6 +13,7 @@ import json
 import math
 import random
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -281,3 +282,33 @@ async def test_a_world_that_cannot_be_kept_is_said_once_and_the_batch_goes_on(
     said = [r for r in caplog.records if "not written" in r.getMessage()]
     assert len(said) == 1, said
     assert said[0].levelname == "WARNING"
+
+
+async def test_a_dry_run_resumed_months_later_counts_at_most_12_hours(tmp_path: Path) -> None:
+    """The in-process simulator integrates an outage in 0.5 s steps: a dry run resumed 300
+    days after its kill counts 12 h of process time (the furnace is at the room's
+    temperature long before), not 52 million steps; a person decides how to go on."""
+    sim = in_process(tmp_path, AIR_PREOX)
+    batches = tmp_path / "batches"
+
+    def crash(snap: Snapshot, runner: RecipeRunner) -> None:
+        if snap.t_s > 4_500.0:
+            raise _StopError
+
+    with pytest.raises(_StopError):
+        await sim.run(batches, observer=crash)
+    batch = next(batches.iterdir())
+    later = sim.clock.wall() + timedelta(days=300)
+
+    def first_cycle(snap: Snapshot, runner: RecipeRunner) -> None:
+        raise _StopError
+
+    with pytest.raises(_StopError):
+        await resume_batch(batch, make_clock=lambda start_s: VirtualClock(start_s,
+                                                                          wall_start=later),
+                           now_utc=lambda: later, observer=first_cycle)
+    [resumed] = [r for r in BatchFolder(batch).read_audit() if r["event"] == "batch_resumed"]
+    assert resumed["outage_wall_s"] == pytest.approx(300 * 86_400.0, rel=1e-3)
+    assert resumed["outage_to_t_s"] - resumed["outage_from_t_s"] == pytest.approx(12 * 3600.0)
+    assert resumed["furnace_now_c"] < 40.0  # twelve hours alone: cold
+    assert resumed["policy"] == "hold for the operator"

@@ -15,6 +15,7 @@ Not here: the server itself (``server``).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -101,7 +102,14 @@ def server_identity(station_name: str, host_name: str, folder: Path | None = Non
 
 
 def _slug(name: str) -> str:
-    return _UNSAFE.sub("-", name).strip("-.") or "station"
+    """``name`` as a file name and URI part: itself if it is plain already, else its plain
+    characters and a short hash of the whole name (two names that differ only in the
+    characters left out must not share a certificate and key)."""
+    plain = _UNSAFE.sub("-", name).strip("-.")
+    if plain == name:
+        return plain
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
+    return f"{plain or 'station'}-{digest}"
 
 
 def _load_key(path: Path) -> RSAPrivateKey | None:

@@ -23,16 +23,27 @@ def _sans(path: Path) -> tuple[list[str], list[str]]:
 
 
 def test_made_once_and_kept(tmp_path: Path) -> None:
-    first = server_identity("Tube furnace 1", "labpc", tmp_path)
+    first = server_identity("Tube_furnace-1", "labpc", tmp_path)
     cert, key = first.certificate.read_bytes(), first.private_key.read_bytes()
-    assert first.application_uri == application_uri("Tube furnace 1") == (
-        "urn:furnace:Tube-furnace-1")
+    assert first.application_uri == application_uri("Tube_furnace-1") == (
+        "urn:furnace:Tube_furnace-1")
     assert _sans(first.certificate) == ([first.application_uri], ["labpc"])
-    again = server_identity("Tube furnace 1", "labpc", tmp_path)
+    again = server_identity("Tube_furnace-1", "labpc", tmp_path)
     assert again == first
     assert (again.certificate.read_bytes(), again.private_key.read_bytes()) == (cert, key)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "Tube-furnace-1-server-cert.der", "Tube-furnace-1-server-key.pem"]
+        "Tube_furnace-1-server-cert.der", "Tube_furnace-1-server-key.pem"]
+
+
+def test_names_that_differ_only_in_unusual_characters_keep_their_own_keys(
+        tmp_path: Path) -> None:
+    """Names a file name cannot hold as they are ("Ofen 1" and "Ofen-1", or two names in
+    another script) still get a certificate and key each."""
+    names = ["Ofen 1", "Ofen-1", "炉一", "炉二"]
+    made = [server_identity(name, "labpc", tmp_path) for name in names]
+    assert len({m.private_key for m in made}) == len(names)
+    assert len({m.application_uri for m in made}) == len(names)
+    assert len({m.private_key.read_bytes() for m in made}) == len(names)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")

@@ -29,7 +29,7 @@ from controller.session import resume_batch
 from controller.station_factory import kept_world
 from simulator.state import StateError, _attributes, _parts, capture, restore
 from simulator.world import SimWorld
-from tests.integration.helpers import in_process
+from tests.integration.helpers import InProcess, in_process
 from tests.integration.recipes import AIR_PREOX, TINY
 
 
@@ -236,16 +236,7 @@ async def test_a_resume_with_a_spoiled_world_starts_afresh_and_completes(
     """``furnace resume`` of a dry run whose kept world holds NaN: before, the resume died
     with a traceback before its first record, and every later resume too, until someone
     found the file to delete; now the world starts afresh and the batch completes."""
-    sim = in_process(tmp_path, AIR_PREOX)
-    batches = tmp_path / "batches"
-
-    def crash(snap: Snapshot, runner: RecipeRunner) -> None:
-        if snap.t_s > 4_500.0:
-            raise _StopError
-
-    with pytest.raises(_StopError):
-        await sim.run(batches, observer=crash)
-    batch = next(batches.iterdir())
+    sim, batch = await _killed_in_preoxidation(tmp_path)
     kept = BatchFolder(batch).sim_state_json
     state = json.loads(kept.read_text(encoding="utf-8"))
     state["parts"]["thermal"]["furnace_c"] = math.nan
@@ -288,16 +279,7 @@ async def test_a_dry_run_resumed_months_later_counts_at_most_12_hours(tmp_path: 
     """The in-process simulator integrates an outage in 0.5 s steps: a dry run resumed 300
     days after its kill counts 12 h of process time (the furnace is at the room's
     temperature long before), not 52 million steps; a person decides how to go on."""
-    sim = in_process(tmp_path, AIR_PREOX)
-    batches = tmp_path / "batches"
-
-    def crash(snap: Snapshot, runner: RecipeRunner) -> None:
-        if snap.t_s > 4_500.0:
-            raise _StopError
-
-    with pytest.raises(_StopError):
-        await sim.run(batches, observer=crash)
-    batch = next(batches.iterdir())
+    sim, batch = await _killed_in_preoxidation(tmp_path)
     later = sim.clock.wall() + timedelta(days=300)
 
     def first_cycle(snap: Snapshot, runner: RecipeRunner) -> None:
@@ -312,3 +294,18 @@ async def test_a_dry_run_resumed_months_later_counts_at_most_12_hours(tmp_path: 
     assert resumed["outage_to_t_s"] - resumed["outage_from_t_s"] == pytest.approx(12 * 3600.0)
     assert resumed["furnace_now_c"] < 40.0  # twelve hours alone: cold
     assert resumed["policy"] == "hold for the operator"
+
+
+async def _killed_in_preoxidation(folder: Path) -> tuple[InProcess, Path]:
+    """AIR_PREOX run in process and killed in its pre-oxidation dwell (220 °C, in air);
+    the devices and its batch folder."""
+    sim = in_process(folder, AIR_PREOX)
+    batches = folder / "batches"
+
+    def crash(snap: Snapshot, runner: RecipeRunner) -> None:
+        if snap.t_s > 4_500.0:
+            raise _StopError
+
+    with pytest.raises(_StopError):
+        await sim.run(batches, observer=crash)
+    return sim, next(batches.iterdir())

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -257,18 +257,24 @@ def test_tune_reports_overshoot_and_suggests_terms_within_the_limit(
     assert "no terms tried keep every overshoot within 0 K" in capsys.readouterr().out
 
 
+def _spoil_fit(monkeypatch: pytest.MonkeyPatch,
+               spoil: Callable[[FitResult], FitResult]) -> None:
+    """Make the command's fit return what ``spoil`` makes of the real fit's result."""
+    real_fit = fitting.fit_twin
+
+    def spoiled(*args: Any, **kwargs: Any) -> FitResult:
+        return spoil(real_fit(*args, **kwargs))
+
+    monkeypatch.setattr(fitting, "fit_twin", spoiled)
+
+
 def test_a_value_the_batches_cannot_pin_at_all_is_refused(
         furnace: Furnace, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     # A fit whose boat lag has no bounded uncertainty (a boat thermocouple no lag explains):
     # refused as unpinned, not written as inf for the station to fail to load.
-    real_fit = fitting.fit_twin
-
-    def unpinned(*args: Any, **kwargs: Any) -> FitResult:
-        result = real_fit(*args, **kwargs)
-        return replace(result, one_sigma={**result.one_sigma, "sample_tau_s": math.inf})
-
-    monkeypatch.setattr(fitting, "fit_twin", unpinned)
+    _spoil_fit(monkeypatch, lambda result: replace(
+        result, one_sigma={**result.one_sigma, "sample_tau_s": math.inf}))
     out = furnace.folder / "unpinned.toml"
     code, _, err = _fit(capsys, furnace.station, out, *furnace.batches)
     assert code == 2
@@ -282,13 +288,8 @@ def test_a_fit_that_no_batch_replays_says_so(
     # Every batch replays badly (a [twin] whose held values, power and output limits, are
     # not this furnace's): dropping one batch, the advice for one unlike the others, cannot
     # help; where the fit started may.
-    real_fit = fitting.fit_twin
-
-    def none_replays(*args: Any, **kwargs: Any) -> FitResult:
-        result = real_fit(*args, **kwargs)
-        return replace(result, rms_k={b: 50.0 + v for b, v in result.rms_k.items()})
-
-    monkeypatch.setattr(fitting, "fit_twin", none_replays)
+    _spoil_fit(monkeypatch, lambda result: replace(
+        result, rms_k={b: 50.0 + v for b, v in result.rms_k.items()}))
     code, _, err = _fit(capsys, _station_file(furnace), furnace.folder / "none-fit.toml",
                         *furnace.batches)
     assert code == 2

@@ -21,8 +21,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import controller.dry_run_world as dry_run_world  # noqa: E402
 import controller.session as session  # noqa: E402
-import controller.station_factory as station_factory  # noqa: E402
 from controller.recipe.plan import load_recipe  # noqa: E402
 from controller.recipe.station import load_station  # noqa: E402
 from controller.run.clock import VirtualClock  # noqa: E402
@@ -32,7 +32,7 @@ RECIPE = ROOT / "profiles" / "pop70-600-1600.toml"
 
 def one_run() -> tuple[float, int, float, int]:
     """(wall s of the run, keep calls, s spent in them, bytes of the last state)."""
-    keep = station_factory.keep_world
+    keep = dry_run_world.keep_world
     spent = [0.0]
     calls = [0]
     size = [0]
@@ -44,7 +44,7 @@ def one_run() -> tuple[float, int, float, int]:
         calls[0] += 1
         size[0] = path.stat().st_size
 
-    station_factory.keep_world = timed  # what WorldKeeper calls at each checkpoint
+    dry_run_world.keep_world = timed  # what WorldKeeper calls at each checkpoint
     try:
         station, station_text = load_station(None)
         _, plan, frozen = load_recipe(RECIPE, {}, station)
@@ -55,7 +55,7 @@ def one_run() -> tuple[float, int, float, int]:
                 clock=VirtualClock.for_dry_run(), batches_dir=Path(tmp), operator="benchmark"))
             wall_s = time.perf_counter() - started
     finally:
-        station_factory.keep_world = keep
+        dry_run_world.keep_world = keep
     return wall_s, calls[0], spent[0], size[0]
 
 

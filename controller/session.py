@@ -28,6 +28,7 @@ from controller.batch_end import (
     summary_facts,
     summary_fields,
 )
+from controller.dry_run_world import WorldKeeper, kept_world
 from controller.operator.channels import channels_for
 from controller.operator.lock import StaleTakeover, StationLock, lock_for_station
 from controller.operator.notify import NoticeRules, Notifier
@@ -71,14 +72,7 @@ from controller.run.resume import Decision, decide, recover
 from controller.run.runstate import Phase
 from controller.run.scan import ScanLoop
 from controller.run.snapshot import Snapshot
-from controller.station_factory import (
-    Built,
-    FaultInjector,
-    WorldKeeper,
-    build_devices,
-    inject_faults,
-    kept_world,
-)
+from controller.station_factory import Built, FaultInjector, build_devices, inject_faults
 from drivers.errors import ConfigurationError
 
 __all__ = ["BatchRecorder", "BatchResult", "BatchServer", "Serve", "Serving", "resume_batch",

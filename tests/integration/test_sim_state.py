@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from controller.dry_run_world import kept_world
 from controller.records.folder import BatchFolder
 from controller.records.verify import verify_batch
 from controller.run.clock import VirtualClock
@@ -26,7 +27,6 @@ from controller.run.handle import RecipeRunner
 from controller.run.runstate import Phase
 from controller.run.snapshot import Snapshot
 from controller.session import resume_batch
-from controller.station_factory import kept_world
 from simulator.state import StateError, _attributes, _parts, capture, restore
 from simulator.world import SimWorld
 from tests.integration.helpers import InProcess, in_process

@@ -56,7 +56,8 @@ from controller.run.clock import (
 from controller.run.commands import STARTING, CommandQueue
 from controller.run.handle import RecipeRunner
 from controller.run.runstate import Phase
-from controller.session import BatchResult, Serve, resume_batch, run_batch
+from controller.session import BatchResult, Serve, run_batch
+from controller.session_resume import resume_batch
 from controller.station_factory import serve_simulator
 from controller.text import unsafe_char
 from controller.web.server import EtaFactory, is_loopback, parse_web, serve_batch

@@ -3,7 +3,8 @@ a new batch and a resumed one go through the same set-up and tear-down, each res
 registered on one ``AsyncExitStack`` with how it is released.
 
 Not here: argument parsing and printing (``cli``), routing the scan loop's records to the
-audit and the trace (``recorder``), or device construction (``station_factory``).
+audit and the trace (``recorder``), device construction (``station_factory``), or what is
+particular to a resume (``session_resume``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ import platform
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
 
 from controller import software_version
 from controller.analysis.data import BatchData
@@ -28,7 +28,7 @@ from controller.batch_end import (
     summary_facts,
     summary_fields,
 )
-from controller.dry_run_world import WorldKeeper, kept_world
+from controller.dry_run_world import WorldKeeper
 from controller.operator.channels import channels_for
 from controller.operator.lock import StaleTakeover, StationLock, lock_for_station
 from controller.operator.notify import NoticeRules, Notifier
@@ -47,10 +47,8 @@ from controller.records.batch import (
 )
 from controller.records.columns import trace_columns
 from controller.records.folder import (
-    AUDIT_FILE,
     RECIPE_FILE,
     STATION_FILE,
-    TRACE_FILE,
     BatchFolder,
 )
 from controller.records.storage import (
@@ -63,26 +61,20 @@ from controller.run.clock import (
     Clock,
     ClockSlowdown,
     ScaledClock,
-    utc_now,
     wait_real,
 )
 from controller.run.commands import CommandQueue
 from controller.run.handle import RecipeRunner
-from controller.run.resume import Decision, decide, recover
 from controller.run.runstate import Phase
 from controller.run.scan import ScanLoop
 from controller.run.snapshot import Snapshot
 from controller.station_factory import Built, FaultInjector, build_devices, inject_faults
-from drivers.errors import ConfigurationError
 
-__all__ = ["BatchRecorder", "BatchResult", "BatchServer", "Serve", "Serving", "resume_batch",
-           "run_batch", "software_version"]
+__all__ = ["BatchRecorder", "BatchResult", "BatchServer", "Serve", "Serving", "close_trace",
+           "hold_reserve", "loop_and_finish", "make_runner", "open_station", "run_batch",
+           "software_version"]
 
 logger = logging.getLogger(__name__)
-
-#: The longest outage a resumed dry run (the in-process simulator) simulates, s: longer
-#: ones are counted as this much process time (``batch_resumed``: outage_to_t_s).
-DRY_RUN_OUTAGE_MAX_S: Final = 12 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +166,7 @@ class _Open:
     took_over: StaleTakeover | None
 
 
-async def _open_station(stack: AsyncExitStack, station: Station, clock: Clock,
+async def open_station(stack: AsyncExitStack, station: Station, clock: Clock,
                         built: Built | None, source: str, plan: Plan, seed: int = 0
                         ) -> _Open:
     """Lock the station, build and connect its devices; ``stack`` releases them (devices
@@ -190,7 +182,7 @@ async def _open_station(stack: AsyncExitStack, station: Station, clock: Clock,
     return _Open(lock, built, took_over)
 
 
-def _hold_reserve(stack: AsyncExitStack, batch_dir: Path) -> DiskReserve:
+def hold_reserve(stack: AsyncExitStack, batch_dir: Path) -> DiskReserve:
     """Hold the audit's disk reserve in ``batch_dir`` until ``stack`` closes, which is after
     summary.json is written (a crash's leftover is topped up, for a resume). Raises
     ``ConfigurationError`` if the disk cannot hold it."""
@@ -200,12 +192,16 @@ def _hold_reserve(stack: AsyncExitStack, batch_dir: Path) -> DiskReserve:
     return reserve
 
 
-def _close_trace(trace: TraceWriter) -> None:
+def close_trace(trace: TraceWriter) -> None:
+    """Close ``trace``; a trace that cannot be closed is left as it is (its rows so far are
+    what the batch keeps)."""
     with contextlib.suppress(OSError, RecordError):
         trace.close()
 
 
-def _runner(plan: Plan, station: Station, auto_confirm: bool | None = None) -> RecipeRunner:
+def make_runner(plan: Plan, station: Station, auto_confirm: bool | None = None) -> RecipeRunner:
+    """The batch's runner; a simulated station confirms operator steps itself unless
+    ``auto_confirm`` says otherwise."""
     return RecipeRunner(plan, station, auto_confirm=station.is_simulated
                         if auto_confirm is None else auto_confirm)
 
@@ -233,13 +229,13 @@ async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_t
     check_free_space(batches_dir, required_free_bytes(
         planned.duration_s * 2, station.scan_period_s, len(trace_columns(station))))
     async with AsyncExitStack() as stack:
-        opened = await _open_station(stack, station, clock, built, station_source, plan, seed)
+        opened = await open_station(stack, station, clock, built, station_source, plan, seed)
         injector = inject_faults(opened.built, faults)
         folder = BatchFolder.create(batches_dir, plan.sample_name, clock.wall())
         batch_dir = folder.path
         if opened.lock is not None:
             opened.lock.update(batch_dir=batch_dir)
-        reserve = _hold_reserve(stack, batch_dir)
+        reserve = hold_reserve(stack, batch_dir)
         recipe_sha256 = write_frozen(batch_dir, RECIPE_FILE, recipe_text)
         station_sha256 = write_frozen(batch_dir, STATION_FILE, station_text)
         maps = station.maps
@@ -256,11 +252,11 @@ async def run_batch(*, plan: Plan, station: Station, recipe_text: str, station_t
                                 plan_notes=list(planned.notes), **maps.audit_fields())
         stack.callback(audit.close)
         trace = TraceWriter(folder.trace_csv, trace_columns(station))
-        stack.callback(_close_trace, trace)
+        stack.callback(close_trace, trace)
         _record_start(audit, clock, 0.0, opened.took_over, injector)
-        return await _loop_and_finish(batch_dir=batch_dir, station=station,
+        return await loop_and_finish(batch_dir=batch_dir, station=station,
                                       built=opened.built, audit=audit, trace=trace,
-                                      runner=_runner(plan, station, auto_confirm),
+                                      runner=make_runner(plan, station, auto_confirm),
                                       clock=clock, t0_s=t0_s, observer=observer,
                                       commands=commands, reserve=reserve, serve=serve,
                                       keep_world_state=injector is None)
@@ -293,7 +289,7 @@ def _record_start(audit: AuditLog, clock: Clock, t_s: float, took_over: StaleTak
                      faults=[str(s) for s in (*injector.active, *injector.pending)])
 
 
-async def _loop_and_finish(*, batch_dir: Path, station: Station, built: Built,
+async def loop_and_finish(*, batch_dir: Path, station: Station, built: Built,
                            audit: AuditLog, trace: TraceWriter, runner: RecipeRunner,
                            clock: Clock, t0_s: float,
                            observer: Callable[[Snapshot, RecipeRunner], None] | None,
@@ -374,7 +370,7 @@ async def _loop_and_finish(*, batch_dir: Path, station: Station, built: Built,
                                {"error": type(exc).__name__, "detail": str(exc)})
             raise
         trace_fields = recorder.sync_trace()
-        _close_trace(trace)
+        close_trace(trace)
         actual_s = clock.now() - t0_s
         summary = summary_fields(batch_dir, runner.plan, summarize(runner.plan, station), runner,
                            actual_s, loop.cycles)
@@ -401,96 +397,3 @@ async def _loop_and_finish(*, batch_dir: Path, station: Station, built: Built,
     finally:
         if notifier is not None:  # the last notices (the end) get their chance to go
             await asyncio.to_thread(notifier.close)
-
-
-async def resume_batch(batch_dir: Path, *, make_clock: Callable[[float], Clock],
-                       speed: float = 1.0, station_source: str = STATION_FILE,
-                       observer: Callable[[Snapshot, RecipeRunner], None] | None = None,
-                       built: Built | None = None,
-                       commands: CommandQueue | None = None,
-                       now_utc: Callable[[], datetime] = utc_now,
-                       serve: Serve | Sequence[Serve] | None = None) -> BatchResult:
-    """Continue an interrupted batch from its folder (never the original recipe file).
-
-    ``make_clock(start_s)`` builds the clock, its process time starting where the batch
-    stopped plus the outage (wall-clock gap × ``speed``). The run state comes from the
-    last checkpoint in the audit chain; the chain goes on: a torn last line is cut and
-    recorded, and ``batch_resumed`` records the outage, the furnace's state now against
-    then, and the policy applied. Raises ``ConfigurationError`` for a folder that cannot
-    be resumed. ``now_utc`` tells the wall time now (a test's virtual clock).
-    """
-    rec = recover(batch_dir)
-    station, plan = rec.station, rec.plan
-    outage_wall_s = max((now_utc() - rec.last_wall).total_seconds(), 0.0)
-    outage_s = outage_wall_s * speed
-    if station.bus.kind == "sim" and outage_s > DRY_RUN_OUTAGE_MAX_S:
-        # The in-process simulator integrates the outage in 0.5 s steps: a dry run resumed
-        # months later would take hours to start. After this long alone any furnace is at
-        # the room's temperature, and the policy is a person's decision either way.
-        logger.info("dry run: the outage of %.0f h counted as %.0f h of process time",
-                    outage_s / 3600, DRY_RUN_OUTAGE_MAX_S / 3600)
-        outage_s = DRY_RUN_OUTAGE_MAX_S
-    resumed_t_s = rec.last_t_s + outage_s
-    clock = make_clock(resumed_t_s)
-    world_note = None
-    if built is None and station.bus.kind == "sim":  # a dry run: its furnace as it was
-        world, world_note = kept_world(station, plan.material,
-                                       BatchFolder(batch_dir).sim_state_json, rec.last_t_s)
-        if world is not None:
-            built = build_devices(station, clock, material=plan.material, world=world)
-    async with AsyncExitStack() as stack:
-        opened = await _open_station(stack, station, clock, built, station_source, plan)
-        if opened.lock is not None:
-            opened.lock.update(batch_dir=batch_dir)
-        reserve = _hold_reserve(stack, batch_dir)
-        try:
-            audit = AuditLog.open_existing(BatchFolder(batch_dir).audit_jsonl)
-            stack.callback(audit.close)
-            trace = TraceWriter.open_existing(BatchFolder(batch_dir).trace_csv,
-                                              trace_columns(station))
-            stack.callback(_close_trace, trace)
-        except (OSError, RecordError) as exc:
-            raise ConfigurationError(f"cannot continue the records: {exc}",
-                                     source=str(batch_dir)) from None
-        runner = _runner(plan, station)
-        chosen: list[Decision] = []
-
-        async def prepare(loop: ScanLoop, recorder: BatchRecorder) -> None:
-            snap = await loop.read()
-            decision = decide(rec, snap, outage_s)
-            chosen.append(decision)
-            if decision.state is not None:
-                runner.run = decision.state
-            for name, torn in ((AUDIT_FILE, audit.torn_tail), (TRACE_FILE, trace.torn_tail)):
-                if torn:
-                    recorder.audit("torn_tail_recovered", resumed_t_s,
-                                   {"file": name, "bytes": len(torn)})
-            if opened.took_over is not None:
-                recorder.audit("stale_lock_taken_over", resumed_t_s,
-                               {"previous": opened.took_over.describe()})
-            recorder.audit("batch_resumed", resumed_t_s, {
-                "outage_from_t_s": rec.last_t_s, "outage_to_t_s": resumed_t_s,
-                "outage_wall_s": round(outage_wall_s, 3), "checkpoint_t_s": rec.checkpoint_t_s,
-                "state_then": str(rec.state.phase) if rec.state else "idle",
-                "step_index": rec.state.step_index if rec.state else 0,
-                "furnace_then_c": rec.furnace_c, "furnace_now_c": snap.furnace_c,
-                "setpoint_then_c": rec.setpoint_c, "trace_until_t_s": rec.trace_t_s,
-                "flows_now_sccm": {m.gas: snap.flow_sccm(m.gas) for m in station.mfc},
-                "o2_now_ppm": snap.o2_ppm, "policy": str(decision.policy),
-                **({"simulated_world": world_note} if world_note is not None else {}),
-                "reason": decision.reason, "operator": rec.operator,
-                "software_version": software_version()})
-
-        def start(snap: Snapshot) -> None:
-            decision = chosen[0]
-            if decision.state is None:
-                runner.preflight_done(snap.t_s)
-                return
-            runner.resumed(snap.t_s, setpoint_c=decision.setpoint_c, trigger=decision.trigger,
-                           reason=decision.reason, ramp_back=decision.ramp_back)
-
-        return await _loop_and_finish(batch_dir=batch_dir, station=station,
-                                      built=opened.built, audit=audit, trace=trace,
-                                      runner=runner, clock=clock, t0_s=0.0, observer=observer,
-                                      on_start=start, prepare=prepare, commands=commands,
-                                      mass0_g=rec.mass0_g, reserve=reserve, serve=serve)

@@ -1,7 +1,7 @@
 """Recovery after a crash, kill -9 or reboot: load a batch's last checkpoint, check that the
 furnace is plausibly where the batch left it, and decide how to go on.
 
-Not here: running (``session.resume_batch``). The frozen ``recipe.toml`` and
+Not here: running (``session_resume.resume_batch``). The frozen ``recipe.toml`` and
 ``station.toml`` and the last ``checkpoint`` record of the audit chain are the inputs; the
 original recipe file is never read again, and no event is replayed: the checkpoint holds
 the whole run state (docs/decisions/0008-run-state.md). The trace's last row serves only

@@ -28,7 +28,8 @@ from controller.run.clock import VirtualClock
 from controller.run.handle import RecipeRunner
 from controller.run.runstate import Phase
 from controller.run.snapshot import Snapshot
-from controller.session import BatchResult, Serve, resume_batch, run_batch
+from controller.session import BatchResult, Serve, run_batch
+from controller.session_resume import resume_batch
 from controller.station_factory import Built, build_devices
 from controller.web.server import serve_batch
 from tests.conftest import PROFILES

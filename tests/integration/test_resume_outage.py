@@ -19,7 +19,7 @@ from controller.records.verify import verify_batch
 from controller.run.handle import RecipeRunner
 from controller.run.runstate import Phase
 from controller.run.snapshot import Snapshot
-from controller.session import resume_batch
+from controller.session_resume import resume_batch
 from controller.station_factory import build_devices
 from tests.integration.helpers import furnace, in_process
 from tests.integration.recipes import OUTAGE

@@ -26,7 +26,7 @@ from controller.run.clock import VirtualClock
 from controller.run.handle import RecipeRunner
 from controller.run.runstate import Phase
 from controller.run.snapshot import Snapshot
-from controller.session import resume_batch
+from controller.session_resume import resume_batch
 from simulator.state import StateError, _attributes, _parts, capture, restore
 from simulator.world import SimWorld
 from tests.integration.helpers import InProcess, in_process

@@ -42,6 +42,8 @@ from controller.twin.station_text import with_twin, without_twin
 from drivers.errors import ConfigurationError
 from simulator.twin.params import PARAM_UNITS
 from simulator.twin.tune import (
+    AUTOTUNE_CAVEAT,
+    PID_TERMS,
     Approach,
     Response,
     output_jitter_pct,
@@ -53,7 +55,6 @@ from simulator.twin.tune import (
 __all__ = ["add_arguments", "main"]
 
 _SETTLE_BAND_C = 2.0  # a ramp's settling band where no dwell follows with its own
-_TERMS = ("proportional_band_c", "integral_time_s", "derivative_time_s")
 
 
 def _kelvin(text: str) -> float:
@@ -253,7 +254,7 @@ def cmd_tune(args: argparse.Namespace, out: Console) -> int:
     if not found:
         raise ConfigurationError("no ramp to a setpoint to judge the loop on", source=args.recipe)
     now = responses(twin, found, ambient_c)
-    terms = ", ".join(f"{n} {getattr(twin, n):g}" for n in _TERMS)
+    terms = ", ".join(f"{n} {getattr(twin, n):g}" for n in PID_TERMS)
     out.print(_response_table(f"present terms ({terms}) on the twin",
                               tuple(zip(found, now, strict=True))))
     limit = args.overshoot_max_k
@@ -270,7 +271,7 @@ def cmd_tune(args: argparse.Namespace, out: Console) -> int:
                       f"about as fast as any of {suggestion.candidates_tried} others tried: "
                       "keep them")
         else:
-            new = ", ".join(f"{n} {getattr(suggestion.params, n):.3g}" for n in _TERMS)
+            new = ", ".join(f"{n} {getattr(suggestion.params, n):.3g}" for n in PID_TERMS)
             out.print(_response_table(
                 f"suggested terms ({new}), the best of {suggestion.candidates_tried} tried",
                 tuple(zip(found, suggestion.responses, strict=True))))
@@ -286,8 +287,7 @@ def cmd_tune(args: argparse.Namespace, out: Console) -> int:
         whose = "warning: this station's [twin] is set by hand, not fitted to its batches"
     else:
         whose = f"the twin was fitted at {station.twin.fit.fitted_utc}"
-    _say(out, f"{whose}; a model's opinion: the instrument's own autotune on the furnace "
-              "remains the final word")
+    _say(out, f"{whose}; {AUTOTUNE_CAVEAT}")
     return status
 
 

@@ -239,7 +239,7 @@ def _compared(result: BatchResult) -> Compared | None:
 
     try:
         if result.data is not None:
-            return from_data(result.data, result.summary, result.batch_dir)
+            return from_data(result.data, result.summary)
         return from_folder(result.batch_dir)
     except (ConfigurationError, OSError, ValueError) as exc:
         logger.warning("%s: no comparison numbers (%s)", result.batch_dir, exc)

@@ -22,11 +22,11 @@ from simulator.mapped import (
     slot_of,
     status_masks,
 )
-from simulator.tc_input import THERMOCOUPLES, ThermocoupleSpec, controller_map
+from simulator.tc_input import THERMOCOUPLES, controller_map
 from simulator.thermal import FurnaceThermal
 from simulator.twin.params import TwinParams
 
-__all__ = ["THERMOCOUPLES", "FurnaceTruth", "SimEurotherm3216", "ThermocoupleSpec"]
+__all__ = ["FurnaceTruth", "SimEurotherm3216"]
 
 
 REMOTE_TIMEOUT_S: Final = 10.0  # MODEL ASSUMPTION: the 3216's comms (remote SP) timeout

@@ -11,7 +11,7 @@ from typing import Final
 
 from drivers.maps import InstrumentMap, TemperatureControllerRoles, load_builtin_map
 
-__all__ = ["BUILTIN_MAP", "THERMOCOUPLES", "ThermocoupleSpec", "controller_map"]
+__all__ = ["THERMOCOUPLES", "ThermocoupleSpec", "controller_map"]
 
 BUILTIN_MAP: Final = "eurotherm3216"
 

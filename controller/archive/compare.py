@@ -85,13 +85,13 @@ def _curve(trace: Mapping[str, Any], audit: Sequence[Mapping[str, Any]]
 def from_folder(path: Path) -> Compared:
     """A batch folder's numbers and curve. Raises ``ConfigurationError``."""
     data = load_batch(path)
-    return from_data(data, data.summary or {}, path)
+    return from_data(data, data.summary or {})
 
 
-def from_data(data: BatchData, summary: Mapping[str, Any], path: Path) -> Compared:
+def from_data(data: BatchData, summary: Mapping[str, Any]) -> Compared:
     """A batch's numbers and curve from its records already loaded (``data``, as
     ``load_batch`` gives them) and its ``summary`` (summary.json's fields), without reading
-    the folder ``path`` again: what the batch that just ended hands on (``furnace sweep``)."""
+    its folder again: what the batch that just ended hands on (``furnace sweep``)."""
     from controller.analysis.events import analyse
 
     if data.summary is None:
@@ -100,7 +100,7 @@ def from_data(data: BatchData, summary: Mapping[str, Any], path: Path) -> Compar
     exo = analyse(data).exotherm
     name, temp, mass = _curve(data.trace, data.audit)
     return Compared(data.batch_id, data.sample, str(summary.get("outcome", "not ended")),
-                    str(path), _num(yields.get("yield_loaded_pct")),
+                    str(data.batch_dir), _num(yields.get("yield_loaded_pct")),
                     _num(yields.get("yield_precursor_pct")),
                     None if exo is None else exo.peak_c,
                     None if exo is None else exo.peak_delta_t_c,

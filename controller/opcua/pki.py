@@ -82,13 +82,12 @@ def server_identity(station_name: str, host_name: str, folder: Path | None = Non
     key_path = folder / f"{stem}-server-key.pem"
     uri = application_uri(station_name)
     key = _load_key(key_path)
-    if key is not None:
-        _keep_private(key_path)
     if key is None:
         key = generate_private_key()
         _write(key_path, dump_private_key_as_pem(key), private=True)
         cert = None
     else:
+        _keep_private(key_path)
         cert = _load_cert(cert_path)
     if cert is None or cert.public_key() != key.public_key() or check_certificate(
             cert, uri, host_name):

@@ -36,9 +36,9 @@ def _steady(t: np.ndarray, o2: np.ndarray, k: int) -> bool:
     return bool(np.all(np.abs(before - o2[k]) <= STEADY_FRAC * o2[k]))
 
 
-def batch_purges(data: BatchData, station: Station) -> tuple[Purge, ...]:
-    """The purges recorded in ``data`` (a batch run on ``station``); none without an O2
-    analyser column or measured flows."""
+def batch_purges(data: BatchData, station: Station, name: str) -> tuple[Purge, ...]:
+    """The purges recorded in ``data`` (a batch run on ``station``, named ``name`` in what
+    is said of them); none without an O2 analyser column or measured flows."""
     o2 = data.trace.get("o2_ppm")
     if o2 is None:
         return ()
@@ -56,7 +56,6 @@ def batch_purges(data: BatchData, station: Station) -> tuple[Purge, ...]:
     washing = (np.isfinite(o2) & np.isfinite(total) & (total > 0.0)
                & (inflow_ppm < FLOOR_PPM) & ~stale)
     t = data.trace["elapsed_s"]
-    name = data.batch_dir.name
     found = []
     k, n = 0, data.rows
     while k < n:

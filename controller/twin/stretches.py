@@ -39,10 +39,10 @@ MIN_STRETCH_S: Final = 20 * 60.0
 _GAP_PERIODS: Final = 3.0
 """Rows further apart than this many scan periods (and 10 s) are a gap."""
 _RANGE_MARGIN_K: Final = 30.0
+"""A PV further than this below the room or above the furnace's maximum is not believed."""
 _JUMP_K: Final = 25.0
 """A PV step larger than this from one row to the next is not heat: a furnace core of
 kilojoules per kelvin moves a few kelvin a minute at full power."""
-"""A PV further than this below the room or above the furnace's maximum is not believed."""
 
 BoolArray = NDArray[np.bool_]
 
@@ -75,13 +75,18 @@ def _flags(data: BatchData) -> NDArray[np.str_]:
     return np.full(data.rows, "", dtype=np.str_)  # never a flag: read as an empty number
 
 
+def _believable_c(station: Station) -> tuple[float, float]:
+    """The temperatures a thermocouple of ``station``'s furnace can read, °C."""
+    return (station.envelope.ambient_c - _RANGE_MARGIN_K,
+            station.envelope.max_temperature_c + _RANGE_MARGIN_K)
+
+
 def _why_bad(data: BatchData, station: Station) -> tuple[NDArray[np.int8], tuple[str, ...]]:
     """Per row, 0 if it counts, else 1 + the index of the first reason it does not."""
     t = data.trace
     pv, wsp, out = t["furnace_c"], t["working_setpoint_c"], t["output_pct"]
     flags = _flags(data)
-    lo_c = station.envelope.ambient_c - _RANGE_MARGIN_K
-    hi_c = station.envelope.max_temperature_c + _RANGE_MARGIN_K
+    lo_c, hi_c = _believable_c(station)
     reasons: tuple[tuple[str, BoolArray], ...] = (
         ("furnace not read (stale: no answer, an outage?)",
          np.char.find(flags, "stale:furnace") >= 0),
@@ -103,7 +108,7 @@ def _why_bad(data: BatchData, station: Station) -> tuple[NDArray[np.int8], tuple
     return code, tuple(r for r, _ in reasons)
 
 
-def _believed_boat(data: BatchData, station: Station,
+def _believed_boat(data: BatchData, station: Station, name: str,
                    excluded: list[tuple[float, str]]) -> FloatArray | None:
     """The boat thermocouple's column, NaN where it reads what no furnace can be (broken or
     shorted: its rows still pin the furnace, not the boat's lag); a line for each such run
@@ -111,11 +116,9 @@ def _believed_boat(data: BatchData, station: Station,
     sample = data.trace.get("sample_c")
     if sample is None:
         return None
-    lo_c = station.envelope.ambient_c - _RANGE_MARGIN_K
-    hi_c = station.envelope.max_temperature_c + _RANGE_MARGIN_K
+    lo_c, hi_c = _believable_c(station)
     wrong = np.isfinite(sample) & ~((sample >= lo_c) & (sample <= hi_c))
     t = data.trace["elapsed_s"]
-    name = data.batch_dir.resolve().name
     for a, b in _runs(wrong):
         excluded.append((float(t[a]), f"{name}: {hms(t[a])}-{hms(t[b - 1])} excluded: boat "
                          f"thermocouple outside {lo_c:g}..{hi_c:g} °C (a broken or shorted "
@@ -148,7 +151,7 @@ def batch_stretches(batch_dir: Path) -> BatchStretches:
     good = code == 0
     breaks = np.zeros(data.rows, dtype=np.bool_)
     breaks[gaps + 1] = True  # a new stretch starts after each gap
-    sample = _believed_boat(data, station, excluded)
+    sample = _believed_boat(data, station, name, excluded)
     stretches = []
     for a, b in _runs(good):
         cuts = [a, *(int(i) for i in np.flatnonzero(breaks[a + 1:b]) + a + 1), b]
@@ -167,4 +170,4 @@ def batch_stretches(batch_dir: Path) -> BatchStretches:
                 np.asarray(boat, dtype=np.float64).copy(), station.envelope.ambient_c))
     return BatchStretches(name, station, tuple(stretches),
                           tuple(text for _, text in sorted(excluded)),
-                          batch_purges(data, station), data.batch_id)
+                          batch_purges(data, station, name), data.batch_id)

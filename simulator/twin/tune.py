@@ -36,11 +36,11 @@ from simulator.thermal import FurnaceThermal
 from simulator.twin.params import TwinParams
 from simulator.twin.replay import DEFAULT_SUBSTEP_S, Stretch, replay_loop
 
-__all__ = ["AUTOTUNE_CAVEAT", "JITTER_MAX_PCT", "Approach", "Response", "Suggestion",
+__all__ = ["AUTOTUNE_CAVEAT", "JITTER_MAX_PCT", "PID_TERMS", "Approach", "Response", "Suggestion",
            "output_jitter_pct", "pv_noise_k", "response", "responses", "suggest_terms"]
 
-AUTOTUNE_CAVEAT: Final = ("These are the twin's estimates, a model's opinion: the "
-                          "instrument's own autotune on the real furnace remains the final word.")
+AUTOTUNE_CAVEAT: Final = ("a model's opinion: the instrument's own autotune on the furnace "
+                          "remains the final word")
 DEFAULT_HOLD_S: Final = 3600.0
 ROW_S: Final = 2.0
 """The synthetic stretch's rows from the end of the ramp, s (the resolution of
@@ -53,7 +53,8 @@ this factor of the best candidate's: a suggestion is worth making only if it is 
 JITTER_MAX_PCT: Final = 5.0
 """The output jitter (RMS, %) suggested terms may cause on the thermocouple's noise, unless
 the present terms already cause more (``output_jitter_pct``)."""
-_TERMS: Final = ("proportional_band_c", "integral_time_s", "derivative_time_s")
+PID_TERMS: Final = ("proportional_band_c", "integral_time_s", "derivative_time_s")
+"""The PID terms the tuner searches, as ``TwinParams`` names them."""
 _SAMPLE_S: Final = 0.5  # the instrument's input sampling (the simulator's substep)
 # Multiples of the current (proportional band, integral time, derivative time): a coarse
 # grid around the current terms, then a finer one around the coarse grid's best.
@@ -235,7 +236,7 @@ def suggest_terms(p: TwinParams, approaches: Sequence[Approach], ambient_c: floa
 
     max_jitter_pct = max(JITTER_MAX_PCT, output_jitter_pct(p, pv_noise_k)) * (1.0 + 1e-9)
 
-    limits = [(n, *bounds[n]) for n in _TERMS if n in bounds] if bounds else []
+    limits = [(n, *bounds[n]) for n in PID_TERMS if n in bounds] if bounds else []
 
     def quiet(c: TwinParams) -> bool:
         return (output_jitter_pct(c, pv_noise_k) <= max_jitter_pct

@@ -228,3 +228,11 @@ def served_simulator(folder: Path, speed: int | str) -> Iterator[Path]:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def one_error_line(err: str) -> str:
+    """A command's one error line (``furnace: ...``) in ``err``, with no traceback there."""
+    lines = [line for line in err.splitlines() if line.startswith("furnace:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]

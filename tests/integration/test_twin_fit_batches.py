@@ -16,7 +16,7 @@ import pytest
 from controller.cli import main
 from controller.twin.stretches import batch_stretches
 from tests.conftest import ROOT
-from tests.integration.helpers import dry_run
+from tests.integration.helpers import dry_run, one_error_line
 from tests.integration.recipes import TINY, write
 
 pytestmark = pytest.mark.timeout(120)
@@ -49,13 +49,6 @@ def _fit(capsys: pytest.CaptureFixture[str], station: Path, *batches: str
     return code, capsys.readouterr().err
 
 
-def _one_error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.startswith("furnace:")]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    return lines[0]
-
-
 def _station(folder: Path) -> Path:
     path = folder / "station.toml"
     path.write_text(BUILTIN, encoding="utf-8")
@@ -66,7 +59,7 @@ def test_a_batch_measured_by_another_thermocouple_is_refused(
         type_r_batch: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, err = _fit(capsys, _station(tmp_path), str(type_r_batch))
     assert code == 2
-    line = _one_error_line(err)
+    line = one_error_line(err)
     assert type_r_batch.name in line
     assert "furnace.thermocouple" in line
     assert "Type R" in line
@@ -80,7 +73,7 @@ def test_a_batch_given_twice_is_named_by_its_folder(
     shutil.copytree(tiny_batch, copy)
     code, err = _fit(capsys, _station(tmp_path), str(tiny_batch), f"{copy}/")
     assert code == 2
-    line = _one_error_line(err)
+    line = one_error_line(err)
     assert line.startswith(f"furnace: {copy}")
     assert str(tiny_batch) in line
     assert "twice" in line
@@ -95,7 +88,7 @@ def test_a_copy_of_a_batch_under_another_name_is_the_same_batch(
     station = _station(tmp_path)
     code, err = _fit(capsys, station, str(tiny_batch), str(copy))
     assert code == 2
-    line = _one_error_line(err)
+    line = one_error_line(err)
     assert line.startswith(f"furnace: {copy}")
     assert str(tiny_batch) in line
     assert "twice" in line

@@ -22,6 +22,7 @@ from controller.twin.stretches import BatchStretches
 from simulator.twin import TwinParams
 from simulator.twin.fit import FitResult
 from tests.conftest import ROOT
+from tests.integration.helpers import one_error_line
 
 BUILTIN = (ROOT / "controller" / "builtin" / "sim.toml").read_text(encoding="utf-8")
 LEFT_OUT = "B3: 0:00:00-5:00:00 excluded: furnace not read (stale: no answer, an outage?)"
@@ -69,13 +70,6 @@ def _fit(capsys: pytest.CaptureFixture[str], station: Path, *more: str) -> tuple
     return code, captured.out, captured.err
 
 
-def _one_error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.startswith("furnace:")]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    return lines[0]
-
-
 def test_the_canned_fit_is_written(fake_fit: FakeFit, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     station = _station(tmp_path)
@@ -95,7 +89,7 @@ def test_output_into_a_missing_folder_is_refused_before_the_fit(
     target = tmp_path / "missing" / "fitted.toml"
     code, _, err = _fit(capsys, station, "-o", str(target))
     assert code == 2
-    assert str(target.parent) in _one_error_line(err)
+    assert str(target.parent) in one_error_line(err)
     assert fake_fit.calls == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lab"]
 
@@ -107,7 +101,7 @@ def test_output_onto_a_folder_is_refused_and_nothing_written(
     target.mkdir()
     code, _, err = _fit(capsys, station, "-o", str(target))
     assert code == 2
-    assert "folder" in _one_error_line(err)
+    assert "folder" in one_error_line(err)
     assert fake_fit.calls == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fitted", "lab"]
     assert not any(target.iterdir())
@@ -123,7 +117,7 @@ def test_a_figure_that_cannot_be_written_leaves_nothing(
     station = _station(tmp_path)
     code, _, err = _fit(capsys, station)
     assert code == 2
-    assert "Permission denied" in _one_error_line(err)
+    assert "Permission denied" in one_error_line(err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["station.toml"]
 
 
@@ -137,7 +131,7 @@ def test_maps_named_relative_to_the_station_and_output_elsewhere(
     elsewhere.mkdir()
     code, _, err = _fit(capsys, station, "-o", str(elsewhere / "fitted.toml"))
     assert code == 2
-    line = _one_error_line(err)
+    line = one_error_line(err)
     assert "furnace.map" in line
     assert "my-tc.toml" in line
     assert fake_fit.calls == 0
@@ -172,7 +166,7 @@ def test_a_twin_that_cannot_be_replaced_is_refused_before_the_fit(
         'twin.fit.fitted_utc = "2020-01-01T00:00:00Z"'))
     code, _, err = _fit(capsys, station)
     assert code == 2
-    assert _one_error_line(err).startswith(f"furnace: {station}: twin: ")
+    assert one_error_line(err).startswith(f"furnace: {station}: twin: ")
     assert fake_fit.calls == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["station.toml"]
 
@@ -186,7 +180,7 @@ def test_the_built_in_station_needs_a_file_to_write(
     monkeypatch.chdir(tmp_path)
     code, _, err = _fit(capsys, Path("builtin:sim"), *more)
     assert code == 2
-    assert "-o" in _one_error_line(err)
+    assert "-o" in one_error_line(err)
     assert fake_fit.calls == 0
     assert not any(tmp_path.iterdir())
 
@@ -197,7 +191,7 @@ def test_a_folder_in_the_way_of_the_temporary_file_is_one_line(
     (tmp_path / "station-twin.toml.tmp").mkdir()
     code, _, err = _fit(capsys, station)
     assert code == 2
-    assert "station-twin.toml" in _one_error_line(err)
+    assert "station-twin.toml" in one_error_line(err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["station-twin.toml.tmp", "station.toml"]
 
 
@@ -216,6 +210,6 @@ def test_a_batch_folders_records_are_never_written(
     more = () if output is None else ("-o", str(batch / output))
     code, _, err = _fit(capsys, station, *more)
     assert code == 2
-    assert "batch folder" in _one_error_line(err)
+    assert "batch folder" in one_error_line(err)
     assert fake_fit.calls == 0
     assert {p: p.read_bytes() for p in batch.rglob("*") if p.is_file()} == before

@@ -8,16 +8,10 @@ import pytest
 
 from controller.cli import main
 from tests.conftest import PROFILES, ROOT
+from tests.integration.helpers import one_error_line
 
 SMOKE = str(PROFILES / "smoke-600.toml")
 BUILTIN = str(ROOT / "controller" / "builtin" / "sim.toml")
-
-
-def _one_error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.startswith("furnace:")]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 @pytest.mark.parametrize("limit", ["nan", "inf", "-inf", "-1", "abc", ""])
@@ -29,5 +23,5 @@ def test_an_overshoot_limit_that_is_no_kelvin_is_refused(
         code = exc.code if isinstance(exc.code, int) else -1
     captured = capsys.readouterr()
     assert code == 2, captured.out
-    assert "--overshoot-max-k" in _one_error_line(captured.err)
+    assert "--overshoot-max-k" in one_error_line(captured.err)
     assert captured.out == ""

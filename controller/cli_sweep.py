@@ -51,8 +51,8 @@ from controller.sweep import (
     parameter_cells,
     parse_grid,
     run_sweep,
-    write_csv,
 )
+from controller.sweep_table import write_csv
 from drivers.errors import ConfigurationError
 
 __all__ = ["add_arguments", "main"]
